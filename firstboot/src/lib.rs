@@ -1,1 +1,12 @@
+//! The vgpu-firstboot library: the contract between the builder and the agent.
+//!
+//! `vgpu-bake` resolves a profile into a [`plan::Plan`], writes it into the
+//! bundle together with a [`manifest::Manifest`] and a copy of the GPU
+//! compatibility data ([`compat::CompatTable`]); the agent reads them back on
+//! the target host. Both sides use these types, so the format cannot drift.
 
+pub mod compat;
+pub mod layout;
+pub mod manifest;
+pub mod plan;
+pub mod unit;

@@ -1,0 +1,398 @@
+//! The resolved plan: every choice concrete, steps in order.
+//!
+//! `vgpu-bake` turns a profile into a `Plan` (see the builder's `resolve`
+//! module); the agent executes it. Choices only the target can make (which
+//! CPU vendor when the profile says `auto`, GRUB or systemd-boot, the running
+//! kernel) are recorded here as `auto` and decided on the host from facts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compat::Support;
+
+/// Current plan format version.
+pub const SCHEMA: u32 = 1;
+
+/// The whole plan, as written to `var/lib/vgpu-firstboot/plan.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Plan {
+    /// Format version, [`SCHEMA`].
+    pub schema: u32,
+    /// Bundle name (from the profile).
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// A demo plan: the driver is the stand-in installer from `data/demo/`.
+    pub demo: bool,
+    /// Proxmox VE major release the profile targets (7, 8 or 9).
+    pub proxmox: u8,
+    /// Debian codename of that release.
+    pub codename: String,
+    /// What the host is provisioned for.
+    pub mode: Mode,
+    /// Host configuration: repositories, kernel, IOMMU, modules.
+    pub host: HostPlan,
+    /// The host driver; absent in passthrough mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverPlan>,
+    /// vgpu_unlock settings; present only in unlock mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock: Option<UnlockPlan>,
+    /// Licensing settings, validated and carried for the licensing steps.
+    pub licensing: LicensingPlan,
+    /// How the agent behaves.
+    pub agent: AgentPlan,
+    /// Cards the profile names, classified.
+    #[serde(default, rename = "gpu")]
+    pub gpus: Vec<GpuRule>,
+    /// Disagreements found while resolving that did not stop the bake.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Steps in the order the agent runs them.
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// What the host is provisioned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Official vGPU cards with the unpatched vGPU-KVM driver.
+    Native,
+    /// Consumer cards through vgpu_unlock and a patched driver.
+    Unlock,
+    /// No vGPU driver: IOMMU, vfio and passthrough rules only.
+    Passthrough,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Native => "native",
+            Mode::Unlock => "unlock",
+            Mode::Passthrough => "passthrough",
+        })
+    }
+}
+
+/// CPU vendor for the IOMMU kernel arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Iommu {
+    /// Decided on the host from `/proc/cpuinfo`.
+    Auto,
+    /// `intel_iommu=on iommu=pt`.
+    Intel,
+    /// `amd_iommu=on iommu=pt`.
+    Amd,
+}
+
+/// Boot loader whose kernel command line the agent edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    /// Decided on the host (`/etc/kernel/proxmox-boot-uuids`, `/etc/kernel/cmdline`).
+    Auto,
+    /// `/etc/default/grub.d/` drop-in and `update-grub`.
+    Grub,
+    /// `/etc/kernel/cmdline` and `proxmox-boot-tool refresh`.
+    SystemdBoot,
+}
+
+/// Host configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostPlan {
+    /// CPU vendor for the IOMMU arguments.
+    pub iommu: Iommu,
+    /// Boot loader.
+    pub bootloader: Bootloader,
+    /// Kernel arguments for Intel hosts.
+    pub kernel_args_intel: Vec<String>,
+    /// Kernel arguments for AMD hosts.
+    pub kernel_args_amd: Vec<String>,
+    /// Extra kernel arguments from the profile, added on any vendor.
+    #[serde(default)]
+    pub kernel_args_extra: Vec<String>,
+    /// Packages phase 1 installs. `{kernel}` stands for the kernel that will run.
+    pub packages: Vec<String>,
+    /// Offline `.deb` files in the payload (paths relative to the payload dir).
+    #[serde(default)]
+    pub offline_debs: Vec<PayloadFile>,
+    /// Modules loaded at boot through `/etc/modules-load.d/`.
+    pub vfio_modules: Vec<String>,
+    /// Modules blacklisted through `/etc/modprobe.d/`.
+    pub blacklist: Vec<String>,
+    /// Kernel pin, when the driver cannot build on newer kernels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_pin: Option<KernelPin>,
+}
+
+/// A kernel series to pin when the running kernel is too new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KernelPin {
+    /// Pin only when the running kernel is at least this version.
+    pub when_running_at_least: String,
+    /// Kernel series to install and pin, e.g. `6.5` or `6.14.11`; the newest
+    /// `proxmox-kernel-<series>*` the host's repositories carry is chosen.
+    pub series: String,
+    /// Exact version used when the repositories list none, e.g. `6.5.13-6-pve`.
+    pub fallback: String,
+    /// Refuse to downgrade a ZFS root whose pool has features the old kernel
+    /// cannot import (OpenZFS 2.4 `block_cloning_endian`).
+    pub zfs_guard: bool,
+    /// Why the pin is needed.
+    pub reason: String,
+}
+
+/// A file in the bundle's payload directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PayloadFile {
+    /// Path relative to `var/lib/vgpu-firstboot/payload/`.
+    pub path: String,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The host driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DriverPlan {
+    /// vGPU software release, e.g. `17.5`.
+    pub release: String,
+    /// Host driver version, e.g. `550.144.02`.
+    pub version: String,
+    /// NVIDIA's `.run` file name (before patching).
+    pub filename: String,
+    /// MD5 of NVIDIA's `.run` (from the registry, or the profile when the
+    /// registry has none).
+    pub md5: String,
+    /// SHA-256 of NVIDIA's `.run`. Empty only in a plan resolved before the
+    /// file was verified (`vgpu-bake plan` without a fetched driver); a baked
+    /// plan always pins it.
+    pub sha256: String,
+    /// Size of NVIDIA's `.run` in bytes (0 when not yet verified).
+    pub size: u64,
+    /// The installer the agent runs: NVIDIA's file, or in unlock mode the
+    /// `-custom.run` the builder patched. Empty path when not yet baked.
+    pub installer: PayloadFile,
+    /// The vgpu_unlock patch applied at bake time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchRecord>,
+    /// Arguments passed to the installer (signing arguments are added on the
+    /// host when Secure Boot is on).
+    pub install_args: Vec<String>,
+    /// Services the driver ships that the agent enables.
+    pub services: Vec<String>,
+    /// SR-IOV unit enabled after the driver (native Ampere and newer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sriov_unit: Option<String>,
+}
+
+/// The unlock patch that turned NVIDIA's `.run` into the `-custom.run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PatchRecord {
+    /// Patch file name, e.g. `550.144.02.patch`.
+    pub file: String,
+    /// SHA-256 of the patch file.
+    pub sha256: String,
+}
+
+/// vgpu_unlock settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UnlockPlan {
+    /// The prebuilt `libvgpu_unlock_rs.so` in the payload.
+    pub library: PayloadFile,
+    /// Where the agent installs it (absolute path on the host).
+    pub library_path: String,
+    /// Content of `/etc/vgpu_unlock/profile_override.toml`.
+    pub profile_override: String,
+}
+
+/// Licensing (DLS) settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LicensingPlan {
+    /// Which licensing setup.
+    pub mode: LicensingMode,
+    /// Server address (host name or IP); absent for `none`, and for
+    /// `fastapi-dls` when the host's own address is to be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Server port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Lease length in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_days: Option<u32>,
+    /// Whether this plan's steps apply the settings. Licensing steps are not
+    /// implemented yet, so this is `false` and the settings are carried only.
+    pub applied: bool,
+}
+
+/// Which licensing setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicensingMode {
+    /// No licensing (unlicensed vGPUs are throttled after a grace period).
+    None,
+    /// An existing DLS server.
+    External,
+    /// A FastAPI-DLS server on the host itself.
+    FastapiDls,
+}
+
+/// Agent behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AgentPlan {
+    /// Reboots the agent may trigger before it stops and reports.
+    pub reboot_cap: u32,
+    /// Keep the payload after success (default: delete it).
+    pub keep_payload: bool,
+    /// Timeout for one command, in seconds.
+    pub command_timeout_secs: u64,
+}
+
+/// A card the profile names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GpuRule {
+    /// `10de:XXXX`.
+    pub id: String,
+    /// What the profile wants done with it.
+    pub role: GpuRole,
+    /// Marketing name from the database (empty if unknown).
+    pub name: String,
+    /// Support the corrected database records (absent if the id is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Support>,
+    /// Support the profile declares for this card, overriding the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared: Option<Support>,
+}
+
+/// What to do with a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuRole {
+    /// Use it for vGPU.
+    Vgpu,
+    /// Bind it (and its IOMMU group) to vfio-pci for passthrough.
+    Passthrough,
+}
+
+/// Boot phase a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Before the reboot.
+    One,
+    /// The reboot barrier between the phases.
+    Reboot,
+    /// After the reboot.
+    Two,
+}
+
+/// One step. Ids are stable: the state file refers to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Step {
+    /// Stable id, e.g. `apt-repositories`.
+    pub id: String,
+    /// Phase.
+    pub phase: Phase,
+    /// What it does.
+    pub kind: StepKind,
+    /// Why the plan contains it, for `plan` and `status`.
+    pub why: String,
+}
+
+/// What a step does; its settings are in the plan's sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Enterprise repositories off, no-subscription on.
+    AptRepositories,
+    /// `host.packages` and `host.offline-debs`.
+    AptInstall,
+    /// `host.kernel-pin`.
+    KernelPin,
+    /// IOMMU kernel arguments for the boot loader.
+    KernelArgs,
+    /// `host.vfio-modules`.
+    VfioModules,
+    /// `host.blacklist`.
+    BlacklistModules,
+    /// vfio-pci rules for the passthrough cards' IOMMU groups.
+    PassthroughRules,
+    /// `update-initramfs -u -k all`.
+    Initramfs,
+    /// Module signing key and MOK enrolment when Secure Boot is on.
+    SecureBoot,
+    /// Reboot if the running system lacks what phase 2 needs.
+    Reboot,
+    /// The reboot took effect.
+    VerifyReboot,
+    /// Every payload file matches the manifest.
+    VerifyPayload,
+    /// Unlock library, service drop-ins, profile override.
+    UnlockSetup,
+    /// Run the driver installer.
+    InstallDriver,
+    /// Enable the driver's services.
+    EnableServices,
+    /// Enable SR-IOV virtual functions.
+    Sriov,
+    /// `nvidia-smi vgpu` and `mdevctl types` answer.
+    PostCheck,
+    /// Done marker, unit link removed, payload deleted.
+    Finish,
+}
+
+/// Error reading a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Not valid TOML or not the plan format.
+    #[error("plan is not valid: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A schema this agent does not know.
+    #[error("plan schema {found} is not supported (this build reads schema {SCHEMA}); bake the bundle again with a matching vgpu-bake")]
+    Schema {
+        /// The schema found in the file.
+        found: u32,
+    },
+}
+
+impl Plan {
+    /// Parses and checks the schema version.
+    pub fn from_toml(text: &str) -> Result<Self, PlanError> {
+        // Check the schema first so a future format reports its version,
+        // not an unknown field.
+        #[derive(Deserialize)]
+        struct Head {
+            schema: u32,
+        }
+        let head: Head = toml::from_str(text)?;
+        if head.schema != SCHEMA {
+            return Err(PlanError::Schema { found: head.schema });
+        }
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Serialises to TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("plan serialises")
+    }
+
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
