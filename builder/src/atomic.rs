@@ -21,8 +21,12 @@ pub struct AtomicError {
     pub source: io::Error,
 }
 
-fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AtomicError + '_ {
-    move |source| AtomicError { action, path: path.to_path_buf(), source }
+fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AtomicError + 'a {
+    move |source| AtomicError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A file being written next to its final path; nothing appears under the
@@ -37,13 +41,19 @@ impl AtomicFile {
     /// Starts writing `dest` (its directory must exist).
     pub fn create(dest: &Path) -> Result<Self, AtomicError> {
         let dir = parent_dir(dest);
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(err("creating a temporary file in", dir))?;
-        Ok(Self { tmp, dest: dest.to_path_buf() })
+        Ok(Self {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
     }
 
     /// The open temp file.
@@ -62,7 +72,10 @@ impl AtomicFile {
 
     /// fsyncs, renames over the destination and fsyncs the directory.
     pub fn commit(self) -> Result<(), AtomicError> {
-        self.tmp.as_file().sync_all().map_err(err("syncing", self.tmp.path()))?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(err("syncing", self.tmp.path()))?;
         let dest = self.dest;
         self.tmp.persist(&dest).map_err(|e| AtomicError {
             action: "renaming a temporary file to",
@@ -92,7 +105,9 @@ pub fn write(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), AtomicError> {
 
 /// fsyncs a directory so a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), AtomicError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err("syncing the directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err("syncing the directory", dir))
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -114,8 +129,15 @@ mod tests {
         fs::write(&p, "old").unwrap();
         write(&p, b"new", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: DualHasher::new() }
+        Self {
+            inner,
+            hasher: DualHasher::new(),
+        }
     }
 
     /// The inner writer and the digests of what was written.
@@ -130,7 +133,10 @@ mod tests {
     fn known_digests() {
         let d = digest_bytes(b"abc");
         assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.size, 3);
         assert_eq!(digest_reader(&b"abc"[..]).unwrap(), d);
         let mut w = HashingWriter::new(Vec::new());

@@ -35,7 +35,10 @@ fn main() -> Result<()> {
                 .with_context(|| format!("reading the plan {}", path.display()))?;
             let plan = Plan::from_toml(&text)
                 .with_context(|| format!("parsing the plan {}", path.display()))?;
-            println!("plan {} ({} mode, Proxmox VE {})", plan.name, plan.mode, plan.proxmox);
+            println!(
+                "plan {} ({} mode, Proxmox VE {})",
+                plan.name, plan.mode, plan.proxmox
+            );
             for step in &plan.steps {
                 println!("  {:?} {}: {}", step.phase, step.id, step.why);
             }

@@ -363,7 +363,9 @@ pub enum PlanError {
     #[error("plan is not valid: {0}")]
     Parse(#[from] toml::de::Error),
     /// A schema this agent does not know.
-    #[error("plan schema {found} is not supported (this build reads schema {SCHEMA}); bake the bundle again with a matching vgpu-bake")]
+    #[error(
+        "plan schema {found} is not supported (this build reads schema {SCHEMA}); bake the bundle again with a matching vgpu-bake"
+    )]
     Schema {
         /// The schema found in the file.
         found: u32,

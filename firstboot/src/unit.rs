@@ -31,7 +31,10 @@ mod tests {
             "StandardOutput=journal+console",
             "WantedBy=multi-user.target",
         ] {
-            assert!(unit.lines().any(|l| l == line), "missing {line:?} in:\n{unit}");
+            assert!(
+                unit.lines().any(|l| l == line),
+                "missing {line:?} in:\n{unit}"
+            );
         }
     }
 }
