@@ -1,1 +1,411 @@
-//! (being written)
+//! The raw profile: strict TOML schema, no I/O beyond reading the file.
+//!
+//! Rules for the schema: every table denies unknown keys, keys are
+//! kebab-case, optional keys have the default a homelab user expects, and
+//! nothing here is interpreted: meaning is checked in `resolve`, where the
+//! registry and the GPU database are at hand.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A parsed profile file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Profile {
+    /// Bundle name; default: the file name without `.toml`.
+    pub name: Option<String>,
+    /// One line for humans.
+    #[serde(default)]
+    pub description: String,
+    /// Proxmox VE major release of the hosts: 7, 8 or 9.
+    pub proxmox: u8,
+    /// What the hosts are provisioned for.
+    pub vgpu: VgpuSection,
+    /// The host driver (not used in passthrough mode).
+    pub driver: Option<DriverSection>,
+    /// Host settings.
+    #[serde(default)]
+    pub host: HostSection,
+    /// Cards the fleet has.
+    #[serde(default, rename = "gpu")]
+    pub gpus: Vec<GpuSection>,
+    /// vgpu_unlock inputs (unlock mode only).
+    pub unlock: Option<UnlockSection>,
+    /// Licensing (DLS) settings.
+    #[serde(default)]
+    pub licensing: LicensingSection,
+    /// Agent behaviour.
+    #[serde(default)]
+    pub agent: AgentSection,
+}
+
+/// `[vgpu]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VgpuSection {
+    /// `native`, `unlock` or `passthrough`.
+    pub mode: ModeWord,
+}
+
+/// `vgpu.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeWord {
+    /// Official vGPU cards.
+    Native,
+    /// Consumer cards through vgpu_unlock.
+    Unlock,
+    /// No vGPU driver, passthrough only.
+    Passthrough,
+}
+
+/// `[driver]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DriverSection {
+    /// vGPU release from `data/drivers.toml`, e.g. `"17.5"`, or `"demo"`.
+    pub release: String,
+    /// Pins the `.run` file's SHA-256 (recommended for fleets).
+    pub sha256: Option<String>,
+    /// MD5 for releases the registry has none for.
+    pub md5: Option<String>,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostSection {
+    /// CPU vendor: `auto` (decided on the host), `intel` or `amd`.
+    #[serde(default)]
+    pub iommu: IommuWord,
+    /// `auto`, `grub` or `systemd-boot`.
+    #[serde(default)]
+    pub bootloader: BootloaderWord,
+    /// Extra kernel arguments.
+    #[serde(default)]
+    pub kernel_args: Vec<String>,
+    /// Extra packages for phase 1.
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+/// `host.iommu`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IommuWord {
+    /// Decided on the host.
+    #[default]
+    Auto,
+    /// Intel VT-d.
+    Intel,
+    /// AMD-Vi.
+    Amd,
+}
+
+/// `host.bootloader`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootloaderWord {
+    /// Decided on the host.
+    #[default]
+    Auto,
+    /// GRUB.
+    Grub,
+    /// systemd-boot through proxmox-boot-tool.
+    SystemdBoot,
+}
+
+/// `[[gpu]]`: one card model the fleet has.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GpuSection {
+    /// `10de:XXXX`.
+    pub id: String,
+    /// `vgpu` (default) or `passthrough`.
+    #[serde(default)]
+    pub role: RoleWord,
+    /// The fleet's own word on what the card can do, overriding the database:
+    /// `native`, `unlock` or `none`.
+    pub mode: Option<CardModeWord>,
+}
+
+/// `gpu.role`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleWord {
+    /// Used for vGPU.
+    #[default]
+    Vgpu,
+    /// Passed through to one VM.
+    Passthrough,
+}
+
+/// `gpu.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CardModeWord {
+    /// An official vGPU card.
+    Native,
+    /// Works through vgpu_unlock.
+    Unlock,
+    /// Not usable for vGPU.
+    None,
+}
+
+/// `[unlock]`: files from the operator's machine, paths relative to the
+/// profile's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UnlockSection {
+    /// The vgpu_unlock patch for the release (from a copy of the
+    /// polloloco vgpu-proxmox repository), e.g. `vgpu-proxmox/550.144.02.patch`.
+    pub patch: PathBuf,
+    /// A prebuilt `libvgpu_unlock_rs.so`.
+    pub library: PathBuf,
+    /// Its SHA-256.
+    pub library_sha256: String,
+    /// Content for `/etc/vgpu_unlock/profile_override.toml` (default: empty).
+    #[serde(default)]
+    pub profile_override: String,
+}
+
+/// `[licensing]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LicensingSection {
+    /// `none`, `external` or `fastapi-dls`.
+    pub mode: LicensingWord,
+    /// DLS server address.
+    pub server: Option<String>,
+    /// DLS server port.
+    pub port: Option<u16>,
+    /// Lease length in days (1 to 90).
+    pub lease_days: Option<u32>,
+}
+
+impl Default for LicensingSection {
+    fn default() -> Self {
+        Self {
+            mode: LicensingWord::None,
+            server: None,
+            port: None,
+            lease_days: None,
+        }
+    }
+}
+
+/// `licensing.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicensingWord {
+    /// No licensing.
+    None,
+    /// An existing DLS server.
+    External,
+    /// FastAPI-DLS on the host.
+    FastapiDls,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AgentSection {
+    /// Reboots allowed before the agent stops and reports (default 2).
+    #[serde(default = "default_reboot_cap")]
+    pub reboot_cap: u32,
+    /// Keep the payload after success (default false).
+    #[serde(default)]
+    pub keep_payload: bool,
+    /// Timeout for one command in seconds (default 3600: DKMS builds and
+    /// initramfs rebuilds are slow on small hosts).
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: u64,
+}
+
+fn default_reboot_cap() -> u32 {
+    2
+}
+
+fn default_command_timeout() -> u64 {
+    3600
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            reboot_cap: 2,
+            keep_payload: false,
+            command_timeout: default_command_timeout(),
+        }
+    }
+}
+
+/// A profile that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the profile: {source}")]
+    Read {
+        /// The profile file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The profile file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Profile {
+    /// Reads and parses a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses profile text; `path` is used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Profile, ProfileError> {
+        toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..text.len());
+            let offset = span.start.min(text.len());
+            let (line, column) = line_col(text, offset);
+            // A span over the whole document is about the top level.
+            let whole = span.start == 0 && (span.end == 0 || span.end >= text.trim_end().len());
+            let table = if whole {
+                None
+            } else {
+                enclosing_table(text, line)
+            };
+            let message = describe(e.message(), table.as_deref());
+            ProfileError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The `[table]` or `[[table]]` header above a line, if any.
+fn enclosing_table(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            let inner = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]"));
+            let inner = inner.or_else(|| l.strip_prefix('[').and_then(|s| s.strip_suffix(']')));
+            inner.map(|s| s.trim().to_string())
+        })
+}
+
+/// Turns serde's wording into one that names the key with its table and
+/// says what is allowed.
+fn describe(message: &str, table: Option<&str>) -> String {
+    let message = message.trim();
+    let qualify = |key: &str| match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((key, allowed)) = rest.split_once('`') {
+            let allowed = allowed.trim_start_matches(", expected ").trim();
+            return format!("unknown key `{}`: allowed here are {allowed}", qualify(key));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some((key, _)) = rest.split_once('`') {
+            return format!("missing key `{}`: it is required", qualify(key));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((value, allowed)) = rest.split_once('`') {
+            let allowed = allowed.trim_start_matches(", expected ").trim();
+            let key = table
+                .map(|t| format!(" for a key in `[{t}]`"))
+                .unwrap_or_default();
+            return format!("`{value}` is not allowed{key}: use {allowed}");
+        }
+    }
+    match table {
+        Some(t) => format!("{message} (in `[{t}]`)"),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Profile::parse(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_profile_gets_defaults() {
+        let p = Profile::parse(
+            "proxmox = 8\n[vgpu]\nmode = \"passthrough\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(p.vgpu.mode, ModeWord::Passthrough);
+        assert_eq!(p.host.iommu, IommuWord::Auto);
+        assert_eq!(p.licensing.mode, LicensingWord::None);
+        assert_eq!(p.agent.reboot_cap, 2);
+        assert!(p.gpus.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_table_and_allowed_keys() {
+        let e = err("proxmox = 8\n[vgpu]\nmode = \"native\"\n[host]\niommuu = \"intel\"\n");
+        assert!(
+            e.starts_with("p.toml:5:1: unknown key `host.iommuu`: allowed here are one of `iommu`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn snake_case_key_is_rejected() {
+        let e = err("proxmox = 8\n[vgpu]\nmode = \"native\"\n[agent]\nreboot_cap = 3\n");
+        assert!(e.contains("unknown key `agent.reboot_cap`"), "{e}");
+        assert!(e.contains("`reboot-cap`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_choices() {
+        let e = err("proxmox = 8\n[vgpu]\nmode = \"magic\"\n");
+        assert!(e.contains("`magic` is not allowed for a key in `[vgpu]`: use one of `native`, `unlock`, `passthrough`"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = err("[vgpu]\nmode = \"native\"\n");
+        assert!(e.contains("missing key `proxmox`"), "{e}");
+    }
+}
