@@ -1,1 +1,455 @@
-//! (being written)
+//! Driver files into a verified cache: reuse a cached file whose checksum
+//! matches, otherwise download it (resume, bounded retries, no HTML pages,
+//! checksum verified before it gets its final name) or import the user's
+//! `--driver-file`. Each verified file gets a `<name>.digests.toml` sidecar
+//! so later bakes learn its sha256 without re-reading it ([`cached_digests`]).
+//!
+//! Cache layout, for a registry filename `NAME`:
+//! `NAME` (verified), `NAME.digests.toml`, `NAME.part` (partial download,
+//! locked while in use), `NAME.bak` (the last cached copy found corrupt).
+
+mod download;
+mod error;
+mod progress;
+mod sidecar;
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::HumanBytes;
+
+pub use self::error::FetchError;
+use self::error::io_err;
+pub use self::progress::ProgressMode;
+use self::progress::Reporter;
+use crate::atomic::AtomicFile;
+use crate::hash::{Digests, DualHasher, digest_reader, is_hex};
+
+/// One driver file to make available in the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Registry filename; the cache stores the file under this name.
+    pub filename: String,
+    /// Download URL from the registry, if any.
+    pub url: Option<String>,
+    /// Expected md5 (hex), usually from the registry.
+    pub md5: Option<String>,
+    /// Expected sha256 (hex), pinned by the profile or given with `--sha256`.
+    pub sha256: Option<String>,
+    /// A file the user downloaded (`--driver-file`): verified and imported.
+    pub driver_file: Option<PathBuf>,
+}
+
+/// How to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// The cache directory (created if missing).
+    pub cache_dir: PathBuf,
+    /// Extra attempts after a transient failure (the first try is not counted).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// Connect and per-read timeout.
+    pub timeout: Duration,
+    /// Progress output on stderr.
+    pub progress: ProgressMode,
+}
+
+impl FetchOptions {
+    /// Defaults: 4 retries, 2 s backoff (doubling), 30 s timeout, auto progress.
+    pub fn new(cache_dir: PathBuf) -> Self {
+        Self {
+            cache_dir,
+            retries: 4,
+            backoff: Duration::from_secs(2),
+            timeout: Duration::from_secs(30),
+            progress: ProgressMode::Auto,
+        }
+    }
+}
+
+/// How the file got into the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already cached with a matching checksum; nothing downloaded.
+    CacheHit,
+    /// Downloaded; the last response started at `resumed_from` (0 = whole file).
+    Downloaded {
+        /// Bytes already on disk when the successful response began.
+        resumed_from: u64,
+        /// Requests made in this call.
+        attempts: u32,
+    },
+    /// Copied from the user's `--driver-file`.
+    Imported {
+        /// The user's file.
+        from: PathBuf,
+    },
+}
+
+/// A verified file in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The file in the cache.
+    pub path: PathBuf,
+    /// Its digests (all of them, whatever was checked).
+    pub digests: Digests,
+    /// How it got there.
+    pub outcome: Outcome,
+}
+
+impl Fetched {
+    /// One line for the user.
+    pub fn describe(&self) -> String {
+        let path = self.path.display();
+        let size = HumanBytes(self.digests.size);
+        match &self.outcome {
+            Outcome::CacheHit => format!(
+                "cache hit: {path} ({size}), checksum ok, no download (md5 {})",
+                self.digests.md5
+            ),
+            Outcome::Downloaded {
+                resumed_from,
+                attempts,
+            } => {
+                let tries = if *attempts == 1 {
+                    "1 attempt".to_owned()
+                } else {
+                    format!("{attempts} attempts")
+                };
+                let resumed = if *resumed_from > 0 {
+                    format!("resumed at {resumed_from} bytes, ")
+                } else {
+                    String::new()
+                };
+                format!("downloaded {path} ({size}), checksum ok ({resumed}{tries})")
+            }
+            Outcome::Imported { from } => format!(
+                "imported {} into {path} ({size}), checksum ok",
+                from.display()
+            ),
+        }
+    }
+}
+
+/// `dirs::cache_dir()/vgpu-bake/drivers`, else `$HOME/.cache/vgpu-bake/drivers`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("vgpu-bake")
+        .join("drivers")
+}
+
+/// Makes `req`'s file available, verified, in `opts.cache_dir`.
+///
+/// Order: `--driver-file` is imported; otherwise a checksum is required, a
+/// cached copy that matches is used as is (a mismatching one is kept as
+/// `NAME.bak`), and only then is the URL needed and downloaded.
+pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchError> {
+    let filename = check_filename(&req.filename)?;
+    let expect = Expected::new(filename, req.md5.as_deref(), req.sha256.as_deref())?;
+    let dir = &opts.cache_dir;
+    fs::create_dir_all(dir).map_err(io_err("creating the cache directory", dir))?;
+    let dest = dir.join(filename);
+    if let Some(src) = &req.driver_file {
+        return import(src, &dest, filename, &expect);
+    }
+    if expect.is_empty() {
+        return Err(FetchError::NoChecksum {
+            filename: filename.to_owned(),
+        });
+    }
+    let mut report = Reporter::new(opts.progress, filename);
+    if let Some(digests) = check_cached(&dest, &expect, &report)? {
+        return Ok(Fetched {
+            path: dest,
+            digests,
+            outcome: Outcome::CacheHit,
+        });
+    }
+    let url = check_url(filename, req.url.as_deref())?;
+    let done = download::download(url, &dest, filename, &expect, opts, &mut report)?;
+    let meta = fs::metadata(&dest).map_err(io_err("reading the metadata of", &dest))?;
+    sidecar::write(&dest, &meta, &done.digests)?;
+    Ok(Fetched {
+        path: dest,
+        digests: done.digests,
+        outcome: Outcome::Downloaded {
+            resumed_from: done.resumed_from,
+            attempts: done.attempts,
+        },
+    })
+}
+
+/// The digests of the cached `filename`, or `None` if it is not cached.
+///
+/// Trusts the sidecar while the file's size and mtime match it; otherwise
+/// hashes the file once and rewrites the sidecar. This reports what the file
+/// *is*; comparing it with an expected checksum is the caller's job.
+pub fn cached_digests(cache_dir: &Path, filename: &str) -> Result<Option<Digests>, FetchError> {
+    let file = cache_dir.join(check_filename(filename)?);
+    let meta = match fs::metadata(&file) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading the metadata of", &file)(e)),
+    };
+    if let Some(d) = sidecar::read_trusted(&file, &meta) {
+        return Ok(Some(d));
+    }
+    let f = File::open(&file).map_err(io_err("opening", &file))?;
+    let meta = f
+        .metadata()
+        .map_err(io_err("reading the metadata of", &file))?;
+    let digests = digest_reader(f).map_err(io_err("reading", &file))?;
+    sidecar::write(&file, &meta, &digests)?;
+    Ok(Some(digests))
+}
+
+/// The checksums a file must have (lower-case hex; at least one for downloads).
+#[derive(Debug)]
+struct Expected {
+    md5: Option<String>,
+    sha256: Option<String>,
+}
+
+impl Expected {
+    fn new(filename: &str, md5: Option<&str>, sha256: Option<&str>) -> Result<Self, FetchError> {
+        let norm = |kind: &'static str, len: usize, v: Option<&str>| match v
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(None),
+            Some(v) if is_hex(v, len) => Ok(Some(v.to_ascii_lowercase())),
+            Some(v) => Err(FetchError::BadChecksum {
+                filename: filename.to_owned(),
+                kind,
+                value: v.to_owned(),
+                len,
+            }),
+        };
+        Ok(Self {
+            md5: norm("md5", 32, md5)?,
+            sha256: norm("sha256", 64, sha256)?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.md5.is_none() && self.sha256.is_none()
+    }
+
+    /// `None` if `d` matches; else "md5 expected X, got Y; ..." per mismatch.
+    fn mismatch(&self, d: &Digests) -> Option<String> {
+        let pairs = [
+            ("md5", &self.md5, &d.md5),
+            ("sha256", &self.sha256, &d.sha256),
+        ];
+        let wrong: Vec<String> = pairs
+            .iter()
+            .filter_map(|(kind, want, got)| match want {
+                Some(w) if w != *got => Some(format!("{kind} expected {w}, got {got}")),
+                _ => None,
+            })
+            .collect();
+        (!wrong.is_empty()).then(|| wrong.join("; "))
+    }
+}
+
+/// A registry filename must name a file inside the cache directory.
+fn check_filename(name: &str) -> Result<&str, FetchError> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.');
+    if ok {
+        Ok(name)
+    } else {
+        Err(FetchError::BadFilename {
+            filename: name.to_owned(),
+        })
+    }
+}
+
+/// The URL if plain HTTP(S) can fetch it.
+fn check_url<'a>(filename: &str, url: Option<&'a str>) -> Result<&'a str, FetchError> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Err(FetchError::NoUrl {
+            filename: filename.to_owned(),
+        });
+    };
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return Err(FetchError::UnsupportedUrl {
+            filename: filename.to_owned(),
+            url: url.to_owned(),
+        });
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = host.split(':').next().unwrap_or("");
+    let mega = ["mega.nz", "mega.co.nz", "mega.io"]
+        .iter()
+        .any(|m| host == *m || host.ends_with(&format!(".{m}")));
+    if mega {
+        return Err(FetchError::MegaUrl {
+            filename: filename.to_owned(),
+            url: url.to_owned(),
+        });
+    }
+    Ok(url)
+}
+
+/// Verifies a cached file by hashing it. A match is a cache hit (and its
+/// sidecar is refreshed); a mismatch is moved to `NAME.bak`.
+fn check_cached(
+    dest: &Path,
+    expect: &Expected,
+    report: &Reporter,
+) -> Result<Option<Digests>, FetchError> {
+    let f = match File::open(dest) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("opening the cached", dest)(e)),
+    };
+    let meta = f
+        .metadata()
+        .map_err(io_err("reading the metadata of", dest))?;
+    let digests = digest_reader(f).map_err(io_err("reading the cached", dest))?;
+    let Some(mismatch) = expect.mismatch(&digests) else {
+        sidecar::write(dest, &meta, &digests)?;
+        return Ok(Some(digests));
+    };
+    let mut bak = dest.as_os_str().to_owned();
+    bak.push(".bak");
+    let bak = PathBuf::from(bak);
+    fs::rename(dest, &bak).map_err(io_err("moving the corrupt cached file to", &bak))?;
+    let _ = fs::remove_file(sidecar::path_for(dest));
+    report.note(&format!(
+        "{}: cached file has the wrong checksum ({mismatch}); kept it as {} and downloading again",
+        dest.display(),
+        bak.display()
+    ));
+    Ok(None)
+}
+
+/// Copies the user's file into the cache (atomically), hashing it on the way.
+fn import(
+    src: &Path,
+    dest: &Path,
+    filename: &str,
+    expect: &Expected,
+) -> Result<Fetched, FetchError> {
+    if expect.is_empty() {
+        return Err(FetchError::NoChecksumForFile {
+            path: src.to_path_buf(),
+        });
+    }
+    let mut input = File::open(src).map_err(io_err("opening the driver file", src))?;
+    let meta = input
+        .metadata()
+        .map_err(io_err("reading the metadata of", src))?;
+    if !meta.is_file() {
+        return Err(io_err("importing the driver file", src)(io::Error::other(
+            "not a regular file",
+        )));
+    }
+    let mut out = AtomicFile::create(dest)?;
+    let mut hasher = DualHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("reading the driver file", src)(e)),
+        };
+        out.write_all(&buf[..n])
+            .map_err(io_err("writing a copy of the driver file to", dest))?;
+        hasher.update(&buf[..n]);
+    }
+    let digests = hasher.finish();
+    if let Some(mismatch) = expect.mismatch(&digests) {
+        return Err(FetchError::FileMismatch {
+            path: src.to_path_buf(),
+            filename: filename.to_owned(),
+            mismatch,
+        });
+    }
+    out.set_mode(0o644)?;
+    out.commit()?;
+    let meta = fs::metadata(dest).map_err(io_err("reading the metadata of", dest))?;
+    sidecar::write(dest, &meta, &digests)?;
+    // A leftover partial download of the same file is now useless.
+    let mut part = OsString::from(dest.as_os_str());
+    part.push(".part");
+    let _ = fs::remove_file(PathBuf::from(part));
+    Ok(Fetched {
+        path: dest.to_path_buf(),
+        digests,
+        outcome: Outcome::Imported {
+            from: src.to_path_buf(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames() {
+        assert!(check_filename("NVIDIA-Linux-x86_64-550.144.02-vgpu-kvm.run").is_ok());
+        for bad in ["", ".", "..", "../x.run", "a/b.run", ".hidden"] {
+            assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let f = "x.run";
+        assert_eq!(
+            check_url(f, Some(" https://h/x.run ")).ok(),
+            Some("https://h/x.run")
+        );
+        assert!(matches!(check_url(f, None), Err(FetchError::NoUrl { .. })));
+        assert!(matches!(
+            check_url(f, Some("  ")),
+            Err(FetchError::NoUrl { .. })
+        ));
+        for mega in [
+            "https://mega.nz/file/abc#key",
+            "https://MEGA.NZ/#!x",
+            "http://u@www.mega.nz:443/f",
+        ] {
+            assert!(
+                matches!(check_url(f, Some(mega)), Err(FetchError::MegaUrl { .. })),
+                "{mega}"
+            );
+        }
+        assert!(check_url(f, Some("https://notmega.nz/x")).is_ok());
+        assert!(matches!(
+            check_url(f, Some("auto")),
+            Err(FetchError::UnsupportedUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn expected_checksums() {
+        let e = Expected::new("f", Some("900150983CD24FB0D6963F7D28E17F72"), None).unwrap();
+        let d = crate::hash::digest_bytes(b"abc");
+        assert_eq!(e.mismatch(&d), None);
+        let e = Expected::new("f", None, Some(&"0".repeat(64))).unwrap();
+        let m = e.mismatch(&d).unwrap();
+        assert!(m.starts_with("sha256 expected 000"), "{m}");
+        assert!(m.contains(&d.sha256), "{m}");
+        assert!(Expected::new("f", Some("xyz"), None).is_err());
+        assert!(Expected::new("f", Some(""), None).unwrap().is_empty());
+    }
+}

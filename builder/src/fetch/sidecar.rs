@@ -1,0 +1,77 @@
+//! `<name>.digests.toml` next to each verified cache file: its md5, sha256,
+//! size and mtime, so a later bake learns the sha256 of a 500 MB driver
+//! without reading it again. Trusted only while size and mtime still match.
+
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::FetchError;
+use crate::atomic;
+use crate::hash::{Digests, is_hex};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sidecar {
+    filename: String,
+    size: u64,
+    /// Seconds part of the file's mtime.
+    mtime: i64,
+    /// Nanoseconds part of the file's mtime.
+    mtime_nsec: i64,
+    md5: String,
+    sha256: String,
+}
+
+/// The sidecar path of a cache file.
+pub(super) fn path_for(file: &Path) -> PathBuf {
+    let mut name = file.file_name().map(OsString::from).unwrap_or_default();
+    name.push(".digests.toml");
+    file.with_file_name(name)
+}
+
+/// Records `digests` for `file`, whose metadata `meta` was taken *before* it
+/// was hashed: if the file changed meanwhile, the sidecar will not match it
+/// and is ignored later. Skipped when the sizes already disagree.
+pub(super) fn write(file: &Path, meta: &Metadata, digests: &Digests) -> Result<(), FetchError> {
+    if meta.len() != digests.size {
+        return Ok(());
+    }
+    let sidecar = Sidecar {
+        filename: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size: digests.size,
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+        md5: digests.md5.clone(),
+        sha256: digests.sha256.clone(),
+    };
+    let mut text = String::from("# Written by vgpu-bake: digests of the file next to this one.\n");
+    // Serializing this flat struct of strings and integers cannot fail; if
+    // it ever did, the sidecar is only a cache, so skip it.
+    let Ok(body) = toml::to_string(&sidecar) else {
+        return Ok(());
+    };
+    text.push_str(&body);
+    atomic::write(&path_for(file), text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// The recorded digests if the sidecar exists, parses, and still matches
+/// the size and mtime in `meta`.
+pub(super) fn read_trusted(file: &Path, meta: &Metadata) -> Option<Digests> {
+    let text = std::fs::read_to_string(path_for(file)).ok()?;
+    let s: Sidecar = toml::from_str(&text).ok()?;
+    let fresh =
+        s.size == meta.len() && s.mtime == meta.mtime() && s.mtime_nsec == meta.mtime_nsec();
+    (fresh && is_hex(&s.md5, 32) && is_hex(&s.sha256, 64)).then(|| Digests {
+        md5: s.md5.to_ascii_lowercase(),
+        sha256: s.sha256.to_ascii_lowercase(),
+        size: s.size,
+    })
+}
