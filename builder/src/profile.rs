@@ -331,25 +331,25 @@ fn describe(message: &str, table: Option<&str>) -> String {
         Some(t) => format!("{t}.{key}"),
         None => key.to_string(),
     };
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, allowed)) = rest.split_once('`') {
-            let allowed = allowed.trim_start_matches(", expected ").trim();
-            return format!("unknown key `{}`: allowed here are {allowed}", qualify(key));
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((key, allowed)) = rest.split_once('`')
+    {
+        let allowed = allowed.trim_start_matches(", expected ").trim();
+        return format!("unknown key `{}`: allowed here are {allowed}", qualify(key));
     }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some((key, _)) = rest.split_once('`') {
-            return format!("missing key `{}`: it is required", qualify(key));
-        }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((key, _)) = rest.split_once('`')
+    {
+        return format!("missing key `{}`: it is required", qualify(key));
     }
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        if let Some((value, allowed)) = rest.split_once('`') {
-            let allowed = allowed.trim_start_matches(", expected ").trim();
-            let key = table
-                .map(|t| format!(" for a key in `[{t}]`"))
-                .unwrap_or_default();
-            return format!("`{value}` is not allowed{key}: use {allowed}");
-        }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, allowed)) = rest.split_once('`')
+    {
+        let allowed = allowed.trim_start_matches(", expected ").trim();
+        let key = table
+            .map(|t| format!(" for a key in `[{t}]`"))
+            .unwrap_or_default();
+        return format!("`{value}` is not allowed{key}: use {allowed}");
     }
     match table {
         Some(t) => format!("{message} (in `[{t}]`)"),

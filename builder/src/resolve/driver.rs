@@ -1,0 +1,211 @@
+//! Driver release choice, installer arguments and unlock inputs.
+
+use vgpu_firstboot::plan::{DriverPlan, Mode, PatchRecord, PayloadFile, UnlockPlan};
+
+use super::{Ctx, ResolveError};
+use crate::hash::is_hex;
+use crate::profile::Profile;
+use crate::registry::{Registry, Release};
+
+/// Where the agent installs the unlock library on the host.
+pub const UNLOCK_LIBRARY_PATH: &str = "/usr/local/lib/vgpu_unlock/libvgpu_unlock_rs.so";
+
+/// Payload path of the unlock library.
+pub const UNLOCK_LIBRARY_PAYLOAD: &str = "unlock/libvgpu_unlock_rs.so";
+
+/// The release the profile names, checked against its mode and Proxmox major.
+pub(super) fn pick_release<'r>(
+    profile: &Profile,
+    mode: Mode,
+    registry: &'r Registry,
+    cx: &Ctx,
+) -> Result<Option<&'r Release>, ResolveError> {
+    let Some(section) = &profile.driver else {
+        if mode == Mode::Passthrough {
+            return Ok(None);
+        }
+        return Err(cx.err(format!(
+            "missing `[driver]`: {mode} mode needs `driver.release`, one of {}",
+            offered(registry, profile.proxmox, mode).join(", ")
+        )));
+    };
+    if mode == Mode::Passthrough {
+        return Err(cx.err(
+            "`[driver]` is set but `vgpu.mode` = \"passthrough\" installs no vGPU driver: remove `[driver]` or choose another mode",
+        ));
+    }
+    let Some(release) = registry.get(&section.release) else {
+        return Err(cx.err(format!(
+            "`driver.release` = {:?} is not a known vGPU release; known: {}",
+            section.release,
+            registry.names().join(", ")
+        )));
+    };
+    if !release.proxmox.contains(&profile.proxmox) {
+        let majors: Vec<String> = release.proxmox.iter().map(u8::to_string).collect();
+        return Err(cx.err(format!(
+            "`driver.release` = {:?} does not support Proxmox VE {} (it is offered for Proxmox VE {}); for Proxmox VE {} in {mode} mode use one of {}",
+            release.release,
+            profile.proxmox,
+            majors.join(", "),
+            profile.proxmox,
+            offered(registry, profile.proxmox, mode).join(", ")
+        )));
+    }
+    if mode == Mode::Unlock {
+        if release.patch.is_none() {
+            return Err(cx.err(format!(
+                "`driver.release` = {:?} is for native cards only ({}); no vgpu_unlock patch exists for it. Unlock mode needs one of {}",
+                release.release,
+                release.note,
+                offered(registry, profile.proxmox, mode).join(", ")
+            )));
+        }
+        if unlock_impossible(release, profile.proxmox) {
+            return Err(cx.err(format!(
+                "`driver.release` = {:?} in unlock mode needs a kernel older than {} (its vgpu_unlock patch does not build on newer ones) and Proxmox VE {} ships none; use one of {}, or Proxmox VE 8",
+                release.release,
+                release.unlock_kernel_below.as_deref().unwrap_or("?"),
+                profile.proxmox,
+                offered(registry, profile.proxmox, mode).join(", ")
+            )));
+        }
+    }
+    Ok(Some(release))
+}
+
+/// Unlock on Proxmox VE 9 needs at least kernel 6.14, so releases whose
+/// patches stop building at 6.8 cannot work there.
+fn unlock_impossible(release: &Release, proxmox: u8) -> bool {
+    proxmox >= 9 && release.unlock_kernel_below.as_deref() == Some("6.8")
+}
+
+/// Releases usable for this Proxmox major and mode, newest first.
+fn offered(registry: &Registry, proxmox: u8, mode: Mode) -> Vec<String> {
+    registry
+        .releases
+        .iter()
+        .filter(|r| !r.demo && r.proxmox.contains(&proxmox))
+        .filter(|r| mode != Mode::Unlock || (r.patch.is_some() && !unlock_impossible(r, proxmox)))
+        .map(|r| r.release.clone())
+        .collect()
+}
+
+/// The driver section of the plan (hashes of files pinned later).
+pub(super) fn driver_plan(
+    profile: &Profile,
+    mode: Mode,
+    release: &Release,
+    cx: &Ctx,
+) -> Result<DriverPlan, ResolveError> {
+    let section = profile.driver.as_ref().expect("checked in pick_release");
+    let md5 = match (&release.md5, &section.md5) {
+        (Some(known), Some(given)) if !known.eq_ignore_ascii_case(given) => {
+            return Err(cx.err(format!(
+                "`driver.md5` = {given:?} contradicts the registry's md5 {known} for release {}: remove `driver.md5` or check your file",
+                release.release
+            )));
+        }
+        (Some(known), _) => known.clone(),
+        (None, Some(given)) => given.to_ascii_lowercase(),
+        (None, None) => String::new(),
+    };
+    if !md5.is_empty() && !is_hex(&md5, 32) {
+        return Err(cx.err(format!("`driver.md5` = {md5:?} is not 32 hex digits")));
+    }
+    if let Some(sha) = &section.sha256
+        && !is_hex(sha, 64)
+    {
+        return Err(cx.err(format!("`driver.sha256` = {sha:?} is not 64 hex digits")));
+    }
+    let (install_args, patch) = match mode {
+        Mode::Unlock => (
+            release
+                .args_unlock
+                .clone()
+                .expect("checked in pick_release"),
+            Some(PatchRecord {
+                file: release.patch.clone().expect("checked in pick_release"),
+                sha256: String::new(),
+            }),
+        ),
+        _ => (release.args_native.clone(), None),
+    };
+    Ok(DriverPlan {
+        release: release.release.clone(),
+        version: release.version.clone(),
+        filename: release.filename.clone(),
+        md5,
+        sha256: section
+            .sha256
+            .clone()
+            .map(|s| s.to_ascii_lowercase())
+            .unwrap_or_default(),
+        size: 0,
+        installer: PayloadFile {
+            path: String::new(),
+            sha256: String::new(),
+            size: 0,
+        },
+        patch,
+        install_args,
+        services: vec![
+            "nvidia-vgpud.service".into(),
+            "nvidia-vgpu-mgr.service".into(),
+        ],
+        sriov_unit: (mode == Mode::Native).then(|| "pve-nvidia-sriov@ALL.service".to_string()),
+    })
+}
+
+/// The unlock section: present exactly in unlock mode.
+pub(super) fn unlock_plan(
+    profile: &Profile,
+    mode: Mode,
+    release: Option<&Release>,
+    cx: &Ctx,
+) -> Result<Option<UnlockPlan>, ResolveError> {
+    let section = match (&profile.unlock, mode) {
+        (None, Mode::Unlock) => {
+            return Err(cx.err(
+                "missing `[unlock]`: unlock mode needs `unlock.patch` (the vgpu_unlock patch file), `unlock.library` (a prebuilt libvgpu_unlock_rs.so) and `unlock.library-sha256`",
+            ));
+        }
+        (Some(_), Mode::Native | Mode::Passthrough) => {
+            return Err(cx.err(format!(
+                "`[unlock]` is set but `vgpu.mode` = \"{mode}\": remove `[unlock]` or set `vgpu.mode = \"unlock\"`"
+            )));
+        }
+        (None, _) => return Ok(None),
+        (Some(s), Mode::Unlock) => s,
+    };
+    let release = release.expect("unlock mode has a release");
+    let wanted = release.patch.as_deref().unwrap_or_default();
+    let given = section
+        .patch
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if given != wanted {
+        return Err(cx.err(format!(
+            "`unlock.patch` = {:?} is not the patch for release {} ({}): name the file {wanted} from your copy of the vgpu-proxmox patch repository",
+            section.patch.display(),
+            release.release,
+            release.version
+        )));
+    }
+    if !is_hex(&section.library_sha256, 64) {
+        return Err(cx.err(format!(
+            "`unlock.library-sha256` = {:?} is not 64 hex digits: run `sha256sum` on the library and paste the hash",
+            section.library_sha256
+        )));
+    }
+    Ok(Some(UnlockPlan {
+        library: PayloadFile {
+            path: UNLOCK_LIBRARY_PAYLOAD.into(),
+            sha256: section.library_sha256.to_ascii_lowercase(),
+            size: 0,
+        },
+        library_path: UNLOCK_LIBRARY_PATH.into(),
+        profile_override: section.profile_override.clone(),
+    }))
+}

@@ -1,0 +1,160 @@
+//! The profile's `[[gpu]]` entries against the corrected GPU database.
+
+use vgpu_firstboot::compat::Support;
+use vgpu_firstboot::plan::{GpuRole, GpuRule, Mode};
+
+use super::{Ctx, ResolveError};
+use crate::gpudb::{Classification, GpuDb, parse_device_id};
+use crate::profile::{CardModeWord, Profile, RoleWord};
+use crate::registry::Release;
+
+fn support_words(s: Support) -> &'static str {
+    match s {
+        Support::Native => "a native vGPU card",
+        Support::Unlock => "a vgpu_unlock consumer card",
+        Support::No => "not usable for vGPU",
+    }
+}
+
+/// Checks each card against the mode and release.
+pub(super) fn resolve_gpus(
+    profile: &Profile,
+    mode: Mode,
+    release: Option<&Release>,
+    db: &GpuDb,
+    cx: &mut Ctx,
+) -> Result<Vec<GpuRule>, ResolveError> {
+    let mut rules: Vec<GpuRule> = Vec::new();
+    for (i, gpu) in profile.gpus.iter().enumerate() {
+        let key = format!("gpu[{i}]");
+        let device = parse_device_id(&gpu.id)
+            .map_err(|e| cx.err(format!("`{key}.id` = {:?} is not a PCI id: {e}", gpu.id)))?;
+        let id = format!("10de:{device}");
+        if rules.iter().any(|r| r.id == id) {
+            return Err(cx.err(format!(
+                "`{key}.id` = {id:?} is listed twice: give each card model one `[[gpu]]` entry"
+            )));
+        }
+        let class = db
+            .classify(&device)
+            .map_err(|e| cx.err(format!("`{key}.id`: {e}")))?;
+        let declared = gpu.mode.map(|m| match m {
+            CardModeWord::Native => Support::Native,
+            CardModeWord::Unlock => Support::Unlock,
+            CardModeWord::None => Support::No,
+        });
+        let role = match gpu.role {
+            RoleWord::Vgpu => GpuRole::Vgpu,
+            RoleWord::Passthrough => GpuRole::Passthrough,
+        };
+        if role == GpuRole::Vgpu {
+            check_vgpu_card(&key, &id, mode, release, class.as_ref(), declared, cx)?;
+        }
+        rules.push(GpuRule {
+            id,
+            role,
+            name: class.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+            database: class.as_ref().map(|c| c.support),
+            declared,
+        });
+    }
+    Ok(rules)
+}
+
+fn check_vgpu_card(
+    key: &str,
+    id: &str,
+    mode: Mode,
+    release: Option<&Release>,
+    class: Option<&Classification>,
+    declared: Option<Support>,
+    cx: &mut Ctx,
+) -> Result<(), ResolveError> {
+    let needed = match mode {
+        Mode::Native => Support::Native,
+        Mode::Unlock => Support::Unlock,
+        Mode::Passthrough => {
+            return Err(cx.err(format!(
+                "`{key}.role` is \"vgpu\" (the default) but `vgpu.mode` = \"passthrough\": set `role = \"passthrough\"` for {id}"
+            )));
+        }
+    };
+    let label = match class {
+        Some(c) => format!("{id} ({})", c.name),
+        None => id.to_string(),
+    };
+    if let Some(d) = declared
+        && d != needed
+    {
+        return Err(cx.err(format!(
+                "`{key}.mode` declares {label} {} but `vgpu.mode` = \"{mode}\" needs {}: a host runs one kind of driver; fix `{key}.mode` or `vgpu.mode`",
+                support_words(d),
+                support_words(needed)
+            )));
+    }
+    match (class, declared) {
+        (None, None) => {
+            return Err(cx.err(format!(
+                "`{key}.id` = {id:?} is not in the GPU database; if you know the card works, declare it: `mode = \"{mode}\"` in its `[[gpu]]` entry"
+            )));
+        }
+        (None, Some(_)) => cx.warnings.push(format!(
+            "{label} is not in the GPU database; the profile declares it {} (`{key}.mode`), so it is trusted",
+            support_words(needed)
+        )),
+        (Some(c), None) if c.support != needed => {
+            let hint = match (c.support, mode) {
+                (Support::Native, Mode::Unlock) => {
+                    "use `vgpu.mode = \"native\"`: native cards need no unlock".to_string()
+                }
+                (Support::Unlock, Mode::Native) => {
+                    "use `vgpu.mode = \"unlock\"` with a patchable release".to_string()
+                }
+                _ => format!(
+                    "pass it through instead (`role = \"passthrough\"`), or if you know better declare `mode = \"{mode}\"` in its `[[gpu]]` entry"
+                ),
+            };
+            return Err(cx.err(format!(
+                "`{key}.id`: {label} is {} according to the GPU database{}, so it cannot be used in {mode} mode: {hint}",
+                support_words(c.support),
+                correction_note(c)
+            )));
+        }
+        (Some(c), Some(d)) if c.support != d => cx.warnings.push(format!(
+            "{label}: the GPU database says {}{} but the profile declares it {} (`{key}.mode`); trusting the profile",
+            support_words(c.support),
+            correction_note(c),
+            support_words(d)
+        )),
+        _ => {}
+    }
+    if let (Some(c), Some(major)) = (class, release.and_then(Release::major))
+        && !c.majors.is_empty()
+        && !c.majors.contains(&major)
+    {
+        let list: Vec<String> = c.majors.iter().map(u32::to_string).collect();
+        let release = release.map(|r| r.release.as_str()).unwrap_or_default();
+        let msg = format!(
+            "{label} is listed for vGPU {} in the GPU database, not {major}.x (driver.release = {release:?})",
+            list.join(", ")
+        );
+        if mode == Mode::Unlock && declared.is_none() {
+            return Err(cx.err(format!(
+                    "`driver.release`: {msg}; the unlock patches are generation-specific: choose a {}.x release, or declare `mode = \"unlock\"` in its `[[gpu]]` entry to override",
+                    list[0]
+                )));
+        }
+        cx.warnings.push(format!(
+                "{msg}; the database's release lists are often stale for native cards, so the release is kept"
+            ));
+    }
+    Ok(())
+}
+
+/// Mentions a correction only where it changed the card's support.
+fn correction_note(c: &Classification) -> String {
+    match &c.correction {
+        Some(corr) if c.db_support != Some(c.support) => format!(" (corrected: {})", corr.reason),
+        _ => String::new(),
+    }
+}

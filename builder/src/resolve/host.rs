@@ -1,0 +1,109 @@
+//! Host configuration: kernel arguments, packages, modules, kernel pin.
+
+use vgpu_firstboot::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode};
+
+use super::{Ctx, ResolveError};
+use crate::profile::{BootloaderWord, IommuWord, Profile};
+use crate::registry::Release;
+
+pub(super) fn host_plan(
+    profile: &Profile,
+    mode: Mode,
+    release: Option<&Release>,
+    cx: &Ctx,
+) -> Result<HostPlan, ResolveError> {
+    let h = &profile.host;
+    for (i, arg) in h.kernel_args.iter().enumerate() {
+        let ok = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"\"'\\`$;".contains(c));
+        if !ok {
+            return Err(cx.err(format!(
+                "`host.kernel-args[{i}]` = {arg:?} is not a single kernel argument: no spaces, quotes or shell characters"
+            )));
+        }
+    }
+    for (i, pkg) in h.packages.iter().enumerate() {
+        let name = pkg.replace("{kernel}", "k");
+        let ok = name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !ok {
+            return Err(cx.err(format!(
+                "`host.packages[{i}]` = {pkg:?} is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; `{{kernel}}` stands for the kernel release)"
+            )));
+        }
+    }
+    let mut packages = Vec::new();
+    if mode != Mode::Passthrough {
+        let headers = if profile.proxmox >= 8 {
+            "proxmox-headers-{kernel}"
+        } else {
+            "pve-headers-{kernel}"
+        };
+        packages.extend(["build-essential", "dkms", "mdevctl", headers].map(String::from));
+    }
+    for p in &h.packages {
+        if !packages.contains(p) {
+            packages.push(p.clone());
+        }
+    }
+    let mut vfio_modules: Vec<String> = ["vfio", "vfio_iommu_type1", "vfio_pci"]
+        .map(String::from)
+        .into();
+    if profile.proxmox == 7 {
+        // Folded into `vfio` in kernel 6.2; Proxmox VE 7 runs 5.15.
+        vfio_modules.push("vfio_virqfd".into());
+    }
+    Ok(HostPlan {
+        iommu: match h.iommu {
+            IommuWord::Auto => Iommu::Auto,
+            IommuWord::Intel => Iommu::Intel,
+            IommuWord::Amd => Iommu::Amd,
+        },
+        bootloader: match h.bootloader {
+            BootloaderWord::Auto => Bootloader::Auto,
+            BootloaderWord::Grub => Bootloader::Grub,
+            BootloaderWord::SystemdBoot => Bootloader::SystemdBoot,
+        },
+        kernel_args_intel: vec!["intel_iommu=on".into(), "iommu=pt".into()],
+        kernel_args_amd: vec!["amd_iommu=on".into(), "iommu=pt".into()],
+        kernel_args_extra: h.kernel_args.clone(),
+        packages,
+        offline_debs: Vec::new(),
+        vfio_modules,
+        blacklist: vec!["nouveau".into()],
+        kernel_pin: kernel_pin(profile.proxmox, mode, release),
+    })
+}
+
+/// The unlock patches build only on kernels older than the release's limit
+/// (seed installer sections 3.7 and 4.7): on majors whose kernels can reach
+/// that limit, pin the newest series below it.
+fn kernel_pin(proxmox: u8, mode: Mode, release: Option<&Release>) -> Option<KernelPin> {
+    if mode != Mode::Unlock {
+        return None;
+    }
+    let release = release?;
+    let below = release.unlock_kernel_below.as_deref()?;
+    let (series, fallback) = match (proxmox, below) {
+        (8, "6.8") => ("6.5", "6.5.13-6-pve"),
+        (9, "6.17") => ("6.14.11", "6.14.11-9-pve"),
+        // Proxmox VE 7 kernels (5.15, 6.2) and Proxmox VE 8 kernels for
+        // 17.6 (up to 6.14) are all below the limit.
+        _ => return None,
+    };
+    Some(KernelPin {
+        when_running_at_least: below.to_string(),
+        series: series.to_string(),
+        fallback: fallback.to_string(),
+        zfs_guard: true,
+        reason: format!(
+            "the vgpu_unlock patch for {} ({}) does not build on kernel {below} or newer",
+            release.release, release.version
+        ),
+    })
+}
