@@ -6,6 +6,7 @@
 //! the target host. Both sides use these types, so the format cannot drift.
 
 pub mod compat;
+pub mod edits;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
