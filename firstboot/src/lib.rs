@@ -6,7 +6,9 @@
 //! the target host. Both sides use these types, so the format cannot drift.
 
 pub mod compat;
+pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
+pub mod state;
 pub mod unit;
