@@ -10,5 +10,6 @@ pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
+pub mod runner;
 pub mod state;
 pub mod unit;

@@ -210,7 +210,7 @@ pub struct LogEntry {
 /// Why a step failed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Failure {
-    /// One-line cause (e.g. from `runner::format_failure`).
+    /// One-line cause (e.g. [`crate::runner::format_failure`]).
     pub reason: String,
     /// Exit code of the failing command, if a command failed.
     pub exit_code: Option<i32>,
