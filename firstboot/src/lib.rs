@@ -7,7 +7,10 @@
 
 pub mod compat;
 pub mod edits;
+pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
+pub mod runner;
+pub mod state;
 pub mod unit;

@@ -1,0 +1,132 @@
+//! Exit codes, the human status and the JSON status.
+
+use super::*;
+
+#[test]
+fn exit_codes_are_stable() {
+    let mut s = State::default();
+    for (status, code) in [
+        (Status::Done, 0),
+        (
+            Status::Failed {
+                step: "x".into(),
+                reason: "y".into(),
+            },
+            1,
+        ),
+        (Status::NeedsOperator { action: "z".into() }, 2),
+        (Status::InProgress, 3),
+        (Status::NotStarted, 3),
+    ] {
+        s.status = status;
+        assert_eq!(exit_code(&s), code, "{:?}", s.status);
+    }
+}
+
+#[test]
+fn utc_dates() {
+    assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+    assert_eq!(utc(NOW), "2023-11-14 22:13:20Z");
+    assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
+    assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59Z");
+}
+
+fn failed() -> State {
+    run(
+        &bound(),
+        [
+            booted("b1"),
+            begin("apt-repositories"),
+            complete("apt-repositories"),
+            begin("kernel-args"),
+            Event::Fail(
+                "kernel-args".into(),
+                Failure {
+                    reason: "`update-grub` failed with exit code 1".into(),
+                    exit_code: Some(1),
+                    stderr_tail: "line one\n\nerror: \"grub.cfg\" is read-only\n".into(),
+                },
+            ),
+        ],
+    )
+}
+
+#[test]
+fn human_status_of_a_failure() {
+    let text = render_human(&failed());
+    let expected = format!(
+        "\
+vgpu-firstboot: FAILED at step kernel-args
+  cause: `update-grub` failed with exit code 1
+  next: fix the cause, then run `vgpu-firstboot retry`
+plan sha256: {SHA}
+machine id:  {MACHINE}
+boots: 1 seen, reboots: 0 of at most 2
+steps:
+  done    apt-repositories  at 2023-11-14 22:13:20Z
+  failed  kernel-args       attempt 1, exit code 1
+          | line one
+          | error: \"grub.cfg\" is read-only
+  pending reboot
+  pending verify-reboot
+  pending finish
+last error: step kernel-args: `update-grub` failed with exit code 1
+recent events:
+  2023-11-14 22:13:20Z  agent started in boot b1
+  2023-11-14 22:13:20Z  begin step apt-repositories (attempt 1)
+  2023-11-14 22:13:20Z  step apt-repositories done
+  2023-11-14 22:13:20Z  begin step kernel-args (attempt 1)
+  2023-11-14 22:13:20Z  step kernel-args failed (attempt 1): `update-grub` failed with exit code 1
+"
+    );
+    assert_eq!(text, expected, "\n{text}");
+}
+
+#[test]
+fn human_status_of_a_fresh_host() {
+    assert_eq!(
+        render_human(&State::default()),
+        "vgpu-firstboot: not started\nboots: 0 seen, reboots: 0 of at most 0\n"
+    );
+}
+
+#[test]
+fn json_status_of_a_failure() {
+    let json = render_json(&failed());
+    let expected = format!(
+        concat!(
+            r#"{{"schema":1,"status":"failed","exit_code":1,"failed_step":"kernel-args","#,
+            r#""reason":"`update-grub` failed with exit code 1","action":null,"state_schema":1,"#,
+            r#""plan_sha256":"{sha}","machine_id":"{machine}","boot_ids":["b1"],"current_boot":"b1","#,
+            r#""reboots":0,"reboot_cap":2,"pending_reboot":null,"#,
+            r#""last_error":"step kernel-args: `update-grub` failed with exit code 1","steps":["#,
+            r#"{{"id":"apt-repositories","state":"done","attempts":1,"attempt":null,"boot_id":"b1","at":{now},"reason":null,"exit_code":null,"stderr_tail":null}},"#,
+            r#"{{"id":"kernel-args","state":"failed","attempts":1,"attempt":1,"boot_id":null,"at":null,"reason":"`update-grub` failed with exit code 1","exit_code":1,"stderr_tail":"line one\n\nerror: \"grub.cfg\" is read-only\n"}},"#,
+            r#"{{"id":"reboot","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}},"#,
+            r#"{{"id":"verify-reboot","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}},"#,
+            r#"{{"id":"finish","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}}],"#,
+            r#""events":[{{"at":{now},"what":"agent started in boot b1"}},"#,
+            r#"{{"at":{now},"what":"begin step apt-repositories (attempt 1)"}},"#,
+            r#"{{"at":{now},"what":"step apt-repositories done"}},"#,
+            r#"{{"at":{now},"what":"begin step kernel-args (attempt 1)"}},"#,
+            r#"{{"at":{now},"what":"step kernel-args failed (attempt 1): `update-grub` failed with exit code 1"}}]}}"#,
+        ),
+        sha = SHA,
+        machine = MACHINE,
+        now = NOW
+    );
+    assert_eq!(json, expected);
+}
+
+#[test]
+fn json_status_of_an_operator_stop_escapes_the_action() {
+    let s = after(
+        &bound(),
+        Event::NeedOperator("press \"Enroll MOK\"\tat the console\n(password: see \\docs)".into()),
+    );
+    let json = render_json(&s);
+    assert!(json.starts_with(
+        r#"{"schema":1,"status":"needs-operator","exit_code":2,"failed_step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
+    ), "{json}");
+    assert!(!json.contains('\n'));
+}
