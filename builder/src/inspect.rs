@@ -10,13 +10,15 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use vgpu_firstboot::layout;
 use vgpu_firstboot::manifest::{Manifest, mode_string};
 
 use crate::hash::hex;
 use crate::newc::{self, NewcEntry, NewcError, NewcReader};
+
+mod render;
+pub use render::render_report;
 
 /// What to do about a bad bundle; ends every bundle error message.
 pub const REMEDY: &str =
@@ -370,6 +372,29 @@ pub(crate) fn read_target(
     })
 }
 
+/// sha256 of a body, and the body itself when `keep` is set and it is at
+/// most [`MAX_TEXT`] bytes.
+fn hash_body(body: &mut impl Read, keep: bool) -> io::Result<(String, Option<Vec<u8>>)> {
+    let mut hasher = Sha256::new();
+    let mut text = keep.then(Vec::new);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some(t) = &mut text {
+            if (t.len() + n) as u64 > MAX_TEXT {
+                text = None;
+            } else {
+                t.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    Ok((hex(&hasher.finalize()), text))
+}
+
 /// Streams the bundle once: decompress, parse newc, hash every file, check
 /// each against the manifest (sha256, size, mode); every manifest file must
 /// be present, with no extra regular file, duplicate or unsafe path.
@@ -391,53 +416,37 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
             }
         };
         let mut sha256 = None;
-        let mut problem = None;
-        let read: io::Result<()> = (|| {
-            match &mut kind {
-                EntryKind::Dir => {}
-                EntryKind::Symlink { target } => match read_target(&mut entry, h.filesize)? {
-                    Ok(t) => *target = t,
-                    Err(p) => problem = Some(p),
-                },
-                EntryKind::File => {
-                    let wanted = path == layout::MANIFEST_FILE || path == layout::PLAN_FILE;
-                    let mut text = Vec::new();
-                    let mut hasher = Sha256::new();
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = entry.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                        if wanted && u64::from(h.filesize) <= MAX_TEXT {
-                            text.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                    sha256 = Some(hex(&hasher.finalize()));
-                    if wanted {
-                        match String::from_utf8(text) {
-                            Ok(t) if u64::from(h.filesize) <= MAX_TEXT => {
-                                if path == layout::MANIFEST_FILE {
-                                    manifest_text = Some(t);
-                                } else {
-                                    plan_toml = Some(t);
-                                }
-                            }
-                            _ => {
-                                problem =
-                                    Some(Problem::BadText("larger than 16 MiB or not UTF-8".into()))
-                            }
-                        }
-                    }
-                }
+        let checked: io::Result<Result<(), Problem>> = match &mut kind {
+            EntryKind::Dir => Ok(Ok(())),
+            EntryKind::Symlink { target } => {
+                read_target(&mut entry, h.filesize).map(|t| t.map(|t| *target = t))
             }
-            Ok(())
-        })();
+            EntryKind::File => {
+                let is_manifest = path == layout::MANIFEST_FILE;
+                let wanted = is_manifest || path == layout::PLAN_FILE;
+                hash_body(&mut entry, wanted).map(|(sha, text)| {
+                    sha256 = Some(sha);
+                    match text.map(String::from_utf8) {
+                        _ if !wanted => Ok(()),
+                        Some(Ok(t)) => {
+                            let slot = if is_manifest {
+                                &mut manifest_text
+                            } else {
+                                &mut plan_toml
+                            };
+                            *slot = Some(t);
+                            Ok(())
+                        }
+                        _ => Err(Problem::BadText("larger than 16 MiB or not UTF-8".into())),
+                    }
+                })
+            }
+        };
         drop(entry);
-        read.map_err(|e| opened.read_error(&path, e))?;
-        if let Some(p) = problem {
-            return Err(opened.entry_error(&path, p));
+        match checked {
+            Err(e) => return Err(opened.read_error(&path, e)),
+            Ok(Err(problem)) => return Err(opened.entry_error(&path, problem)),
+            Ok(Ok(())) => {}
         }
         entries.push(EntryInfo {
             path,
@@ -549,65 +558,4 @@ fn check_against_manifest(
         }
     }
     Ok(())
-}
-
-/// Renders a report: human (one line per entry, then a summary) or JSON
-/// (stable, sorted keys).
-pub fn render_report(report: &InspectReport, json: bool) -> String {
-    let files = report.entries.iter().filter(|e| e.kind == EntryKind::File);
-    let bytes: u64 = files.clone().map(|e| e.size).sum();
-    let count = |k: &str| report.entries.iter().filter(|e| e.kind.name() == k).count();
-    if json {
-        let entries: Vec<_> = report
-            .entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "path": e.path,
-                    "kind": e.kind.name(),
-                    "mode": mode_string(e.mode),
-                    "size": e.size,
-                    "sha256": e.sha256,
-                    "target": match &e.kind { EntryKind::Symlink { target } => Some(target), _ => None },
-                    "verified": e.verified,
-                })
-            })
-            .collect();
-        let value = json!({
-            "name": report.manifest.name,
-            "bundle_sha256": report.bundle_sha256,
-            "entries": entries,
-            "files": count("file"),
-            "dirs": count("dir"),
-            "symlinks": count("symlink"),
-            "file_bytes": bytes,
-            "has_plan": report.plan_toml.is_some(),
-            "ok": true,
-        });
-        return serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n";
-    }
-    let mut out = String::new();
-    for e in &report.entries {
-        let path = match &e.kind {
-            EntryKind::Symlink { target } => format!("{} -> {target}", e.path),
-            _ => e.path.clone(),
-        };
-        let ok = if e.verified { "ok (sha256)" } else { "ok" };
-        out.push_str(&format!(
-            "{} {:<7} {:>12}  {path}  {ok}\n",
-            mode_string(e.mode),
-            e.kind.name(),
-            e.size,
-        ));
-    }
-    out.push_str(&format!(
-        "bundle {} ok: {} entries ({} files, {} dirs, {} symlinks), {bytes} bytes of files match the manifest; bundle sha256 {}\n",
-        report.manifest.name,
-        report.entries.len(),
-        count("file"),
-        count("dir"),
-        count("symlink"),
-        report.bundle_sha256,
-    ));
-    out
 }

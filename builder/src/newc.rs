@@ -41,7 +41,9 @@ pub enum NewcError {
     #[error("{0}")]
     Io(#[from] io::Error),
     /// newc stores sizes, mtimes and inode numbers as 32-bit numbers.
-    #[error("{what} of {path} is {value}, more than newc can store (4 GiB - 1)")]
+    #[error(
+        "{what} of {path} is {value}, but newc stores it in 32 bits (at most 4294967295; for a size, 4 GiB - 1)"
+    )]
     TooLarge {
         /// The entry.
         path: String,
@@ -275,12 +277,12 @@ impl<W: Write> NewcWriter<W> {
         Ok(size)
     }
 
-    /// Writes the trailer and returns the inner writer (not flushed further
-    /// than `flush`).
+    /// Writes the trailer and returns the inner writer. It is not flushed:
+    /// finishing it (a zstd frame, a file) is the caller's business, and a
+    /// zstd flush here would add a block to the output.
     pub fn finish(mut self) -> Result<W, NewcError> {
         let header = self.make_header(TRAILER, 0, 1, 0);
         self.raw(&header.encode())?;
-        self.inner.flush()?;
         Ok(self.inner)
     }
 

@@ -594,3 +594,46 @@ fn inspect_rejects_a_bad_cpio_magic() {
         "{msg}"
     );
 }
+
+/// Throughput of `write_bundle` on a 200 MB payload, half incompressible,
+/// half text, in 1 MiB stripes. Run in release mode:
+/// `cargo test --release -p vgpu-bake --test bundle -- --ignored --nocapture bench_write_bundle`
+#[test]
+#[ignore = "benchmark; run in release mode with --ignored --nocapture"]
+fn bench_write_bundle_200mb() {
+    const MB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let text = text_bytes(MB);
+    let mut payload = Vec::with_capacity(200 * MB);
+    for i in 0..200 {
+        if i % 2 == 0 {
+            payload.extend_from_slice(&random_bytes(MB, i as u64 + 1));
+        } else {
+            payload.extend_from_slice(&text);
+            // Vary the text so zstd cannot just reference the previous stripe.
+            let n = payload.len();
+            payload[n - 8..].copy_from_slice(&(i as u64).to_le_bytes());
+        }
+    }
+    let mut spec = layout_spec(dir.path(), "bench", 1000);
+    let source = file_source(dir.path(), "big.run", &payload);
+    drop(payload);
+    spec.add_file("var/lib/vgpu-firstboot/payload/big.run", 0o755, source)
+        .unwrap();
+    let opts = BakeOptions::default();
+    let start = std::time::Instant::now();
+    let o = write_bundle(&spec, &dir.path().join("out"), &opts).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let mb = 200.0 * MB as f64 / 1e6;
+    eprintln!(
+        "write_bundle: {mb:.0} MB in {secs:.2} s = {:.0} MB/s (workers {}, level {}, ratio {:.2})",
+        mb / secs,
+        opts.workers,
+        opts.level,
+        mb * 1e6 / o.size as f64
+    );
+    let start = std::time::Instant::now();
+    inspect(&o.bundle).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("inspect: {:.0} MB/s", mb / secs);
+}

@@ -1,5 +1,7 @@
 use std::io::Read;
 
+use vgpu_firstboot::manifest::{ManifestFile, SCHEMA};
+
 use super::*;
 use crate::hash::digest_bytes;
 use crate::newc::NewcReader;
