@@ -21,8 +21,7 @@ mod render;
 pub use render::render_report;
 
 /// What to do about a bad bundle; ends every bundle error message.
-pub const REMEDY: &str =
-    "the bundle is damaged or was altered: copy it again, or re-bake it with `vgpu-bake bake`";
+pub const REMEDY: &str = "the bundle is damaged or was altered: copy it again, or re-bake it";
 /// Largest manifest or plan read into memory.
 const MAX_TEXT: u64 = 16 << 20;
 

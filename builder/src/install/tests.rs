@@ -145,3 +145,26 @@ fn a_root_that_is_not_a_directory_is_refused() {
     }
     assert!(!dir.path().join("missing").exists());
 }
+
+/// Each entry's directory entries already refuse a symlink in their place;
+/// this re-check guards against one appearing between two entries.
+#[test]
+fn ancestors_are_rechecked_for_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("a")).unwrap();
+    std::os::unix::fs::symlink(dir.path(), root.join("a/b")).unwrap();
+    fs::write(root.join("f"), b"").unwrap();
+    let bundle = dir.path().join("x.cpio.zst");
+    let ok = Target::new(&bundle, &root, "a/new");
+    ok.check_ancestors().unwrap();
+    for entry in ["a/b/c", "a/b/c/d", "f/x"] {
+        let err = Target::new(&bundle, &root, entry)
+            .check_ancestors()
+            .unwrap_err();
+        assert!(
+            matches!(err, InstallError::Refused { .. }),
+            "{entry}: {err}"
+        );
+    }
+}
