@@ -1,0 +1,298 @@
+//! [`BundleSpec`]: what a bundle will contain, as a sorted map of relative
+//! paths, checked as entries are added (safe paths, no clashes between a
+//! file and entries under it). No I/O here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use vgpu_firstboot::layout;
+use vgpu_firstboot::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
+
+use super::BundleError;
+use crate::hash::{hex, is_hex};
+use crate::newc::MAX_NAME;
+
+/// Where a regular file's bytes come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Small content held in memory (plan, unit, agent binary).
+    Bytes(Vec<u8>),
+    /// A file on disk, streamed; its digests are declared up front (the
+    /// manifest is written before it) and checked while it is streamed.
+    File {
+        /// The file to read.
+        path: PathBuf,
+        /// Expected lower-case hex sha256.
+        sha256: String,
+        /// Expected hex md5, checked too when given.
+        md5: Option<String>,
+        /// Expected size in bytes.
+        size: u64,
+    },
+}
+
+impl fmt::Debug for Source {
+    // Not derived: a `Bytes` source can be a megabyte-sized binary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Source::File {
+                path,
+                sha256,
+                md5,
+                size,
+            } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("sha256", sha256)
+                .field("md5", md5)
+                .field("size", size)
+                .finish(),
+        }
+    }
+}
+
+impl Source {
+    /// Size of the content.
+    pub fn size(&self) -> u64 {
+        match self {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File { size, .. } => *size,
+        }
+    }
+
+    /// sha256 of the content: computed for bytes, declared for files.
+    pub fn sha256(&self) -> String {
+        match self {
+            Source::Bytes(b) => hex(&Sha256::digest(b)),
+            Source::File { sha256, .. } => sha256.clone(),
+        }
+    }
+}
+
+/// One entry of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A directory with permission bits `mode`.
+    Dir {
+        /// Permission bits (masked to 0o7777).
+        mode: u32,
+    },
+    /// A regular file.
+    File {
+        /// Permission bits (masked to 0o7777).
+        mode: u32,
+        /// The content.
+        source: Source,
+    },
+    /// A symbolic link (stored with mode 0777, body = target).
+    Symlink {
+        /// Link target, stored verbatim.
+        target: String,
+    },
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Entry::Dir { .. } => "directory",
+            Entry::File { .. } => "file",
+            Entry::Symlink { .. } => "symlink",
+        }
+    }
+}
+
+/// What a bundle will contain, as a sorted map of relative paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleSpec {
+    /// Bundle name; the output is `<name>.cpio.zst`.
+    pub name: String,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl BundleSpec {
+    /// An empty spec.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// The entries added so far, sorted by path (parents not synthesised).
+    pub fn entries(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
+    }
+
+    /// Adds a regular file with permission bits `mode`. Declared digests are
+    /// checked for form here and for content when the bundle is written.
+    pub fn add_file(&mut self, path: &str, mode: u32, source: Source) -> Result<(), BundleError> {
+        let source = match source {
+            Source::Bytes(b) => Source::Bytes(b),
+            Source::File {
+                path: file,
+                sha256,
+                md5,
+                size,
+            } => Source::File {
+                path: file,
+                sha256: checked_digest(path, "sha256", &sha256, 64)?,
+                md5: md5
+                    .map(|m| checked_digest(path, "md5", &m, 32))
+                    .transpose()?,
+                size,
+            },
+        };
+        if source.size() > u64::from(u32::MAX) {
+            return Err(BundleError::TooLarge {
+                path: path.into(),
+                size: source.size(),
+            });
+        }
+        self.insert(
+            path,
+            Entry::File {
+                mode: mode & 0o7777,
+                source,
+            },
+        )
+    }
+
+    /// Adds a directory with permission bits `mode` (overrides the 0755 a
+    /// synthesised parent would get).
+    pub fn add_dir(&mut self, path: &str, mode: u32) -> Result<(), BundleError> {
+        self.insert(
+            path,
+            Entry::Dir {
+                mode: mode & 0o7777,
+            },
+        )
+    }
+
+    /// Adds a symbolic link to `target` (stored verbatim, never followed).
+    pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<(), BundleError> {
+        if target.is_empty() || target.contains('\0') || target.len() >= MAX_NAME as usize {
+            return Err(BundleError::BadPath {
+                path: target.into(),
+                reason: "a symlink target must be 1 to 4095 bytes without NUL",
+            });
+        }
+        self.insert(
+            path,
+            Entry::Symlink {
+                target: target.into(),
+            },
+        )
+    }
+
+    /// The manifest: every regular file except the manifest itself, sorted.
+    pub fn manifest(&self) -> Manifest {
+        let files = self
+            .entries
+            .iter()
+            .filter(|(path, _)| path.as_str() != layout::MANIFEST_FILE)
+            .filter_map(|(path, e)| match e {
+                Entry::File { mode, source } => Some(ManifestFile {
+                    path: path.clone(),
+                    sha256: source.sha256(),
+                    size: source.size(),
+                    mode: mode_string(*mode),
+                }),
+                _ => None,
+            })
+            .collect();
+        Manifest {
+            schema: SCHEMA,
+            name: self.name.clone(),
+            files,
+        }
+    }
+
+    fn insert(&mut self, path: &str, entry: Entry) -> Result<(), BundleError> {
+        if path == layout::MANIFEST_FILE {
+            return Err(BundleError::Reserved { path: path.into() });
+        }
+        self.check_new(path, &entry)?;
+        self.entries.insert(path.to_owned(), entry);
+        Ok(())
+    }
+
+    /// Checks that `path` is safe and does not clash with the entries.
+    pub(super) fn check_new(&self, path: &str, entry: &Entry) -> Result<(), BundleError> {
+        check_path(path)?;
+        if self.entries.contains_key(path) {
+            return Err(BundleError::Duplicate { path: path.into() });
+        }
+        for ancestor in ancestors(path) {
+            if let Some(e @ (Entry::File { .. } | Entry::Symlink { .. })) =
+                self.entries.get(ancestor)
+            {
+                return Err(BundleError::UnderNonDir {
+                    path: path.into(),
+                    ancestor: ancestor.into(),
+                    kind: e.kind(),
+                });
+            }
+        }
+        if !matches!(entry, Entry::Dir { .. }) {
+            let prefix = format!("{path}/");
+            if let Some((child, _)) = self.entries.range(prefix.clone()..).next()
+                && child.starts_with(&prefix)
+            {
+                return Err(BundleError::HasChildren {
+                    path: path.into(),
+                    kind: entry.kind(),
+                    child: child.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn checked_digest(
+    path: &str,
+    what: &'static str,
+    value: &str,
+    len: usize,
+) -> Result<String, BundleError> {
+    if !is_hex(value, len) {
+        return Err(BundleError::BadDigest {
+            path: path.into(),
+            what,
+            value: value.into(),
+            len,
+        });
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
+/// Bundle paths: relative, `/`-separated, no empty, `.` or `..` component.
+fn check_path(path: &str) -> Result<(), BundleError> {
+    let reason = if path.is_empty() {
+        "it is empty"
+    } else if path.starts_with('/') {
+        "it is absolute; bundle paths are relative to the target root"
+    } else if path.contains('\0') {
+        "it contains NUL"
+    } else if path.len() >= MAX_NAME as usize {
+        "it is longer than 4095 bytes"
+    } else if path.split('/').any(|c| c == "..") {
+        "it has a `..` component"
+    } else if path.split('/').any(|c| c.is_empty() || c == ".") {
+        "it has an empty or `.` component"
+    } else {
+        return Ok(());
+    };
+    Err(BundleError::BadPath {
+        path: path.into(),
+        reason,
+    })
+}
+
+/// Proper ancestors of a path, outermost first: `a/b/c` gives `a`, `a/b`.
+pub(super) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
