@@ -7,6 +7,7 @@
 //! ([`newc`]) compressed with zstd; [`inspect`] and [`install`] read it back.
 
 pub mod atomic;
+pub mod bake;
 pub mod bundle;
 pub mod fetch;
 pub mod gpudb;
