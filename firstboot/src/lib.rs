@@ -6,6 +6,8 @@
 //! the target host. Both sides use these types, so the format cannot drift.
 
 pub mod compat;
+pub mod facts;
+pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod plan;
