@@ -2,10 +2,10 @@
 //!
 //! [`read_facts`] reads everything from files under a root directory (`/` on
 //! a real host, a fixture tree in tests, a mounted disk), never from
-//! commands such as `lspci`. Every path is resolved inside that root:
-//! relative symlinks (sysfs is full of them) are followed lexically, and a
-//! link that is absolute or climbs past the root is refused and recorded in
-//! [`Facts::notes`] instead of being followed.
+//! commands such as `lspci`. Every path is resolved component by component
+//! inside that root: relative symlinks (sysfs is full of them) are followed,
+//! and a link that is absolute or climbs past the root is refused and
+//! recorded in [`Facts::notes`] instead of being followed.
 //!
 //! A missing optional file is a fact (`None`, `false`, empty list), not an
 //! error. The decisions the plan leaves to the host (CPU vendor, boot loader,
@@ -21,13 +21,15 @@ mod decide;
 mod read;
 mod render;
 mod root;
+mod to_json;
 
 pub use decide::{
     BootloaderChoice, BootloaderKind, GpuVerdict, Obstacle, Severity, classify_gpus, proxmox_major,
     resolve_bootloader, resolve_iommu, vgpu_possible,
 };
 pub use read::read_facts;
-pub use render::{render_human, render_json};
+pub use render::render_human;
+pub use to_json::render_json;
 
 /// PCI vendor id of NVIDIA.
 pub const NVIDIA_VENDOR: &str = "10de";

@@ -2,8 +2,10 @@
 //! file records.
 
 use vgpu_firstboot::facts::{
-    Facts, Obstacle, Severity, classify_gpus, render_human, render_json, vgpu_possible,
+    Facts, Obstacle, Severity, classify_gpus, render_human, render_json, resolve_bootloader,
+    resolve_iommu, vgpu_possible,
 };
+use vgpu_firstboot::plan::{Bootloader, Iommu};
 
 #[allow(dead_code)]
 mod support {
@@ -94,10 +96,35 @@ fn json_report_is_complete_for_every_host() {
             toml::Value::try_from(&verdicts).unwrap(),
             "{name}"
         );
+        let boot = resolve_bootloader(Bootloader::Auto, &f);
+        let d = &json["decisions"];
+        assert_eq!(
+            d["bootloader"],
+            toml::Value::try_from(&boot).unwrap(),
+            "{name}"
+        );
+        let vendor = resolve_iommu(Iommu::Auto, &f).unwrap();
+        assert_eq!(
+            d["cpu-vendor"],
+            toml::Value::try_from(vendor).unwrap(),
+            "{name}"
+        );
+        assert_eq!(d.get("cpu-vendor-error"), None, "{name}");
+        // No fixture has only cards the table rules out, so the obstacles
+        // are exactly vgpu_possible's.
+        let obstacles = vgpu_possible(&f).err().unwrap_or_default();
+        let expected = toml::Value::try_from(&obstacles).unwrap();
+        assert_eq!(json["vgpu"]["obstacles"], expected, "{name}");
         let possible = json["vgpu"]["possible"].as_bool().unwrap();
         let fatal = messages(&f).iter().any(|(s, _)| *s == Severity::Fatal);
         assert_eq!(possible, !fatal, "{name}");
     }
+    let f = facts("pve8-grub");
+    let text = render_json(&f, &classify_gpus(&f, &table()));
+    assert!(
+        text.contains("\n        \"driver\": null,\n"),
+        "absent facts are null:\n{text}"
+    );
     let f = facts("pve9-zfs-sdboot");
     let json = support::json::parse(&render_json(&f, &classify_gpus(&f, &table()))).unwrap();
     let d = &json["decisions"];
@@ -139,5 +166,97 @@ fn facts_round_trip_through_toml() {
             old.iommu.group_count
         ),
         (Some("abc"), true, 0)
+    );
+}
+
+/// Every field set: a field `render_json` forgets cannot hide behind a
+/// `None` that serde would leave out too.
+#[test]
+fn json_writes_every_field() {
+    use vgpu_firstboot::facts::{
+        BootFiles, Cpu, Firmware, GroupMember, IommuFacts, IommuGroup, Kernel, Modules, Mount, Os,
+        PciFunction,
+    };
+    let s = |v: &str| Some(v.to_string());
+    let f = Facts {
+        cpu: Cpu {
+            vendor_id: s("GenuineIntel"),
+            flags_read: true,
+            vmx: true,
+            svm: true,
+            hypervisor: true,
+        },
+        os: Os {
+            id: s("debian"),
+            pretty_name: s("Debian \"quoted\"\tname"),
+            version_id: s("13"),
+            codename: s("trixie"),
+            etc_pve: true,
+            pveversion: true,
+        },
+        firmware: Firmware {
+            uefi: true,
+            secure_boot: Some(true),
+        },
+        boot: BootFiles {
+            proxmox_boot_uuids: true,
+            kernel_cmdline: s("a b"),
+            default_grub: true,
+        },
+        kernel: Kernel {
+            release: s("6.14"),
+            cmdline: vec!["x=\"a b\"".into(), "\\".into()],
+        },
+        modules: Modules {
+            nouveau: true,
+            nvidia: true,
+            vfio_pci: true,
+        },
+        iommu: IommuFacts {
+            group_count: 9,
+            groups: vec![IommuGroup {
+                id: 3,
+                devices: vec![GroupMember {
+                    address: "a".into(),
+                    id: s("10de:2236"),
+                    class: s("030200"),
+                    driver: s("nvidia"),
+                }],
+            }],
+        },
+        nvidia: vec![PciFunction {
+            address: "0000:41:00.0".into(),
+            vendor: "10de".into(),
+            device: "2236".into(),
+            class: "030200".into(),
+            subsystem_vendor: s("10de"),
+            subsystem_device: s("1482"),
+            driver: s("nvidia"),
+            iommu_group: Some(3),
+            sriov_totalvfs: Some(16),
+            sriov_numvfs: Some(4),
+        }],
+        root_fs: Some(Mount {
+            source: "rpool/ROOT/pve-1".into(),
+            fstype: "zfs".into(),
+        }),
+        machine_id: s("m"),
+        boot_id: s("b"),
+        notes: vec!["a note\nwith a newline".into()],
+    };
+    let mut compat = table().gpus[1].clone();
+    compat.device = "2236".into();
+    let verdicts = vec![vgpu_firstboot::facts::GpuVerdict {
+        address: "0000:41:00.0".into(),
+        device: "2236".into(),
+        compat: Some(compat),
+    }];
+    let text = render_json(&f, &verdicts);
+    let json = support::json::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(json["facts"], toml::Value::try_from(&f).unwrap());
+    assert_eq!(json["gpus"], toml::Value::try_from(&verdicts).unwrap());
+    assert_eq!(
+        toml::from_str::<Facts>(&toml::to_string(&f).unwrap()).unwrap(),
+        f
     );
 }

@@ -238,8 +238,12 @@ pub fn vgpu_possible(facts: &Facts) -> Result<(), Vec<Obstacle>> {
     if out.is_empty() {
         return Ok(());
     }
-    out.sort_by_key(|o| o.severity);
-    Err(out)
+    // Most severe first, keeping the order within a severity.
+    let mut sorted = Vec::with_capacity(out.len());
+    for severity in [Fatal, PreReboot, Warning] {
+        sorted.extend(out.iter().filter(|o| o.severity == severity).cloned());
+    }
+    Err(sorted)
 }
 
 /// Proxmox VE major release matching the Debian codename (bullseye 7,

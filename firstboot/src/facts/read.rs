@@ -1,6 +1,5 @@
 //! Reading [`Facts`] from the files under a root.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -169,12 +168,15 @@ impl Reader {
         if !meta.is_dir() {
             return Ok(Vec::new());
         }
-        let mut names = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(&path).map_err(|e| read_error(&path, e))? {
             let entry = entry.map_err(|e| read_error(&path, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Sorted insertion: directories here hold at most a few hundred
+            // entries, and it avoids linking a whole sort implementation.
+            let at = names.binary_search(&name).unwrap_or_else(|i| i);
+            names.insert(at, name);
         }
-        names.sort();
         Ok(names)
     }
 
@@ -265,7 +267,12 @@ impl Reader {
 
     fn iommu(&mut self, nvidia: &[PciFunction]) -> Result<IommuFacts, FactsError> {
         let all = self.entries("sys/kernel/iommu_groups")?;
-        let ids: BTreeSet<u32> = nvidia.iter().filter_map(|f| f.iommu_group).collect();
+        let mut ids: Vec<u32> = Vec::new();
+        for id in nvidia.iter().filter_map(|f| f.iommu_group) {
+            if let Err(at) = ids.binary_search(&id) {
+                ids.insert(at, id);
+            }
+        }
         let mut groups = Vec::new();
         for id in ids {
             let dir = format!("sys/kernel/iommu_groups/{id}/devices");
@@ -342,17 +349,15 @@ pub(crate) fn parse_cpuinfo(text: &str) -> Cpu {
 /// Fills `os` from an os-release file (`KEY=value`, values optionally
 /// quoted with shell-style escapes).
 pub(crate) fn parse_os_release(text: &str, mut os: Os) -> Os {
-    let mut vars = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') {
-            continue;
-        }
-        if let Some((key, value)) = line.split_once('=') {
-            vars.insert(key.trim(), unquote(value.trim()));
-        }
-    }
-    let mut get = |k: &str| vars.remove(k).filter(|v| !v.is_empty());
+    // The last assignment of a key wins, as when a shell sources the file.
+    let get = |key: &str| {
+        text.lines()
+            .filter_map(|line| line.trim().split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| unquote(v.trim()))
+            .next_back()
+            .filter(|v| !v.is_empty())
+    };
     os.id = get("ID");
     os.pretty_name = get("PRETTY_NAME");
     os.version_id = get("VERSION_ID");

@@ -2,49 +2,16 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
 use super::decide::{
-    BootloaderChoice, GpuVerdict, Obstacle, Severity, proxmox_major, resolve_bootloader,
-    resolve_iommu, vgpu_possible,
+    GpuVerdict, Obstacle, Severity, proxmox_major, resolve_bootloader, resolve_iommu, vgpu_possible,
 };
-use super::{Facts, PciFunction, Vendor, class_name};
+use super::{Facts, PciFunction, class_name};
 use crate::compat::Support;
 use crate::plan::{Bootloader, Iommu};
 
-/// Everything `facts --json` prints.
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Report<'a> {
-    facts: &'a Facts,
-    decisions: Decisions,
-    gpus: &'a [GpuVerdict],
-    vgpu: Vgpu,
-}
-
-/// What the agent would decide with `auto` in the plan.
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Decisions {
-    cpu_vendor: Option<Vendor>,
-    cpu_vendor_error: Option<String>,
-    bootloader: BootloaderChoice,
-    proxmox_major: Option<u8>,
-    proxmox_hint: bool,
-    zfs_root: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Vgpu {
-    /// No fatal obstacle.
-    possible: bool,
-    obstacles: Vec<Obstacle>,
-}
-
 /// [`vgpu_possible`]'s obstacles plus a warning when GPUs were found but
 /// the table lists none of them for vGPU (fine for passthrough).
-fn obstacles(facts: &Facts, verdicts: &[GpuVerdict]) -> Vec<Obstacle> {
+pub(super) fn obstacles(facts: &Facts, verdicts: &[GpuVerdict]) -> Vec<Obstacle> {
     let mut list = vgpu_possible(facts).err().unwrap_or_default();
     let capable = |v: &GpuVerdict| matches!(v.support(), Some(Support::Native | Support::Unlock));
     if !verdicts.is_empty() && !verdicts.iter().any(capable) {
@@ -55,31 +22,6 @@ fn obstacles(facts: &Facts, verdicts: &[GpuVerdict]) -> Vec<Obstacle> {
         });
     }
     list
-}
-
-/// The facts, the `auto` decisions, the GPU verdicts and the vGPU obstacles
-/// as one pretty-printed JSON object with the keys `facts`, `decisions`,
-/// `gpus` and `vgpu`. Absent facts are absent keys.
-pub fn render_json(facts: &Facts, verdicts: &[GpuVerdict]) -> String {
-    let vendor = resolve_iommu(Iommu::Auto, facts);
-    let obstacles = obstacles(facts, verdicts);
-    let report = Report {
-        facts,
-        decisions: Decisions {
-            cpu_vendor: vendor.as_ref().ok().copied(),
-            cpu_vendor_error: vendor.err().map(|e| e.to_string()),
-            bootloader: resolve_bootloader(Bootloader::Auto, facts),
-            proxmox_major: proxmox_major(facts),
-            proxmox_hint: facts.os.proxmox_hint(),
-            zfs_root: facts.root_fs.as_ref().is_some_and(|m| m.is_zfs()),
-        },
-        gpus: verdicts,
-        vgpu: Vgpu {
-            possible: !obstacles.iter().any(|o| o.severity == Severity::Fatal),
-            obstacles,
-        },
-    };
-    crate::json::to_string_pretty(&report)
 }
 
 fn or_none(value: Option<&str>) -> &str {
