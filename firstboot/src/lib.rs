@@ -7,6 +7,7 @@
 
 pub mod compat;
 pub mod edits;
+pub mod facts;
 pub mod json;
 pub mod layout;
 pub mod manifest;
