@@ -5,6 +5,7 @@
 //! compatibility data ([`compat::CompatTable`]); the agent reads them back on
 //! the target host. Both sides use these types, so the format cannot drift.
 
+pub mod agent;
 pub mod compat;
 pub mod edits;
 pub mod facts;

@@ -1,0 +1,269 @@
+//! The agent's handle on the host: files under a root, commands through a
+//! [`Runner`]. Steps touch the host only through this, so the whole flow
+//! runs on a temp root with stand-in commands in tests.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::edits::{FileAction, FileOp};
+use crate::facts::Facts;
+use crate::plan::Plan;
+use crate::runner::{CommandOutcome, CommandSpec, Runner, format_failure};
+
+/// Why a step failed: one line for `status`, plus the command's details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    /// One line: what failed and what to do.
+    pub reason: String,
+    /// Exit code of the command that failed, if one did.
+    pub exit_code: Option<i32>,
+    /// Tail of its stderr.
+    pub stderr_tail: String,
+}
+
+impl StepError {
+    /// A failure that is not a command's.
+    pub fn new(reason: impl Into<String>) -> Self {
+        StepError {
+            reason: reason.into(),
+            exit_code: None,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// How a step ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Done; the agent moves on.
+    Done,
+    /// The reboot step decided a reboot is needed: the agent records it and
+    /// reboots.
+    Reboot(String),
+    /// A person must act first (e.g. enrol a MOK key at the console); the
+    /// step runs again at the next boot.
+    NeedsOperator(String),
+}
+
+/// Files and commands of one host, and what the agent knows about it.
+pub struct Host<'a> {
+    /// The host's root (`/` on a real host).
+    pub root: PathBuf,
+    /// Runs host commands.
+    pub runner: &'a mut dyn Runner,
+    /// The plan being applied.
+    pub plan: &'a Plan,
+    /// Facts read at the start of this boot.
+    pub facts: &'a Facts,
+    /// Lines for the journal (the unit sends stderr there and to the console).
+    pub log: Vec<String>,
+}
+
+impl std::fmt::Debug for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `rel` as a path under `root`; refuses `..` and anything that is not a
+/// plain relative path once the leading `/` is dropped.
+pub fn under_root(root: &Path, rel: &str) -> Result<PathBuf, StepError> {
+    let rel = rel.trim_start_matches('/');
+    let ok = !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !ok {
+        return Err(StepError::new(format!(
+            "refusing path {rel:?}: not a plain path under the root"
+        )));
+    }
+    Ok(root.join(rel))
+}
+
+impl Host<'_> {
+    /// Absolute path of `rel` under the root.
+    pub fn path(&self, rel: &str) -> Result<PathBuf, StepError> {
+        under_root(&self.root, rel)
+    }
+
+    /// A journal line.
+    pub fn note(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        eprintln!("vgpu-firstboot: {line}");
+        self.log.push(line);
+    }
+
+    /// Contents of `rel`, or `None` if it does not exist.
+    pub fn read_opt(&self, rel: &str) -> Result<Option<String>, StepError> {
+        let path = self.path(rel)?;
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StepError::new(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    /// Whether `rel` exists (without following a final symlink).
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel)
+            .is_ok_and(|p| fs::symlink_metadata(p).is_ok())
+    }
+
+    /// Applies file operations: each write is atomic (temp file in the same
+    /// directory, fsync, rename, fsync the directory). Returns whether
+    /// anything was applied.
+    pub fn apply(&mut self, ops: &[FileOp]) -> Result<bool, StepError> {
+        for op in ops {
+            let path = self.path(&op.path)?;
+            match &op.action {
+                FileAction::Write { content, mode } => {
+                    write_atomic(&path, content.as_bytes(), *mode)?
+                }
+                FileAction::Rename { to } => {
+                    let to = self.path(to)?;
+                    fs::rename(&path, &to).map_err(|e| {
+                        StepError::new(format!(
+                            "renaming {} to {}: {e}",
+                            path.display(),
+                            to.display()
+                        ))
+                    })?;
+                    sync_parent(&to)?;
+                }
+                FileAction::Delete => match fs::remove_file(&path) {
+                    Ok(()) => sync_parent(&path)?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(StepError::new(format!("removing {}: {e}", path.display())));
+                    }
+                },
+            }
+            self.note(format!(
+                "{}: {}",
+                crate::layout::absolute(op.path.trim_start_matches('/')),
+                op.why
+            ));
+        }
+        Ok(!ops.is_empty())
+    }
+
+    /// Runs a command; a non-zero exit, a timeout or a missing program is a
+    /// [`StepError`] carrying the exit code and the stderr tail.
+    pub fn run(&mut self, spec: CommandSpec) -> Result<CommandOutcome, StepError> {
+        let out = self.run_status(&spec)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(StepError {
+                reason: format_failure(&spec, &out),
+                exit_code: out.exit_code,
+                stderr_tail: out.stderr_tail.clone(),
+            })
+        }
+    }
+
+    /// Runs a command and returns its outcome whatever the exit code; only a
+    /// command that could not be started is an error.
+    pub fn run_status(&mut self, spec: &CommandSpec) -> Result<CommandOutcome, StepError> {
+        self.runner.run(spec).map_err(|e| {
+            StepError::new(format!(
+                "cannot run `{}` ({}): {e}",
+                spec.command_line(),
+                spec.why
+            ))
+        })
+    }
+
+    /// A command spec with the plan's timeout.
+    pub fn command(&self, program: &str, args: &[&str], why: &str) -> CommandSpec {
+        CommandSpec::new(program, args.iter().copied())
+            .why(why)
+            .timeout(Duration::from_secs(self.plan.agent.command_timeout_secs))
+            .env("DEBIAN_FRONTEND", "noninteractive")
+    }
+}
+
+/// Writes `bytes` to `path` atomically with permission bits `mode`,
+/// creating the parent directories.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StepError> {
+    let err =
+        |what: &str, p: &Path, e: io::Error| StepError::new(format!("{what} {}: {e}", p.display()));
+    let dir = path
+        .parent()
+        .ok_or_else(|| StepError::new(format!("{} has no parent", path.display())))?;
+    fs::create_dir_all(dir).map_err(|e| err("creating", dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.vgpu-firstboot.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| err("creating", &tmp, e))?;
+    let done = f
+        .write_all(bytes)
+        .and_then(|()| f.set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| f.sync_all());
+    if let Err(e) = done {
+        let _ = fs::remove_file(&tmp);
+        return Err(err("writing", &tmp, e));
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        err("renaming a temporary file to", path, e)
+    })?;
+    sync_parent(path)
+}
+
+/// fsyncs the directory holding `path`, so a rename in it is durable.
+pub fn sync_parent(path: &Path) -> Result<(), StepError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StepError::new(format!("syncing the directory {}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let root = Path::new("/r");
+        assert_eq!(under_root(root, "/etc/x").unwrap(), Path::new("/r/etc/x"));
+        assert!(under_root(root, "../etc").is_err());
+        assert!(under_root(root, "etc/../../x").is_err());
+        assert!(under_root(root, "").is_err());
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/c.conf");
+        write_atomic(&p, b"one", 0o644).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}

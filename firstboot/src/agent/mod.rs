@@ -1,0 +1,5 @@
+//! The agent: applies the plan's steps across boots, recording each in the
+//! state file.
+
+pub mod host;
+pub mod steps;
