@@ -6,6 +6,7 @@
 //! the target host. Both sides use these types, so the format cannot drift.
 
 pub mod agent;
+pub mod cli;
 pub mod compat;
 pub mod edits;
 pub mod facts;
@@ -14,5 +15,6 @@ pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod runner;
+pub mod sha256;
 pub mod state;
 pub mod unit;

@@ -2,4 +2,5 @@
 //! state file.
 
 pub mod host;
+pub mod run;
 pub mod steps;

@@ -1,0 +1,281 @@
+//! `vgpu-firstboot run`: the next part of the plan, from the state file.
+//!
+//! Every transition is on disk before the agent acts on it, so a power cut
+//! at any point leaves a state from which the next boot converges: a step
+//! found begun is run again (steps are idempotent), a requested reboot is
+//! noted as done once the boot id changes.
+
+use std::fmt;
+use std::path::Path;
+
+use super::host::{Host, StepError, StepOutcome};
+use super::steps;
+use crate::facts::{self, Severity};
+use crate::layout;
+use crate::plan::Plan;
+use crate::runner::{CommandSpec, Runner};
+use crate::state::{self, Event, Failure, RetryTarget, State, StateError, StateStore, Status};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The plan is complete (now or before).
+    Done,
+    /// A reboot was requested and `systemctl reboot` accepted it.
+    Rebooting(String),
+    /// A person must act; the one-line action.
+    NeedsOperator(String),
+    /// A step failed; the one-line cause.
+    Failed(String),
+}
+
+impl fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunEnd::Done => f.write_str("done"),
+            RunEnd::Rebooting(why) => write!(f, "rebooting: {why}"),
+            RunEnd::NeedsOperator(what) => write!(f, "needs an operator: {what}"),
+            RunEnd::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// A run that could not even start (no plan, lock held, state of another
+/// machine, ...).
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<StateError> for RunError {
+    fn from(e: StateError) -> Self {
+        RunError(e.to_string())
+    }
+}
+
+/// Test hook: `VGPU_FIRSTBOOT_FAULT=<step-id>:begun` aborts the process
+/// right after the step is recorded as begun, `<step-id>:applied` right
+/// after its effects and before it is recorded as done: a power cut at a
+/// step boundary, for the crash tests.
+fn fault(step: &str, point: &str) {
+    if let Ok(spec) = std::env::var("VGPU_FIRSTBOOT_FAULT")
+        && spec.split(',').any(|s| s == format!("{step}:{point}"))
+    {
+        eprintln!("vgpu-firstboot: fault injected at {step}:{point}");
+        std::process::abort();
+    }
+}
+
+/// Reads and parses the plan under `root`, with its sha256.
+pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
+    let path = root.join(layout::PLAN_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        RunError(format!(
+            "cannot read the plan {}: {e}; install a bundle (`vgpu-bake install`)",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+        RunError(format!(
+            "the plan {} is not UTF-8; re-bake the bundle",
+            path.display()
+        ))
+    })?;
+    let plan = Plan::from_toml(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+    let mut h = crate::sha256::Sha256::new();
+    h.update(&bytes);
+    Ok((plan, h.finish_hex()))
+}
+
+/// Runs the plan's next steps on the host under `root`.
+pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
+    if root.join(layout::DONE_MARKER).exists() {
+        eprintln!(
+            "vgpu-firstboot: {} exists: the plan is complete, nothing to do",
+            layout::absolute(layout::DONE_MARKER)
+        );
+        return Ok(RunEnd::Done);
+    }
+    let (plan, plan_sha) = load_plan(root)?;
+    let (mut store, mut st) = StateStore::open_locked(root)?;
+    for note in store.take_notes() {
+        eprintln!("vgpu-firstboot: {note}");
+    }
+    let machine_id = state::read_machine_id(root)?;
+    store.bind(&mut st, &plan, &plan_sha, &machine_id)?;
+    let boot_id = state::read_boot_id(root)?;
+    let new_boot = st.current_boot() != Some(boot_id.as_str());
+    store.apply(&mut st, Event::Booted(boot_id))?;
+    match st.status.clone() {
+        Status::Done => return Ok(RunEnd::Done),
+        Status::Failed { step, reason } => {
+            eprintln!("vgpu-firstboot: step {step} failed earlier: {reason}");
+            eprintln!(
+                "vgpu-firstboot: fix the cause, then `vgpu-firstboot retry` and start the unit again"
+            );
+            return Ok(RunEnd::Failed(reason));
+        }
+        // An operator action (MOK enrolment) needs a reboot by the operator:
+        // on a new boot, look again; in the same boot, keep waiting.
+        Status::NeedsOperator { action } if !new_boot => return Ok(RunEnd::NeedsOperator(action)),
+        Status::NeedsOperator { .. } => {
+            store.apply(&mut st, Event::Retry(RetryTarget::AllFailed))?
+        }
+        Status::NotStarted | Status::InProgress => {}
+    }
+    let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
+    let mut host = Host {
+        root: root.to_path_buf(),
+        runner,
+        plan: &plan,
+        facts: &facts,
+        log: Vec::new(),
+    };
+    if let Some(end) = preflight(&mut host, &mut store, &mut st)? {
+        return Ok(end);
+    }
+    for step in &plan.steps {
+        if matches!(
+            st.step(&step.id).map(|r| &r.status),
+            Some(state::StepState::Done { .. })
+        ) {
+            continue;
+        }
+        store.apply(&mut st, Event::Begin(step.id.clone()))?;
+        host.note(format!("step {}: {}", step.id, step.why));
+        fault(&step.id, "begun");
+        let outcome = steps::execute(step, &mut host);
+        fault(&step.id, "applied");
+        match outcome {
+            Ok(StepOutcome::Done) => store.apply(&mut st, Event::Complete(step.id.clone()))?,
+            Ok(StepOutcome::Reboot(why)) => {
+                return reboot(&mut host, &mut store, &mut st, &step.id, why);
+            }
+            Ok(StepOutcome::NeedsOperator(action)) => {
+                host.note(format!("step {} needs an operator: {action}", step.id));
+                store.apply(&mut st, Event::NeedOperator(action.clone()))?;
+                return Ok(RunEnd::NeedsOperator(action));
+            }
+            Err(e) => return fail(&mut host, &mut store, &mut st, &step.id, e),
+        }
+    }
+    store.apply(&mut st, Event::Finish)?;
+    host.note(format!("plan {} complete", plan.name));
+    Ok(RunEnd::Done)
+}
+
+/// Stops before any change on hosts where vGPU cannot work (no IOMMU in a
+/// VM, no NVIDIA GPU), with the reason. Demo plans only note them: they
+/// exist to run on machines without a GPU.
+fn preflight(
+    host: &mut Host,
+    store: &mut StateStore,
+    st: &mut State,
+) -> Result<Option<RunEnd>, RunError> {
+    let Err(obstacles) = facts::vgpu_possible(host.facts) else {
+        return Ok(None);
+    };
+    let fatal: Vec<&str> = obstacles
+        .iter()
+        .filter(|o| o.severity == Severity::Fatal)
+        .map(|o| o.message.as_str())
+        .collect();
+    for o in &obstacles {
+        host.note(format!("{:?}: {}", o.severity, o.message));
+    }
+    let passthrough_only = host.plan.mode == crate::plan::Mode::Passthrough;
+    if fatal.is_empty() || host.plan.demo || passthrough_only && host.facts.gpus().next().is_some()
+    {
+        return Ok(None);
+    }
+    let Some(first) = host.plan.steps.iter().find(|s| {
+        !matches!(
+            st.step(&s.id).map(|r| &r.status),
+            Some(state::StepState::Done { .. })
+        )
+    }) else {
+        return Ok(None);
+    };
+    store.apply(st, Event::Begin(first.id.clone()))?;
+    let reason = format!(
+        "vGPU cannot work on this host, nothing was changed: {}",
+        fatal.join("; ")
+    );
+    fail(host, store, st, &first.id.clone(), StepError::new(reason)).map(Some)
+}
+
+fn fail(
+    host: &mut Host,
+    store: &mut StateStore,
+    st: &mut State,
+    step: &str,
+    e: StepError,
+) -> Result<RunEnd, RunError> {
+    host.note(format!("step {step} failed: {}", e.reason));
+    if !e.stderr_tail.is_empty() {
+        host.note(format!(
+            "stderr of the failed command:\n{}",
+            e.stderr_tail.trim_end()
+        ));
+    }
+    let failure = Failure {
+        reason: e.reason.clone(),
+        exit_code: e.exit_code,
+        stderr_tail: e.stderr_tail.clone(),
+    };
+    store.apply(st, Event::Fail(step.to_string(), failure))?;
+    host.note("the host is unchanged beyond the completed steps and still boots; fix the cause, then `vgpu-firstboot retry`");
+    Ok(RunEnd::Failed(e.reason))
+}
+
+/// Records the reboot on disk (the state says so before it happens), then
+/// asks systemd for it. Past the plan's cap the step fails instead.
+fn reboot(
+    host: &mut Host,
+    store: &mut StateStore,
+    st: &mut State,
+    step: &str,
+    why: String,
+) -> Result<RunEnd, RunError> {
+    match store.request_reboot(st) {
+        Ok(()) => {}
+        Err(StateError::RebootCap { reboots, cap }) => {
+            let reason = format!(
+                "a reboot is still needed ({why}) but the agent already rebooted {reboots} time(s), the plan's cap is {cap}; it will not reboot again. Fix the cause, then `vgpu-firstboot retry`"
+            );
+            host.note(&reason);
+            return Ok(RunEnd::Failed(reason));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    host.note(format!("rebooting: {why}"));
+    let spec = CommandSpec::new("systemctl", ["reboot"])
+        .why("reboot into the configuration phase 2 needs");
+    match host.runner.run(&spec) {
+        Ok(out) if out.success() => Ok(RunEnd::Rebooting(why)),
+        Ok(out) => fail(
+            host,
+            store,
+            st,
+            step,
+            StepError {
+                reason: crate::runner::format_failure(&spec, &out),
+                exit_code: out.exit_code,
+                stderr_tail: out.stderr_tail,
+            },
+        ),
+        Err(e) => fail(
+            host,
+            store,
+            st,
+            step,
+            StepError::new(format!("cannot run `systemctl reboot`: {e}")),
+        ),
+    }
+}

@@ -1,0 +1,260 @@
+//! Command-line parsing, by hand: clap costs more of the 1 MiB budget than
+//! the agent's whole parser needs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Usage text; also the `--help` output.
+pub const USAGE: &str = "\
+vgpu-firstboot: applies a baked vGPU plan on a Proxmox VE host, across two
+boot phases with a reboot between, recording every step in a crash-safe state
+file (/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.
+
+Usage: vgpu-firstboot [--root DIR] <command> [options]
+
+Commands:
+  run                   run the next phase of the plan (what systemd starts)
+  status [--json] [--wait [--timeout SECS]]
+                        show progress; --wait polls until done, failed or
+                        waiting for an operator, never past --timeout
+                        (default 600 s)
+  plan                  dry run on this host: every file, kernel argument,
+                        module, repository, package and service the plan
+                        would change, and why
+  facts [--json]        what the agent sees on this host
+  retry [STEP]          let a failed step (default: every failed step) run
+                        again at the next `run`
+
+Options:
+  --root DIR            root of the host's filesystem (default /); every read
+                        and write stays under it
+  -h, --help            this text
+  -V, --version         the version
+
+Exit codes of `status`: 0 done, 1 failed, 2 needs an operator, 3 in progress
+or not started. Other commands: 0 success, 1 failure (`run`: a step failed;
+2: it waits for an operator), 64 a usage error.
+";
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `--root`.
+    pub root: PathBuf,
+    /// The command.
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `run`.
+    Run,
+    /// `status`.
+    Status {
+        /// `--json`.
+        json: bool,
+        /// `--wait` with its timeout.
+        wait: Option<Duration>,
+    },
+    /// `plan`.
+    Plan,
+    /// `facts`.
+    Facts {
+        /// `--json`.
+        json: bool,
+    },
+    /// `retry [STEP]`.
+    Retry {
+        /// The step, or every failed step.
+        step: Option<String>,
+    },
+    /// `--help`.
+    Help,
+    /// `--version`.
+    Version,
+}
+
+/// Parses `args` (without the program name). The error is one line for the
+/// user; print [`USAGE`] after it.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
+    let mut root = PathBuf::from("/");
+    let mut words = Vec::new();
+    let mut json = false;
+    let mut wait = false;
+    let mut timeout: Option<u64> = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                return Ok(Cli {
+                    root,
+                    command: Command::Help,
+                });
+            }
+            "-V" | "--version" => {
+                return Ok(Cli {
+                    root,
+                    command: Command::Version,
+                });
+            }
+            "--json" => json = true,
+            "--wait" => wait = true,
+            "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
+            "--timeout" => {
+                let v = it.next().ok_or("--timeout needs a number of seconds")?;
+                timeout = Some(
+                    v.parse()
+                        .map_err(|_| format!("--timeout {v:?} is not a number of seconds"))?,
+                );
+            }
+            s if s.starts_with("--root=") => root = PathBuf::from(&s[7..]),
+            s if s.starts_with("--timeout=") => {
+                let v = &s[10..];
+                timeout = Some(
+                    v.parse()
+                        .map_err(|_| format!("--timeout {v:?} is not a number of seconds"))?,
+                );
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            _ => words.push(a),
+        }
+    }
+    let mut words = words.into_iter();
+    let name = words.next().ok_or("no command given")?;
+    let rest: Vec<String> = words.collect();
+    let no_args = |cmd: &str| match rest.first() {
+        Some(extra) => Err(format!("`{cmd}` takes no argument (got {extra:?})")),
+        None => Ok(()),
+    };
+    let only = |cmd: &str, allowed: &[&str]| {
+        for (flag, set) in [
+            ("--json", json),
+            ("--wait", wait),
+            ("--timeout", timeout.is_some()),
+        ] {
+            if set && !allowed.contains(&flag) {
+                return Err(format!("`{cmd}` does not take {flag}"));
+            }
+        }
+        Ok(())
+    };
+    let command = match name.as_str() {
+        "run" => {
+            no_args("run")?;
+            only("run", &[])?;
+            Command::Run
+        }
+        "status" => {
+            no_args("status")?;
+            only("status", &["--json", "--wait", "--timeout"])?;
+            if timeout.is_some() && !wait {
+                return Err("--timeout goes with --wait".into());
+            }
+            Command::Status {
+                json,
+                wait: wait.then(|| Duration::from_secs(timeout.unwrap_or(600))),
+            }
+        }
+        "plan" => {
+            no_args("plan")?;
+            only("plan", &[])?;
+            Command::Plan
+        }
+        "facts" => {
+            no_args("facts")?;
+            only("facts", &["--json"])?;
+            Command::Facts { json }
+        }
+        "retry" => {
+            only("retry", &[])?;
+            if rest.len() > 1 {
+                return Err("`retry` takes at most one step id".into());
+            }
+            Command::Retry {
+                step: rest.into_iter().next(),
+            }
+        }
+        other => return Err(format!("unknown command {other:?}")),
+    };
+    Ok(Cli { root, command })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn commands_and_options() {
+        assert_eq!(p(&["run"]).unwrap().command, Command::Run);
+        let c = p(&[
+            "--root",
+            "/mnt",
+            "status",
+            "--json",
+            "--wait",
+            "--timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.root, PathBuf::from("/mnt"));
+        assert_eq!(
+            c.command,
+            Command::Status {
+                json: true,
+                wait: Some(Duration::from_secs(5))
+            }
+        );
+        assert_eq!(
+            p(&["status", "--wait"]).unwrap().command,
+            Command::Status {
+                json: false,
+                wait: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(
+            p(&["retry", "install-driver", "--root=/x"])
+                .unwrap()
+                .command,
+            Command::Retry {
+                step: Some("install-driver".into())
+            }
+        );
+        assert_eq!(
+            p(&["facts", "--json"]).unwrap().command,
+            Command::Facts { json: true }
+        );
+        assert_eq!(p(&["--help"]).unwrap().command, Command::Help);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert_eq!(p(&[]).unwrap_err(), "no command given");
+        assert_eq!(p(&["frob"]).unwrap_err(), "unknown command \"frob\"");
+        assert_eq!(
+            p(&["run", "--json"]).unwrap_err(),
+            "`run` does not take --json"
+        );
+        assert_eq!(
+            p(&["status", "--timeout", "5"]).unwrap_err(),
+            "--timeout goes with --wait"
+        );
+        assert_eq!(
+            p(&["status", "--wait", "--timeout", "x"]).unwrap_err(),
+            "--timeout \"x\" is not a number of seconds"
+        );
+        assert_eq!(p(&["--root"]).unwrap_err(), "--root needs a directory");
+        assert_eq!(
+            p(&["plan", "extra"]).unwrap_err(),
+            "`plan` takes no argument (got \"extra\")"
+        );
+        assert_eq!(
+            p(&["run", "--bogus"]).unwrap_err(),
+            "unknown option --bogus"
+        );
+    }
+}
