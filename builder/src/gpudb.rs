@@ -8,7 +8,7 @@
 
 mod build;
 mod corrections;
-mod csv;
+
 mod report;
 
 use std::collections::BTreeMap;

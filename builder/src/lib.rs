@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod bake;
 pub mod bundle;
+pub mod csv;
 pub mod fetch;
 pub mod gpudb;
 pub mod hash;

@@ -10,34 +10,12 @@ use vgpu_bake::registry::Registry;
 /// RFC 4180 rows as header -> value maps.
 fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut records = Vec::new();
-    let (mut rec, mut field, mut quoted, mut chars) =
-        (Vec::new(), String::new(), false, text.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => rec.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                rec.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut rec));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !rec.is_empty() {
-        rec.push(field);
-        records.push(rec);
-    }
-    let header = records.remove(0);
-    records
+    let mut records = vgpu_bake::csv::parse(&text)
+        .unwrap()
         .into_iter()
+        .map(|r| r.fields);
+    let header = records.next().unwrap();
+    records
         .map(|r| {
             assert_eq!(r.len(), header.len(), "ragged row {r:?}");
             header.iter().cloned().zip(r).collect()

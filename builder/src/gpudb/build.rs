@@ -4,7 +4,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, MAIN_DB};
 
-use super::{GpuDbError, csv};
+use super::GpuDbError;
+use crate::csv;
 
 /// The upstream `CREATE TABLE` statement, verbatim (as stored in
 /// `sqlite_master.sql` of proxmox-vgpu-installer's `gpu_info.db`).

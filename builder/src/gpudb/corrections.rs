@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use vgpu_firstboot::compat::Support;
 
-use super::{GpuDbError, csv, parse_majors};
+use super::{GpuDbError, parse_majors};
+use crate::csv;
 
 /// Columns the file must have (any order, more are allowed).
 const COLUMNS: [&str; 7] = [

@@ -4,21 +4,23 @@
 
 /// One record and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
+pub struct Record {
+    /// 1-based line.
     pub line: usize,
     pub fields: Vec<String>,
 }
 
 /// A syntax error and the 1-based line it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CsvError {
+pub struct CsvError {
+    /// 1-based line.
     pub line: usize,
     pub reason: String,
 }
 
 /// Splits `text` into records. Completely empty lines are skipped; a
 /// leading UTF-8 byte order mark is ignored.
-pub(crate) fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
+pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = Vec::new();
     let mut chars = text.chars().peekable();
