@@ -372,8 +372,13 @@ fn stream_file<W: Write>(
                     file: file.clone(),
                     source,
                 })?;
-            let copied =
-                w.append_file_from_reader(path, mode, *size, &mut reader, |c| hasher.update(c));
+            // Large payloads: hash on another thread while this one feeds
+            // the compressor, so the two overlap.
+            let mut background = crate::hash::BackgroundHasher::new();
+            let copied = w.append_file_from_reader(path, mode, *size, &mut reader, |c| {
+                background.update(c)
+            });
+            let digests = background.finish();
             match (copied, reader.error.take()) {
                 (Ok(_), _) => {}
                 (Err(_), Some(source)) => {
@@ -391,7 +396,7 @@ fn stream_file<W: Write>(
                 ) => return Err(mismatch(path, file, "size", &expected, &actual)),
                 (Err(e), None) => return Err(wrap(e)),
             }
-            let d = hasher.finish();
+            let d = digests;
             if &d.sha256 != sha256 {
                 return Err(mismatch(path, file, "sha256", sha256, &d.sha256));
             }
