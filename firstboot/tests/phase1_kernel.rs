@@ -1,0 +1,196 @@
+//! Phase 1 kernel steps on copies of the fixture hosts: the kernel pin
+//! (ZFS guard, choice from the repositories, Secure Boot) and the kernel
+//! arguments for GRUB and systemd-boot, each run twice.
+
+use std::fs;
+
+use vgpu_firstboot::agent::steps::phase1;
+use vgpu_firstboot::runner::Response;
+
+#[allow(dead_code)]
+mod support {
+    pub mod bed;
+}
+use support::bed::{Bed, Fake, INSTALL, all_installed, installed, pve9_on_617, query, run_all};
+
+#[test]
+fn kernel_args_in_effect_and_configured_run_nothing() {
+    let bed = Bed::new("pve8-two-gpus", "two-gpu");
+    let mut r = Fake::new(&bed);
+    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    assert_eq!(r.lines(), ["update-grub"]);
+    let before = bed.snapshot();
+    let mut r = Fake::new(&bed);
+    let log = run_all(&bed, &mut r, &[phase1::kernel_args]);
+    assert_eq!(r.lines(), Vec::<String>::new());
+    bed.assert_unchanged(&before);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("already configured and in effect")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn systemd_boot_host_gets_kernel_cmdline_and_refresh() {
+    let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    let mut r = Fake::new(&bed);
+    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    assert_eq!(
+        bed.read("etc/kernel/cmdline"),
+        "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
+    );
+    assert_eq!(r.lines(), ["proxmox-boot-tool refresh"]);
+    assert!(!bed.path("etc/default/grub.d").exists());
+
+    // Again before the reboot: the file is right, the refresh runs again
+    // in case the first run stopped between the write and the refresh.
+    let before = bed.snapshot();
+    let mut r = Fake::new(&bed);
+    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    bed.assert_unchanged(&before);
+    assert_eq!(r.lines(), ["proxmox-boot-tool refresh"]);
+
+    // After the reboot the arguments are in effect: nothing runs.
+    bed.write(
+        "proc/cmdline",
+        "initrd=\\EFI\\proxmox\\x\\initrd.img root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n",
+    );
+    bed.reread();
+    let before = bed.snapshot();
+    let mut r = Fake::new(&bed);
+    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    assert_eq!(r.lines(), Vec::<String>::new());
+    bed.assert_unchanged(&before);
+}
+
+#[test]
+fn missing_kernel_cmdline_starts_from_proc_cmdline() {
+    let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    fs::remove_file(bed.path("etc/kernel/cmdline")).unwrap();
+    bed.reread();
+    run_all(&bed, &mut Fake::new(&bed), &[phase1::kernel_args]);
+    assert_eq!(
+        bed.read("etc/kernel/cmdline"),
+        "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
+    );
+}
+
+#[test]
+fn kernel_cmdline_without_root_is_refused() {
+    let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    fs::remove_file(bed.path("etc/kernel/cmdline")).unwrap();
+    bed.write("proc/cmdline", "quiet\n");
+    bed.reread();
+    let mut r = Fake::new(&bed);
+    let (out, _) = bed.run(&mut r, phase1::kernel_args);
+    assert!(out.unwrap_err().reason.contains("without root="));
+    assert!(!bed.path("etc/kernel/cmdline").exists());
+    assert_eq!(r.lines(), Vec::<String>::new());
+}
+
+const ZPOOL: &str = "zpool get -H -o value feature@block_cloning_endian rpool";
+
+#[test]
+fn kernel_pin_is_refused_on_a_pool_with_block_cloning_endian() {
+    let bed = pve9_on_617();
+    let mut r = Fake::new(&bed);
+    r.respond("zpool", &["get"], Response::ok().stdout("active\n"));
+    let (out, _) = bed.run(&mut r, phase1::kernel_pin);
+    let err = out.unwrap_err();
+    assert!(
+        err.reason.contains("feature@block_cloning_endian active"),
+        "{err}"
+    );
+    assert!(err.reason.contains("rpool"), "{err}");
+    assert_eq!(r.lines(), [ZPOOL]);
+    assert!(!bed.path("etc/kernel/proxmox-boot-pin").exists());
+}
+
+#[test]
+fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
+    let bed = pve9_on_617();
+    assert_eq!(bed.facts.firmware.secure_boot, Some(true));
+    let mut r = Fake::new(&bed);
+    r.respond("zpool", &["get"], Response::ok().stdout("disabled\n"));
+    r.respond(
+        "apt-cache",
+        &["pkgnames"],
+        Response::ok().stdout(
+            "proxmox-kernel-6.14.11-4-pve-signed\nproxmox-kernel-6.14.11-10-pve\n\
+             proxmox-kernel-6.14.11-9-pve\nproxmox-kernel-6.14.11-9-pve-signed\n\
+             proxmox-kernel-6.14.11-4-pve\nproxmox-kernel-6.14.11\n",
+        ),
+    );
+    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    assert_eq!(
+        r.lines(),
+        [
+            ZPOOL.to_owned(),
+            "apt-cache pkgnames proxmox-kernel-6.14.11".into(),
+            query("proxmox-kernel-6.14.11-9-pve-signed"),
+            query("proxmox-headers-6.14.11-9-pve"),
+            format!("{INSTALL} proxmox-kernel-6.14.11-9-pve-signed proxmox-headers-6.14.11-9-pve"),
+            "proxmox-boot-tool kernel pin 6.14.11-9-pve".into(),
+        ]
+    );
+    assert_eq!(bed.read("etc/kernel/proxmox-boot-pin"), "6.14.11-9-pve\n");
+
+    // {kernel} is now the pinned kernel.
+    let mut r = Fake::new(&bed);
+    r.respond(
+        "dpkg-query",
+        &["proxmox-headers-6.14.11-9-pve"],
+        installed("6.14.11-9"),
+    );
+    run_all(&bed, &mut r, &[phase1::apt_install]);
+    assert_eq!(
+        r.lines().last().unwrap(),
+        &format!("{INSTALL} build-essential dkms mdevctl")
+    );
+    assert!(r.lines().contains(&query("proxmox-headers-6.14.11-9-pve")));
+
+    let before = bed.snapshot();
+    let mut r = all_installed(&bed);
+    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    assert_eq!(
+        r.lines(),
+        [
+            query("proxmox-kernel-6.14.11-9-pve-signed"),
+            query("proxmox-headers-6.14.11-9-pve")
+        ]
+    );
+    bed.assert_unchanged(&before);
+}
+
+#[test]
+fn kernel_pin_falls_back_when_the_repositories_list_none() {
+    let bed = pve9_on_617();
+    let mut r = Fake::new(&bed);
+    r.respond("zpool", &["get"], Response::ok().stdout("disabled\n"));
+    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    let lines = r.lines();
+    assert!(
+        lines.contains(&format!(
+            "{INSTALL} proxmox-kernel-6.14.11-9-pve-signed proxmox-headers-6.14.11-9-pve"
+        )),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        "proxmox-boot-tool kernel pin 6.14.11-9-pve"
+    );
+}
+
+#[test]
+fn kernel_pin_is_not_needed_on_an_older_kernel() {
+    let bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    let mut r = Fake::new(&bed);
+    let log = run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    assert_eq!(r.lines(), Vec::<String>::new());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("6.14.11-4-pve is older than 6.17")),
+        "{log:?}"
+    );
+}
