@@ -14,5 +14,6 @@ pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod runner;
+pub mod sha256;
 pub mod state;
 pub mod unit;
