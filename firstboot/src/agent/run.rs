@@ -88,9 +88,7 @@ pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
         ))
     })?;
     let plan = Plan::from_toml(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
-    let mut h = crate::sha256::Sha256::new();
-    h.update(&bytes);
-    Ok((plan, h.finish_hex()))
+    Ok((plan, crate::sha256::sha256_hex(&bytes)))
 }
 
 /// Runs the plan's next steps on the host under `root`.

@@ -1,58 +1,72 @@
-//! (being written)
-#![allow(unused_variables)]
-use super::super::host::{Host, StepError, StepOutcome};
-use crate::plan::StepKind;
+//! The reboot barrier and phase 2: check the reboot took effect, check the
+//! payload, install the driver, enable its services, check it answers, and
+//! finish.
+//!
+//! The bash installer ran these as "step 2" after the operator rebooted and
+//! re-ran it by hand (seed §5). Here every step re-checks what it needs from
+//! the host itself, so a step re-run after a crash converges instead of
+//! repeating work: copies and drop-ins are written only when they differ,
+//! services are enabled only when `systemctl` says they are not, and the
+//! NVIDIA installer (the one step that is not cheap to repeat) installs over
+//! itself.
 
-fn todo_step(name: &str) -> Result<StepOutcome, StepError> {
-    Err(StepError::new(format!("step {name} is not written yet")))
-}
+mod barrier;
+mod driver;
+mod finish;
+mod payload;
 
-/// Dry-run lines for this phase's steps.
+pub use barrier::{reboot, verify_reboot};
+pub use driver::{enable_services, install_driver, post_check, sriov};
+pub use finish::finish;
+pub use payload::{unlock_setup, verify_payload};
+
+use crate::agent::host::{Host, StepError};
+use crate::layout::{PAYLOAD_DIR, absolute};
+use crate::plan::{DriverPlan, PayloadFile, StepKind};
+
+/// Dry-run lines for this phase's steps: what each would check, write, run
+/// or remove, and why. Reads files (never hashes the large payload), runs
+/// nothing.
 pub fn preview(kind: StepKind, host: &Host) -> Result<Vec<String>, StepError> {
-    Ok(vec![format!("{kind:?}: not written yet")])
+    use StepKind as K;
+    match kind {
+        K::Reboot => barrier::preview_reboot(host),
+        K::VerifyReboot => barrier::preview_verify(host),
+        K::VerifyPayload => payload::preview_verify(host),
+        K::UnlockSetup => payload::preview_unlock(host),
+        K::InstallDriver => driver::preview_install(host),
+        K::EnableServices => driver::preview_services(host),
+        K::Sriov => driver::preview_sriov(host),
+        K::PostCheck => Ok(driver::preview_post_check()),
+        K::Finish => Ok(finish::preview(host)),
+        _ => Ok(vec![format!("{kind:?} is not a phase 2 step")]),
+    }
 }
 
-/// Step.
-pub fn reboot(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("reboot")
+/// The plan's driver section; phase 2's driver steps are only planned
+/// with one, so its absence means a hand-edited or mismatched plan.
+fn driver<'a>(host: &Host<'a>) -> Result<&'a DriverPlan, StepError> {
+    host.plan.driver.as_ref().ok_or_else(|| {
+        StepError::new(
+            "the plan has no [driver] section but asks for a driver step: re-bake the bundle",
+        )
+    })
 }
 
-/// Step.
-pub fn verify_reboot(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("verify_reboot")
+/// Root-relative path of a payload file, e.g.
+/// `var/lib/vgpu-firstboot/payload/NVIDIA-...run`. An empty path means the
+/// plan was resolved but never baked.
+fn payload_rel(file: &PayloadFile, what: &str) -> Result<String, StepError> {
+    let rel = file.path.trim_start_matches('/');
+    if rel.is_empty() {
+        return Err(StepError::new(format!(
+            "the plan names no {what} file (resolved but not baked): bake the bundle with vgpu-bake bake"
+        )));
+    }
+    Ok(format!("{PAYLOAD_DIR}/{rel}"))
 }
 
-/// Step.
-pub fn verify_payload(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("verify_payload")
-}
-
-/// Step.
-pub fn unlock_setup(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("unlock_setup")
-}
-
-/// Step.
-pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("install_driver")
-}
-
-/// Step.
-pub fn enable_services(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("enable_services")
-}
-
-/// Step.
-pub fn sriov(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("sriov")
-}
-
-/// Step.
-pub fn post_check(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("post_check")
-}
-
-/// Step.
-pub fn finish(host: &mut Host) -> Result<StepOutcome, StepError> {
-    todo_step("finish")
+/// A root-relative path as the host sees it, for messages.
+fn shown(rel: &str) -> String {
+    absolute(rel.trim_start_matches('/'))
 }

@@ -1,0 +1,78 @@
+//! The last step: payload deleted, done marker written, unit disabled.
+//!
+//! Order matters for a crash in the middle. The payload goes first: until
+//! the marker exists the unit starts again and this step re-runs, so a
+//! crash cannot leave hundreds of MB of installers behind. The marker
+//! next: from then on the unit's `ConditionPathExists=!` skips it, so a
+//! crash before the `.wants` link is removed costs nothing at later boots.
+
+use std::fs;
+use std::io;
+
+use super::shown;
+use crate::agent::host::{Host, StepError, StepOutcome, sync_parent, write_atomic};
+use crate::layout::{DONE_MARKER, PAYLOAD_DIR, UNIT_WANTS_LINK};
+
+/// Removes `rel` (a file, link or directory tree); absent is fine.
+fn remove(host: &mut Host, rel: &str, why: &str) -> Result<(), StepError> {
+    let path = host.path(rel)?;
+    let removed = match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+        Ok(_) => fs::remove_file(&path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    removed.map_err(|e| StepError::new(format!("removing {}: {e}", shown(rel))))?;
+    sync_parent(&path)?;
+    host.note(format!("{}: removed ({why})", shown(rel)));
+    Ok(())
+}
+
+fn marker(host: &Host) -> String {
+    format!("{}\nprovisioned by vgpu-firstboot\n", host.plan.name)
+}
+
+/// Deletes the payload (unless the plan keeps it), writes the done marker
+/// and removes the unit's `.wants` link. Idempotent.
+pub fn finish(host: &mut Host) -> Result<StepOutcome, StepError> {
+    if host.plan.agent.keep_payload {
+        host.note(format!("{}: kept (agent.keep-payload)", shown(PAYLOAD_DIR)));
+    } else {
+        remove(host, PAYLOAD_DIR, "the driver is installed")?;
+    }
+    if host.read_opt(DONE_MARKER)?.as_deref() != Some(marker(host).as_str()) {
+        write_atomic(&host.path(DONE_MARKER)?, marker(host).as_bytes(), 0o644)?;
+        host.note(format!(
+            "{}: written (provisioning complete)",
+            shown(DONE_MARKER)
+        ));
+    }
+    remove(
+        host,
+        UNIT_WANTS_LINK,
+        "the agent is not needed at boot any more",
+    )?;
+    Ok(StepOutcome::Done)
+}
+
+pub(super) fn preview(host: &Host) -> Vec<String> {
+    let payload = if host.plan.agent.keep_payload {
+        format!("would keep {}: agent.keep-payload", shown(PAYLOAD_DIR))
+    } else {
+        format!(
+            "would delete {}: the driver is installed",
+            shown(PAYLOAD_DIR)
+        )
+    };
+    vec![
+        payload,
+        format!(
+            "would write {} (mode 0644): provisioning complete",
+            shown(DONE_MARKER)
+        ),
+        format!(
+            "would remove {}: the agent is not needed at boot any more",
+            shown(UNIT_WANTS_LINK)
+        ),
+    ]
+}

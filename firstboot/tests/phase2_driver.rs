@@ -1,0 +1,358 @@
+//! The driver steps, SR-IOV, the post-check and finish on copies of the
+//! fixture hosts, with golden plans and a recording command runner.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use support::step_env::*;
+use vgpu_firstboot::agent::host::StepOutcome;
+use vgpu_firstboot::agent::steps::phase2;
+use vgpu_firstboot::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
+use vgpu_firstboot::plan::StepKind;
+use vgpu_firstboot::runner::Response;
+
+mod support {
+    pub mod step_env;
+}
+
+// ---- driver ----
+
+#[test]
+fn install_driver_runs_the_payload_installer() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    // Keys exist but Secure Boot is off on this host: no signing arguments.
+    env.write(KEY, "key");
+    env.write(DER, "der");
+    assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
+    let installer = env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}"));
+    assert_eq!(
+        env.commands(),
+        [format!("{} --dkms -s", installer.display())]
+    );
+    assert_eq!(env.runner.calls()[0].timeout, Duration::from_secs(3600));
+    let mode = fs::metadata(&installer).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+}
+
+#[test]
+fn install_driver_signs_modules_under_secure_boot() {
+    let mut env = Env::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    assert_eq!(env.facts.firmware.secure_boot, Some(true));
+    env.bake();
+    // Keys not made yet: installed unsigned, with a note.
+    env.run(phase2::install_driver).unwrap();
+    assert!(
+        !env.commands()[0].contains("--module-signing"),
+        "{:?}",
+        env.commands()
+    );
+    assert!(env.logged("Secure Boot is on but"));
+    env.write(KEY, "key");
+    env.write(DER, "der");
+    env.run(phase2::install_driver).unwrap();
+    let args = &env.runner.calls()[1].args;
+    assert_eq!(
+        args[args.len() - 2..],
+        [
+            format!("--module-signing-secret-key={}", env.at(KEY).display()),
+            format!("--module-signing-public-key={}", env.at(DER).display()),
+        ]
+    );
+    assert_eq!(args[..3], ["--dkms", "-m=kernel", "-s"]);
+}
+
+#[test]
+fn install_driver_failure_points_at_the_installer_log() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.plan.demo = false;
+    env.bake();
+    env.runner.respond(
+        "installer.run",
+        &[],
+        Response::exit(1).stderr("ERROR: Unable to build the NVIDIA kernel module."),
+    );
+    let err = env.run(phase2::install_driver).unwrap_err();
+    assert_eq!(err.exit_code, Some(1));
+    assert!(
+        err.reason.starts_with("driver installer `"),
+        "{}",
+        err.reason
+    );
+    assert!(
+        err.reason.contains("installer.run --dkms -s"),
+        "{}",
+        err.reason
+    );
+    assert!(err.reason.contains("exit code 1"), "{}", err.reason);
+    assert!(err.reason.contains("Unable to build"), "{}", err.reason);
+    assert!(
+        err.reason
+            .ends_with("look at /var/log/nvidia-installer.log for the cause")
+    );
+    assert!(err.stderr_tail.contains("Unable to build"));
+}
+
+#[test]
+fn missing_service_unit_is_an_explicit_error() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.runner.respond(
+        "systemctl",
+        &["cat", "nvidia-vgpud.service"],
+        Response::exit(1),
+    );
+    assert_eq!(
+        reason(env.run(phase2::enable_services)),
+        "nvidia-vgpud.service does not exist: the installer did not install the vGPU manager — is this the vGPU-KVM (host) driver?"
+    );
+    assert!(!env.commands().iter().any(|c| c.contains("enable")));
+}
+
+#[test]
+fn services_are_enabled_only_when_needed() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.runner
+        .respond_once(
+            "systemctl",
+            &["is-enabled", "nvidia-vgpud.service"],
+            Response::exit(1),
+        )
+        .respond_once(
+            "systemctl",
+            &["is-active", "nvidia-vgpu-mgr.service"],
+            Response::exit(3),
+        );
+    env.run(phase2::enable_services).unwrap();
+    let enables: Vec<String> = env
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("enable --now"))
+        .collect();
+    assert_eq!(
+        enables,
+        [
+            "systemctl enable --now nvidia-vgpud.service",
+            "systemctl enable --now nvidia-vgpu-mgr.service"
+        ]
+    );
+    assert_eq!(env.commands()[0], "systemctl daemon-reload");
+    // Everything enabled and active now (the runner answers 0): no enable.
+    let before = env.commands().len();
+    env.run(phase2::enable_services).unwrap();
+    assert!(!env.commands()[before..].iter().any(|c| c.contains("--now")));
+    // A failing enable names the unit's journal.
+    env.runner
+        .respond("systemctl", &["is-active"], Response::exit(3))
+        .respond(
+            "systemctl",
+            &["enable"],
+            Response::exit(1).stderr("Job failed."),
+        );
+    let why = reason(env.run(phase2::enable_services));
+    assert!(why.contains("journalctl -u nvidia-vgpud.service"), "{why}");
+}
+
+#[test]
+fn sriov_skipped_without_capable_cards() {
+    let mut env = Env::new("pve8-two-gpus", "demo");
+    assert_eq!(env.run(phase2::sriov).unwrap(), StepOutcome::Done);
+    assert!(env.logged("no SR-IOV capable card; skipped"));
+    assert!(env.commands().is_empty());
+    assert_eq!(
+        env.preview(StepKind::Sriov),
+        ["nothing: no SR-IOV capable card"]
+    );
+}
+
+#[test]
+fn sriov_enabled_on_capable_cards_and_failure_reported() {
+    let mut env = Env::new("pve8-two-gpus", "demo");
+    env.write(
+        "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/sriov_totalvfs",
+        "16\n",
+    );
+    env.refresh();
+    env.runner
+        .respond_once("systemctl", &["is-enabled"], Response::exit(1));
+    env.run(phase2::sriov).unwrap();
+    assert_eq!(
+        env.commands().last().unwrap(),
+        "systemctl enable --now pve-nvidia-sriov@ALL.service"
+    );
+    env.runner
+        .respond("systemctl", &["is-active"], Response::exit(3))
+        .respond("systemctl", &["enable"], Response::exit(1));
+    let why = reason(env.run(phase2::sriov));
+    assert!(why.contains("pve-nvidia-sriov@ALL.service"), "{why}");
+    assert!(why.contains("0000:01:00.0"), "{why}");
+}
+
+#[test]
+fn post_check_needs_vgpu_types() {
+    let mut env = Env::new("pve8-grub", "demo");
+    let why = reason(env.run(phase2::post_check));
+    assert!(
+        why.starts_with("`mdevctl types` lists no vGPU types"),
+        "{why}"
+    );
+    assert!(why.contains("journalctl -u nvidia-vgpu-mgr"), "{why}");
+
+    env.runner.respond(
+        "mdevctl",
+        &["types"],
+        Response::ok().stdout("0000:01:00.0\n  nvidia-222\n    Name: GRID T4-1B\n"),
+    );
+    assert_eq!(env.run(phase2::post_check).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.commands()[env.commands().len() - 2..],
+        ["nvidia-smi vgpu", "mdevctl types"]
+    );
+
+    env.runner.respond_once(
+        "nvidia-smi",
+        &["vgpu"],
+        Response::exit(9).stderr(
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+        ),
+    );
+    let err = env.run(phase2::post_check).unwrap_err();
+    assert_eq!(err.exit_code, Some(9));
+    assert!(
+        err.reason.contains("couldn't communicate"),
+        "{}",
+        err.reason
+    );
+}
+
+#[test]
+fn post_check_in_unlock_mode_accepts_plain_nvidia_smi() {
+    let mut env = Env::new("pve8-grub", "unlock-demo");
+    env.runner
+        .respond(
+            "nvidia-smi",
+            &["vgpu"],
+            Response::exit(6).stdout("No supported devices in vGPU mode"),
+        )
+        .respond(
+            "mdevctl",
+            &["types"],
+            Response::ok().stdout("0000:0a:00.0\n  nvidia-259\n"),
+        );
+    assert_eq!(env.run(phase2::post_check).unwrap(), StepOutcome::Done);
+    assert!(env.commands().contains(&"nvidia-smi".to_owned()));
+}
+
+// ---- finish ----
+#[test]
+fn finish_removes_link_and_payload_and_is_idempotent() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    link_unit(&env);
+    assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.read(DONE_MARKER),
+        "demo\nprovisioned by vgpu-firstboot\n"
+    );
+    assert!(fs::symlink_metadata(env.at(UNIT_WANTS_LINK)).is_err());
+    assert!(!env.at(PAYLOAD_DIR).exists());
+    assert!(env.at(MANIFEST_FILE).exists(), "only the payload goes");
+    assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.read(DONE_MARKER),
+        "demo\nprovisioned by vgpu-firstboot\n"
+    );
+    assert!(env.log.is_empty(), "second run changed {:?}", env.log);
+    assert!(env.commands().is_empty());
+}
+
+#[test]
+fn finish_keeps_the_payload_when_asked() {
+    let mut env = Env::new("pve8-two-gpus", "licensing-external");
+    assert!(env.plan.agent.keep_payload);
+    env.bake();
+    link_unit(&env);
+    env.run(phase2::finish).unwrap();
+    assert!(env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}")).exists());
+    assert!(fs::symlink_metadata(env.at(UNIT_WANTS_LINK)).is_err());
+    assert!(env.at(DONE_MARKER).exists());
+}
+
+// ---- dry run and a whole phase 2 ----
+
+#[test]
+fn preview_runs_nothing_and_names_each_action() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    let all: Vec<String> = [
+        StepKind::Reboot,
+        StepKind::VerifyReboot,
+        StepKind::VerifyPayload,
+        StepKind::InstallDriver,
+        StepKind::EnableServices,
+        StepKind::Sriov,
+        StepKind::PostCheck,
+        StepKind::Finish,
+    ]
+    .into_iter()
+    .flat_map(|k| env.preview(k))
+    .collect();
+    let text = all.join("\n");
+    for want in [
+        "would run systemctl reboot: kernel arguments intel_iommu=on iommu=pt not on /proc/cmdline; nouveau is loaded",
+        "would check /proc/cmdline has intel_iommu=on iommu=pt",
+        "would check /var/lib/vgpu-firstboot/payload/driver/installer.run (",
+        "installer.run --dkms -s: install the vGPU host driver 1.0-demo",
+        "would run systemctl enable --now nvidia-vgpu-mgr.service",
+        "would run mdevctl types",
+        "would delete /var/lib/vgpu-firstboot/payload",
+        "would remove /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(env.commands().is_empty());
+    assert!(env.at(PAYLOAD_DIR).exists());
+}
+
+#[test]
+fn whole_phase_two_on_a_ready_host() {
+    let mut env = Env::new("pve8-two-gpus", "demo");
+    env.bake();
+    link_unit(&env);
+    env.runner
+        .respond("systemctl", &["is-enabled"], Response::exit(1))
+        .respond(
+            "mdevctl",
+            &["types"],
+            Response::ok().stdout("0000:01:00.0\n  nvidia-222\n"),
+        );
+    let steps: [StepFn; 8] = [
+        phase2::reboot,
+        phase2::verify_reboot,
+        phase2::verify_payload,
+        phase2::install_driver,
+        phase2::enable_services,
+        phase2::sriov,
+        phase2::post_check,
+        phase2::finish,
+    ];
+    for step in steps {
+        assert_eq!(env.run(step).unwrap(), StepOutcome::Done);
+    }
+    let installer = env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}"));
+    let want: Vec<String> = vec![
+        format!("{} --dkms -s", installer.display()),
+        "systemctl daemon-reload".into(),
+        "systemctl cat nvidia-vgpud.service".into(),
+        "systemctl is-enabled nvidia-vgpud.service".into(),
+        "systemctl enable --now nvidia-vgpud.service".into(),
+        "systemctl cat nvidia-vgpu-mgr.service".into(),
+        "systemctl is-enabled nvidia-vgpu-mgr.service".into(),
+        "systemctl enable --now nvidia-vgpu-mgr.service".into(),
+        "nvidia-smi vgpu".into(),
+        "mdevctl types".into(),
+    ];
+    assert_eq!(env.commands(), want);
+    assert!(env.at(DONE_MARKER).exists());
+    assert!(!env.at(PAYLOAD_DIR).exists());
+}
