@@ -1,0 +1,119 @@
+//! The real agent binary on simulated hosts: two boots, a third that does
+//! nothing, and power cuts at every step boundary and inside steps.
+
+#[path = "agent/harness.rs"]
+mod agent_harness;
+
+use agent_harness::SimHost;
+use vgpu_firstboot::layout;
+use vgpu_firstboot::plan::Plan;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn two_boots_then_nothing() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    let first = host.boot_run(&[]).unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}\n{}", stdout(&first), stderr(&first));
+    assert!(stdout(&first).contains("rebooting"), "{}", stdout(&first));
+    let cmds = host.commands();
+    for expected in ["update-grub", "update-initramfs -u -k all", "systemctl reboot"] {
+        assert!(cmds.iter().any(|c| c == expected), "{expected} not run: {cmds:?}");
+    }
+    assert_eq!(cmds.last().map(String::as_str), Some("systemctl reboot"));
+    let grub = std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
+    assert!(grub.contains("intel_iommu=on iommu=pt"), "{grub}");
+    // The state says a reboot was requested before it happened.
+    let (code, status) = {
+        let o = host.agent(&["status", "--json"], &[]);
+        (o.status.code(), stdout(&o))
+    };
+    assert_eq!(code, Some(3), "{status}");
+
+    host.reboot();
+    let second = host.boot_run(&[]).unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}\n{}", stdout(&second), stderr(&second));
+    assert!(stdout(&second).contains("done"), "{}", stdout(&second));
+    let installed = std::fs::read_to_string(host.root().join("var/lib/vgpu-demo/installed")).unwrap();
+    assert!(installed.contains("dkms=yes"), "{installed}");
+    assert!(host.root().join(layout::DONE_MARKER).exists());
+    assert!(!host.root().join(layout::UNIT_WANTS_LINK).exists(), "the unit must disable itself");
+    assert!(!host.root().join(layout::PAYLOAD_DIR).exists(), "payload deleted by default");
+    let o = host.agent(&["status"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // Third boot: the unit does not start; even a manual run changes nothing.
+    let before_cmds = host.commands().len();
+    let before = host.tree();
+    host.reboot();
+    assert!(host.boot_run(&[]).is_none());
+    let manual = host.agent(&["run"], &[]);
+    assert_eq!(manual.status.code(), Some(0));
+    assert_eq!(host.commands().len(), before_cmds, "a run after done ran commands");
+    let mut after = host.tree();
+    after.remove("proc/cmdline");
+    let mut before = before;
+    before.remove("proc/cmdline");
+    assert_eq!(before, after);
+}
+
+/// The final tree of an uninterrupted run, to compare crashed runs with.
+fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, String>, usize) {
+    let mut host = SimHost::new(fixture, plan);
+    let outs = host.converge(&[], 5);
+    assert!(host.root().join(layout::DONE_MARKER).exists(), "reference run did not finish: {:?}", outs.iter().map(stdout).collect::<Vec<_>>());
+    (host.tree(), host.commands().iter().filter(|c| *c == "systemctl reboot").count())
+}
+
+fn assert_converges(fixture: &str, plan: &str, env: &[(&str, &str)], reference: &std::collections::BTreeMap<String, String>, label: &str) {
+    let mut host = SimHost::new(fixture, plan);
+    // The first boot carries the fault; later boots run clean.
+    let first = host.boot_run(env).unwrap();
+    if first.status.code().is_none() || stdout(&first).contains("rebooting") {
+        host.reboot();
+    }
+    let outs = host.converge(&[], 6);
+    assert!(
+        host.root().join(layout::DONE_MARKER).exists(),
+        "{label}: did not converge:\n{}\n{:?}",
+        stderr(&first),
+        outs.iter().map(|o| format!("{}{}", stdout(o), stderr(o))).collect::<Vec<_>>()
+    );
+    let mut got = host.tree();
+    let mut want = reference.clone();
+    // Boot-dependent files: the kernel command line is the boot loader's.
+    got.remove("proc/cmdline");
+    want.remove("proc/cmdline");
+    assert_eq!(got, want, "{label}: final tree differs");
+    let reboots = host.commands().iter().filter(|c| *c == "systemctl reboot").count();
+    assert!(reboots <= 2, "{label}: rebooted {reboots} times");
+}
+
+#[test]
+fn power_cut_at_every_step_boundary_converges() {
+    let (want, _) = reference("pve8-grub", "demo");
+    let plan = Plan::from_toml(&std::fs::read_to_string(agent_harness::workspace().join("tests/profiles/demo.plan.toml")).unwrap()).unwrap();
+    let mut cuts = 0;
+    for step in &plan.steps {
+        for point in ["begun", "applied"] {
+            let fault = format!("{}:{point}", step.id);
+            assert_converges("pve8-grub", "demo", &[("VGPU_FIRSTBOOT_FAULT", &fault)], &want, &fault);
+            cuts += 1;
+        }
+    }
+    assert_eq!(cuts, plan.steps.len() * 2);
+}
+
+#[test]
+fn power_cut_inside_steps_converges() {
+    let (want, _) = reference("pve8-grub", "demo");
+    for command in ["apt-get", "update-grub", "update-initramfs", "systemctl", "mdevctl"] {
+        assert_converges("pve8-grub", "demo", &[("VGPU_TEST_CRASH_IN", command)], &want, &format!("inside {command}"));
+    }
+}
