@@ -375,9 +375,8 @@ fn stream_file<W: Write>(
             // Large payloads: hash on another thread while this one feeds
             // the compressor, so the two overlap.
             let mut background = crate::hash::BackgroundHasher::new();
-            let copied = w.append_file_from_reader(path, mode, *size, &mut reader, |c| {
-                background.update(c)
-            });
+            let copied =
+                w.append_file_from_reader(path, mode, *size, &mut reader, |c| background.update(c));
             let digests = background.finish();
             match (copied, reader.error.take()) {
                 (Ok(_), _) => {}

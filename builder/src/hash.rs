@@ -99,7 +99,11 @@ impl BackgroundHasher {
             }
             h.finish()
         });
-        Self { tx: Some(tx), spare, worker: Some(worker) }
+        Self {
+            tx: Some(tx),
+            spare,
+            worker: Some(worker),
+        }
     }
 
     /// Queues bytes for hashing.

@@ -20,14 +20,28 @@ fn stderr(o: &std::process::Output) -> String {
 fn two_boots_then_nothing() {
     let mut host = SimHost::new("pve8-grub", "demo");
     let first = host.boot_run(&[]).unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}\n{}", stdout(&first), stderr(&first));
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&first),
+        stderr(&first)
+    );
     assert!(stdout(&first).contains("rebooting"), "{}", stdout(&first));
     let cmds = host.commands();
-    for expected in ["update-grub", "update-initramfs -u -k all", "systemctl reboot"] {
-        assert!(cmds.iter().any(|c| c == expected), "{expected} not run: {cmds:?}");
+    for expected in [
+        "update-grub",
+        "update-initramfs -u -k all",
+        "systemctl reboot",
+    ] {
+        assert!(
+            cmds.iter().any(|c| c == expected),
+            "{expected} not run: {cmds:?}"
+        );
     }
     assert_eq!(cmds.last().map(String::as_str), Some("systemctl reboot"));
-    let grub = std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
+    let grub =
+        std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
     assert!(grub.contains("intel_iommu=on iommu=pt"), "{grub}");
     // The state says a reboot was requested before it happened.
     let (code, status) = {
@@ -38,13 +52,26 @@ fn two_boots_then_nothing() {
 
     host.reboot();
     let second = host.boot_run(&[]).unwrap();
-    assert_eq!(second.status.code(), Some(0), "{}\n{}", stdout(&second), stderr(&second));
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&second),
+        stderr(&second)
+    );
     assert!(stdout(&second).contains("done"), "{}", stdout(&second));
-    let installed = std::fs::read_to_string(host.root().join("var/lib/vgpu-demo/installed")).unwrap();
+    let installed =
+        std::fs::read_to_string(host.root().join("var/lib/vgpu-demo/installed")).unwrap();
     assert!(installed.contains("dkms=yes"), "{installed}");
     assert!(host.root().join(layout::DONE_MARKER).exists());
-    assert!(!host.root().join(layout::UNIT_WANTS_LINK).exists(), "the unit must disable itself");
-    assert!(!host.root().join(layout::PAYLOAD_DIR).exists(), "payload deleted by default");
+    assert!(
+        !host.root().join(layout::UNIT_WANTS_LINK).exists(),
+        "the unit must disable itself"
+    );
+    assert!(
+        !host.root().join(layout::PAYLOAD_DIR).exists(),
+        "payload deleted by default"
+    );
     let o = host.agent(&["status"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
@@ -55,7 +82,11 @@ fn two_boots_then_nothing() {
     assert!(host.boot_run(&[]).is_none());
     let manual = host.agent(&["run"], &[]);
     assert_eq!(manual.status.code(), Some(0));
-    assert_eq!(host.commands().len(), before_cmds, "a run after done ran commands");
+    assert_eq!(
+        host.commands().len(),
+        before_cmds,
+        "a run after done ran commands"
+    );
     let mut after = host.tree();
     after.remove("proc/cmdline");
     let mut before = before;
@@ -67,11 +98,27 @@ fn two_boots_then_nothing() {
 fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, String>, usize) {
     let mut host = SimHost::new(fixture, plan);
     let outs = host.converge(&[], 5);
-    assert!(host.root().join(layout::DONE_MARKER).exists(), "reference run did not finish: {:?}", outs.iter().map(stdout).collect::<Vec<_>>());
-    (host.tree(), host.commands().iter().filter(|c| *c == "systemctl reboot").count())
+    assert!(
+        host.root().join(layout::DONE_MARKER).exists(),
+        "reference run did not finish: {:?}",
+        outs.iter().map(stdout).collect::<Vec<_>>()
+    );
+    (
+        host.tree(),
+        host.commands()
+            .iter()
+            .filter(|c| *c == "systemctl reboot")
+            .count(),
+    )
 }
 
-fn assert_converges(fixture: &str, plan: &str, env: &[(&str, &str)], reference: &std::collections::BTreeMap<String, String>, label: &str) {
+fn assert_converges(
+    fixture: &str,
+    plan: &str,
+    env: &[(&str, &str)],
+    reference: &std::collections::BTreeMap<String, String>,
+    label: &str,
+) {
     let mut host = SimHost::new(fixture, plan);
     // The first boot carries the fault; later boots run clean.
     let first = host.boot_run(env).unwrap();
@@ -83,7 +130,9 @@ fn assert_converges(fixture: &str, plan: &str, env: &[(&str, &str)], reference: 
         host.root().join(layout::DONE_MARKER).exists(),
         "{label}: did not converge:\n{}\n{:?}",
         stderr(&first),
-        outs.iter().map(|o| format!("{}{}", stdout(o), stderr(o))).collect::<Vec<_>>()
+        outs.iter()
+            .map(|o| format!("{}{}", stdout(o), stderr(o)))
+            .collect::<Vec<_>>()
     );
     let mut got = host.tree();
     let mut want = reference.clone();
@@ -91,19 +140,41 @@ fn assert_converges(fixture: &str, plan: &str, env: &[(&str, &str)], reference: 
     got.remove("proc/cmdline");
     want.remove("proc/cmdline");
     assert_eq!(got, want, "{label}: final tree differs");
-    let reboots = host.commands().iter().filter(|c| *c == "systemctl reboot").count();
+    let reboots = host
+        .commands()
+        .iter()
+        .filter(|c| *c == "systemctl reboot")
+        .count();
     assert!(reboots <= 2, "{label}: rebooted {reboots} times");
+    // The driver installer ran once, however the power was cut.
+    let installs =
+        std::fs::read_to_string(host.dir.path().join("demo-installer.log")).unwrap_or_default();
+    let count = installs.lines().filter(|l| l.contains(" install ")).count();
+    assert_eq!(
+        count, 1,
+        "{label}: driver installed {count} times:\n{installs}"
+    );
 }
 
 #[test]
 fn power_cut_at_every_step_boundary_converges() {
     let (want, _) = reference("pve8-grub", "demo");
-    let plan = Plan::from_toml(&std::fs::read_to_string(agent_harness::workspace().join("tests/profiles/demo.plan.toml")).unwrap()).unwrap();
+    let plan = Plan::from_toml(
+        &std::fs::read_to_string(agent_harness::workspace().join("tests/profiles/demo.plan.toml"))
+            .unwrap(),
+    )
+    .unwrap();
     let mut cuts = 0;
     for step in &plan.steps {
         for point in ["begun", "applied"] {
             let fault = format!("{}:{point}", step.id);
-            assert_converges("pve8-grub", "demo", &[("VGPU_FIRSTBOOT_FAULT", &fault)], &want, &fault);
+            assert_converges(
+                "pve8-grub",
+                "demo",
+                &[("VGPU_FIRSTBOOT_FAULT", &fault)],
+                &want,
+                &fault,
+            );
             cuts += 1;
         }
     }
@@ -113,7 +184,19 @@ fn power_cut_at_every_step_boundary_converges() {
 #[test]
 fn power_cut_inside_steps_converges() {
     let (want, _) = reference("pve8-grub", "demo");
-    for command in ["apt-get", "update-grub", "update-initramfs", "systemctl", "mdevctl"] {
-        assert_converges("pve8-grub", "demo", &[("VGPU_TEST_CRASH_IN", command)], &want, &format!("inside {command}"));
+    for command in [
+        "apt-get",
+        "update-grub",
+        "update-initramfs",
+        "systemctl",
+        "mdevctl",
+    ] {
+        assert_converges(
+            "pve8-grub",
+            "demo",
+            &[("VGPU_TEST_CRASH_IN", command)],
+            &want,
+            &format!("inside {command}"),
+        );
     }
 }

@@ -51,6 +51,8 @@ fn install_driver_signs_modules_under_secure_boot() {
     assert!(env.logged("Secure Boot is on but"));
     env.write(KEY, "key");
     env.write(DER, "der");
+    // The first install left its marker; without it the step installs again.
+    fs::remove_file(env.at("var/lib/vgpu-firstboot/driver-installed")).unwrap();
     env.run(phase2::install_driver).unwrap();
     let args = &env.runner.calls()[1].args;
     assert_eq!(
@@ -61,6 +63,16 @@ fn install_driver_signs_modules_under_secure_boot() {
         ]
     );
     assert_eq!(args[..3], ["--dkms", "-m=kernel", "-s"]);
+}
+
+#[test]
+fn install_driver_runs_the_installer_once() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    env.run(phase2::install_driver).unwrap();
+    env.run(phase2::install_driver).unwrap();
+    assert_eq!(env.runner.calls().len(), 1, "{:?}", env.commands());
+    assert!(env.logged("installed by an earlier run"));
 }
 
 #[test]

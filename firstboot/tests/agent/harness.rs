@@ -15,19 +15,20 @@ use vgpu_firstboot::manifest::{Manifest, ManifestFile, mode_string};
 use vgpu_firstboot::plan::{PayloadFile, Plan};
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    let mut h = vgpu_firstboot::sha256::Sha256::new();
-    h.update(bytes);
-    h.finish_hex()
+    vgpu_firstboot::sha256::sha256_hex(bytes)
 }
 
 /// Stand-ins: each logs `name args` to $VGPU_TEST_LOG; some answer.
 const STUB: &str = r#"#!/bin/sh
 name=$(basename "$0")
-echo "$name $*" >>"$VGPU_TEST_LOG"
+if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
 case " ${VGPU_TEST_CRASH_IN:-} " in
   *" $name "*)
     if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
@@ -46,8 +47,19 @@ exit 0
 "#;
 
 pub const STUBS: &[&str] = &[
-    "apt-get", "apt-cache", "dpkg-query", "dpkg-deb", "update-grub", "update-initramfs",
-    "proxmox-boot-tool", "systemctl", "nvidia-smi", "mdevctl", "mokutil", "openssl", "zpool",
+    "apt-get",
+    "apt-cache",
+    "dpkg-query",
+    "dpkg-deb",
+    "update-grub",
+    "update-initramfs",
+    "proxmox-boot-tool",
+    "systemctl",
+    "nvidia-smi",
+    "mdevctl",
+    "mokutil",
+    "openssl",
+    "zpool",
 ];
 
 #[derive(Debug)]
@@ -91,39 +103,71 @@ impl SimHost {
 
     /// Every stand-in call so far, one per line.
     pub fn commands(&self) -> Vec<String> {
-        fs::read_to_string(self.log_path()).unwrap_or_default().lines().map(String::from).collect()
+        fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn install_bundle(&self, plan_name: &str) {
         let root = self.root();
-        let text = fs::read_to_string(workspace().join("tests/profiles").join(format!("{plan_name}.plan.toml"))).unwrap();
+        let text = fs::read_to_string(
+            workspace()
+                .join("tests/profiles")
+                .join(format!("{plan_name}.plan.toml")),
+        )
+        .unwrap();
         let mut plan = Plan::from_toml(&text).unwrap();
         let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
         if let Some(d) = plan.driver.as_mut() {
-            let bytes = fs::read(workspace().join("data/demo/vgpu-bake-demo-driver-1.0-vgpu-kvm.run")).unwrap();
+            let bytes =
+                fs::read(workspace().join("data/demo/vgpu-bake-demo-driver-1.0-vgpu-kvm.run"))
+                    .unwrap();
             let rel = format!("driver/{}", d.filename);
             d.sha256 = sha256(&bytes);
             d.size = bytes.len() as u64;
-            d.installer = PayloadFile { path: rel.clone(), sha256: d.sha256.clone(), size: d.size };
+            d.installer = PayloadFile {
+                path: rel.clone(),
+                sha256: d.sha256.clone(),
+                size: d.size,
+            };
             files.insert(format!("{}/{rel}", layout::PAYLOAD_DIR), (bytes, 0o755));
         }
         if let Some(u) = plan.unlock.as_mut() {
             let bytes = b"stand-in unlock library\n".to_vec();
             u.library.sha256 = sha256(&bytes);
             u.library.size = bytes.len() as u64;
-            files.insert(format!("{}/{}", layout::PAYLOAD_DIR, u.library.path), (bytes, 0o644));
+            files.insert(
+                format!("{}/{}", layout::PAYLOAD_DIR, u.library.path),
+                (bytes, 0o644),
+            );
         }
-        files.insert(layout::PLAN_FILE.into(), (plan.to_toml().into_bytes(), 0o600));
-        files.insert(layout::UNIT_FILE.into(), (vgpu_firstboot::unit::render().into_bytes(), 0o644));
+        files.insert(
+            layout::PLAN_FILE.into(),
+            (plan.to_toml().into_bytes(), 0o600),
+        );
+        files.insert(
+            layout::UNIT_FILE.into(),
+            (vgpu_firstboot::unit::render().into_bytes(), 0o644),
+        );
         let manifest = Manifest {
             schema: 1,
             name: plan.name.clone(),
             files: files
                 .iter()
-                .map(|(p, (b, m))| ManifestFile { path: p.clone(), sha256: sha256(b), size: b.len() as u64, mode: mode_string(*m) })
+                .map(|(p, (b, m))| ManifestFile {
+                    path: p.clone(),
+                    sha256: sha256(b),
+                    size: b.len() as u64,
+                    mode: mode_string(*m),
+                })
                 .collect(),
         };
-        files.insert(layout::MANIFEST_FILE.into(), (manifest.to_toml().into_bytes(), 0o644));
+        files.insert(
+            layout::MANIFEST_FILE.into(),
+            (manifest.to_toml().into_bytes(), 0o644),
+        );
         for (p, (b, m)) in files {
             let path = root.join(p);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -139,7 +183,9 @@ impl SimHost {
     pub fn agent(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"));
-        cmd.arg("--root").arg(self.root()).args(args)
+        cmd.arg("--root")
+            .arg(self.root())
+            .args(args)
             .env("PATH", path)
             .env("VGPU_TEST_LOG", self.log_path())
             .env("VGPU_TEST_DIR", self.dir.path())
@@ -154,7 +200,9 @@ impl SimHost {
 
     /// `run` with the unit's condition: skipped when the done marker exists.
     pub fn boot_run(&self, env: &[(&str, &str)]) -> Option<Output> {
-        if self.root().join(layout::DONE_MARKER).exists() || !self.root().join(layout::UNIT_WANTS_LINK).exists() {
+        if self.root().join(layout::DONE_MARKER).exists()
+            || !self.root().join(layout::UNIT_WANTS_LINK).exists()
+        {
             return None;
         }
         Some(self.agent(&["run"], env))
@@ -164,11 +212,21 @@ impl SimHost {
     pub fn reboot(&mut self) {
         self.boots += 1;
         let root = self.root();
-        fs::write(root.join("proc/sys/kernel/random/boot_id"), format!("00000000-0000-4000-8000-{:012x}\n", self.boots)).unwrap();
-        let mut cmdline = fs::read_to_string(root.join("proc/cmdline")).unwrap().trim().to_string();
+        fs::write(
+            root.join("proc/sys/kernel/random/boot_id"),
+            format!("00000000-0000-4000-8000-{:012x}\n", self.boots),
+        )
+        .unwrap();
+        let mut cmdline = fs::read_to_string(root.join("proc/cmdline"))
+            .unwrap()
+            .trim()
+            .to_string();
         let mut extra = String::new();
         if let Ok(dropin) = fs::read_to_string(root.join("etc/default/grub.d/vgpu-bake.cfg")) {
-            for line in dropin.lines().filter(|l| l.starts_with("GRUB_CMDLINE_LINUX_DEFAULT=")) {
+            for line in dropin
+                .lines()
+                .filter(|l| l.starts_with("GRUB_CMDLINE_LINUX_DEFAULT="))
+            {
                 let v = line.split_once('=').unwrap().1.trim_matches('"');
                 extra.push_str(&v.replace("${GRUB_CMDLINE_LINUX_DEFAULT}", ""));
                 extra.push(' ');
@@ -184,7 +242,10 @@ impl SimHost {
             }
         }
         fs::write(root.join("proc/cmdline"), format!("{cmdline}\n")).unwrap();
-        if root.join("etc/modprobe.d/vgpu-bake-blacklist.conf").exists() {
+        if root
+            .join("etc/modprobe.d/vgpu-bake-blacklist.conf")
+            .exists()
+        {
             let _ = fs::remove_dir_all(root.join("sys/module/nouveau"));
         }
     }
@@ -213,13 +274,20 @@ impl SimHost {
         let mut out = BTreeMap::new();
         let root = self.root();
         walk(&root, &root, &mut out);
-        out.retain(|k, _| !k.starts_with("var/lib/vgpu-firstboot/state.toml") && !k.starts_with("var/lib/vgpu-firstboot/lock") && !k.starts_with("proc/sys/kernel/random/boot_id"));
+        out.retain(|k, _| {
+            !k.starts_with("var/lib/vgpu-firstboot/state.toml")
+                && !k.starts_with("var/lib/vgpu-firstboot/lock")
+                && !k.starts_with("proc/sys/kernel/random/boot_id")
+        });
         out
     }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
@@ -231,7 +299,14 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
             walk(root, &p, out);
         } else {
             let body = fs::read(&p).unwrap();
-            out.insert(rel, format!("{:o} {}", meta.permissions().mode() & 0o7777, String::from_utf8_lossy(&body)));
+            out.insert(
+                rel,
+                format!(
+                    "{:o} {}",
+                    meta.permissions().mode() & 0o7777,
+                    String::from_utf8_lossy(&body)
+                ),
+            );
         }
     }
 }

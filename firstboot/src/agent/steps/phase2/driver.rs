@@ -70,6 +70,18 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
             shown(SIGNING_CERT)
         ));
     }
+    // A crash after the installer finished but before the state recorded
+    // the step must not run it a second time: the marker names the
+    // installer (by hash) that completed.
+    let marker = format!("{}/driver-installed", crate::layout::STATE_DIR);
+    let stamp = format!("{} {}\n", d.installer.sha256, d.version);
+    if host.read_opt(&marker)?.as_deref() == Some(stamp.as_str()) {
+        host.note(format!(
+            "the vGPU host driver {} was installed by an earlier run",
+            d.version
+        ));
+        return Ok(StepOutcome::Done);
+    }
     let log = if host.plan.demo {
         "/var/log/vgpu-demo-installer.log"
     } else {
@@ -79,6 +91,7 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
         reason: format!("driver installer {}; look at {log} for the cause", e.reason),
         ..e
     })?;
+    crate::agent::host::write_atomic(&host.path(&marker)?, stamp.as_bytes(), 0o644)?;
     host.note(format!("installed the vGPU host driver {}", d.version));
     Ok(StepOutcome::Done)
 }
