@@ -18,3 +18,11 @@ pub mod runner;
 pub mod sha256;
 pub mod state;
 pub mod unit;
+
+/// Parses TOML into `T` through a `toml::Table`: the agent reads only files
+/// the builder or the agent wrote, so span-tracking errors are not worth
+/// their size in a binary that must stay under 1 MiB.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+    let table: toml::Table = toml::from_str(text)?;
+    T::deserialize(table).map_err(<toml::de::Error as serde::de::Error>::custom)
+}

@@ -187,7 +187,7 @@ fn facts_cmd(root: &Path, json: bool) -> u8 {
     };
     let table = std::fs::read_to_string(root.join(layout::COMPAT_FILE))
         .ok()
-        .and_then(|t| toml::from_str::<CompatTable>(&t).ok());
+        .and_then(|t| vgpu_firstboot::from_toml::<CompatTable>(&t).ok());
     if table.is_none() && !json {
         eprintln!(
             "vgpu-firstboot: no compatibility table at {} (no bundle installed): GPUs are not classified",

@@ -52,7 +52,7 @@ pub enum ManifestError {
 impl Manifest {
     /// Parses and checks the schema version.
     pub fn from_toml(text: &str) -> Result<Self, ManifestError> {
-        let m: Manifest = toml::from_str(text)?;
+        let m: Manifest = crate::from_toml(text)?;
         if m.schema != SCHEMA {
             return Err(ManifestError::Schema { found: m.schema });
         }

@@ -381,11 +381,11 @@ impl Plan {
         struct Head {
             schema: u32,
         }
-        let head: Head = toml::from_str(text)?;
+        let head: Head = crate::from_toml(text)?;
         if head.schema != SCHEMA {
             return Err(PlanError::Schema { found: head.schema });
         }
-        Ok(toml::from_str(text)?)
+        Ok(crate::from_toml(text)?)
     }
 
     /// Serialises to TOML.

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod codec;
 mod machine;
 mod render;
 mod store;

@@ -4,8 +4,6 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{Clock, Event, Failure, SCHEMA, State, StateError, StepRecord, StepState, SystemClock};
 use crate::layout;
 use crate::plan::Plan;
@@ -233,8 +231,7 @@ impl StateStore {
     /// fsync, rename over the state file, fsync the directory. A reader (or
     /// the next boot) sees the old file or the new one, never a mix.
     pub fn save(&mut self, state: &State) -> Result<(), StateError> {
-        let text = toml::to_string(state)
-            .map_err(|e| io_err("serialising the state for", &self.path)(io::Error::other(e)))?;
+        let text = super::codec::to_toml(state);
         let temp = self.dir.join(TEMP_NAME);
         let mut file = File::create(&temp).map_err(io_err("creating", &temp))?;
         file.write_all(text.as_bytes())
@@ -278,19 +275,16 @@ fn read_state(path: &Path) -> Result<State, StateError> {
     if text.trim().is_empty() {
         return Err(corrupt("the file is empty".into()));
     }
+    let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(one_line(&e)))?;
     // The schema first, so a newer format says so instead of failing on a field.
-    #[derive(Deserialize)]
-    struct Head {
-        schema: u32,
-    }
-    let head: Head = toml::from_str(&text).map_err(|e| corrupt(one_line(&e)))?;
-    if head.schema != SCHEMA {
+    let schema = super::codec::schema_of(&table).map_err(corrupt)?;
+    if schema != SCHEMA {
         return Err(StateError::Schema {
             path: path.to_path_buf(),
-            found: head.schema,
+            found: schema,
         });
     }
-    toml::from_str(&text).map_err(|e| corrupt(one_line(&e)))
+    super::codec::from_table(&table).map_err(corrupt)
 }
 
 /// A TOML error on one line: its position and its message, without the

@@ -220,7 +220,7 @@ fn a_corrupt_state_file_is_an_error_never_a_fresh_start() {
         ("", "the file is empty"),
         ("\0\0\0\0", "TOML parse error"),
         (&good[..good.len() / 3], "TOML parse error"),
-        ("schema = 1\n", "missing field `status`"),
+        ("schema = 1\n", "`[status]` is missing"),
     ];
     for (text, detail) in cases {
         fs::write(&path, text).unwrap();
