@@ -274,6 +274,31 @@ pub fn bake(
         )?;
     }
 
+    for (deb, rel) in profile
+        .host
+        .offline_debs
+        .iter()
+        .zip(plan.host.offline_debs.iter_mut())
+    {
+        let path = base.join(deb);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| input_err(&path, format!("cannot read `host.offline-debs`: {e}")))?;
+        if !bytes.starts_with(b"!<arch>\ndebian-binary") {
+            return Err(input_err(
+                &path,
+                "is not a Debian package (no `!<arch>` header with debian-binary first): check `host.offline-debs`",
+            ));
+        }
+        let d = hash::digest_bytes(&bytes);
+        rel.sha256 = d.sha256;
+        rel.size = d.size;
+        spec.add_file(
+            &format!("{}/{}", layout::PAYLOAD_DIR, rel.path),
+            0o644,
+            Source::Bytes(bytes),
+        )?;
+    }
+
     let agent = std::fs::read(&inputs.agent)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
     spec.add_file(layout::AGENT_BIN, 0o755, Source::Bytes(agent))?;

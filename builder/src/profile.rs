@@ -88,6 +88,10 @@ pub struct HostSection {
     /// Extra packages for phase 1.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// `.deb` files baked into the bundle and installed offline in phase 1
+    /// (paths relative to the profile).
+    #[serde(default)]
+    pub offline_debs: Vec<PathBuf>,
 }
 
 /// `host.iommu`.

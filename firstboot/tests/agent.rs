@@ -40,6 +40,15 @@ fn two_boots_then_nothing() {
         );
     }
     assert_eq!(cmds.last().map(String::as_str), Some("systemctl reboot"));
+    assert!(
+        cmds.iter().any(|c| c.starts_with("apt-get install")
+            && c.ends_with("/var/lib/vgpu-firstboot/payload/debs/hello_2.10-3_amd64.deb")),
+        "the offline .deb was not installed: {cmds:?}"
+    );
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("apt-get update")),
+        "an offline-only plan must not need the network: {cmds:?}"
+    );
     let grub =
         std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
     assert!(grub.contains("intel_iommu=on iommu=pt"), "{grub}");

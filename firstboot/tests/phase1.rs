@@ -31,7 +31,7 @@ const GRUB_STEPS: [StepFn; 7] = [
 
 #[test]
 fn grub_host_is_configured_once() {
-    let bed = Bed::new("pve8-grub", "demo").with_apt("pve8-bookworm");
+    let bed = Bed::new("pve8-grub", "native-pve8").with_apt("pve8-bookworm");
     let mut r = Fake::new(&bed);
     run_all(&bed, &mut r, &GRUB_STEPS);
 
@@ -172,7 +172,7 @@ fn passthrough_without_iommu_binds_the_gpu_functions() {
 
 #[test]
 fn failed_apt_update_reports_exit_code_and_stderr_tail() {
-    let bed = Bed::new("pve8-grub", "demo").with_apt("pve8-bookworm");
+    let bed = Bed::new("pve8-grub", "native-pve8").with_apt("pve8-bookworm");
     let mut r = Fake::new(&bed);
     let stderr = "W: Failed to fetch http://download.proxmox.com/debian/pve/dists/bookworm/InRelease  Temporary failure resolving 'download.proxmox.com'\nE: Some index files failed to download. They have been ignored, or old ones used instead.\n";
     r.respond("apt-get", &["update"], Response::exit(100).stderr(stderr));
@@ -369,7 +369,7 @@ fn initramfs_runs_every_time_and_reports_failure() {
 
 #[test]
 fn preview_names_files_arguments_and_commands_without_running_any() {
-    let bed = Bed::new("pve8-grub", "demo").with_apt("pve8-bookworm");
+    let bed = Bed::new("pve8-grub", "native-pve8").with_apt("pve8-bookworm");
     let before = bed.snapshot();
     let mut r = Fake::new(&bed);
     let host = bed.host(&mut r);

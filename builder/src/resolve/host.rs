@@ -1,6 +1,9 @@
 //! Host configuration: kernel arguments, packages, modules, kernel pin.
 
-use vgpu_firstboot::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode};
+use vgpu_firstboot::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode, PayloadFile};
+
+/// Payload directory of the offline `.deb` files.
+pub const OFFLINE_DEBS_PAYLOAD: &str = "debs";
 
 use super::{Ctx, ResolveError};
 use crate::profile::{BootloaderWord, IommuWord, Profile};
@@ -37,8 +40,37 @@ pub(super) fn host_plan(
             )));
         }
     }
+    let mut offline_debs: Vec<PayloadFile> = Vec::new();
+    for (i, deb) in h.offline_debs.iter().enumerate() {
+        let name = deb
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ok = name.ends_with(".deb")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-._~".contains(c));
+        if !ok {
+            return Err(cx.err(format!(
+                "`host.offline-debs[{i}]` = {:?} is not a .deb file name (letters, digits, `+-._~`, ending in .deb)",
+                deb.display()
+            )));
+        }
+        let path = format!("{OFFLINE_DEBS_PAYLOAD}/{name}");
+        if offline_debs.iter().any(|d| d.path == path) {
+            return Err(cx.err(format!("`host.offline-debs[{i}]`: {name} is listed twice")));
+        }
+        offline_debs.push(PayloadFile {
+            path,
+            sha256: String::new(),
+            size: 0,
+        });
+    }
     let mut packages = Vec::new();
-    if mode != Mode::Passthrough {
+    // The demo driver builds nothing: it needs no compiler or headers, so a
+    // demo bakes and provisions offline.
+    let demo = release.is_some_and(|r| r.demo);
+    if mode != Mode::Passthrough && !demo {
         let headers = if profile.proxmox >= 8 {
             "proxmox-headers-{kernel}"
         } else {
@@ -73,7 +105,7 @@ pub(super) fn host_plan(
         kernel_args_amd: vec!["amd_iommu=on".into(), "iommu=pt".into()],
         kernel_args_extra: h.kernel_args.clone(),
         packages,
-        offline_debs: Vec::new(),
+        offline_debs,
         vfio_modules,
         blacklist: vec!["nouveau".into()],
         kernel_pin: kernel_pin(profile.proxmox, mode, release),

@@ -25,12 +25,15 @@ pub(super) fn steps(
             StepKind::AptRepositories,
             "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
         );
-        add(
-            "apt-install",
-            One,
-            StepKind::AptInstall,
-            format!("install {} for the driver build", host.packages.join(", ")),
-        );
+        add("apt-install", One, StepKind::AptInstall, {
+            let mut what: Vec<String> = host.packages.clone();
+            what.extend(
+                host.offline_debs
+                    .iter()
+                    .map(|d| format!("{} (offline, from the bundle)", d.path)),
+            );
+            format!("install {}", what.join(", "))
+        });
     }
     if let Some(pin) = &host.kernel_pin {
         add(

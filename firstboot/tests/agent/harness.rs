@@ -26,6 +26,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Stand-ins: each logs `name args` to $VGPU_TEST_LOG; some answer.
+/// (`dpkg-deb` is the real one: it only reads the payload .deb.)
 const STUB: &str = r#"#!/bin/sh
 name=$(basename "$0")
 if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
@@ -50,7 +51,6 @@ pub const STUBS: &[&str] = &[
     "apt-get",
     "apt-cache",
     "dpkg-query",
-    "dpkg-deb",
     "update-grub",
     "update-initramfs",
     "proxmox-boot-tool",
@@ -133,6 +133,16 @@ impl SimHost {
                 size: d.size,
             };
             files.insert(format!("{}/{rel}", layout::PAYLOAD_DIR), (bytes, 0o755));
+        }
+        for deb in plan.host.offline_debs.iter_mut() {
+            let name = deb.path.rsplit('/').next().unwrap().to_string();
+            let bytes = fs::read(workspace().join("data/demo").join(&name)).unwrap();
+            deb.sha256 = sha256(&bytes);
+            deb.size = bytes.len() as u64;
+            files.insert(
+                format!("{}/{}", layout::PAYLOAD_DIR, deb.path),
+                (bytes, 0o644),
+            );
         }
         if let Some(u) = plan.unlock.as_mut() {
             let bytes = b"stand-in unlock library\n".to_vec();
