@@ -126,49 +126,56 @@ pub fn fetch_request(
 }
 
 /// Makes sure the driver is in the cache and verified; returns its path and
-/// digests. A bundled demo driver is imported from the binary.
+/// digests. A bundled demo driver is imported from the binary. With
+/// `rehash` false a cached file whose sidecar digests (same size and mtime)
+/// match is trusted without reading it: the bake re-hashes every byte while
+/// compressing anyway. `vgpu-bake fetch` passes true and reads it.
 pub fn ensure_driver(
     req: &FetchRequest,
     registry: &Registry,
     release: &str,
     opts: &FetchOptions,
+    rehash: bool,
     notes: &mut Vec<String>,
 ) -> Result<(PathBuf, Digests), BakeError> {
     let mut req = req.clone();
     let cached = opts.cache_dir.join(&req.filename);
-    if req.driver_file.is_none() {
-        if let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)? {
-            let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
-            let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
-            if md5_ok && sha_ok && (req.md5.is_some() || req.sha256.is_some()) {
-                notes.push(format!(
-                    "driver {}: verified copy in the cache ({}), no download",
-                    req.filename,
-                    cached.display()
-                ));
-                return Ok((cached, d));
-            }
-        }
-        if let Some(bytes) = registry.get(release).and_then(|r| r.bundled_bytes()) {
-            let tmp = tempfile::Builder::new()
-                .prefix(".demo-driver.")
-                .tempfile()
-                .map_err(|e| {
-                    input_err(
-                        Path::new("(temp dir)"),
-                        format!("cannot stage the demo driver: {e}"),
-                    )
-                })?;
-            std::fs::write(tmp.path(), bytes)
-                .map_err(|e| input_err(tmp.path(), format!("cannot stage the demo driver: {e}")))?;
-            req.driver_file = Some(tmp.path().to_path_buf());
-            let got = fetch::fetch(&req, opts)?;
+    if req.driver_file.is_none()
+        && !rehash
+        && let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)?
+    {
+        let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
+        let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
+        if md5_ok && sha_ok && (req.md5.is_some() || req.sha256.is_some()) {
             notes.push(format!(
-                "driver {}: demo installer from data/demo imported into the cache",
-                req.filename
+                "driver {}: verified copy in the cache ({}), no download",
+                req.filename,
+                cached.display()
             ));
-            return Ok((got.path, got.digests));
+            return Ok((cached, d));
         }
+    }
+    if req.driver_file.is_none()
+        && let Some(bytes) = registry.get(release).and_then(|r| r.bundled_bytes())
+    {
+        let tmp = tempfile::Builder::new()
+            .prefix(".demo-driver.")
+            .tempfile()
+            .map_err(|e| {
+                input_err(
+                    Path::new("(temp dir)"),
+                    format!("cannot stage the demo driver: {e}"),
+                )
+            })?;
+        std::fs::write(tmp.path(), bytes)
+            .map_err(|e| input_err(tmp.path(), format!("cannot stage the demo driver: {e}")))?;
+        req.driver_file = Some(tmp.path().to_path_buf());
+        let got = fetch::fetch(&req, opts)?;
+        notes.push(format!(
+            "driver {}: demo installer from data/demo imported into the cache",
+            req.filename
+        ));
+        return Ok((got.path, got.digests));
     }
     let got = fetch::fetch(&req, opts)?;
     notes.push(format!("driver {}", got.describe()));
@@ -201,7 +208,8 @@ pub fn bake(
             .as_ref()
             .map(|d| d.release.clone())
             .unwrap_or_default();
-        let (path, digests) = ensure_driver(&req, registry, &release, &inputs.fetch, &mut notes)?;
+        let (path, digests) =
+            ensure_driver(&req, registry, &release, &inputs.fetch, false, &mut notes)?;
         resolve::pin_driver(&mut plan, &digests);
         let (installer_path, installer_digests) = if plan.mode == Mode::Unlock {
             let patch_rel = profile

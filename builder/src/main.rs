@@ -259,7 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_default();
             let mut notes = Vec::new();
             let (path, digests) =
-                bake::ensure_driver(&req, &registry, &release, &opts, &mut notes)?;
+                bake::ensure_driver(&req, &registry, &release, &opts, true, &mut notes)?;
             for n in notes {
                 eprintln!("{n}");
             }
