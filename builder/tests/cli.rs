@@ -351,3 +351,51 @@ fn gpus_explains_corrections() {
     let _: serde_json::Value = serde_json::from_str(&json).unwrap();
     r.expect(1, &["gpus", "nvidia"]);
 }
+
+#[test]
+fn fetch_without_a_known_checksum_says_what_to_do_then_imports() {
+    let r = Run::new();
+    let profile = r.path("p.toml");
+    fs::write(
+        &profile,
+        "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"19.4\"\n",
+    )
+    .unwrap();
+    let file = r.path("NVIDIA-Linux-x86_64-580.126.08-vgpu-kvm.run");
+    fs::write(&file, b"#!/bin/sh\n# pretend driver\n").unwrap();
+    let cache = r.path("cache");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "fetch",
+            profile.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--driver-file",
+            file.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let a = args(&[]);
+    let (_, err) = r.expect(1, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("--sha256"),
+        "the error must say how to pass a checksum: {err}"
+    );
+    let sha = vgpu_bake::hash::digest_bytes(&fs::read(&file).unwrap()).sha256;
+    let a = args(&["--sha256", &sha]);
+    let (out, _) = r.expect(0, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains(&sha), "{out}");
+    assert!(
+        cache
+            .join("NVIDIA-Linux-x86_64-580.126.08-vgpu-kvm.run")
+            .is_file()
+    );
+    let wrong = "0".repeat(64);
+    let a = args(&["--sha256", &wrong]);
+    let (_, err) = r.expect(1, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains(&wrong) && err.contains(&sha),
+        "expected and actual named: {err}"
+    );
+}
