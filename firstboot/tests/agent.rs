@@ -209,3 +209,123 @@ fn power_cut_inside_steps_converges() {
         );
     }
 }
+
+#[test]
+fn a_failed_step_stops_until_retry_and_says_why() {
+    let host = SimHost::new("pve8-grub", "demo");
+    let out = host
+        .boot_run(&[("VGPU_TEST_FAIL", "update-initramfs")])
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("E: simulated failure of update-initramfs"),
+        "{}",
+        stderr(&out)
+    );
+    let st = host.agent(&["status"], &[]);
+    assert_eq!(st.status.code(), Some(1));
+    assert!(stdout(&st).contains("initramfs"), "{}", stdout(&st));
+    let js = host.agent(&["status", "--json"], &[]);
+    assert!(
+        stdout(&js).contains("simulated failure of update-initramfs"),
+        "{}",
+        stdout(&js)
+    );
+    // A later boot does not retry on its own, and runs nothing.
+    let n = host.commands().len();
+    let again = host.boot_run(&[]).unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(host.commands().len(), n);
+    // After `retry` the step runs again and the plan carries on.
+    let retry = host.agent(&["retry"], &[]);
+    assert_eq!(retry.status.code(), Some(0), "{}", stderr(&retry));
+    let resumed = host.boot_run(&[]).unwrap();
+    assert!(
+        stdout(&resumed).contains("rebooting"),
+        "{}{}",
+        stdout(&resumed),
+        stderr(&resumed)
+    );
+}
+
+#[test]
+fn status_wait_never_passes_its_timeout() {
+    let host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    let start = std::time::Instant::now();
+    let st = host.agent(&["status", "--wait", "--timeout", "1"], &[]);
+    let took = start.elapsed();
+    assert_eq!(st.status.code(), Some(3), "in progress: {}", stdout(&st));
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    let fresh = SimHost::new("pve8-grub", "demo");
+    assert_eq!(
+        fresh.agent(&["status"], &[]).status.code(),
+        Some(3),
+        "not started"
+    );
+}
+
+#[test]
+fn a_state_from_another_machine_is_not_reused() {
+    let host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    std::fs::write(
+        host.root().join("etc/machine-id"),
+        "ffffffffffffffffffffffffffffffff\n",
+    )
+    .unwrap();
+    let out = host.boot_run(&[]).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ffffffffffffffffffffffffffffffff"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plan_and_facts_describe_the_host_without_changing_it() {
+    let host = SimHost::new("pve8-grub", "demo");
+    let before = host.tree();
+    let plan = host.agent(&["plan"], &[]);
+    assert_eq!(plan.status.code(), Some(0));
+    let text = stdout(&plan);
+    for want in [
+        "intel_iommu=on",
+        "/etc/default/grub.d/vgpu-bake.cfg",
+        "hello_2.10-3_amd64.deb",
+        "nouveau",
+        "update-initramfs",
+        "DEMO plan",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want} missing from the dry run:\n{text}"
+        );
+    }
+    let facts = host.agent(&["facts", "--json"], &[]);
+    assert_eq!(facts.status.code(), Some(0));
+    assert!(stdout(&facts).contains("\"1eb8\""), "{}", stdout(&facts));
+    assert_eq!(host.tree(), before, "plan and facts must not write");
+    assert!(
+        host.commands().is_empty(),
+        "plan and facts must not run commands: {:?}",
+        host.commands()
+    );
+    let bare = tempfile::tempdir().unwrap();
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"))
+        .args(["--root", bare.path().to_str().unwrap(), "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(0));
+    assert!(stdout(&none).contains("no plan"), "{}", stdout(&none));
+}

@@ -37,6 +37,9 @@ case " ${VGPU_TEST_CRASH_IN:-} " in
       kill -9 "$PPID"; sleep 5
     fi ;;
 esac
+case " ${VGPU_TEST_FAIL:-} " in
+  *" $name "*) echo "E: simulated failure of $name" >&2; exit 100 ;;
+esac
 case "$name $1" in
   "dpkg-query "*) exit 1 ;;
   "systemctl is-enabled"|"systemctl is-active") exit 1 ;;
