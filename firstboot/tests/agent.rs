@@ -329,3 +329,31 @@ fn plan_and_facts_describe_the_host_without_changing_it() {
     assert_eq!(none.status.code(), Some(0));
     assert!(stdout(&none).contains("no plan"), "{}", stdout(&none));
 }
+
+#[test]
+fn a_reboot_that_did_not_take_effect_fails_without_another_reboot() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    assert!(stdout(&host.boot_run(&[]).unwrap()).contains("rebooting"));
+    host.reboot_without_new_args();
+    let out = host.boot_run(&[]).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let reboots = host
+        .commands()
+        .iter()
+        .filter(|c| *c == "systemctl reboot")
+        .count();
+    assert_eq!(reboots, 1, "no second reboot: {:?}", host.commands());
+    let st = host.agent(&["status", "--json"], &[]);
+    assert_eq!(st.status.code(), Some(1));
+    let text = stdout(&st);
+    assert!(
+        text.contains("verify-reboot") && text.contains("intel_iommu=on"),
+        "{text}"
+    );
+}

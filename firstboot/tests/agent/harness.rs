@@ -221,6 +221,17 @@ impl SimHost {
         Some(self.agent(&["run"], env))
     }
 
+    /// A reboot after which the boot loader did not pick up the new kernel
+    /// arguments (a stale ESP, say): only the boot id changes.
+    pub fn reboot_without_new_args(&mut self) {
+        self.boots += 1;
+        fs::write(
+            self.root().join("proc/sys/kernel/random/boot_id"),
+            format!("00000000-0000-4000-8000-{:012x}\n", self.boots),
+        )
+        .unwrap();
+    }
+
     /// What a reboot does to the files the agent reads.
     pub fn reboot(&mut self) {
         self.boots += 1;
