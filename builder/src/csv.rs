@@ -18,6 +18,20 @@ pub struct CsvError {
     pub reason: String,
 }
 
+/// Splits `text` into its header record and the data records; an empty
+/// file is an error at line 1.
+pub fn parse_with_header(text: &str) -> Result<(Record, Vec<Record>), CsvError> {
+    let mut records = parse(text)?;
+    if records.is_empty() {
+        return Err(CsvError {
+            line: 1,
+            reason: "the file is empty (it needs a header row)".into(),
+        });
+    }
+    let header = records.remove(0);
+    Ok((header, records))
+}
+
 /// Splits `text` into records. Completely empty lines are skipped; a
 /// leading UTF-8 byte order mark is ignored.
 pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {

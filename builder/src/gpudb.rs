@@ -33,7 +33,7 @@ const BUILTIN_DB_LABEL: &str = "builtin data/gpu_info.db";
 const BUILTIN_CORRECTIONS_LABEL: &str = "builtin data/gpu_info_corrections.csv";
 
 /// Columns every `gpu_info` table must have.
-const COLUMNS: [&str; 6] = [
+pub(crate) const COLUMNS: [&str; 6] = [
     "vendorid",
     "deviceid",
     "description",

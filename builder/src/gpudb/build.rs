@@ -18,15 +18,8 @@ pub const UPSTREAM_SCHEMA: &str = "CREATE TABLE gpu_info (
     chip TEXT
 )";
 
-/// The CSV header `build_db_from_csv` expects, in column order.
-const HEADER: [&str; 6] = [
-    "vendorid",
-    "deviceid",
-    "description",
-    "vgpu",
-    "driver",
-    "chip",
-];
+/// The CSV header `build_db_from_csv` expects: the table's columns, in order.
+const HEADER: [&str; 6] = super::COLUMNS;
 
 /// Builds an upstream-format SQLite database at `out` from the CSV export
 /// `csv` (header `vendorid,deviceid,description,vgpu,driver,chip`).
@@ -54,11 +47,7 @@ fn build_bytes(label: &str, text: &str) -> Result<Vec<u8>, GpuDbError> {
         line,
         reason,
     };
-    let records = csv::parse(text).map_err(|e| bad(e.line, e.reason))?;
-    let mut records = records.into_iter();
-    let header = records
-        .next()
-        .ok_or_else(|| bad(1, "the file is empty (it needs a header row)".into()))?;
+    let (header, records) = csv::parse_with_header(text).map_err(|e| bad(e.line, e.reason))?;
     if header.fields != HEADER {
         return Err(bad(
             header.line,

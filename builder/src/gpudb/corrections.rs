@@ -48,11 +48,7 @@ impl Corrections {
             line,
             reason,
         };
-        let records = csv::parse(text).map_err(|e| bad(e.line, e.reason))?;
-        let mut records = records.into_iter();
-        let header = records
-            .next()
-            .ok_or_else(|| bad(1, "the file is empty (it needs a header row)".into()))?;
+        let (header, records) = csv::parse_with_header(text).map_err(|e| bad(e.line, e.reason))?;
         let mut index = [0usize; COLUMNS.len()];
         for (slot, name) in index.iter_mut().zip(COLUMNS) {
             *slot = header
