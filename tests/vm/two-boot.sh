@@ -381,6 +381,10 @@ boot_and_cut() {
             pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
                 wait "$QEMU_PID" || true
+                # The image's ext4 journal was not replayed: debugfs would read
+                # stale metadata. Replay it only, as the guest's kernel would
+                # when it mounts the root at the next boot.
+                e2fsck -E journal_only -p "$IMG" >/dev/null 2>&1 || true
                 say "power cut at /$pattern/ +${delay}s (boot $name, after $((SECONDS - t))s)"
                 return 0
             fi
