@@ -27,9 +27,10 @@ fn install_driver_runs_the_payload_installer() {
     env.write(DER, "der");
     assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
     let installer = env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}"));
+    // `sync` flushes the installer's files before the marker records it.
     assert_eq!(
         env.commands(),
-        [format!("{} --dkms -s", installer.display())]
+        [format!("{} --dkms -s", installer.display()), "sync".into()]
     );
     assert_eq!(env.runner.calls()[0].timeout, Duration::from_secs(3600));
     let mode = fs::metadata(&installer).unwrap().permissions().mode() & 0o777;
@@ -54,7 +55,7 @@ fn install_driver_signs_modules_under_secure_boot() {
     // The first install left its marker; without it the step installs again.
     fs::remove_file(env.at("var/lib/vgpu-firstboot/driver-installed")).unwrap();
     env.run(phase2::install_driver).unwrap();
-    let args = &env.runner.calls()[1].args;
+    let args = &env.runner.calls()[2].args;
     assert_eq!(
         args[args.len() - 2..],
         [
@@ -71,7 +72,7 @@ fn install_driver_runs_the_installer_once() {
     env.bake();
     env.run(phase2::install_driver).unwrap();
     env.run(phase2::install_driver).unwrap();
-    assert_eq!(env.runner.calls().len(), 1, "{:?}", env.commands());
+    assert_eq!(env.commands().len(), 2, "{:?}", env.commands());
     assert!(env.logged("installed by an earlier run"));
 }
 
@@ -354,6 +355,7 @@ fn whole_phase_two_on_a_ready_host() {
     let installer = env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}"));
     let want: Vec<String> = vec![
         format!("{} --dkms -s", installer.display()),
+        "sync".into(),
         "systemctl daemon-reload".into(),
         "systemctl cat nvidia-vgpud.service".into(),
         "systemctl is-enabled nvidia-vgpud.service".into(),

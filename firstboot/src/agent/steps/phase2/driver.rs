@@ -91,6 +91,12 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
         reason: format!("driver installer {}; look at {log} for the cause", e.reason),
         ..e
     })?;
+    // The installer does not fsync what it writes: flush it before the
+    // durable marker says it is installed, or a power cut right after
+    // leaves a half-written driver that is never installed again (seen in
+    // the VM test: an empty /var/lib/vgpu-demo/installed).
+    let sync = host.command("sync", &[], "flush the driver's files to disk");
+    host.run(sync)?;
     crate::agent::host::write_atomic(&host.path(&marker)?, stamp.as_bytes(), 0o644)?;
     host.note(format!("installed the vGPU host driver {}", d.version));
     Ok(StepOutcome::Done)
