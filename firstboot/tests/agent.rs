@@ -121,27 +121,68 @@ fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, S
     )
 }
 
-fn assert_converges(
-    fixture: &str,
-    plan: &str,
-    env: &[(&str, &str)],
+/// What [`boot_until_done`] saw.
+struct Boots {
+    /// stdout and stderr of every run.
+    outs: Vec<String>,
+    /// Runs that ended in a power cut.
+    cuts: usize,
+}
+
+/// Boots `host` until the agent is done or stops: boots carry `env` until
+/// a power cut happens (a phase 2 step's fault fires in the second boot),
+/// later boots run clean. `after_cut` sees the host right after each cut.
+fn boot_until_done(host: &mut SimHost, env: &[(&str, &str)], after_cut: fn(&SimHost)) -> Boots {
+    let mut b = Boots {
+        outs: Vec::new(),
+        cuts: 0,
+    };
+    for _ in 0..8 {
+        let Some(out) = host.boot_run(if b.cuts == 0 { env } else { &[] }) else {
+            break;
+        };
+        let cut = out.status.code().is_none();
+        let text = stdout(&out);
+        b.outs.push(format!("{text}{}", stderr(&out)));
+        if cut {
+            b.cuts += 1;
+            after_cut(host);
+        }
+        if cut || text.contains("rebooting") {
+            host.reboot();
+        } else if !text.contains("done") {
+            break;
+        }
+    }
+    b
+}
+
+/// The demo installer's log: one ` install ` line per run.
+fn installer_runs(host: &SimHost) -> Vec<String> {
+    std::fs::read_to_string(host.dir.path().join("demo-installer.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" install "))
+        .map(String::from)
+        .collect()
+}
+
+/// The tree after `b` finished is the reference's, with one power cut.
+fn assert_same_end(
+    host: &SimHost,
+    b: &Boots,
     reference: &std::collections::BTreeMap<String, String>,
     label: &str,
 ) {
-    let mut host = SimHost::new(fixture, plan);
-    // The first boot carries the fault; later boots run clean.
-    let first = host.boot_run(env).unwrap();
-    if first.status.code().is_none() || stdout(&first).contains("rebooting") {
-        host.reboot();
-    }
-    let outs = host.converge(&[], 6);
+    assert_eq!(
+        b.cuts, 1,
+        "{label}: the power cut did not happen once: {:#?}",
+        b.outs
+    );
     assert!(
         host.root().join(layout::DONE_MARKER).exists(),
-        "{label}: did not converge:\n{}\n{:?}",
-        stderr(&first),
-        outs.iter()
-            .map(|o| format!("{}{}", stdout(o), stderr(o)))
-            .collect::<Vec<_>>()
+        "{label}: did not converge:\n{:#?}",
+        b.outs
     );
     let mut got = host.tree();
     let mut want = reference.clone();
@@ -155,13 +196,25 @@ fn assert_converges(
         .filter(|c| *c == "systemctl reboot")
         .count();
     assert!(reboots <= 2, "{label}: rebooted {reboots} times");
+}
+
+fn assert_converges(
+    fixture: &str,
+    plan: &str,
+    env: &[(&str, &str)],
+    reference: &std::collections::BTreeMap<String, String>,
+    label: &str,
+) {
+    let mut host = SimHost::new(fixture, plan);
+    let b = boot_until_done(&mut host, env, |_| {});
+    assert_same_end(&host, &b, reference, label);
     // The driver installer ran once, however the power was cut.
-    let installs =
-        std::fs::read_to_string(host.dir.path().join("demo-installer.log")).unwrap_or_default();
-    let count = installs.lines().filter(|l| l.contains(" install ")).count();
+    let runs = installer_runs(&host);
     assert_eq!(
-        count, 1,
-        "{label}: driver installed {count} times:\n{installs}"
+        runs.len(),
+        1,
+        "{label}: driver installed {} times: {runs:#?}",
+        runs.len()
     );
 }
 
@@ -208,6 +261,44 @@ fn power_cut_inside_steps_converges() {
             &format!("inside {command}"),
         );
     }
+}
+
+/// The power goes after the driver installer finished, before the agent
+/// recorded it: the next boot asks the installed driver (`--sanity`), finds
+/// it complete and does not install it again.
+#[test]
+fn power_cut_after_the_driver_installer_does_not_install_twice() {
+    let (want, _) = reference("pve8-grub", "demo");
+    let mut host = SimHost::new("pve8-grub", "demo");
+    let fault = [("VGPU_FIRSTBOOT_FAULT", "install-driver:installer-ran")];
+    let b = boot_until_done(&mut host, &fault, |_| {});
+    assert_same_end(&host, &b, &want, "cut after the installer");
+    assert_eq!(installer_runs(&host).len(), 1, "{:#?}", b.outs);
+    let all = b.outs.concat();
+    assert!(
+        all.contains("was installed by an earlier run that stopped before recording it; /usr/lib/vgpu-demo/nvidia-installer --sanity finds every file intact: not installing again"),
+        "{all}"
+    );
+}
+
+/// The same cut, but the installer's files had not reached the disk (it
+/// does not fsync): `--sanity` finds a file torn and the driver is
+/// installed again, over the remains, and the end is the same.
+#[test]
+fn power_cut_that_tears_the_driver_installs_it_again() {
+    let (want, _) = reference("pve8-grub", "demo");
+    let mut host = SimHost::new("pve8-grub", "demo");
+    let fault = [("VGPU_FIRSTBOOT_FAULT", "install-driver:installer-ran")];
+    let b = boot_until_done(&mut host, &fault, |h| {
+        std::fs::write(h.root().join("var/lib/vgpu-demo/installed"), "").unwrap();
+    });
+    assert_same_end(&host, &b, &want, "torn driver");
+    assert_eq!(installer_runs(&host).len(), 2, "{:#?}", b.outs);
+    let all = b.outs.concat();
+    assert!(
+        all.contains("an earlier run of the driver installer did not finish and `/usr/lib/vgpu-demo/nvidia-installer --sanity` finds the installation incomplete (vgpu-bake demo installer: The 'vgpu-bake demo driver' installation has been altered since it was originally installed. It is recommended that you reinstall.): installing again"),
+        "{all}"
+    );
 }
 
 #[test]

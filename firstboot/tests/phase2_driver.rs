@@ -76,6 +76,124 @@ fn install_driver_runs_the_installer_once() {
     assert!(env.logged("installed by an earlier run"));
 }
 
+/// What the driver step leaves while the installer runs: its hash and
+/// version, as the intent file and the marker hold them.
+fn stamp(env: &Env) -> String {
+    let d = env.plan.driver.as_ref().unwrap();
+    format!("{} {}\n", d.installer.sha256, d.version)
+}
+
+const INTENT: &str = "var/lib/vgpu-firstboot/driver-installing";
+const MARKER: &str = "var/lib/vgpu-firstboot/driver-installed";
+const TOOL: &str = "usr/bin/nvidia-installer";
+
+/// An NVIDIA host (not the demo) where a run of the installer was cut
+/// short: the intent file is there, the marker is not.
+fn cut_short() -> Env {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.plan.demo = false;
+    env.bake();
+    env.write(INTENT, stamp(&env));
+    env
+}
+
+#[test]
+fn install_driver_after_a_cut_keeps_a_complete_install() {
+    let mut env = cut_short();
+    env.write(TOOL, "installed by the driver");
+    let version = env.plan.driver.as_ref().unwrap().version.clone();
+    env.runner.respond(
+        "nvidia-installer",
+        &["--version"],
+        Response::ok().stdout(format!(
+            "\nnvidia-installer:  version {version}  (buildmeister@builder)\n"
+        )),
+    );
+    env.runner
+        .respond("nvidia-installer", &["--sanity"], Response::ok());
+    assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
+    let tool = env.at(TOOL).display().to_string();
+    assert_eq!(
+        env.commands(),
+        [
+            format!("{tool} --version"),
+            format!("{tool} --sanity -s"),
+            "sync".into()
+        ]
+    );
+    assert!(env.logged("--sanity finds every file intact: not installing again"));
+    assert_eq!(env.read(MARKER), stamp(&env));
+    assert!(!env.at(INTENT).exists());
+}
+
+#[test]
+fn install_driver_after_a_cut_installs_again_unless_sure() {
+    let installer = |env: &Env| {
+        format!(
+            "{} --dkms -s",
+            env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}")).display()
+        )
+    };
+    // No installed driver at all.
+    let mut env = cut_short();
+    env.run(phase2::install_driver).unwrap();
+    assert_eq!(env.commands(), [installer(&env), "sync".into()]);
+    assert!(env.logged("did not finish and left no /usr/bin/nvidia-installer: installing again"));
+    assert_eq!(env.read(MARKER), stamp(&env));
+    assert!(!env.at(INTENT).exists());
+
+    // Another version (the one this install was replacing).
+    let mut env = cut_short();
+    env.write(TOOL, "an older driver's");
+    env.runner.respond(
+        "nvidia-installer",
+        &["--version"],
+        Response::ok().stdout("nvidia-installer:  version 535.54.06  (buildmeister@builder)\n"),
+    );
+    env.run(phase2::install_driver).unwrap();
+    assert_eq!(env.commands()[1..], [installer(&env), "sync".into()]);
+    assert!(env.logged("`/usr/bin/nvidia-installer --version` does not report"));
+
+    // The right version, with a file the cut tore.
+    let mut env = cut_short();
+    env.write(TOOL, "installed by the driver");
+    let version = env.plan.driver.as_ref().unwrap().version.clone();
+    env.runner.respond(
+        "nvidia-installer",
+        &["--version"],
+        Response::ok().stdout(format!("nvidia-installer:  version {version}\n")),
+    );
+    env.runner.respond(
+        "nvidia-installer",
+        &["--sanity"],
+        Response::exit(1).stderr("ERROR: The 'NVIDIA Accelerated Graphics Driver' installation has been altered since it was originally installed."),
+    );
+    env.run(phase2::install_driver).unwrap();
+    assert_eq!(env.commands()[2..], [installer(&env), "sync".into()]);
+    assert!(env.logged("--sanity` finds the installation incomplete (ERROR: The 'NVIDIA Accelerated Graphics Driver' installation has been altered since it was originally installed.): installing again"));
+}
+
+#[test]
+fn a_failed_installer_run_is_retried_without_questions() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    env.runner.respond_once(
+        "installer.run",
+        &[],
+        Response::exit(1).stderr("ERROR: boom"),
+    );
+    env.run(phase2::install_driver).unwrap_err();
+    assert!(
+        !env.at(INTENT).exists(),
+        "a run that ended leaves no intent"
+    );
+    assert!(!env.at(MARKER).exists());
+    env.run(phase2::install_driver).unwrap();
+    assert_eq!(env.commands().len(), 3, "{:?}", env.commands());
+    assert!(!env.commands().iter().any(|c| c.contains("--sanity")));
+    assert_eq!(env.read(MARKER), stamp(&env));
+}
+
 #[test]
 fn install_driver_failure_points_at_the_installer_log() {
     let mut env = Env::new("pve8-grub", "demo");

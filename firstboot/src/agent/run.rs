@@ -62,8 +62,9 @@ impl From<StateError> for RunError {
 /// Test hook: `VGPU_FIRSTBOOT_FAULT=<step-id>:begun` aborts the process
 /// right after the step is recorded as begun, `<step-id>:applied` right
 /// after its effects and before it is recorded as done: a power cut at a
-/// step boundary, for the crash tests.
-fn fault(step: &str, point: &str) {
+/// step boundary, for the crash tests. Steps with a long command in them
+/// add points of their own (`install-driver:installer-ran`).
+pub(crate) fn fault(step: &str, point: &str) {
     if let Ok(spec) = std::env::var("VGPU_FIRSTBOOT_FAULT")
         && spec.split(',').any(|s| s == format!("{step}:{point}"))
     {

@@ -47,8 +47,67 @@ fn installer_spec(host: &Host) -> Result<CommandSpec, StepError> {
     ))
 }
 
-/// Runs the driver installer. Running it again after a crash is fine: the
-/// NVIDIA installer uninstalls a previous copy and installs over it.
+/// The installed driver's own installer, which says which version is
+/// installed (`--version`) and whether every file it installed is still
+/// there with the checksum it recorded (`--sanity`). NVIDIA's installs
+/// itself as /usr/bin/nvidia-installer; the demo stand-in keeps its copy
+/// apart, so a demo never looks like an NVIDIA driver.
+fn installed_tool(host: &Host) -> &'static str {
+    if host.plan.demo {
+        "usr/lib/vgpu-demo/nvidia-installer"
+    } else {
+        "usr/bin/nvidia-installer"
+    }
+}
+
+/// After a run of the installer was cut short (power loss between its exit
+/// and the agent's marker), whether it left `version` installed and intact:
+/// `Ok(())` if the installed tool says so, else why not. Only a positive
+/// answer skips the installer; anything else (no driver, another version,
+/// a file torn by the cut, a check that cannot run) installs again.
+fn earlier_install(host: &mut Host, version: &str) -> Result<Result<(), String>, StepError> {
+    let rel = installed_tool(host);
+    let tool = host.path(rel)?;
+    if !tool.exists() {
+        return Ok(Err(format!("left no {}", shown(rel))));
+    }
+    let program = tool.to_string_lossy().into_owned();
+    let spec = host.command(&program, &["--version"], "see which driver is installed");
+    let out = host.run_status(&spec)?;
+    if !out.success() || !out.stdout_tail.split_whitespace().any(|w| w == version) {
+        return Ok(Err(format!(
+            "`{} --version` does not report {version}",
+            shown(rel)
+        )));
+    }
+    let spec = host.command(
+        &program,
+        &["--sanity", "-s"],
+        "check every installed file against its recorded checksum",
+    );
+    let out = host.run_status(&spec)?;
+    if !out.success() {
+        let why = out
+            .stderr_tail
+            .lines()
+            .chain(out.stdout_tail.lines())
+            .last();
+        return Ok(Err(format!(
+            "`{} --sanity` finds the installation incomplete ({})",
+            shown(rel),
+            why.unwrap_or("no output").trim()
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// Runs the driver installer, once. Before it runs, an intent file names
+/// the installer (by hash); after it, `sync` and a marker. A run that finds
+/// the marker does nothing; one that finds only the intent (the power was
+/// cut while the installer ran or right after; a failed run removes it)
+/// asks the installed driver
+/// whether it is complete and installs again only if not. Running NVIDIA's
+/// installer again is safe: it uninstalls the previous copy first.
 pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
     let d = driver(host)?;
     let spec = installer_spec(host)?;
@@ -70,10 +129,8 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
             shown(SIGNING_CERT)
         ));
     }
-    // A crash after the installer finished but before the state recorded
-    // the step must not run it a second time: the marker names the
-    // installer (by hash) that completed.
     let marker = format!("{}/driver-installed", crate::layout::STATE_DIR);
+    let intent = format!("{}/driver-installing", crate::layout::STATE_DIR);
     let stamp = format!("{} {}\n", d.installer.sha256, d.version);
     if host.read_opt(&marker)?.as_deref() == Some(stamp.as_str()) {
         host.note(format!(
@@ -82,24 +139,65 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
         ));
         return Ok(StepOutcome::Done);
     }
+    if host.read_opt(&intent)?.as_deref() == Some(stamp.as_str()) {
+        match earlier_install(host, &d.version)? {
+            Ok(()) => {
+                host.note(format!(
+                    "the vGPU host driver {} was installed by an earlier run that stopped before recording it; {} --sanity finds every file intact: not installing again",
+                    d.version,
+                    shown(installed_tool(host))
+                ));
+                return record_installed(host, &marker, &intent, &stamp);
+            }
+            Err(why) => host.note(format!(
+                "an earlier run of the driver installer did not finish and {why}: installing again"
+            )),
+        }
+    } else {
+        crate::agent::host::write_atomic(&host.path(&intent)?, stamp.as_bytes(), 0o644)?;
+    }
     let log = if host.plan.demo {
         "/var/log/vgpu-demo-installer.log"
     } else {
         "/var/log/nvidia-installer.log"
     };
-    host.run(spec).map_err(|e| StepError {
-        reason: format!("driver installer {}; look at {log} for the cause", e.reason),
-        ..e
-    })?;
-    // The installer does not fsync what it writes: flush it before the
-    // durable marker says it is installed, or a power cut right after
-    // leaves a half-written driver that is never installed again (seen in
-    // the VM test: an empty /var/lib/vgpu-demo/installed).
+    if let Err(e) = host.run(spec) {
+        // It ended, with a failure: a retry runs it again, no questions.
+        remove_if_there(&host.path(&intent)?)?;
+        return Err(StepError {
+            reason: format!("driver installer {}; look at {log} for the cause", e.reason),
+            ..e
+        });
+    }
+    crate::agent::run::fault("install-driver", "installer-ran");
+    host.note(format!("installed the vGPU host driver {}", d.version));
+    record_installed(host, &marker, &intent, &stamp)
+}
+
+/// Flushes the driver's files and writes the durable marker. The installer
+/// does not fsync what it writes: without the `sync`, a power cut right
+/// after could leave a half-written driver behind a marker that says it is
+/// installed (seen in the VM test: an empty /var/lib/vgpu-demo/installed).
+fn record_installed(
+    host: &mut Host,
+    marker: &str,
+    intent: &str,
+    stamp: &str,
+) -> Result<StepOutcome, StepError> {
     let sync = host.command("sync", &[], "flush the driver's files to disk");
     host.run(sync)?;
-    crate::agent::host::write_atomic(&host.path(&marker)?, stamp.as_bytes(), 0o644)?;
-    host.note(format!("installed the vGPU host driver {}", d.version));
+    crate::agent::host::write_atomic(&host.path(marker)?, stamp.as_bytes(), 0o644)?;
+    remove_if_there(&host.path(intent)?)?;
     Ok(StepOutcome::Done)
+}
+
+fn remove_if_there(path: &std::path::Path) -> Result<(), StepError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StepError::new(format!("removing {}: {e}", path.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Fails with `missing` unless systemd knows `unit`.
