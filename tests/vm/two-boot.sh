@@ -48,6 +48,7 @@ case ${1:-} in
     "") ;;
     --power-cuts) MODE=power-cuts ;;
     --check) MODE=check ;; # only the read-back checks, on the last run's image
+                           # (with that run's mode and serial logs)
     *) echo "usage: $0 [--power-cuts | --check]" >&2; exit 2 ;;
 esac
 
@@ -153,10 +154,13 @@ args=\$(
     for f in /etc/default/grub.d/*.cfg; do . "\$f" || exit 1; done
     echo \$GRUB_CMDLINE_LINUX \$GRUB_CMDLINE_LINUX_DEFAULT
 ) || die "the GRUB settings do not evaluate"
+# Recorded before grub.cfg changes: a power cut cannot keep the effect
+# and lose its record.
+echo "update-grub args: \$args" >>"\$log"
+sync "\$log"
 mkdir -p /boot/grub
 printf 'linux /vmlinuz root=/dev/vda ro %s\n' "\$args" >/boot/grub/grub.cfg.new
 sync /boot/grub/grub.cfg.new && mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg && sync /boot/grub
-echo "update-grub args: \$args" >>"\$log"
 echo "Generating grub configuration file ... done (stand-in)" >&2
 EOF
 
@@ -223,6 +227,9 @@ EOF
 # What a fresh Proxmox VE host has and debootstrap does not.
 add_host_files() {
     put /etc/fstab <<<'/dev/vda / ext4 rw 0 1'
+    # A persistent journal (journald's default Storage=auto uses it when the
+    # directory exists): the agent's log is read back from the image.
+    mkdir -p "$ROOT/var/log/journal"
     put /etc/hostname <<<'vgpu-vm'
     # A fixed machine id: an empty one is made up at boot, and a power cut
     # before it is committed would make the agent see another machine.
@@ -298,6 +305,8 @@ bake_and_install() {
 make_image() {
     say "copying the tree, adding stand-ins, making the ext4 image"
     rm -rf "$ROOT" "$IMG"
+    echo "$MODE" >"$WORK/last-mode"
+    : >"$WORK/last-serials"
     cp -a "$WORK/base" "$ROOT"
     add_host_files
     add_standins
@@ -326,6 +335,16 @@ img_dump() {
     [ -s "$2" ] || fail "cannot read $1 from the image"
 }
 
+# The agent's log from the guest's journal in the image (its unit's
+# messages, every boot).
+agent_log() {
+    rm -rf "$WORK/journal"
+    mkdir -p "$WORK/journal"
+    debugfs -R "rdump /var/log/journal $WORK/journal" "$IMG" >/dev/null 2>&1 || true
+    journalctl --no-pager -q -o cat -D "$WORK/journal/journal" \
+        _SYSTEMD_UNIT=vgpu-firstboot.service 2>/dev/null || true
+}
+
 # The kernel arguments the boot loader would add: those update-grub wrote.
 grub_args() {
     img_cat /boot/grub/grub.cfg | awk '/^linux / {
@@ -341,6 +360,7 @@ grub_args() {
 start_boot() {
     SERIAL=$WORK/serial-$1.log
     SERIALS+=("$SERIAL")
+    echo "$SERIAL" >>"$WORK/last-serials"
     : >"$SERIAL"
     img_dump "/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
     img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.img"
@@ -435,13 +455,15 @@ final_state() {
         /etc/apt/sources.list.d/ceph.list \
         /etc/apt/sources.list.d/pve-no-subscription.list \
         /etc/apt/sources.list.d/ceph-no-subscription.list \
-        /var/lib/vgpu-demo/installed /var/lib/vgpu-firstboot/done \
+        /var/lib/vgpu-demo/installed /var/lib/vgpu-demo/files.sha256 \
+        /var/lib/vgpu-firstboot/done \
         /var/lib/vgpu-firstboot/driver-installed; do
         echo "# $f"
         img_cat "$f"
     done
     echo "# present?"
     for f in /usr/bin/hello /var/lib/vgpu-firstboot/payload \
+        /var/lib/vgpu-firstboot/driver-installing /usr/lib/vgpu-demo/nvidia-installer \
         /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service \
         /etc/systemd/system/multi-user.target.wants/nvidia-vgpud.service \
         /etc/systemd/system/multi-user.target.wants/nvidia-vgpu-mgr.service; do
@@ -496,12 +518,39 @@ check_final() {
             || fail "$u.service was not enabled"
     done
 
-    # Each effect once, however many times the steps ran.
-    local demo
+    # The agent's own log, from the guest's journal. After power cuts it
+    # keeps only what the guest had flushed (a cut loses the last ~30 s of
+    # a boot), so only a clean run must show every line.
+    local log
+    log=$(agent_log)
+    [ -n "$log" ] || fail "no vgpu-firstboot.service messages in the image's journal (/var/log/journal)"
+    if [ "$MODE" != power-cuts ]; then
+        has "$log" "plan demo complete" "the agent's log (journal)"
+        has "$log" "vgpu-firstboot: step post-check:" "the agent's log (journal)"
+    fi
+    say "the agent's log in the image's journal: $(wc -l <<<"$log") lines"
+
+    # Each effect once, however many times the steps ran. The demo installer
+    # records (and flushes) every run before it changes anything. It may run
+    # again only after the agent found the earlier run unfinished and said
+    # so ("installing again"; the serial consoles keep every line, the
+    # journal may lose a cut boot's last lines).
+    local demo runs again=0
     demo=$(img_cat /var/log/vgpu-demo-installer.log)
-    [ "$(grep -c ' install ' <<<"$demo")" -eq 1 ] \
-        || fail "the demo installer ran $(grep -c ' install ' <<<"$demo") times: $demo"
+    runs=$(grep -c ' install ' <<<"$demo" || true)
     has "$demo" "install dkms=yes silent=yes" "demo installer log"
+    if [ ${#SERIALS[@]} -gt 0 ]; then
+        again=$(cat "${SERIALS[@]}" | grep -c 'vgpu-firstboot: an earlier run of the driver installer did not finish' || true)
+    fi
+    if [ "$MODE" = power-cuts ]; then
+        [ "$runs" -ge 1 ] && [ "$runs" -le $((1 + again)) ] \
+            || fail "the demo installer ran $runs times, but the agent found an unfinished run only $again times: $demo"
+        say "driver installer runs: $runs (the agent found an unfinished run $again times)"
+    else
+        [ "$runs" -eq 1 ] || fail "the demo installer ran $runs times: $demo"
+        has "$log" "installed the vGPU host driver 1.0-demo" "the agent's log (journal)"
+        has "$log" "vgpu-firstboot: rebooting:" "the agent's log (journal)"
+    fi
     has "$(img_cat /var/lib/dpkg/status | grep -A8 '^Package: hello$')" \
         "Version: 2.10-3" "dpkg status of hello"
     # dpkg.log: "<date> <time> status installed hello:amd64 2.10-3". A power
@@ -595,7 +644,9 @@ CUTS=(
 power_cut_run() {
     if [ ! -s "$WORK/final-clean.txt" ] || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
         say "no clean run's results for this build yet: doing a clean run first"
+        MODE=clean
         clean_run
+        MODE=power-cuts
         SERIALS=()
     fi
     make_image
@@ -632,6 +683,8 @@ main() {
     [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 2; }
     mkdir -p "$WORK"
     if [ "$MODE" = check ]; then
+        MODE=$(cat "$WORK/last-mode")
+        mapfile -t SERIALS <"$WORK/last-serials"
         check_final
         say "PASS (checks only, on $IMG)"
         return
