@@ -196,6 +196,14 @@ fn assert_same_end(
         .filter(|c| *c == "systemctl reboot")
         .count();
     assert!(reboots <= 2, "{label}: rebooted {reboots} times");
+    // The state agrees: done, not "in progress" behind a done marker.
+    let status = host.agent(&["status"], &[]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{label}: status after convergence: {}",
+        stdout(&status)
+    );
 }
 
 fn assert_converges(
@@ -261,6 +269,26 @@ fn power_cut_inside_steps_converges() {
             &format!("inside {command}"),
         );
     }
+}
+
+/// The power goes after the state says done, before the done marker and
+/// the unit's link: the unit starts once more and only seals.
+#[test]
+fn power_cut_between_done_and_the_seal_converges() {
+    let (want, _) = reference("pve8-grub", "demo");
+    let mut host = SimHost::new("pve8-grub", "demo");
+    let fault = [("VGPU_FIRSTBOOT_FAULT", "finish:recorded")];
+    let b = boot_until_done(&mut host, &fault, |h| {
+        assert!(!h.root().join(layout::DONE_MARKER).exists());
+        assert!(h.root().join(layout::UNIT_WANTS_LINK).exists());
+    });
+    assert_same_end(&host, &b, &want, "cut before the seal");
+    let last = b.outs.last().unwrap();
+    assert!(
+        last.contains("/var/lib/vgpu-firstboot/done: written (provisioning complete)"),
+        "{last}"
+    );
+    assert_eq!(installer_runs(&host).len(), 1);
 }
 
 /// The power goes after the driver installer finished, before the agent

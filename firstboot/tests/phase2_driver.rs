@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use support::step_env::*;
-use vgpu_firstboot::agent::host::StepOutcome;
+use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
 use vgpu_firstboot::agent::steps::phase2;
 use vgpu_firstboot::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
 use vgpu_firstboot::plan::StepKind;
@@ -375,20 +375,34 @@ fn post_check_in_unlock_mode_accepts_plain_nvidia_smi() {
 }
 
 // ---- finish ----
+
+/// The finish step and, as the run loop does once the state says done,
+/// the seal.
+fn finish_and_seal(host: &mut Host) -> Result<StepOutcome, StepError> {
+    phase2::finish(host)?;
+    phase2::seal(host)?;
+    Ok(StepOutcome::Done)
+}
+
 #[test]
-fn finish_removes_link_and_payload_and_is_idempotent() {
+fn finish_removes_the_payload_and_seal_disables_the_unit_idempotently() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     link_unit(&env);
     assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    assert!(!env.at(PAYLOAD_DIR).exists());
+    assert!(env.at(MANIFEST_FILE).exists(), "only the payload goes");
+    // Until the state says done, the unit must start again.
+    assert!(!env.at(DONE_MARKER).exists());
+    assert!(fs::symlink_metadata(env.at(UNIT_WANTS_LINK)).is_ok());
+    env.run(finish_and_seal).unwrap();
     assert_eq!(
         env.read(DONE_MARKER),
         "demo\nprovisioned by vgpu-firstboot\n"
     );
     assert!(fs::symlink_metadata(env.at(UNIT_WANTS_LINK)).is_err());
-    assert!(!env.at(PAYLOAD_DIR).exists());
-    assert!(env.at(MANIFEST_FILE).exists(), "only the payload goes");
-    assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    env.log.clear();
+    assert_eq!(env.run(finish_and_seal).unwrap(), StepOutcome::Done);
     assert_eq!(
         env.read(DONE_MARKER),
         "demo\nprovisioned by vgpu-firstboot\n"
@@ -403,7 +417,7 @@ fn finish_keeps_the_payload_when_asked() {
     assert!(env.plan.agent.keep_payload);
     env.bake();
     link_unit(&env);
-    env.run(phase2::finish).unwrap();
+    env.run(finish_and_seal).unwrap();
     assert!(env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}")).exists());
     assert!(fs::symlink_metadata(env.at(UNIT_WANTS_LINK)).is_err());
     assert!(env.at(DONE_MARKER).exists());
@@ -465,7 +479,7 @@ fn whole_phase_two_on_a_ready_host() {
         phase2::enable_services,
         phase2::sriov,
         phase2::post_check,
-        phase2::finish,
+        finish_and_seal,
     ];
     for step in steps {
         assert_eq!(env.run(step).unwrap(), StepOutcome::Done);

@@ -63,7 +63,8 @@ impl From<StateError> for RunError {
 /// right after the step is recorded as begun, `<step-id>:applied` right
 /// after its effects and before it is recorded as done: a power cut at a
 /// step boundary, for the crash tests. Steps with a long command in them
-/// add points of their own (`install-driver:installer-ran`).
+/// add points of their own (`install-driver:installer-ran`), and
+/// `finish:recorded` falls between the state saying done and the seal.
 pub(crate) fn fault(step: &str, point: &str) {
     if let Ok(spec) = std::env::var("VGPU_FIRSTBOOT_FAULT")
         && spec.split(',').any(|s| s == format!("{step}:{point}"))
@@ -112,7 +113,19 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     let new_boot = st.current_boot() != Some(boot_id.as_str());
     store.apply(&mut st, Event::Booted(boot_id))?;
     match st.status.clone() {
-        Status::Done => return Ok(RunEnd::Done),
+        // Done, but the power went before the marker and the link: seal.
+        Status::Done => {
+            let facts = facts::Facts::default();
+            let mut host = Host {
+                root: root.to_path_buf(),
+                runner,
+                plan: &plan,
+                facts: &facts,
+                log: Vec::new(),
+            };
+            steps::phase2::seal(&mut host).map_err(|e| RunError(e.reason))?;
+            return Ok(RunEnd::Done);
+        }
         Status::Failed { step, reason } => {
             eprintln!("vgpu-firstboot: step {step} failed earlier: {reason}");
             eprintln!(
@@ -174,6 +187,8 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         }
     }
     store.apply(&mut st, Event::Finish)?;
+    fault("finish", "recorded");
+    steps::phase2::seal(&mut host).map_err(|e| RunError(e.reason))?;
     host.note(format!("plan {} complete", plan.name));
     Ok(RunEnd::Done)
 }

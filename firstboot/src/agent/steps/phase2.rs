@@ -17,7 +17,7 @@ mod payload;
 
 pub use barrier::{reboot, verify_reboot};
 pub use driver::{enable_services, install_driver, post_check, sriov};
-pub use finish::finish;
+pub use finish::{finish, seal};
 pub use payload::{unlock_setup, verify_payload};
 
 use crate::agent::host::{Host, StepError};

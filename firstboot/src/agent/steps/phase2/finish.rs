@@ -1,10 +1,15 @@
-//! The last step: payload deleted, done marker written, unit disabled.
+//! The last step: the payload deleted; then, once the state file records
+//! the plan as done, the done marker written and the unit disabled
+//! ([`seal`], called by the run loop).
 //!
-//! Order matters for a crash in the middle. The payload goes first: until
-//! the marker exists the unit starts again and this step re-runs, so a
-//! crash cannot leave hundreds of MB of installers behind. The marker
-//! next: from then on the unit's `ConditionPathExists=!` skips it, so a
-//! crash before the `.wants` link is removed costs nothing at later boots.
+//! Order matters for a power cut. The payload goes first: until the state
+//! says done the unit starts again and this step re-runs, so a cut cannot
+//! leave hundreds of MB of installers behind. The marker and the `.wants`
+//! link stop the unit from starting again, so they come only after the
+//! state records the plan as done: a cut between them and the state write
+//! would leave a provisioned host whose state says "in progress" for good,
+//! with no run left to fix it (found by the VM power-cut test). A run that
+//! finds the state done and no marker seals again.
 
 use std::fs;
 use std::io;
@@ -32,14 +37,20 @@ fn marker(host: &Host) -> String {
     format!("{}\nprovisioned by vgpu-firstboot\n", host.plan.name)
 }
 
-/// Deletes the payload (unless the plan keeps it), writes the done marker
-/// and removes the unit's `.wants` link. Idempotent.
+/// Deletes the payload (unless the plan keeps it). Idempotent.
 pub fn finish(host: &mut Host) -> Result<StepOutcome, StepError> {
     if host.plan.agent.keep_payload {
         host.note(format!("{}: kept (agent.keep-payload)", shown(PAYLOAD_DIR)));
     } else {
         remove(host, PAYLOAD_DIR, "the driver is installed")?;
     }
+    Ok(StepOutcome::Done)
+}
+
+/// Writes the done marker and removes the unit's `.wants` link: the unit
+/// does not start again. Only once the state file says the plan is done.
+/// Idempotent.
+pub fn seal(host: &mut Host) -> Result<(), StepError> {
     if host.read_opt(DONE_MARKER)?.as_deref() != Some(marker(host).as_str()) {
         write_atomic(&host.path(DONE_MARKER)?, marker(host).as_bytes(), 0o644)?;
         host.note(format!(
@@ -51,8 +62,7 @@ pub fn finish(host: &mut Host) -> Result<StepOutcome, StepError> {
         host,
         UNIT_WANTS_LINK,
         "the agent is not needed at boot any more",
-    )?;
-    Ok(StepOutcome::Done)
+    )
 }
 
 pub(super) fn preview(host: &Host) -> Vec<String> {
