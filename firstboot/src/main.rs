@@ -130,13 +130,7 @@ fn dry_run(root: &Path) -> u8 {
     };
     let st = state::load(root).ok();
     let mut runner = NoRunner;
-    let host = Host {
-        root: root.to_path_buf(),
-        runner: &mut runner,
-        plan: &plan,
-        facts: &facts,
-        log: Vec::new(),
-    };
+    let host = Host::new(root, &mut runner, &plan, &facts);
     println!(
         "plan {} ({} mode, Proxmox VE {}): {}",
         plan.name, plan.mode, plan.proxmox, plan.description

@@ -97,11 +97,12 @@ fn cut_short() -> Env {
     env
 }
 
-#[test]
-fn install_driver_after_a_cut_keeps_a_complete_install() {
-    let mut env = cut_short();
+/// An installed `nvidia-installer` whose `--version` says `version` (the
+/// plan's when `None`).
+fn installed(env: &mut Env, version: Option<&str>) {
     env.write(TOOL, "installed by the driver");
-    let version = env.plan.driver.as_ref().unwrap().version.clone();
+    let plan_version = env.plan.driver.as_ref().unwrap().version.clone();
+    let version = version.unwrap_or(&plan_version);
     env.runner.respond(
         "nvidia-installer",
         &["--version"],
@@ -109,6 +110,12 @@ fn install_driver_after_a_cut_keeps_a_complete_install() {
             "\nnvidia-installer:  version {version}  (buildmeister@builder)\n"
         )),
     );
+}
+
+#[test]
+fn install_driver_after_a_cut_keeps_a_complete_install() {
+    let mut env = cut_short();
+    installed(&mut env, None);
     env.runner
         .respond("nvidia-installer", &["--sanity"], Response::ok());
     assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
@@ -144,25 +151,14 @@ fn install_driver_after_a_cut_installs_again_unless_sure() {
 
     // Another version (the one this install was replacing).
     let mut env = cut_short();
-    env.write(TOOL, "an older driver's");
-    env.runner.respond(
-        "nvidia-installer",
-        &["--version"],
-        Response::ok().stdout("nvidia-installer:  version 535.54.06  (buildmeister@builder)\n"),
-    );
+    installed(&mut env, Some("535.54.06"));
     env.run(phase2::install_driver).unwrap();
     assert_eq!(env.commands()[1..], [installer(&env), "sync".into()]);
     assert!(env.logged("`/usr/bin/nvidia-installer --version` does not report"));
 
     // The right version, with a file the cut tore.
     let mut env = cut_short();
-    env.write(TOOL, "installed by the driver");
-    let version = env.plan.driver.as_ref().unwrap().version.clone();
-    env.runner.respond(
-        "nvidia-installer",
-        &["--version"],
-        Response::ok().stdout(format!("nvidia-installer:  version {version}\n")),
-    );
+    installed(&mut env, None);
     env.runner.respond(
         "nvidia-installer",
         &["--sanity"],

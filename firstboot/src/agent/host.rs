@@ -68,6 +68,19 @@ pub struct Host<'a> {
     pub log: Vec<String>,
 }
 
+impl<'a> Host<'a> {
+    /// A host under `root` with an empty journal.
+    pub fn new(root: &Path, runner: &'a mut dyn Runner, plan: &'a Plan, facts: &'a Facts) -> Self {
+        Host {
+            root: root.to_path_buf(),
+            runner,
+            plan,
+            facts,
+            log: Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Host<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")

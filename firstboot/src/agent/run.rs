@@ -116,13 +116,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         // Done, but the power went before the marker and the link: seal.
         Status::Done => {
             let facts = facts::Facts::default();
-            let mut host = Host {
-                root: root.to_path_buf(),
-                runner,
-                plan: &plan,
-                facts: &facts,
-                log: Vec::new(),
-            };
+            let mut host = Host::new(root, runner, &plan, &facts);
             steps::phase2::seal(&mut host).map_err(|e| RunError(e.reason))?;
             return Ok(RunEnd::Done);
         }
@@ -142,13 +136,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         Status::NotStarted | Status::InProgress => {}
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
-    let mut host = Host {
-        root: root.to_path_buf(),
-        runner,
-        plan: &plan,
-        facts: &facts,
-        log: Vec::new(),
-    };
+    let mut host = Host::new(root, runner, &plan, &facts);
     if let Some(end) = preflight(&mut host, &mut store, &mut st)? {
         return Ok(end);
     }
