@@ -291,41 +291,42 @@ fn power_cut_between_done_and_the_seal_converges() {
     assert_eq!(installer_runs(&host).len(), 1);
 }
 
-/// The power goes after the driver installer finished, before the agent
-/// recorded it: the next boot asks the installed driver (`--sanity`), finds
-/// it complete and does not install it again.
-#[test]
-fn power_cut_after_the_driver_installer_does_not_install_twice() {
+/// A power cut right after the driver installer exited, before the agent
+/// recorded it; `after_cut` does what the cut did to the installer's files.
+/// The end is the reference's, the installer ran `runs` times, and the
+/// agent said `says`.
+fn cut_after_the_installer(after_cut: fn(&SimHost), runs: usize, says: &str) {
     let (want, _) = reference("pve8-grub", "demo");
     let mut host = SimHost::new("pve8-grub", "demo");
     let fault = [("VGPU_FIRSTBOOT_FAULT", "install-driver:installer-ran")];
-    let b = boot_until_done(&mut host, &fault, |_| {});
-    assert_same_end(&host, &b, &want, "cut after the installer");
-    assert_eq!(installer_runs(&host).len(), 1, "{:#?}", b.outs);
+    let b = boot_until_done(&mut host, &fault, after_cut);
+    assert_same_end(&host, &b, &want, says);
+    assert_eq!(installer_runs(&host).len(), runs, "{:#?}", b.outs);
     let all = b.outs.concat();
-    assert!(
-        all.contains("was installed by an earlier run that stopped before recording it; /usr/lib/vgpu-demo/nvidia-installer --sanity finds every file intact: not installing again"),
-        "{all}"
+    assert!(all.contains(says), "{all}");
+}
+
+/// The installer's files all reached the disk: the next boot asks the
+/// installed driver (`--sanity`), finds it complete and does not install
+/// it again.
+#[test]
+fn power_cut_after_the_driver_installer_does_not_install_twice() {
+    cut_after_the_installer(
+        |_| {},
+        1,
+        "was installed by an earlier run that stopped before recording it; /usr/lib/vgpu-demo/nvidia-installer --sanity finds every file intact: not installing again",
     );
 }
 
-/// The same cut, but the installer's files had not reached the disk (it
-/// does not fsync): `--sanity` finds a file torn and the driver is
-/// installed again, over the remains, and the end is the same.
+/// A file had not reached the disk (the installer does not fsync):
+/// `--sanity` finds it torn and the driver is installed again, over the
+/// remains, with the same end.
 #[test]
 fn power_cut_that_tears_the_driver_installs_it_again() {
-    let (want, _) = reference("pve8-grub", "demo");
-    let mut host = SimHost::new("pve8-grub", "demo");
-    let fault = [("VGPU_FIRSTBOOT_FAULT", "install-driver:installer-ran")];
-    let b = boot_until_done(&mut host, &fault, |h| {
-        std::fs::write(h.root().join("var/lib/vgpu-demo/installed"), "").unwrap();
-    });
-    assert_same_end(&host, &b, &want, "torn driver");
-    assert_eq!(installer_runs(&host).len(), 2, "{:#?}", b.outs);
-    let all = b.outs.concat();
-    assert!(
-        all.contains("an earlier run of the driver installer did not finish and `/usr/lib/vgpu-demo/nvidia-installer --sanity` finds the installation incomplete (vgpu-bake demo installer: The 'vgpu-bake demo driver' installation has been altered since it was originally installed. It is recommended that you reinstall.): installing again"),
-        "{all}"
+    cut_after_the_installer(
+        |h| std::fs::write(h.root().join("var/lib/vgpu-demo/installed"), "").unwrap(),
+        2,
+        "an earlier run of the driver installer did not finish and `/usr/lib/vgpu-demo/nvidia-installer --sanity` finds the installation incomplete (vgpu-bake demo installer: The 'vgpu-bake demo driver' installation has been altered since it was originally installed. It is recommended that you reinstall.): installing again",
     );
 }
 
