@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use super::{driver, payload_rel, shown};
-use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
 use crate::plan::Mode;
 use crate::runner::{CommandSpec, format_failure};
 
@@ -105,9 +105,9 @@ fn earlier_install(host: &mut Host, version: &str) -> Result<Result<(), String>,
 /// the installer (by hash); after it, `sync` and a marker. A run that finds
 /// the marker does nothing; one that finds only the intent (the power was
 /// cut while the installer ran or right after; a failed run removes it)
-/// asks the installed driver
-/// whether it is complete and installs again only if not. Running NVIDIA's
-/// installer again is safe: it uninstalls the previous copy first.
+/// asks the installed driver whether it is complete and installs again
+/// only if not. Running NVIDIA's installer again is safe: it uninstalls the
+/// previous copy first.
 pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
     let d = driver(host)?;
     let spec = installer_spec(host)?;
@@ -154,7 +154,7 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
             )),
         }
     } else {
-        crate::agent::host::write_atomic(&host.path(&intent)?, stamp.as_bytes(), 0o644)?;
+        write_atomic(&host.path(&intent)?, stamp.as_bytes(), 0o644)?;
     }
     let log = if host.plan.demo {
         "/var/log/vgpu-demo-installer.log"
@@ -186,7 +186,7 @@ fn record_installed(
 ) -> Result<StepOutcome, StepError> {
     let sync = host.command("sync", &[], "flush the driver's files to disk");
     host.run(sync)?;
-    crate::agent::host::write_atomic(&host.path(marker)?, stamp.as_bytes(), 0o644)?;
+    write_atomic(&host.path(marker)?, stamp.as_bytes(), 0o644)?;
     remove_if_there(&host.path(intent)?)?;
     Ok(StepOutcome::Done)
 }
