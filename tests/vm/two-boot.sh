@@ -86,6 +86,8 @@ install_tools() {
     for t in debootstrap e2cp cpio zstd; do
         command -v "$t" >/dev/null || need+=("$t")
     done
+    # journalctl reads the guest's journal back (package systemd).
+    command -v journalctl >/dev/null || need+=(journalctl)
     [ ${#need[@]} -gt 0 ] || return 0
     say "installing ${need[*]}"
     local bpo=/etc/apt/sources.list.d/vgpu-bake-bookworm-backports.list
@@ -95,6 +97,7 @@ install_tools() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86
     apt-get install -y -qq --no-install-recommends debootstrap e2tools cpio zstd
+    command -v journalctl >/dev/null || apt-get install -y -qq --no-install-recommends systemd
 }
 
 build_binaries() {
