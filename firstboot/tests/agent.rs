@@ -16,17 +16,16 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Fails, showing both outputs, unless `o` exited with `code`.
+fn assert_exit(o: &std::process::Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}\n{}", stdout(o), stderr(o));
+}
+
 #[test]
 fn two_boots_then_nothing() {
     let mut host = SimHost::new("pve8-grub", "demo");
     let first = host.boot_run(&[]).unwrap();
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&first),
-        stderr(&first)
-    );
+    assert_exit(&first, 0);
     assert!(stdout(&first).contains("rebooting"), "{}", stdout(&first));
     let cmds = host.commands();
     for expected in [
@@ -61,13 +60,7 @@ fn two_boots_then_nothing() {
 
     host.reboot();
     let second = host.boot_run(&[]).unwrap();
-    assert_eq!(
-        second.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&second),
-        stderr(&second)
-    );
+    assert_exit(&second, 0);
     assert!(stdout(&second).contains("done"), "{}", stdout(&second));
     let installed =
         std::fs::read_to_string(host.root().join("var/lib/vgpu-demo/installed")).unwrap();
@@ -82,7 +75,7 @@ fn two_boots_then_nothing() {
         "payload deleted by default"
     );
     let o = host.agent(&["status"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_exit(&o, 0);
 
     // Third boot: the unit does not start; even a manual run changes nothing.
     let before_cmds = host.commands().len();
@@ -336,13 +329,7 @@ fn a_failed_step_stops_until_retry_and_says_why() {
     let out = host
         .boot_run(&[("VGPU_TEST_FAIL", "update-initramfs")])
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     assert!(
         stderr(&out).contains("E: simulated failure of update-initramfs"),
         "{}",
@@ -364,7 +351,7 @@ fn a_failed_step_stops_until_retry_and_says_why() {
     assert_eq!(host.commands().len(), n);
     // After `retry` the step runs again and the plan carries on.
     let retry = host.agent(&["retry"], &[]);
-    assert_eq!(retry.status.code(), Some(0), "{}", stderr(&retry));
+    assert_exit(&retry, 0);
     let resumed = host.boot_run(&[]).unwrap();
     assert!(
         stdout(&resumed).contains("rebooting"),
@@ -456,13 +443,7 @@ fn a_reboot_that_did_not_take_effect_fails_without_another_reboot() {
     assert!(stdout(&host.boot_run(&[]).unwrap()).contains("rebooting"));
     host.reboot_without_new_args();
     let out = host.boot_run(&[]).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let reboots = host
         .commands()
         .iter()
