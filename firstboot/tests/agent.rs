@@ -4,7 +4,7 @@
 #[path = "agent/harness.rs"]
 mod agent_harness;
 
-use agent_harness::SimHost;
+use agent_harness::{Boots, SimHost};
 use vgpu_firstboot::layout;
 use vgpu_firstboot::plan::Plan;
 
@@ -99,11 +99,11 @@ fn two_boots_then_nothing() {
 /// The final tree of an uninterrupted run, to compare crashed runs with.
 fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, String>, usize) {
     let mut host = SimHost::new(fixture, plan);
-    let outs = host.converge(&[], 5);
+    let b = host.converge(&[], 5, |_| {});
     assert!(
-        host.root().join(layout::DONE_MARKER).exists(),
-        "reference run did not finish: {:?}",
-        outs.iter().map(stdout).collect::<Vec<_>>()
+        host.root().join(layout::DONE_MARKER).exists() && b.cuts == 0,
+        "reference run did not finish: {:#?}",
+        b.outs
     );
     (
         host.tree(),
@@ -112,42 +112,6 @@ fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, S
             .filter(|c| *c == "systemctl reboot")
             .count(),
     )
-}
-
-/// What [`boot_until_done`] saw.
-struct Boots {
-    /// stdout and stderr of every run.
-    outs: Vec<String>,
-    /// Runs that ended in a power cut.
-    cuts: usize,
-}
-
-/// Boots `host` until the agent is done or stops: boots carry `env` until
-/// a power cut happens (a phase 2 step's fault fires in the second boot),
-/// later boots run clean. `after_cut` sees the host right after each cut.
-fn boot_until_done(host: &mut SimHost, env: &[(&str, &str)], after_cut: fn(&SimHost)) -> Boots {
-    let mut b = Boots {
-        outs: Vec::new(),
-        cuts: 0,
-    };
-    for _ in 0..8 {
-        let Some(out) = host.boot_run(if b.cuts == 0 { env } else { &[] }) else {
-            break;
-        };
-        let cut = out.status.code().is_none();
-        let text = stdout(&out);
-        b.outs.push(format!("{text}{}", stderr(&out)));
-        if cut {
-            b.cuts += 1;
-            after_cut(host);
-        }
-        if cut || text.contains("rebooting") {
-            host.reboot();
-        } else if !text.contains("done") {
-            break;
-        }
-    }
-    b
 }
 
 /// The demo installer's log: one ` install ` line per run.
@@ -207,7 +171,7 @@ fn assert_converges(
     label: &str,
 ) {
     let mut host = SimHost::new(fixture, plan);
-    let b = boot_until_done(&mut host, env, |_| {});
+    let b = host.converge(env, 8, |_| {});
     assert_same_end(&host, &b, reference, label);
     // The driver installer ran once, however the power was cut.
     let runs = installer_runs(&host);
@@ -271,7 +235,7 @@ fn power_cut_between_done_and_the_seal_converges() {
     let (want, _) = reference("pve8-grub", "demo");
     let mut host = SimHost::new("pve8-grub", "demo");
     let fault = [("VGPU_FIRSTBOOT_FAULT", "finish:recorded")];
-    let b = boot_until_done(&mut host, &fault, |h| {
+    let b = host.converge(&fault, 8, |h| {
         assert!(!h.root().join(layout::DONE_MARKER).exists());
         assert!(h.root().join(layout::UNIT_WANTS_LINK).exists());
     });
@@ -292,7 +256,7 @@ fn cut_after_the_installer(after_cut: fn(&SimHost), runs: usize, says: &str) {
     let (want, _) = reference("pve8-grub", "demo");
     let mut host = SimHost::new("pve8-grub", "demo");
     let fault = [("VGPU_FIRSTBOOT_FAULT", "install-driver:installer-ran")];
-    let b = boot_until_done(&mut host, &fault, after_cut);
+    let b = host.converge(&fault, 8, after_cut);
     assert_same_end(&host, &b, &want, says);
     assert_eq!(installer_runs(&host).len(), runs, "{:#?}", b.outs);
     let all = b.outs.concat();

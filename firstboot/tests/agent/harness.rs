@@ -65,6 +65,15 @@ pub const STUBS: &[&str] = &[
     "zpool",
 ];
 
+/// What [`SimHost::converge`] saw.
+#[derive(Debug)]
+pub struct Boots {
+    /// stdout and stderr of every run.
+    pub outs: Vec<String>,
+    /// Runs that ended in a power cut.
+    pub cuts: usize,
+}
+
 #[derive(Debug)]
 pub struct SimHost {
     pub dir: tempfile::TempDir,
@@ -274,22 +283,34 @@ impl SimHost {
         }
     }
 
-    /// Boots until the agent stops starting (done) or `max` boots passed;
-    /// returns the outputs of every run.
-    pub fn converge(&mut self, env: &[(&str, &str)], max: u32) -> Vec<Output> {
-        let mut outs = Vec::new();
+    /// Boots until the agent is done or stops, at most `max` boots: boots
+    /// carry `env` until a power cut happens (a phase 2 step's fault fires
+    /// in the second boot), later boots run clean. `after_cut` sees the host
+    /// right after each cut.
+    pub fn converge(&mut self, env: &[(&str, &str)], max: u32, after_cut: fn(&SimHost)) -> Boots {
+        let mut b = Boots {
+            outs: Vec::new(),
+            cuts: 0,
+        };
         for _ in 0..max {
-            let Some(out) = self.boot_run(env) else { break };
+            let Some(out) = self.boot_run(if b.cuts == 0 { env } else { &[] }) else {
+                break;
+            };
+            let cut = out.status.code().is_none();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let crashed = out.status.code().is_none();
-            outs.push(out);
-            if text.contains("rebooting") || crashed {
+            b.outs
+                .push(format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+            if cut {
+                b.cuts += 1;
+                after_cut(self);
+            }
+            if cut || text.contains("rebooting") {
                 self.reboot();
             } else if !text.contains("done") {
                 break;
             }
         }
-        outs
+        b
     }
 
     /// Files under the root with their contents (symlinks as their target),
