@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vgpu_firstboot::plan::{Mode, PatchRecord, PayloadFile, Plan};
-use vgpu_firstboot::{layout, unit};
+use vgpu_plan::plan::{Mode, PatchRecord, PayloadFile, Plan};
+use vgpu_plan::{layout, unit};
 
 use crate::bundle::{BakeOptions, BakeOutput, BundleSpec, Source};
 use crate::fetch::{self, FetchOptions, FetchRequest};

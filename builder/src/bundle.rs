@@ -19,8 +19,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use vgpu_firstboot::layout;
-use vgpu_firstboot::manifest::Manifest;
+use vgpu_plan::layout;
+use vgpu_plan::manifest::Manifest;
 
 use crate::atomic::{AtomicError, AtomicFile};
 use crate::hash::{Digests, DualHasher, hex};

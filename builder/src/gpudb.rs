@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB};
 use serde::Serialize;
-use vgpu_firstboot::compat::{CompatEntry, CompatTable, SCHEMA, Support};
+use vgpu_plan::compat::{CompatEntry, CompatTable, SCHEMA, Support};
 
 pub use build::{UPSTREAM_SCHEMA, build_db_from_csv};
 pub use report::gpus_report;

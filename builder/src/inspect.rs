@@ -11,8 +11,8 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use vgpu_firstboot::layout;
-use vgpu_firstboot::manifest::{Manifest, mode_string};
+use vgpu_plan::layout;
+use vgpu_plan::manifest::{Manifest, mode_string};
 
 use crate::hash::hex;
 use crate::newc::{self, NewcEntry, NewcError, NewcReader};

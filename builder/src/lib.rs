@@ -2,7 +2,7 @@
 //!
 //! Data flow: [`profile`] (raw TOML, no I/O) -> [`resolve`] (with the
 //! [`registry`] of drivers and the [`gpudb`] compatibility data) -> a
-//! `vgpu_firstboot::plan::Plan`; [`fetch`] verifies driver files into a
+//! `vgpu_plan::plan::Plan`; [`fetch`] verifies driver files into a
 //! cache; [`bundle`] streams the plan and payload into a `newc` cpio
 //! ([`newc`]) compressed with zstd; [`inspect`] and [`install`] read it back.
 

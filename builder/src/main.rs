@@ -150,12 +150,12 @@ fn open_db(args: &DbArgs) -> Result<GpuDb> {
     })
 }
 
-fn load_plan(path: &Path, db: &GpuDb) -> Result<vgpu_firstboot::plan::Plan> {
+fn load_plan(path: &Path, db: &GpuDb) -> Result<vgpu_plan::plan::Plan> {
     let profile = Profile::load(path)?;
     Ok(resolve::resolve(&profile, path, &Registry::builtin(), db)?)
 }
 
-fn warn(plan: &vgpu_firstboot::plan::Plan, source: &Path) {
+fn warn(plan: &vgpu_plan::plan::Plan, source: &Path) {
     for w in &plan.warnings {
         eprintln!("vgpu-bake: warning: {}: {w}", source.display());
     }
@@ -219,7 +219,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             if !plan.licensing.applied
-                && plan.licensing.mode != vgpu_firstboot::plan::LicensingMode::None
+                && plan.licensing.mode != vgpu_plan::plan::LicensingMode::None
             {
                 eprintln!(
                     "vgpu-bake: note: licensing settings are carried in the plan but not applied by this version of the agent"

@@ -16,8 +16,8 @@ use vgpu_bake::bundle::{
 use vgpu_bake::hash::digest_bytes;
 use vgpu_bake::inspect::{EntryKind, InspectError, Problem, inspect, render_report};
 use vgpu_bake::newc::{NewcError, NewcWriter};
-use vgpu_firstboot::layout;
-use vgpu_firstboot::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
+use vgpu_plan::layout;
+use vgpu_plan::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;

@@ -122,7 +122,7 @@ fn plan_prints_toml_and_json() {
             r.path("c").to_str().unwrap(),
         ],
     );
-    let plan = vgpu_firstboot::plan::Plan::from_toml(&toml_out).unwrap();
+    let plan = vgpu_plan::plan::Plan::from_toml(&toml_out).unwrap();
     assert_eq!(plan.name, "t4-plus-3090");
     assert!(plan.step("passthrough-rules").is_some());
     let (json_out, err) = r.expect(
@@ -199,7 +199,7 @@ fn install_lays_the_bundle_and_plan_pins_the_driver() {
     );
     assert!(listing.contains("vgpu-firstboot.service"), "{listing}");
     let plan_text = fs::read_to_string(root.join("var/lib/vgpu-firstboot/plan.toml")).unwrap();
-    let plan = vgpu_firstboot::plan::Plan::from_toml(&plan_text).unwrap();
+    let plan = vgpu_plan::plan::Plan::from_toml(&plan_text).unwrap();
     let d = plan.driver.unwrap();
     let bytes = fs::read(
         root.join("var/lib/vgpu-firstboot/payload")
@@ -238,7 +238,7 @@ fn unlock_bake_patches_at_bake_time_and_records_both_hashes() {
         ],
     );
     let plan_text = fs::read_to_string(root.join("var/lib/vgpu-firstboot/plan.toml")).unwrap();
-    let plan = vgpu_firstboot::plan::Plan::from_toml(&plan_text).unwrap();
+    let plan = vgpu_plan::plan::Plan::from_toml(&plan_text).unwrap();
     let d = plan.driver.unwrap();
     assert_eq!(
         d.installer.path,

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use vgpu_bake::gpudb::{
     GpuDb, GpuDbError, UPSTREAM_SCHEMA, build_db_from_csv, gpus_report, parse_device_id,
 };
-use vgpu_firstboot::compat::{CompatTable, Support};
+use vgpu_plan::compat::{CompatTable, Support};
 
 const A100_SOURCE: &str =
     "https://docs.nvidia.com/ai-enterprise/release-6/latest/appendix/vgpu.html";

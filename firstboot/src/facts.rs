@@ -112,7 +112,7 @@ pub enum Vendor {
 
 impl Vendor {
     /// The plan's kernel arguments for this vendor.
-    pub fn kernel_args(self, host: &crate::plan::HostPlan) -> &[String] {
+    pub fn kernel_args(self, host: &vgpu_plan::plan::HostPlan) -> &[String] {
         match self {
             Vendor::Intel => &host.kernel_args_intel,
             Vendor::Amd => &host.kernel_args_amd,

@@ -1,28 +1,14 @@
-//! The vgpu-firstboot library: the contract between the builder and the agent.
+//! The vgpu-firstboot library: the agent a bundle installs.
 //!
-//! `vgpu-bake` resolves a profile into a [`plan::Plan`], writes it into the
-//! bundle together with a [`manifest::Manifest`] and a copy of the GPU
-//! compatibility data ([`compat::CompatTable`]); the agent reads them back on
-//! the target host. Both sides use these types, so the format cannot drift.
+//! It reads the plan, manifest and compatibility table the builder baked
+//! (their types are in the `vgpu-plan` crate, re-exported here) and applies
+//! the plan's steps on the host.
 
 pub mod agent;
 pub mod cli;
-pub mod compat;
 pub mod edits;
 pub mod facts;
 pub mod json;
-pub mod layout;
-pub mod manifest;
-pub mod plan;
 pub mod runner;
 pub mod sha256;
 pub mod state;
-pub mod unit;
-
-/// Parses TOML into `T` through a `toml::Table`: the agent reads only files
-/// the builder or the agent wrote, so span-tracking errors are not worth
-/// their size in a binary that must stay under 1 MiB.
-pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
-    let table: toml::Table = toml::from_str(text)?;
-    T::deserialize(table).map_err(<toml::de::Error as serde::de::Error>::custom)
-}

@@ -8,10 +8,11 @@ use vgpu_firstboot::agent::host::Host;
 use vgpu_firstboot::agent::run::{self, RunEnd};
 use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::cli::{self, Command, USAGE};
-use vgpu_firstboot::compat::CompatTable;
+use vgpu_firstboot::facts;
 use vgpu_firstboot::runner::{CommandOutcome, CommandSpec, Runner, SystemRunner};
 use vgpu_firstboot::state::{self, RetryTarget, StateStore, Status};
-use vgpu_firstboot::{facts, layout};
+use vgpu_plan::compat::CompatTable;
+use vgpu_plan::layout;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {
@@ -154,7 +155,7 @@ fn dry_run(root: &Path) -> u8 {
             println!("    {line}");
         }
     }
-    if !plan.licensing.applied && plan.licensing.mode != vgpu_firstboot::plan::LicensingMode::None {
+    if !plan.licensing.applied && plan.licensing.mode != vgpu_plan::plan::LicensingMode::None {
         println!(
             "\nlicensing ({:?}) is carried in the plan but not applied by this version",
             plan.licensing.mode
@@ -163,11 +164,11 @@ fn dry_run(root: &Path) -> u8 {
     0
 }
 
-fn phase_name(p: vgpu_firstboot::plan::Phase) -> &'static str {
+fn phase_name(p: vgpu_plan::plan::Phase) -> &'static str {
     match p {
-        vgpu_firstboot::plan::Phase::One => "phase 1",
-        vgpu_firstboot::plan::Phase::Reboot => "reboot",
-        vgpu_firstboot::plan::Phase::Two => "phase 2",
+        vgpu_plan::plan::Phase::One => "phase 1",
+        vgpu_plan::plan::Phase::Reboot => "reboot",
+        vgpu_plan::plan::Phase::Two => "phase 2",
     }
 }
 
@@ -181,7 +182,7 @@ fn facts_cmd(root: &Path, json: bool) -> u8 {
     };
     let table = std::fs::read_to_string(root.join(layout::COMPAT_FILE))
         .ok()
-        .and_then(|t| vgpu_firstboot::from_toml::<CompatTable>(&t).ok());
+        .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
     if table.is_none() && !json {
         eprintln!(
             "vgpu-firstboot: no compatibility table at {} (no bundle installed): GPUs are not classified",

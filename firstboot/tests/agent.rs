@@ -5,8 +5,8 @@
 mod agent_harness;
 
 use agent_harness::{Boots, SimHost};
-use vgpu_firstboot::layout;
-use vgpu_firstboot::plan::Plan;
+use vgpu_plan::layout;
+use vgpu_plan::plan::Plan;
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -11,7 +11,7 @@ use vgpu_firstboot::edits::{
     FileAction, FileOp, apply_ops_in_memory, apply_ops_preview, apt, kernel_cmdline as kc, modules,
     passthrough, unlock,
 };
-use vgpu_firstboot::plan::{PayloadFile, UnlockPlan};
+use vgpu_plan::plan::{PayloadFile, UnlockPlan};
 
 fn data(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,13 +1,13 @@
 //! Host facts read from the fixture trees in `tests/hosts/` (written by
 //! `tests/hosts/generate.sh`) and the decisions taken from them.
 
-use vgpu_firstboot::compat::Support;
 use vgpu_firstboot::facts::{
     BootFiles, BootloaderKind, Cpu, Facts, Firmware, GroupMember, IommuFacts, IommuGroup, Kernel,
     Modules, Mount, Obstacle, Os, PciFunction, Severity, Vendor, classify_gpus, proxmox_major,
     read_facts, render_human, resolve_bootloader, resolve_iommu, vgpu_possible,
 };
-use vgpu_firstboot::plan::{Bootloader, Iommu};
+use vgpu_plan::compat::Support;
+use vgpu_plan::plan::{Bootloader, Iommu};
 
 #[allow(dead_code)]
 mod support {

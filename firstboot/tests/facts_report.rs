@@ -5,7 +5,7 @@ use vgpu_firstboot::facts::{
     Facts, Obstacle, Severity, classify_gpus, render_human, render_json, resolve_bootloader,
     resolve_iommu, vgpu_possible,
 };
-use vgpu_firstboot::plan::{Bootloader, Iommu};
+use vgpu_plan::plan::{Bootloader, Iommu};
 
 #[allow(dead_code)]
 mod support {

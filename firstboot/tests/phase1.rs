@@ -7,8 +7,8 @@ use std::os::unix::fs::symlink;
 
 use vgpu_firstboot::agent::host::StepOutcome;
 use vgpu_firstboot::agent::steps::{self, phase1};
-use vgpu_firstboot::plan::{PayloadFile, StepKind};
 use vgpu_firstboot::runner::Response;
+use vgpu_plan::plan::{PayloadFile, StepKind};
 
 #[allow(dead_code)]
 mod support {

@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use support::step_env::*;
 use vgpu_firstboot::agent::host::StepOutcome;
 use vgpu_firstboot::agent::steps::phase2;
-use vgpu_firstboot::layout::{MANIFEST_FILE, PAYLOAD_DIR};
-use vgpu_firstboot::plan::StepKind;
 use vgpu_firstboot::sha256::sha256_hex;
+use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
+use vgpu_plan::plan::StepKind;
 
 mod support {
     pub mod step_env;

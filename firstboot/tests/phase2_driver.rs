@@ -8,9 +8,9 @@ use std::time::Duration;
 use support::step_env::*;
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
 use vgpu_firstboot::agent::steps::phase2;
-use vgpu_firstboot::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
-use vgpu_firstboot::plan::StepKind;
 use vgpu_firstboot::runner::Response;
+use vgpu_plan::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
+use vgpu_plan::plan::StepKind;
 
 mod support {
     pub mod step_env;

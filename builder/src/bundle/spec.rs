@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-use vgpu_firstboot::layout;
-use vgpu_firstboot::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
+use vgpu_plan::layout;
+use vgpu_plan::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
 
 use super::BundleError;
 use crate::hash::{hex, is_hex};

@@ -1,6 +1,6 @@
 use std::io::Read;
 
-use vgpu_firstboot::manifest::{ManifestFile, SCHEMA};
+use vgpu_plan::manifest::{ManifestFile, SCHEMA};
 
 use super::*;
 use crate::hash::digest_bytes;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vgpu_firstboot::compat::Support;
+use vgpu_plan::compat::Support;
 
 use super::{GpuDbError, parse_majors};
 use crate::csv;

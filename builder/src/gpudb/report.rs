@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use vgpu_firstboot::compat::Support;
+use vgpu_plan::compat::Support;
 
 use super::{Classification, GpuDb, GpuDbError, join, parse_device_id};
 

@@ -1,7 +1,7 @@
 //! Text and JSON renderings of an [`InspectReport`].
 
 use serde_json::json;
-use vgpu_firstboot::manifest::mode_string;
+use vgpu_plan::manifest::mode_string;
 
 use super::{EntryKind, InspectReport};
 

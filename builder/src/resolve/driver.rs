@@ -1,6 +1,6 @@
 //! Driver release choice, installer arguments and unlock inputs.
 
-use vgpu_firstboot::plan::{DriverPlan, Mode, PatchRecord, PayloadFile, UnlockPlan};
+use vgpu_plan::plan::{DriverPlan, Mode, PatchRecord, PayloadFile, UnlockPlan};
 
 use super::{Ctx, ResolveError};
 use crate::hash::is_hex;

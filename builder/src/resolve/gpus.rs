@@ -1,7 +1,7 @@
 //! The profile's `[[gpu]]` entries against the corrected GPU database.
 
-use vgpu_firstboot::compat::Support;
-use vgpu_firstboot::plan::{GpuRole, GpuRule, Mode};
+use vgpu_plan::compat::Support;
+use vgpu_plan::plan::{GpuRole, GpuRule, Mode};
 
 use super::{Ctx, ResolveError};
 use crate::gpudb::{Classification, GpuDb, parse_device_id};

@@ -1,6 +1,6 @@
 //! Host configuration: kernel arguments, packages, modules, kernel pin.
 
-use vgpu_firstboot::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode, PayloadFile};
+use vgpu_plan::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode, PayloadFile};
 
 /// Payload directory of the offline `.deb` files.
 pub const OFFLINE_DEBS_PAYLOAD: &str = "debs";

@@ -1,6 +1,6 @@
 //! `[licensing]` validation.
 
-use vgpu_firstboot::plan::{LicensingMode, LicensingPlan};
+use vgpu_plan::plan::{LicensingMode, LicensingPlan};
 
 use super::{Ctx, ResolveError};
 use crate::profile::{LicensingWord, Profile};

@@ -12,7 +12,7 @@ mod steps;
 
 use std::path::Path;
 
-use vgpu_firstboot::plan::{AgentPlan, Mode, Plan, SCHEMA};
+use vgpu_plan::plan::{AgentPlan, Mode, Plan, SCHEMA};
 
 use crate::gpudb::GpuDb;
 use crate::hash::Digests;

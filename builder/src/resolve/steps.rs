@@ -1,6 +1,6 @@
 //! The ordered step list.
 
-use vgpu_firstboot::plan::{DriverPlan, GpuRole, GpuRule, HostPlan, Mode, Phase, Step, StepKind};
+use vgpu_plan::plan::{DriverPlan, GpuRole, GpuRule, HostPlan, Mode, Phase, Step, StepKind};
 
 pub(super) fn steps(
     mode: Mode,

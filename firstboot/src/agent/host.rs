@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::edits::{FileAction, FileOp};
 use crate::facts::Facts;
-use crate::plan::Plan;
 use crate::runner::{CommandOutcome, CommandSpec, Runner, format_failure};
+use vgpu_plan::plan::Plan;
 
 /// Why a step failed: one line for `status`, plus the command's details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Host<'_> {
             }
             self.note(format!(
                 "{}: {}",
-                crate::layout::absolute(op.path.trim_start_matches('/')),
+                vgpu_plan::layout::absolute(op.path.trim_start_matches('/')),
                 op.why
             ));
         }

@@ -11,10 +11,10 @@ use std::path::Path;
 use super::host::{Host, StepError, StepOutcome};
 use super::steps;
 use crate::facts::{self, Severity};
-use crate::layout;
-use crate::plan::Plan;
 use crate::runner::{CommandSpec, Runner};
 use crate::state::{self, Event, Failure, RetryTarget, State, StateError, StateStore, Status};
+use vgpu_plan::layout;
+use vgpu_plan::plan::Plan;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +200,7 @@ fn preflight(
     for o in &obstacles {
         host.note(format!("{:?}: {}", o.severity, o.message));
     }
-    let passthrough_only = host.plan.mode == crate::plan::Mode::Passthrough;
+    let passthrough_only = host.plan.mode == vgpu_plan::plan::Mode::Passthrough;
     if fatal.is_empty() || host.plan.demo || passthrough_only && host.facts.gpus().next().is_some()
     {
         return Ok(None);

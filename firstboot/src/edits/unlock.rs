@@ -6,7 +6,7 @@
 //! profile override written with the profile's content instead of `touch`.
 
 use super::{EditError, FileOp, owned_header, write_if_changed};
-use crate::plan::UnlockPlan;
+use vgpu_plan::plan::UnlockPlan;
 
 /// Drop-in for `nvidia-vgpud.service`.
 pub const VGPUD_DROPIN: &str = "etc/systemd/system/nvidia-vgpud.service.d/vgpu_unlock.conf";

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Facts, FactsError, Vendor};
-use crate::compat::{CompatEntry, CompatTable, Support};
-use crate::plan::{Bootloader, Iommu};
+use vgpu_plan::compat::{CompatEntry, CompatTable, Support};
+use vgpu_plan::plan::{Bootloader, Iommu};
 
 /// The CPU vendor whose IOMMU arguments to use: the plan's choice, or for
 /// `auto` the host's `vendor_id`.

@@ -6,8 +6,8 @@ use super::decide::{
     GpuVerdict, Obstacle, Severity, proxmox_major, resolve_bootloader, resolve_iommu, vgpu_possible,
 };
 use super::{Facts, PciFunction, class_name};
-use crate::compat::Support;
-use crate::plan::{Bootloader, Iommu};
+use vgpu_plan::compat::Support;
+use vgpu_plan::plan::{Bootloader, Iommu};
 
 /// [`vgpu_possible`]'s obstacles plus a warning when GPUs were found but
 /// the table lists none of them for vGPU (fine for passthrough).

@@ -11,9 +11,9 @@ use super::decide::{
 };
 use super::render::obstacles;
 use super::{Facts, IommuGroup, PciFunction};
-use crate::compat::CompatEntry;
 use crate::json::JsonWriter;
-use crate::plan::{Bootloader, Iommu};
+use vgpu_plan::compat::CompatEntry;
+use vgpu_plan::plan::{Bootloader, Iommu};
 
 /// The facts, the `auto` decisions, the GPU verdicts and the vGPU obstacles
 /// as one pretty-printed JSON object with the keys `facts`, `decisions`,

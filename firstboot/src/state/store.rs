@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Clock, Event, Failure, SCHEMA, State, StateError, StepRecord, StepState, SystemClock};
-use crate::layout;
-use crate::plan::Plan;
+use vgpu_plan::layout;
+use vgpu_plan::plan::Plan;
 
 /// The lock file, relative to the root. It holds the pid of the agent that
 /// has it locked, for the "another vgpu-firstboot is running" message.

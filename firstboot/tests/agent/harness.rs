@@ -10,9 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vgpu_firstboot::layout;
-use vgpu_firstboot::manifest::{Manifest, ManifestFile, mode_string};
-use vgpu_firstboot::plan::{PayloadFile, Plan};
+use vgpu_plan::layout;
+use vgpu_plan::manifest::{Manifest, ManifestFile, mode_string};
+use vgpu_plan::plan::{PayloadFile, Plan};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -171,7 +171,7 @@ impl SimHost {
         );
         files.insert(
             layout::UNIT_FILE.into(),
-            (vgpu_firstboot::unit::render().into_bytes(), 0o644),
+            (vgpu_plan::unit::render().into_bytes(), 0o644),
         );
         let manifest = Manifest {
             schema: 1,

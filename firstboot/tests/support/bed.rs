@@ -12,8 +12,8 @@ use std::process::Command;
 use tempfile::TempDir;
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
 use vgpu_firstboot::facts::{Facts, read_facts};
-use vgpu_firstboot::plan::Plan;
 use vgpu_firstboot::runner::{CommandOutcome, CommandSpec, RecordingRunner, Response, Runner};
+use vgpu_plan::plan::Plan;
 
 /// A phase 1 step function.
 pub type StepFn = fn(&mut Host) -> Result<StepOutcome, StepError>;

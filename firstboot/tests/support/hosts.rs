@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use vgpu_firstboot::compat::{CompatEntry, CompatTable, Support};
 use vgpu_firstboot::facts::{Facts, read_facts};
+use vgpu_plan::compat::{CompatEntry, CompatTable, Support};
 
 /// Every tree `tests/hosts/generate.sh` writes.
 pub const HOSTS: [&str; 5] = [

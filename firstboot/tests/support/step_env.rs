@@ -10,11 +10,11 @@ use std::process::Command;
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
 use vgpu_firstboot::agent::steps::phase2;
 use vgpu_firstboot::facts::{Facts, read_facts};
-use vgpu_firstboot::layout::{MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
-use vgpu_firstboot::manifest::{Manifest, ManifestFile};
-use vgpu_firstboot::plan::{PayloadFile, Plan, StepKind};
 use vgpu_firstboot::runner::RecordingRunner;
 use vgpu_firstboot::sha256::sha256_hex;
+use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
+use vgpu_plan::manifest::{Manifest, ManifestFile};
+use vgpu_plan::plan::{PayloadFile, Plan, StepKind};
 
 pub type StepFn = fn(&mut Host) -> Result<StepOutcome, StepError>;
 

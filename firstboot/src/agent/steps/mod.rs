@@ -8,7 +8,7 @@ pub mod phase1;
 pub mod phase2;
 
 use super::host::{Host, StepError, StepOutcome};
-use crate::plan::{Step, StepKind};
+use vgpu_plan::plan::{Step, StepKind};
 
 /// Runs one step.
 pub fn execute(step: &Step, host: &mut Host) -> Result<StepOutcome, StepError> {

@@ -21,8 +21,8 @@ pub use finish::{finish, seal};
 pub use payload::{unlock_setup, verify_payload};
 
 use crate::agent::host::{Host, StepError};
-use crate::layout::{PAYLOAD_DIR, absolute};
-use crate::plan::{DriverPlan, PayloadFile, StepKind};
+use vgpu_plan::layout::{PAYLOAD_DIR, absolute};
+use vgpu_plan::plan::{DriverPlan, PayloadFile, StepKind};
 
 /// Dry-run lines for this phase's steps: what each would check, write, run
 /// or remove, and why. Reads files (never hashes the large payload), runs

@@ -1,7 +1,7 @@
 //! Tests of the state machine, its store and its rendering.
 
 use super::*;
-use crate::plan::Plan;
+use vgpu_plan::plan::Plan;
 
 mod render;
 mod store;

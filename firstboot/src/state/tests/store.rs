@@ -209,7 +209,7 @@ fn the_state_file_is_never_seen_half_written() {
 #[test]
 fn a_corrupt_state_file_is_an_error_never_a_fresh_start() {
     let root = tempfile::tempdir().unwrap();
-    let path = root.path().join(crate::layout::STATE_FILE);
+    let path = root.path().join(vgpu_plan::layout::STATE_FILE);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     let (mut store, mut state) = open_bound(root.path());
     store.apply(&mut state, booted("b1")).unwrap();
@@ -244,7 +244,7 @@ fn a_state_cut_after_whole_steps_is_caught_at_bind() {
     let root = tempfile::tempdir().unwrap();
     let (store, state) = open_bound(root.path());
     drop(store);
-    let path = root.path().join(crate::layout::STATE_FILE);
+    let path = root.path().join(vgpu_plan::layout::STATE_FILE);
     let text = fs::read_to_string(&path).unwrap();
     // Cut before the third step: still valid TOML, steps missing.
     let cut = text.match_indices("[[step]]").nth(2).unwrap().0;
@@ -261,7 +261,7 @@ fn a_state_cut_after_whole_steps_is_caught_at_bind() {
 #[test]
 fn an_unknown_schema_names_itself() {
     let root = tempfile::tempdir().unwrap();
-    let path = root.path().join(crate::layout::STATE_FILE);
+    let path = root.path().join(vgpu_plan::layout::STATE_FILE);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, "schema = 9\nfuture = true\n").unwrap();
     let err = StateStore::open_locked(root.path()).unwrap_err();

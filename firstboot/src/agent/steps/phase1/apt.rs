@@ -16,8 +16,8 @@ use super::{ops_lines, run_or};
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::apt::{SOURCES_DIR, SOURCES_LIST_KEY, plan_apt_repos};
 use crate::edits::{FileOp, write_if_changed};
-use crate::layout::PAYLOAD_DIR;
-use crate::plan::Plan;
+use vgpu_plan::layout::PAYLOAD_DIR;
+use vgpu_plan::plan::Plan;
 
 /// Records the repositories the last successful `apt-get update` fetched
 /// from (a digest of every repository file), so a re-run with the same
@@ -295,7 +295,7 @@ pub(super) fn preview_repositories(host: &Host) -> Result<Vec<String>, StepError
     if fetches_packages(host.plan) {
         lines.push(format!(
             "would run `apt-get update --error-on=any` (unless {} shows these repositories were fetched): {UPDATE_WHY}",
-            crate::layout::absolute(UPDATE_STAMP)
+            vgpu_plan::layout::absolute(UPDATE_STAMP)
         ));
     }
     Ok(lines)

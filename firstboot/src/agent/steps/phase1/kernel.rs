@@ -12,8 +12,8 @@ use crate::edits::kernel_cmdline::{
 };
 use crate::edits::{FileAction, FileOp};
 use crate::facts::{BootloaderKind, resolve_bootloader};
-use crate::plan::KernelPin;
 use crate::runner::TAIL_BYTES;
+use vgpu_plan::plan::KernelPin;
 
 /// Written by `proxmox-boot-tool kernel pin`: the kernel the host boots.
 const PIN_FILE: &str = "etc/kernel/proxmox-boot-pin";

@@ -23,8 +23,8 @@ mod secure_boot;
 
 use super::super::host::{Host, StepError, StepOutcome};
 use crate::edits::{FileOp, apply_ops_preview, modules};
-use crate::plan::StepKind;
 use crate::runner::{CommandOutcome, CommandSpec};
+use vgpu_plan::plan::StepKind;
 
 pub use apt::{apt_install, apt_repositories};
 pub use kernel::{kernel_args, kernel_pin, version_at_least};

@@ -11,7 +11,7 @@ use super::ops_lines;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::passthrough::{UDEV_RULES, plan_passthrough};
 use crate::facts::PciFunction;
-use crate::plan::{GpuRole, Mode};
+use vgpu_plan::plan::{GpuRole, Mode};
 
 /// The devices to bind, sorted and without repeats, and notes for the
 /// journal.

@@ -18,7 +18,7 @@ use super::apt::{install, installed_version};
 use super::{ops_lines, run_or};
 use crate::agent::host::{Host, StepError, StepOutcome, sync_parent};
 use crate::edits::{FileOp, owned_header, write_if_changed};
-use crate::layout::absolute;
+use vgpu_plan::layout::absolute;
 
 /// Directory of the key pair (mode 0700).
 const KEY_DIR: &str = "var/lib/vgpu-firstboot/secure-boot";

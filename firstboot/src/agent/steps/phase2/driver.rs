@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::{driver, payload_rel, shown};
 use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
-use crate::plan::Mode;
 use crate::runner::{CommandSpec, format_failure};
+use vgpu_plan::plan::Mode;
 
 /// The module signing key the secure-boot step makes on the host (private
 /// key, never baked).
@@ -129,8 +129,8 @@ pub fn install_driver(host: &mut Host) -> Result<StepOutcome, StepError> {
             shown(SIGNING_CERT)
         ));
     }
-    let marker = format!("{}/driver-installed", crate::layout::STATE_DIR);
-    let intent = format!("{}/driver-installing", crate::layout::STATE_DIR);
+    let marker = format!("{}/driver-installed", vgpu_plan::layout::STATE_DIR);
+    let intent = format!("{}/driver-installing", vgpu_plan::layout::STATE_DIR);
     let stamp = format!("{} {}\n", d.installer.sha256, d.version);
     if host.read_opt(&marker)?.as_deref() == Some(stamp.as_str()) {
         host.note(format!(

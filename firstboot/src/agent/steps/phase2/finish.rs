@@ -16,7 +16,7 @@ use std::io;
 
 use super::shown;
 use crate::agent::host::{Host, StepError, StepOutcome, sync_parent, write_atomic};
-use crate::layout::{DONE_MARKER, PAYLOAD_DIR, UNIT_WANTS_LINK};
+use vgpu_plan::layout::{DONE_MARKER, PAYLOAD_DIR, UNIT_WANTS_LINK};
 
 /// Removes `rel` (a file, link or directory tree); absent is fine.
 fn remove(host: &mut Host, rel: &str, why: &str) -> Result<(), StepError> {

@@ -8,10 +8,10 @@ use super::{payload_rel, shown};
 use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
 use crate::edits::unlock::{VGPU_MGR_DROPIN, VGPUD_DROPIN, plan_unlock};
 use crate::edits::{FileOp, apply_ops_preview};
-use crate::layout::{MANIFEST_FILE, PAYLOAD_DIR};
-use crate::manifest::Manifest;
-use crate::plan::UnlockPlan;
 use crate::sha256::sha256_file;
+use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
+use vgpu_plan::manifest::Manifest;
+use vgpu_plan::plan::UnlockPlan;
 
 /// What to tell the operator whenever a payload file is not what was baked.
 const RECOPY: &str = "re-copy or re-bake the bundle";
