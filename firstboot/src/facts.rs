@@ -30,6 +30,8 @@ pub use decide::{
 pub use read::read_facts;
 pub use render::render_human;
 pub use to_json::render_json;
+/// The CPU vendor, which decides the IOMMU kernel arguments.
+pub use vgpu_plan::iommu::Vendor;
 
 /// PCI vendor id of NVIDIA.
 pub const NVIDIA_VENDOR: &str = "10de";
@@ -87,45 +89,12 @@ pub struct Cpu {
 impl Cpu {
     /// The vendor, if it is one the IOMMU arguments exist for.
     pub fn vendor(&self) -> Option<Vendor> {
-        match self.vendor_id.as_deref()? {
-            "GenuineIntel" => Some(Vendor::Intel),
-            "AuthenticAMD" => Some(Vendor::Amd),
-            _ => None,
-        }
+        Vendor::from_vendor_id(self.vendor_id.as_deref()?)
     }
 
     /// Hardware virtualisation (VT-x or AMD-V) is visible.
     pub fn virtualisation(&self) -> bool {
         self.vmx || self.svm
-    }
-}
-
-/// CPU vendor, which decides the IOMMU kernel arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Vendor {
-    /// `intel_iommu=on`.
-    Intel,
-    /// `amd_iommu=on`.
-    Amd,
-}
-
-impl Vendor {
-    /// The plan's kernel arguments for this vendor.
-    pub fn kernel_args(self, host: &vgpu_plan::plan::HostPlan) -> &[String] {
-        match self {
-            Vendor::Intel => &host.kernel_args_intel,
-            Vendor::Amd => &host.kernel_args_amd,
-        }
-    }
-}
-
-impl std::fmt::Display for Vendor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Vendor::Intel => "intel",
-            Vendor::Amd => "amd",
-        })
     }
 }
 

@@ -142,13 +142,13 @@ fn dry_run(root: &Path) -> u8 {
     for step in &plan.steps {
         let done = st
             .as_ref()
-            .and_then(|s| s.step(&step.id))
+            .and_then(|s| s.step(step.kind.id()))
             .map(|r| r.status.name())
             .unwrap_or("pending");
         println!(
             "\n[{}] {} ({done}): {}",
             phase_name(step.phase),
-            step.id,
+            step.kind,
             step.why
         );
         for line in steps::preview(step, &host) {

@@ -194,7 +194,7 @@ fn power_cut_at_every_step_boundary_converges() {
     let mut cuts = 0;
     for step in &plan.steps {
         for point in ["begun", "applied"] {
-            let fault = format!("{}:{point}", step.id);
+            let fault = format!("{}:{point}", step.kind.id());
             assert_converges(
                 "pve8-grub",
                 "demo",

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 
 use vgpu_firstboot::agent::host::StepOutcome;
-use vgpu_firstboot::agent::steps::{self, phase1};
+use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::runner::Response;
 use vgpu_plan::plan::{PayloadFile, StepKind};
 
@@ -20,13 +20,13 @@ use support::bed::{
 };
 
 const GRUB_STEPS: [StepFn; 7] = [
-    phase1::apt_repositories,
-    phase1::apt_install,
-    phase1::kernel_args,
-    phase1::vfio_modules,
-    phase1::blacklist_modules,
-    phase1::passthrough_rules,
-    phase1::secure_boot,
+    steps::apt_repositories::run,
+    steps::apt_install::run,
+    steps::kernel_args::run,
+    steps::vfio_modules::run,
+    steps::blacklist_modules::run,
+    steps::passthrough_rules::run,
+    steps::secure_boot::run,
 ];
 
 #[test]
@@ -112,7 +112,7 @@ fn two_gpu_host_binds_only_the_3090_group() {
     bed.reread();
     assert_eq!(bed.facts.group(21).unwrap().devices.len(), 3);
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::passthrough_rules]);
+    run_all(&bed, &mut r, &[steps::passthrough_rules::run]);
     let rules = bed.read("etc/udev/rules.d/90-vgpu-bake-vfio.rules");
     let lines: Vec<&str> = rules.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(
@@ -124,7 +124,7 @@ fn two_gpu_host_binds_only_the_3090_group() {
     );
     assert_eq!(r.lines(), Vec::<String>::new());
     let before = bed.snapshot();
-    run_all(&bed, &mut r, &[phase1::passthrough_rules]);
+    run_all(&bed, &mut r, &[steps::passthrough_rules::run]);
     bed.assert_unchanged(&before);
 }
 
@@ -137,7 +137,7 @@ fn vgpu_card_sharing_a_group_with_a_passthrough_card_is_refused() {
     )
     .unwrap();
     bed.reread();
-    let (out, _) = bed.run(&mut Fake::new(&bed), phase1::passthrough_rules);
+    let (out, _) = bed.run(&mut Fake::new(&bed), steps::passthrough_rules::run);
     let err = out.unwrap_err();
     assert!(err.reason.contains("0000:01:00.0"), "{err}");
     assert!(
@@ -149,7 +149,7 @@ fn vgpu_card_sharing_a_group_with_a_passthrough_card_is_refused() {
 #[test]
 fn passthrough_mode_binds_every_nvidia_gpu_group() {
     let bed = Bed::new("pve9-zfs-sdboot", "passthrough");
-    run_all(&bed, &mut Fake::new(&bed), &[phase1::passthrough_rules]);
+    run_all(&bed, &mut Fake::new(&bed), &[steps::passthrough_rules::run]);
     let rules = bed.read("etc/udev/rules.d/90-vgpu-bake-vfio.rules");
     for f in ["0000:0a:00.0", "0000:0a:00.1", "0000:0a:00.2"] {
         assert!(rules.contains(&format!("KERNELS==\"{f}\"")), "{rules}");
@@ -160,7 +160,7 @@ fn passthrough_mode_binds_every_nvidia_gpu_group() {
 #[test]
 fn passthrough_without_iommu_binds_the_gpu_functions() {
     let bed = Bed::new("vm-no-iommu", "passthrough");
-    let log = run_all(&bed, &mut Fake::new(&bed), &[phase1::passthrough_rules]);
+    let log = run_all(&bed, &mut Fake::new(&bed), &[steps::passthrough_rules::run]);
     let rules = bed.read("etc/udev/rules.d/90-vgpu-bake-vfio.rules");
     assert_eq!(rules.lines().filter(|l| l.starts_with("ACTION")).count(), 1);
     assert!(rules.contains("KERNELS==\"0000:00:10.0\""), "{rules}");
@@ -176,7 +176,7 @@ fn failed_apt_update_reports_exit_code_and_stderr_tail() {
     let mut r = Fake::new(&bed);
     let stderr = "W: Failed to fetch http://download.proxmox.com/debian/pve/dists/bookworm/InRelease  Temporary failure resolving 'download.proxmox.com'\nE: Some index files failed to download. They have been ignored, or old ones used instead.\n";
     r.respond("apt-get", &["update"], Response::exit(100).stderr(stderr));
-    let (out, _) = bed.run(&mut r, phase1::apt_repositories);
+    let (out, _) = bed.run(&mut r, steps::apt_repositories::run);
     let err = out.unwrap_err();
     assert_eq!(err.exit_code, Some(100));
     assert_eq!(err.stderr_tail, stderr);
@@ -196,7 +196,7 @@ fn offline_only_plan_does_not_update() {
     run_all(
         &bed,
         &mut r,
-        &[phase1::apt_repositories, phase1::apt_install],
+        &[steps::apt_repositories::run, steps::apt_install::run],
     );
     assert_eq!(r.lines(), Vec::<String>::new());
     assert!(
@@ -228,7 +228,7 @@ fn offline_debs_are_installed_then_skipped() {
     run_all(
         &bed,
         &mut r,
-        &[phase1::apt_repositories, phase1::apt_install],
+        &[steps::apt_repositories::run, steps::apt_install::run],
     );
     assert_eq!(
         r.lines(),
@@ -243,18 +243,18 @@ fn offline_debs_are_installed_then_skipped() {
     let mut r = Fake::new(&bed);
     r.respond("dpkg-deb", &[], fields.clone());
     r.respond("dpkg-query", &[], installed("1.2.0-1"));
-    run_all(&bed, &mut r, &[phase1::apt_install]);
+    run_all(&bed, &mut r, &[steps::apt_install::run]);
     assert_eq!(r.lines().last().unwrap(), &format!("{INSTALL} {deb}"));
 
     // The same version: probes only.
     let mut r = Fake::new(&bed);
     r.respond("dpkg-deb", &[], fields);
     r.respond("dpkg-query", &[], installed("1.3.0-1"));
-    run_all(&bed, &mut r, &[phase1::apt_install]);
+    run_all(&bed, &mut r, &[steps::apt_install::run]);
     assert!(r.lines().iter().all(|l| read_only(l)), "{:?}", r.lines());
 
     fs::remove_file(deb).unwrap();
-    let (out, _) = bed.run(&mut Fake::new(&bed), phase1::apt_install);
+    let (out, _) = bed.run(&mut Fake::new(&bed), steps::apt_install::run);
     assert!(out.unwrap_err().reason.contains("missing from the payload"));
 }
 
@@ -279,7 +279,7 @@ fn secure_boot_makes_a_key_queues_it_and_finishes_once_enrolled() {
         Response::exit(1).stdout("MokNew is empty\n"),
         not_enrolled(),
     );
-    let (out, _) = bed.run(&mut r, phase1::secure_boot);
+    let (out, _) = bed.run(&mut r, steps::secure_boot::run);
     let enrol = "reboot, and at the blue MOK screen choose Enroll MOK, Continue, Yes, then type the root password";
     assert_eq!(out.unwrap(), StepOutcome::NeedsOperator(enrol.into()));
     let dir = bed.path("var/lib/vgpu-firstboot/secure-boot");
@@ -318,7 +318,7 @@ fn secure_boot_makes_a_key_queues_it_and_finishes_once_enrolled() {
     let before = bed.snapshot();
     let queued = Response::ok().stdout("[key 1]\nSubject: CN = vgpu-firstboot module signing\n");
     let mut r = sb_runner(queued, not_enrolled());
-    let (out, _) = bed.run(&mut r, phase1::secure_boot);
+    let (out, _) = bed.run(&mut r, steps::secure_boot::run);
     assert_eq!(out.unwrap(), StepOutcome::NeedsOperator(enrol.into()));
     assert!(r.lines().iter().all(|l| read_only(l)), "{:?}", r.lines());
     bed.assert_unchanged(&before);
@@ -326,7 +326,7 @@ fn secure_boot_makes_a_key_queues_it_and_finishes_once_enrolled() {
     // Next boot, enrolled at the console.
     let enrolled = Response::ok().stdout(format!("{der} is already enrolled\n"));
     let mut r = sb_runner(Response::exit(1), enrolled);
-    let (out, _) = bed.run(&mut r, phase1::secure_boot);
+    let (out, _) = bed.run(&mut r, steps::secure_boot::run);
     assert_eq!(out.unwrap(), StepOutcome::Done);
     assert_eq!(
         r.lines(),
@@ -340,7 +340,7 @@ fn secure_boot_off_needs_nothing() {
     let bed = Bed::new("pve8-grub", "demo");
     let mut r = Fake::new(&bed);
     let before = bed.snapshot();
-    let (out, _) = bed.run(&mut r, phase1::secure_boot);
+    let (out, _) = bed.run(&mut r, steps::secure_boot::run);
     assert_eq!(out.unwrap(), StepOutcome::Done);
     assert_eq!(r.lines(), Vec::<String>::new());
     bed.assert_unchanged(&before);
@@ -350,7 +350,11 @@ fn secure_boot_off_needs_nothing() {
 fn initramfs_runs_every_time_and_reports_failure() {
     let bed = Bed::new("pve8-grub", "demo");
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::initramfs, phase1::initramfs]);
+    run_all(
+        &bed,
+        &mut r,
+        &[steps::initramfs::run, steps::initramfs::run],
+    );
     assert_eq!(
         r.lines(),
         ["update-initramfs -u -k all", "update-initramfs -u -k all"]
@@ -361,7 +365,7 @@ fn initramfs_runs_every_time_and_reports_failure() {
         &[],
         Response::exit(1).stderr("E: mkinitramfs failure zstd 28\n"),
     );
-    let (out, _) = bed.run(&mut r, phase1::initramfs);
+    let (out, _) = bed.run(&mut r, steps::initramfs::run);
     let err = out.unwrap_err();
     assert_eq!(err.exit_code, Some(1));
     assert!(err.reason.contains("mkinitramfs failure"), "{err}");
@@ -404,12 +408,8 @@ fn preview_names_files_arguments_and_commands_without_running_any() {
     let bed = pve9_on_617();
     let mut r = Fake::new(&bed);
     let host = bed.host(&mut r);
-    let pin = phase1::preview(StepKind::KernelPin, &host)
-        .unwrap()
-        .join("\n");
-    let sb = phase1::preview(StepKind::SecureBoot, &host)
-        .unwrap()
-        .join("\n");
+    let pin = steps::kernel_pin::preview(&host).unwrap().join("\n");
+    let sb = steps::secure_boot::preview(&host).unwrap().join("\n");
     drop(host);
     assert!(
         pin.contains("zpool get -H -o value feature@block_cloning_endian rpool"),

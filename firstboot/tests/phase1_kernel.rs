@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use vgpu_firstboot::agent::steps::phase1;
+use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::runner::Response;
 
 #[allow(dead_code)]
@@ -17,11 +17,11 @@ use support::bed::{Bed, Fake, INSTALL, all_installed, installed, pve9_on_617, qu
 fn kernel_args_in_effect_and_configured_run_nothing() {
     let bed = Bed::new("pve8-two-gpus", "two-gpu");
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    run_all(&bed, &mut r, &[steps::kernel_args::run]);
     assert_eq!(r.lines(), ["update-grub"]);
     let before = bed.snapshot();
     let mut r = Fake::new(&bed);
-    let log = run_all(&bed, &mut r, &[phase1::kernel_args]);
+    let log = run_all(&bed, &mut r, &[steps::kernel_args::run]);
     assert_eq!(r.lines(), Vec::<String>::new());
     bed.assert_unchanged(&before);
     assert!(
@@ -35,7 +35,7 @@ fn kernel_args_in_effect_and_configured_run_nothing() {
 fn systemd_boot_host_gets_kernel_cmdline_and_refresh() {
     let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    run_all(&bed, &mut r, &[steps::kernel_args::run]);
     assert_eq!(
         bed.read("etc/kernel/cmdline"),
         "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
@@ -47,7 +47,7 @@ fn systemd_boot_host_gets_kernel_cmdline_and_refresh() {
     // in case the first run stopped between the write and the refresh.
     let before = bed.snapshot();
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    run_all(&bed, &mut r, &[steps::kernel_args::run]);
     bed.assert_unchanged(&before);
     assert_eq!(r.lines(), ["proxmox-boot-tool refresh"]);
 
@@ -59,7 +59,7 @@ fn systemd_boot_host_gets_kernel_cmdline_and_refresh() {
     bed.reread();
     let before = bed.snapshot();
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[phase1::kernel_args]);
+    run_all(&bed, &mut r, &[steps::kernel_args::run]);
     assert_eq!(r.lines(), Vec::<String>::new());
     bed.assert_unchanged(&before);
 }
@@ -69,7 +69,7 @@ fn missing_kernel_cmdline_starts_from_proc_cmdline() {
     let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
     fs::remove_file(bed.path("etc/kernel/cmdline")).unwrap();
     bed.reread();
-    run_all(&bed, &mut Fake::new(&bed), &[phase1::kernel_args]);
+    run_all(&bed, &mut Fake::new(&bed), &[steps::kernel_args::run]);
     assert_eq!(
         bed.read("etc/kernel/cmdline"),
         "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
@@ -83,7 +83,7 @@ fn kernel_cmdline_without_root_is_refused() {
     bed.write("proc/cmdline", "quiet\n");
     bed.reread();
     let mut r = Fake::new(&bed);
-    let (out, _) = bed.run(&mut r, phase1::kernel_args);
+    let (out, _) = bed.run(&mut r, steps::kernel_args::run);
     assert!(out.unwrap_err().reason.contains("without root="));
     assert!(!bed.path("etc/kernel/cmdline").exists());
     assert_eq!(r.lines(), Vec::<String>::new());
@@ -96,7 +96,7 @@ fn kernel_pin_is_refused_on_a_pool_with_block_cloning_endian() {
     let bed = pve9_on_617();
     let mut r = Fake::new(&bed);
     r.respond("zpool", &["get"], Response::ok().stdout("active\n"));
-    let (out, _) = bed.run(&mut r, phase1::kernel_pin);
+    let (out, _) = bed.run(&mut r, steps::kernel_pin::run);
     let err = out.unwrap_err();
     assert!(
         err.reason.contains("feature@block_cloning_endian active"),
@@ -122,7 +122,7 @@ fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
              proxmox-kernel-6.14.11-4-pve\nproxmox-kernel-6.14.11\n",
         ),
     );
-    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    run_all(&bed, &mut r, &[steps::kernel_pin::run]);
     assert_eq!(
         r.lines(),
         [
@@ -143,7 +143,7 @@ fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
         &["proxmox-headers-6.14.11-9-pve"],
         installed("6.14.11-9"),
     );
-    run_all(&bed, &mut r, &[phase1::apt_install]);
+    run_all(&bed, &mut r, &[steps::apt_install::run]);
     assert_eq!(
         r.lines().last().unwrap(),
         &format!("{INSTALL} build-essential dkms mdevctl")
@@ -152,7 +152,7 @@ fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
 
     let before = bed.snapshot();
     let mut r = all_installed(&bed);
-    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    run_all(&bed, &mut r, &[steps::kernel_pin::run]);
     assert_eq!(
         r.lines(),
         [
@@ -168,7 +168,7 @@ fn kernel_pin_falls_back_when_the_repositories_list_none() {
     let bed = pve9_on_617();
     let mut r = Fake::new(&bed);
     r.respond("zpool", &["get"], Response::ok().stdout("disabled\n"));
-    run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    run_all(&bed, &mut r, &[steps::kernel_pin::run]);
     let lines = r.lines();
     assert!(
         lines.contains(&format!(
@@ -186,7 +186,7 @@ fn kernel_pin_falls_back_when_the_repositories_list_none() {
 fn kernel_pin_is_not_needed_on_an_older_kernel() {
     let bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
     let mut r = Fake::new(&bed);
-    let log = run_all(&bed, &mut r, &[phase1::kernel_pin]);
+    let log = run_all(&bed, &mut r, &[steps::kernel_pin::run]);
     assert_eq!(r.lines(), Vec::<String>::new());
     assert!(
         log.iter()

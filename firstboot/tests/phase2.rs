@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use support::step_env::*;
 use vgpu_firstboot::agent::host::StepOutcome;
-use vgpu_firstboot::agent::steps::phase2;
+use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::sha256::sha256_hex;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::plan::StepKind;
@@ -22,7 +22,7 @@ fn reboot_when_kernel_args_are_missing() {
     let mut env = Env::new("pve8-grub", "demo");
     fs::remove_dir_all(env.at("sys/module/nouveau")).unwrap();
     env.refresh();
-    let StepOutcome::Reboot(why) = env.run(phase2::reboot).unwrap() else {
+    let StepOutcome::Reboot(why) = env.run(steps::reboot::run).unwrap() else {
         panic!("expected a reboot")
     };
     assert_eq!(
@@ -38,10 +38,13 @@ fn reboot_when_kernel_args_are_missing() {
 #[test]
 fn no_reboot_when_the_running_system_is_ready() {
     let mut env = Env::new("pve8-two-gpus", "demo");
-    assert_eq!(env.run(phase2::reboot).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::reboot::run).unwrap(), StepOutcome::Done);
     assert!(env.logged("no reboot"));
     assert!(env.commands().is_empty());
-    assert_eq!(env.run(phase2::verify_reboot).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::verify_reboot::run).unwrap(),
+        StepOutcome::Done
+    );
 }
 
 #[test]
@@ -50,12 +53,12 @@ fn nouveau_loaded_forces_a_reboot() {
     env.write("sys/module/nouveau/initstate", "live\n");
     env.refresh();
     assert_eq!(
-        env.run(phase2::reboot).unwrap(),
+        env.run(steps::reboot::run).unwrap(),
         StepOutcome::Reboot("reboot needed: nouveau is loaded".into())
     );
     // pve8-grub lacks both.
     let mut env = Env::new("pve8-grub", "demo");
-    let StepOutcome::Reboot(why) = env.run(phase2::reboot).unwrap() else {
+    let StepOutcome::Reboot(why) = env.run(steps::reboot::run).unwrap() else {
         panic!("expected a reboot")
     };
     assert!(
@@ -69,20 +72,23 @@ fn pinned_kernel_must_be_running() {
     let mut env = Env::new("pve8-two-gpus", "unlock-pve8-pin65");
     env.write("etc/kernel/proxmox-boot-pin", "6.5.13-6-pve\n");
     assert_eq!(
-        env.run(phase2::reboot).unwrap(),
+        env.run(steps::reboot::run).unwrap(),
         StepOutcome::Reboot(
             "reboot needed: pinned kernel 6.5.13-6-pve is not running (running 6.8.12-9-pve)"
                 .into()
         )
     );
-    let why = reason(env.run(phase2::verify_reboot));
+    let why = reason(env.run(steps::verify_reboot::run));
     assert!(
         why.starts_with("kernel 6.5.13-6-pve is pinned but 6.8.12-9-pve is running after reboot"),
         "{why}"
     );
     env.write("etc/kernel/proxmox-boot-pin", "6.8.12-9-pve\n");
-    assert_eq!(env.run(phase2::reboot).unwrap(), StepOutcome::Done);
-    assert_eq!(env.run(phase2::verify_reboot).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::reboot::run).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::verify_reboot::run).unwrap(),
+        StepOutcome::Done
+    );
 }
 
 #[test]
@@ -90,7 +96,7 @@ fn iommu_off_with_args_present_fails_without_reboot() {
     let mut env = Env::new("vm-no-iommu", "demo");
     // Without the arguments a reboot may turn the IOMMU on.
     assert!(matches!(
-        env.run(phase2::reboot).unwrap(),
+        env.run(steps::reboot::run).unwrap(),
         StepOutcome::Reboot(_)
     ));
     env.write(
@@ -98,12 +104,12 @@ fn iommu_off_with_args_present_fails_without_reboot() {
         "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro intel_iommu=on iommu=pt\n",
     );
     // nouveau is loaded too, but a reboot cannot fix the firmware.
-    let why = reason(env.run(phase2::reboot));
+    let why = reason(env.run(steps::reboot::run));
     assert!(
         why.starts_with("IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup"),
         "{why}"
     );
-    let why = reason(env.run(phase2::verify_reboot));
+    let why = reason(env.run(steps::verify_reboot::run));
     assert!(why.contains("IOMMU is off"), "{why}");
     assert!(env.commands().is_empty());
 }
@@ -111,7 +117,7 @@ fn iommu_off_with_args_present_fails_without_reboot() {
 #[test]
 fn verify_reboot_names_what_did_not_take_effect() {
     let mut env = Env::new("pve8-grub", "demo");
-    let why = reason(env.run(phase2::verify_reboot));
+    let why = reason(env.run(steps::verify_reboot::run));
     assert!(
         why.starts_with(
             "kernel arguments intel_iommu=on iommu=pt missing from /proc/cmdline after reboot: the boot loader did not pick up the change; check update-grub / proxmox-boot-tool refresh"
@@ -131,7 +137,10 @@ fn verify_reboot_names_what_did_not_take_effect() {
     );
     fs::remove_dir_all(env.at("sys/module/nouveau")).unwrap();
     env.refresh();
-    assert_eq!(env.run(phase2::verify_reboot).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::verify_reboot::run).unwrap(),
+        StepOutcome::Done
+    );
     assert!(env.logged("reboot took effect"));
 }
 
@@ -141,7 +150,10 @@ fn verify_reboot_names_what_did_not_take_effect() {
 fn verify_payload_accepts_the_baked_payload() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();
-    assert_eq!(env.run(phase2::verify_payload).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::verify_payload::run).unwrap(),
+        StepOutcome::Done
+    );
     assert!(env.logged("3 payload files match"), "{:?}", env.log);
 }
 
@@ -154,7 +166,7 @@ fn verify_payload_finds_a_tampered_byte() {
     bytes[3] ^= 1;
     fs::write(env.at(&rel), &bytes).unwrap();
     let want = &env.plan.driver.as_ref().unwrap().installer.sha256.clone();
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert!(
         why.contains("/var/lib/vgpu-firstboot/payload/driver/installer.run is corrupt"),
         "{why}"
@@ -172,7 +184,7 @@ fn verify_payload_finds_missing_and_truncated_files() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     fs::remove_file(env.at(&format!("{PAYLOAD_DIR}/{DEB}"))).unwrap();
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert!(
         why.starts_with("payload file /var/lib/vgpu-firstboot/payload/debs/extra.deb is missing"),
         "{why}"
@@ -181,7 +193,7 @@ fn verify_payload_finds_missing_and_truncated_files() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     env.write(&format!("{PAYLOAD_DIR}/{DEB}"), "!<arch>");
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert!(
         why.contains("extra.deb has the wrong size: expected 21 bytes"),
         "{why}"
@@ -191,7 +203,7 @@ fn verify_payload_finds_missing_and_truncated_files() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     fs::remove_file(env.at(MANIFEST_FILE)).unwrap();
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert_eq!(
         why,
         "/var/lib/vgpu-firstboot/manifest.toml is missing: re-copy or re-bake the bundle"
@@ -203,7 +215,7 @@ fn verify_payload_checks_the_plan_against_the_files() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();
     env.plan.unlock.as_mut().unwrap().library.sha256 = "0".repeat(64);
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert!(why.contains("libvgpu_unlock_rs.so is corrupt"), "{why}");
     assert!(
         why.contains(&format!("expected sha256 {}", "0".repeat(64))),
@@ -213,7 +225,7 @@ fn verify_payload_checks_the_plan_against_the_files() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     env.plan.driver.as_mut().unwrap().installer.path.clear();
-    let why = reason(env.run(phase2::verify_payload));
+    let why = reason(env.run(steps::verify_payload::run));
     assert!(why.contains("names no driver installer"), "{why}");
 }
 
@@ -223,7 +235,10 @@ fn verify_payload_checks_the_plan_against_the_files() {
 fn unlock_setup_writes_once_then_changes_nothing() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();
-    assert_eq!(env.run(phase2::unlock_setup).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::unlock_setup::run).unwrap(),
+        StepOutcome::Done
+    );
     let lib = "usr/local/lib/vgpu_unlock/libvgpu_unlock_rs.so";
     assert_eq!(
         fs::read(env.at(lib)).unwrap(),
@@ -248,7 +263,10 @@ fn unlock_setup_writes_once_then_changes_nothing() {
     assert_eq!(env.commands(), ["systemctl daemon-reload"]);
 
     // Second run: nothing written, no daemon-reload.
-    assert_eq!(env.run(phase2::unlock_setup).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::unlock_setup::run).unwrap(),
+        StepOutcome::Done
+    );
     assert_eq!(env.commands().len(), 1);
     assert!(env.preview(StepKind::UnlockSetup)[0].starts_with("nothing to change"));
 
@@ -256,7 +274,10 @@ fn unlock_setup_writes_once_then_changes_nothing() {
     // no daemon-reload.
     env.write(lib, "other");
     assert!(env.preview(StepKind::UnlockSetup)[0].starts_with("would copy"));
-    assert_eq!(env.run(phase2::unlock_setup).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::unlock_setup::run).unwrap(),
+        StepOutcome::Done
+    );
     assert_eq!(
         fs::read(env.at(lib)).unwrap(),
         b"\x7fELF unlock library stand-in"

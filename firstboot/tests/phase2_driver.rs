@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::step_env::*;
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
-use vgpu_firstboot::agent::steps::phase2;
+use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::runner::Response;
 use vgpu_plan::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
 use vgpu_plan::plan::StepKind;
@@ -25,7 +25,10 @@ fn install_driver_runs_the_payload_installer() {
     // Keys exist but Secure Boot is off on this host: no signing arguments.
     env.write(KEY, "key");
     env.write(DER, "der");
-    assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::install_driver::run).unwrap(),
+        StepOutcome::Done
+    );
     let installer = env.at(&format!("{PAYLOAD_DIR}/{INSTALLER}"));
     // `sync` flushes the installer's files before the marker records it.
     assert_eq!(
@@ -43,7 +46,7 @@ fn install_driver_signs_modules_under_secure_boot() {
     assert_eq!(env.facts.firmware.secure_boot, Some(true));
     env.bake();
     // Keys not made yet: installed unsigned, with a note.
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert!(
         !env.commands()[0].contains("--module-signing"),
         "{:?}",
@@ -54,7 +57,7 @@ fn install_driver_signs_modules_under_secure_boot() {
     env.write(DER, "der");
     // The first install left its marker; without it the step installs again.
     fs::remove_file(env.at("var/lib/vgpu-firstboot/driver-installed")).unwrap();
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     let args = &env.runner.calls()[2].args;
     assert_eq!(
         args[args.len() - 2..],
@@ -70,8 +73,8 @@ fn install_driver_signs_modules_under_secure_boot() {
 fn install_driver_runs_the_installer_once() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
-    env.run(phase2::install_driver).unwrap();
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert_eq!(env.commands().len(), 2, "{:?}", env.commands());
     assert!(env.logged("installed by an earlier run"));
 }
@@ -118,7 +121,10 @@ fn install_driver_after_a_cut_keeps_a_complete_install() {
     installed(&mut env, None);
     env.runner
         .respond("nvidia-installer", &["--sanity"], Response::ok());
-    assert_eq!(env.run(phase2::install_driver).unwrap(), StepOutcome::Done);
+    assert_eq!(
+        env.run(steps::install_driver::run).unwrap(),
+        StepOutcome::Done
+    );
     let tool = env.at(TOOL).display().to_string();
     assert_eq!(
         env.commands(),
@@ -143,7 +149,7 @@ fn install_driver_after_a_cut_installs_again_unless_sure() {
     };
     // No installed driver at all.
     let mut env = cut_short();
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert_eq!(env.commands(), [installer(&env), "sync".into()]);
     assert!(env.logged("did not finish and left no /usr/bin/nvidia-installer: installing again"));
     assert_eq!(env.read(MARKER), stamp(&env));
@@ -152,7 +158,7 @@ fn install_driver_after_a_cut_installs_again_unless_sure() {
     // Another version (the one this install was replacing).
     let mut env = cut_short();
     installed(&mut env, Some("535.54.06"));
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert_eq!(env.commands()[1..], [installer(&env), "sync".into()]);
     assert!(env.logged("`/usr/bin/nvidia-installer --version` does not report"));
 
@@ -164,7 +170,7 @@ fn install_driver_after_a_cut_installs_again_unless_sure() {
         &["--sanity"],
         Response::exit(1).stderr("ERROR: The 'NVIDIA Accelerated Graphics Driver' installation has been altered since it was originally installed."),
     );
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert_eq!(env.commands()[2..], [installer(&env), "sync".into()]);
     assert!(env.logged("--sanity` finds the installation incomplete (ERROR: The 'NVIDIA Accelerated Graphics Driver' installation has been altered since it was originally installed.): installing again"));
 }
@@ -178,13 +184,13 @@ fn a_failed_installer_run_is_retried_without_questions() {
         &[],
         Response::exit(1).stderr("ERROR: boom"),
     );
-    env.run(phase2::install_driver).unwrap_err();
+    env.run(steps::install_driver::run).unwrap_err();
     assert!(
         !env.at(INTENT).exists(),
         "a run that ended leaves no intent"
     );
     assert!(!env.at(MARKER).exists());
-    env.run(phase2::install_driver).unwrap();
+    env.run(steps::install_driver::run).unwrap();
     assert_eq!(env.commands().len(), 3, "{:?}", env.commands());
     assert!(!env.commands().iter().any(|c| c.contains("--sanity")));
     assert_eq!(env.read(MARKER), stamp(&env));
@@ -200,7 +206,7 @@ fn install_driver_failure_points_at_the_installer_log() {
         &[],
         Response::exit(1).stderr("ERROR: Unable to build the NVIDIA kernel module."),
     );
-    let err = env.run(phase2::install_driver).unwrap_err();
+    let err = env.run(steps::install_driver::run).unwrap_err();
     assert_eq!(err.exit_code, Some(1));
     assert!(
         err.reason.starts_with("driver installer `"),
@@ -230,7 +236,7 @@ fn missing_service_unit_is_an_explicit_error() {
         Response::exit(1),
     );
     assert_eq!(
-        reason(env.run(phase2::enable_services)),
+        reason(env.run(steps::enable_services::run)),
         "nvidia-vgpud.service does not exist: the installer did not install the vGPU manager — is this the vGPU-KVM (host) driver?"
     );
     assert!(!env.commands().iter().any(|c| c.contains("enable")));
@@ -250,7 +256,7 @@ fn services_are_enabled_only_when_needed() {
             &["is-active", "nvidia-vgpu-mgr.service"],
             Response::exit(3),
         );
-    env.run(phase2::enable_services).unwrap();
+    env.run(steps::enable_services::run).unwrap();
     let enables: Vec<String> = env
         .commands()
         .into_iter()
@@ -266,7 +272,7 @@ fn services_are_enabled_only_when_needed() {
     assert_eq!(env.commands()[0], "systemctl daemon-reload");
     // Everything enabled and active now (the runner answers 0): no enable.
     let before = env.commands().len();
-    env.run(phase2::enable_services).unwrap();
+    env.run(steps::enable_services::run).unwrap();
     assert!(!env.commands()[before..].iter().any(|c| c.contains("--now")));
     // A failing enable names the unit's journal.
     env.runner
@@ -276,14 +282,14 @@ fn services_are_enabled_only_when_needed() {
             &["enable"],
             Response::exit(1).stderr("Job failed."),
         );
-    let why = reason(env.run(phase2::enable_services));
+    let why = reason(env.run(steps::enable_services::run));
     assert!(why.contains("journalctl -u nvidia-vgpud.service"), "{why}");
 }
 
 #[test]
 fn sriov_skipped_without_capable_cards() {
     let mut env = Env::new("pve8-two-gpus", "demo");
-    assert_eq!(env.run(phase2::sriov).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::sriov::run).unwrap(), StepOutcome::Done);
     assert!(env.logged("no SR-IOV capable card; skipped"));
     assert!(env.commands().is_empty());
     assert_eq!(
@@ -302,7 +308,7 @@ fn sriov_enabled_on_capable_cards_and_failure_reported() {
     env.refresh();
     env.runner
         .respond_once("systemctl", &["is-enabled"], Response::exit(1));
-    env.run(phase2::sriov).unwrap();
+    env.run(steps::sriov::run).unwrap();
     assert_eq!(
         env.commands().last().unwrap(),
         "systemctl enable --now pve-nvidia-sriov@ALL.service"
@@ -310,7 +316,7 @@ fn sriov_enabled_on_capable_cards_and_failure_reported() {
     env.runner
         .respond("systemctl", &["is-active"], Response::exit(3))
         .respond("systemctl", &["enable"], Response::exit(1));
-    let why = reason(env.run(phase2::sriov));
+    let why = reason(env.run(steps::sriov::run));
     assert!(why.contains("pve-nvidia-sriov@ALL.service"), "{why}");
     assert!(why.contains("0000:01:00.0"), "{why}");
 }
@@ -318,7 +324,7 @@ fn sriov_enabled_on_capable_cards_and_failure_reported() {
 #[test]
 fn post_check_needs_vgpu_types() {
     let mut env = Env::new("pve8-grub", "demo");
-    let why = reason(env.run(phase2::post_check));
+    let why = reason(env.run(steps::post_check::run));
     assert!(
         why.starts_with("`mdevctl types` lists no vGPU types"),
         "{why}"
@@ -330,7 +336,7 @@ fn post_check_needs_vgpu_types() {
         &["types"],
         Response::ok().stdout("0000:01:00.0\n  nvidia-222\n    Name: GRID T4-1B\n"),
     );
-    assert_eq!(env.run(phase2::post_check).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::post_check::run).unwrap(), StepOutcome::Done);
     assert_eq!(
         env.commands()[env.commands().len() - 2..],
         ["nvidia-smi vgpu", "mdevctl types"]
@@ -343,7 +349,7 @@ fn post_check_needs_vgpu_types() {
             "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
         ),
     );
-    let err = env.run(phase2::post_check).unwrap_err();
+    let err = env.run(steps::post_check::run).unwrap_err();
     assert_eq!(err.exit_code, Some(9));
     assert!(
         err.reason.contains("couldn't communicate"),
@@ -366,7 +372,7 @@ fn post_check_in_unlock_mode_accepts_plain_nvidia_smi() {
             &["types"],
             Response::ok().stdout("0000:0a:00.0\n  nvidia-259\n"),
         );
-    assert_eq!(env.run(phase2::post_check).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::post_check::run).unwrap(), StepOutcome::Done);
     assert!(env.commands().contains(&"nvidia-smi".to_owned()));
 }
 
@@ -375,8 +381,8 @@ fn post_check_in_unlock_mode_accepts_plain_nvidia_smi() {
 /// The finish step and, as the run loop does once the state says done,
 /// the seal.
 fn finish_and_seal(host: &mut Host) -> Result<StepOutcome, StepError> {
-    phase2::finish(host)?;
-    phase2::seal(host)?;
+    steps::finish::run(host)?;
+    vgpu_firstboot::agent::seal::seal(host)?;
     Ok(StepOutcome::Done)
 }
 
@@ -385,7 +391,7 @@ fn finish_removes_the_payload_and_seal_disables_the_unit_idempotently() {
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
     link_unit(&env);
-    assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    assert_eq!(env.run(steps::finish::run).unwrap(), StepOutcome::Done);
     assert!(!env.at(PAYLOAD_DIR).exists());
     assert!(env.at(MANIFEST_FILE).exists(), "only the payload goes");
     // Until the state says done, the unit must start again.
@@ -468,13 +474,13 @@ fn whole_phase_two_on_a_ready_host() {
             Response::ok().stdout("0000:01:00.0\n  nvidia-222\n"),
         );
     let steps: [StepFn; 8] = [
-        phase2::reboot,
-        phase2::verify_reboot,
-        phase2::verify_payload,
-        phase2::install_driver,
-        phase2::enable_services,
-        phase2::sriov,
-        phase2::post_check,
+        steps::reboot::run,
+        steps::verify_reboot::run,
+        steps::verify_payload::run,
+        steps::install_driver::run,
+        steps::enable_services::run,
+        steps::sriov::run,
+        steps::post_check::run,
         finish_and_seal,
     ];
     for step in steps {

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::compat::Support;
+use crate::iommu::Vendor;
 
 /// Current plan format version.
 pub const SCHEMA: u32 = 1;
@@ -75,7 +76,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// CPU vendor for the IOMMU kernel arguments.
+/// CPU vendor for the IOMMU kernel arguments ([`Vendor::iommu_kernel_args`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Iommu {
@@ -85,6 +86,17 @@ pub enum Iommu {
     Intel,
     /// `amd_iommu=on iommu=pt`.
     Amd,
+}
+
+impl Iommu {
+    /// The vendor the plan fixes; `None` for `auto`, which the host decides.
+    pub fn fixed_vendor(self) -> Option<Vendor> {
+        match self {
+            Iommu::Auto => None,
+            Iommu::Intel => Some(Vendor::Intel),
+            Iommu::Amd => Some(Vendor::Amd),
+        }
+    }
 }
 
 /// Boot loader whose kernel command line the agent edits.
@@ -107,11 +119,8 @@ pub struct HostPlan {
     pub iommu: Iommu,
     /// Boot loader.
     pub bootloader: Bootloader,
-    /// Kernel arguments for Intel hosts.
-    pub kernel_args_intel: Vec<String>,
-    /// Kernel arguments for AMD hosts.
-    pub kernel_args_amd: Vec<String>,
-    /// Extra kernel arguments from the profile, added on any vendor.
+    /// Extra kernel arguments from the profile, added to the vendor's IOMMU
+    /// arguments ([`Vendor::iommu_kernel_args`]).
     #[serde(default)]
     pub kernel_args_extra: Vec<String>,
     /// Packages phase 1 installs. `{kernel}` stands for the kernel that will run.
@@ -300,12 +309,11 @@ pub enum Phase {
     Two,
 }
 
-/// One step. Ids are stable: the state file refers to them.
+/// One step. Its id is its kind's ([`StepKind::id`]): a plan has each kind
+/// at most once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Step {
-    /// Stable id, e.g. `apt-repositories`.
-    pub id: String,
     /// Phase.
     pub phase: Phase,
     /// What it does.
@@ -356,6 +364,61 @@ pub enum StepKind {
     Finish,
 }
 
+impl StepKind {
+    /// Every kind, in the order a plan runs them.
+    pub const ALL: [StepKind; 18] = [
+        StepKind::AptRepositories,
+        StepKind::AptInstall,
+        StepKind::KernelPin,
+        StepKind::KernelArgs,
+        StepKind::VfioModules,
+        StepKind::BlacklistModules,
+        StepKind::PassthroughRules,
+        StepKind::Initramfs,
+        StepKind::SecureBoot,
+        StepKind::Reboot,
+        StepKind::VerifyReboot,
+        StepKind::VerifyPayload,
+        StepKind::UnlockSetup,
+        StepKind::InstallDriver,
+        StepKind::EnableServices,
+        StepKind::Sriov,
+        StepKind::PostCheck,
+        StepKind::Finish,
+    ];
+
+    /// The step's stable id, its kebab-case name (as in `kind = ...`): the
+    /// state file, `retry STEP`, `status` and the fault hook use it.
+    pub fn id(self) -> &'static str {
+        match self {
+            StepKind::AptRepositories => "apt-repositories",
+            StepKind::AptInstall => "apt-install",
+            StepKind::KernelPin => "kernel-pin",
+            StepKind::KernelArgs => "kernel-args",
+            StepKind::VfioModules => "vfio-modules",
+            StepKind::BlacklistModules => "blacklist-modules",
+            StepKind::PassthroughRules => "passthrough-rules",
+            StepKind::Initramfs => "initramfs",
+            StepKind::SecureBoot => "secure-boot",
+            StepKind::Reboot => "reboot",
+            StepKind::VerifyReboot => "verify-reboot",
+            StepKind::VerifyPayload => "verify-payload",
+            StepKind::UnlockSetup => "unlock-setup",
+            StepKind::InstallDriver => "install-driver",
+            StepKind::EnableServices => "enable-services",
+            StepKind::Sriov => "sriov",
+            StepKind::PostCheck => "post-check",
+            StepKind::Finish => "finish",
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 /// Error reading a plan.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -395,6 +458,21 @@ impl Plan {
 
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.id == id)
+        self.steps.iter().find(|s| s.kind.id() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id is the name serde gives the kind, so `kind = "..."` in the
+    /// plan and the ids in the state file are the same words.
+    #[test]
+    fn step_ids_are_the_kinds_kebab_case_names() {
+        for kind in StepKind::ALL {
+            let toml = toml::to_string(&std::collections::BTreeMap::from([("k", kind)])).unwrap();
+            assert_eq!(toml.trim(), format!("k = \"{}\"", kind.id()));
+        }
     }
 }

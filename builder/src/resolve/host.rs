@@ -101,8 +101,6 @@ pub(super) fn host_plan(
             BootloaderWord::Grub => Bootloader::Grub,
             BootloaderWord::SystemdBoot => Bootloader::SystemdBoot,
         },
-        kernel_args_intel: vec!["intel_iommu=on".into(), "iommu=pt".into()],
-        kernel_args_amd: vec!["amd_iommu=on".into(), "iommu=pt".into()],
         kernel_args_extra: h.kernel_args.clone(),
         packages,
         offline_debs,

@@ -9,23 +9,17 @@ pub(super) fn steps(
     driver: Option<&DriverPlan>,
 ) -> Vec<Step> {
     let mut out = Vec::new();
-    let mut add = |id: &str, phase: Phase, kind: StepKind, why: String| {
-        out.push(Step {
-            id: id.to_string(),
-            phase,
-            kind,
-            why,
-        });
+    let mut add = |phase: Phase, kind: StepKind, why: String| {
+        out.push(Step { phase, kind, why });
     };
     use Phase::{One, Reboot, Two};
     if !host.packages.is_empty() || !host.offline_debs.is_empty() {
         add(
-            "apt-repositories",
             One,
             StepKind::AptRepositories,
             "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
         );
-        add("apt-install", One, StepKind::AptInstall, {
+        add(One, StepKind::AptInstall, {
             let mut what: Vec<String> = host.packages.clone();
             what.extend(
                 host.offline_debs
@@ -37,7 +31,6 @@ pub(super) fn steps(
     }
     if let Some(pin) = &host.kernel_pin {
         add(
-            "kernel-pin",
             One,
             StepKind::KernelPin,
             format!(
@@ -46,15 +39,13 @@ pub(super) fn steps(
             ),
         );
     }
-    add("kernel-args", One, StepKind::KernelArgs, "turn the IOMMU on (intel_iommu/amd_iommu=on iommu=pt) in the boot loader's kernel command line".into());
+    add(One, StepKind::KernelArgs, "turn the IOMMU on (intel_iommu/amd_iommu=on iommu=pt) in the boot loader's kernel command line".into());
     add(
-        "vfio-modules",
         One,
         StepKind::VfioModules,
         format!("load {} at boot", host.vfio_modules.join(", ")),
     );
     add(
-        "blacklist-modules",
         One,
         StepKind::BlacklistModules,
         format!("keep {} from claiming the GPUs", host.blacklist.join(", ")),
@@ -72,50 +63,43 @@ pub(super) fn steps(
             ids.join(", ")
         };
         add(
-            "passthrough-rules",
             One,
             StepKind::PassthroughRules,
             format!("bind {which} and every device in its IOMMU group to vfio-pci"),
         );
     }
     add(
-        "initramfs",
         One,
         StepKind::Initramfs,
         "rebuild the initramfs so the modules and blacklist apply at boot".into(),
     );
     if driver.is_some() {
         add(
-            "secure-boot",
             One,
             StepKind::SecureBoot,
             "when Secure Boot is on: make a module signing key on the host and queue its MOK enrolment".into(),
         );
     }
     add(
-        "reboot",
         Reboot,
         StepKind::Reboot,
         "reboot only if the running system lacks the kernel arguments, module state or kernel phase 2 needs".into(),
     );
-    add("verify-reboot", Two, StepKind::VerifyReboot, "check the reboot took effect: kernel arguments, IOMMU groups, nouveau unloaded, pinned kernel".into());
+    add(Two, StepKind::VerifyReboot, "check the reboot took effect: kernel arguments, IOMMU groups, nouveau unloaded, pinned kernel".into());
     if let Some(d) = driver {
         add(
-            "verify-payload",
             Two,
             StepKind::VerifyPayload,
             "check every payload file against the manifest before using it".into(),
         );
         if mode == Mode::Unlock {
             add(
-                "unlock-setup",
                 Two,
                 StepKind::UnlockSetup,
                 "install the unlock library, the service drop-ins that preload it and profile_override.toml".into(),
             );
         }
         add(
-            "install-driver",
             Two,
             StepKind::InstallDriver,
             format!(
@@ -126,14 +110,12 @@ pub(super) fn steps(
             ),
         );
         add(
-            "enable-services",
             Two,
             StepKind::EnableServices,
             format!("enable {}", d.services.join(", ")),
         );
         if let Some(unit) = &d.sriov_unit {
             add(
-                "sriov",
                 Two,
                 StepKind::Sriov,
                 format!(
@@ -142,14 +124,12 @@ pub(super) fn steps(
             );
         }
         add(
-            "post-check",
             Two,
             StepKind::PostCheck,
             "`nvidia-smi vgpu` answers and `mdevctl types` lists vGPU types".into(),
         );
     }
     add(
-        "finish",
         Two,
         StepKind::Finish,
         "write the done marker, disable the unit and delete the payload".into(),

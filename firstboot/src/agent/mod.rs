@@ -1,6 +1,9 @@
 //! The agent: applies the plan's steps across boots, recording each in the
 //! state file.
 
+mod fault;
 pub mod host;
 pub mod run;
+pub mod seal;
+mod shown;
 pub mod steps;

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::path::Path;
 
+use super::fault::fault;
 use super::host::{Host, StepError, StepOutcome};
+use super::seal::seal;
 use super::steps;
 use crate::facts::{self, Severity};
 use crate::runner::{CommandSpec, Runner};
@@ -59,21 +61,6 @@ impl From<StateError> for RunError {
     }
 }
 
-/// Test hook: `VGPU_FIRSTBOOT_FAULT=<step-id>:begun` aborts the process
-/// right after the step is recorded as begun, `<step-id>:applied` right
-/// after its effects and before it is recorded as done: a power cut at a
-/// step boundary, for the crash tests. Steps with a long command in them
-/// add points of their own (`install-driver:installer-ran`), and
-/// `finish:recorded` falls between the state saying done and the seal.
-pub(crate) fn fault(step: &str, point: &str) {
-    if let Ok(spec) = std::env::var("VGPU_FIRSTBOOT_FAULT")
-        && spec.split(',').any(|s| s == format!("{step}:{point}"))
-    {
-        eprintln!("vgpu-firstboot: fault injected at {step}:{point}");
-        std::process::abort();
-    }
-}
-
 /// Reads and parses the plan under `root`, with its sha256.
 pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
     let path = root.join(layout::PLAN_FILE);
@@ -117,7 +104,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         Status::Done => {
             let facts = facts::Facts::default();
             let mut host = Host::new(root, runner, &plan, &facts);
-            steps::phase2::seal(&mut host).map_err(|e| RunError(e.reason))?;
+            seal(&mut host).map_err(|e| RunError(e.reason))?;
             return Ok(RunEnd::Done);
         }
         Status::Failed { step, reason } => {
@@ -141,19 +128,20 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         return Ok(end);
     }
     for step in &plan.steps {
+        let id = step.kind.id();
         if matches!(
-            st.step(&step.id).map(|r| &r.status),
+            st.step(id).map(|r| &r.status),
             Some(state::StepState::Done { .. })
         ) {
             continue;
         }
-        store.apply(&mut st, Event::Begin(step.id.clone()))?;
-        host.note(format!("step {}: {}", step.id, step.why));
-        fault(&step.id, "begun");
+        store.apply(&mut st, Event::Begin(id.to_owned()))?;
+        host.note(format!("step {id}: {}", step.why));
+        fault(id, "begun");
         let outcome = steps::execute(step, &mut host);
-        fault(&step.id, "applied");
+        fault(id, "applied");
         match outcome {
-            Ok(StepOutcome::Done) => store.apply(&mut st, Event::Complete(step.id.clone()))?,
+            Ok(StepOutcome::Done) => store.apply(&mut st, Event::Complete(id.to_owned()))?,
             // One reboot is what the plan needs. If the system still lacks
             // something after the agent's reboot, another one will not fix
             // it: carry on, and verify-reboot fails with what is missing.
@@ -161,22 +149,22 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
                 host.note(format!(
                     "already rebooted once and still: {why}; not rebooting again"
                 ));
-                store.apply(&mut st, Event::Complete(step.id.clone()))?;
+                store.apply(&mut st, Event::Complete(id.to_owned()))?;
             }
             Ok(StepOutcome::Reboot(why)) => {
-                return reboot(&mut host, &mut store, &mut st, &step.id, why);
+                return reboot(&mut host, &mut store, &mut st, id, why);
             }
             Ok(StepOutcome::NeedsOperator(action)) => {
-                host.note(format!("step {} needs an operator: {action}", step.id));
+                host.note(format!("step {id} needs an operator: {action}"));
                 store.apply(&mut st, Event::NeedOperator(action.clone()))?;
                 return Ok(RunEnd::NeedsOperator(action));
             }
-            Err(e) => return fail(&mut host, &mut store, &mut st, &step.id, e),
+            Err(e) => return fail(&mut host, &mut store, &mut st, id, e),
         }
     }
     store.apply(&mut st, Event::Finish)?;
     fault("finish", "recorded");
-    steps::phase2::seal(&mut host).map_err(|e| RunError(e.reason))?;
+    seal(&mut host).map_err(|e| RunError(e.reason))?;
     host.note(format!("plan {} complete", plan.name));
     Ok(RunEnd::Done)
 }
@@ -207,18 +195,18 @@ fn preflight(
     }
     let Some(first) = host.plan.steps.iter().find(|s| {
         !matches!(
-            st.step(&s.id).map(|r| &r.status),
+            st.step(s.kind.id()).map(|r| &r.status),
             Some(state::StepState::Done { .. })
         )
     }) else {
         return Ok(None);
     };
-    store.apply(st, Event::Begin(first.id.clone()))?;
+    store.apply(st, Event::Begin(first.kind.id().to_owned()))?;
     let reason = format!(
         "vGPU cannot work on this host, nothing was changed: {}",
         fatal.join("; ")
     );
-    fail(host, store, st, &first.id.clone(), StepError::new(reason)).map(Some)
+    fail(host, store, st, first.kind.id(), StepError::new(reason)).map(Some)
 }
 
 fn fail(

@@ -12,10 +12,9 @@ use vgpu_plan::plan::{Bootloader, Iommu};
 /// An explicit choice wins even when the CPU disagrees: the profile's
 /// author may know better (and phase 2 checks that the IOMMU came up).
 pub fn resolve_iommu(plan: Iommu, facts: &Facts) -> Result<Vendor, FactsError> {
-    match plan {
-        Iommu::Intel => Ok(Vendor::Intel),
-        Iommu::Amd => Ok(Vendor::Amd),
-        Iommu::Auto => facts
+    match plan.fixed_vendor() {
+        Some(vendor) => Ok(vendor),
+        None => facts
             .cpu
             .vendor()
             .ok_or_else(|| FactsError::UnknownCpuVendor {

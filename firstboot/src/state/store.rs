@@ -154,7 +154,7 @@ impl StateStore {
                 .steps
                 .iter()
                 .map(|s| StepRecord {
-                    id: s.id.clone(),
+                    id: s.kind.id().to_owned(),
                     attempts: 0,
                     status: StepState::Pending,
                 })
@@ -189,7 +189,7 @@ impl StateStore {
         // Same plan, so the same steps. A file cut short by a lying disk can
         // still parse (trailing steps gone); this catches it.
         let ids = |s: &[StepRecord]| s.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        let planned: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+        let planned: Vec<String> = plan.steps.iter().map(|s| s.kind.id().to_owned()).collect();
         if ids(&state.steps) != planned {
             return Err(StateError::Corrupt {
                 path: self.path.clone(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
-use vgpu_firstboot::agent::steps::phase2;
+use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::facts::{Facts, read_facts};
 use vgpu_firstboot::runner::RecordingRunner;
 use vgpu_firstboot::sha256::sha256_hex;
@@ -104,7 +104,7 @@ impl Env {
             facts: &self.facts,
             log: Vec::new(),
         };
-        phase2::preview(kind, &host).unwrap()
+        (steps::step_impl(kind).preview)(&host).unwrap()
     }
 
     pub fn commands(&self) -> Vec<String> {

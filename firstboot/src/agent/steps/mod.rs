@@ -1,74 +1,112 @@
-//! What each plan step does on the host.
+//! What each plan step does on the host: one file per [`StepKind`], each
+//! with `run` and `preview`, and [`step_impl`], the one table from a kind to
+//! its file.
 //!
 //! Every step is idempotent: run twice (after a crash, say) it converges to
-//! the same host state without applying anything twice. Phase 1 steps are in
-//! [`phase1`], the reboot decision and phase 2 in [`phase2`].
+//! the same host state without applying anything twice. File edits come
+//! from the pure functions in [`crate::edits`], which plan nothing when the
+//! file is already right, and commands with lasting effects run only when a
+//! read-only probe (or a changed file) says they are needed. The exceptions
+//! are documented where they are: `update-initramfs` always runs, the boot
+//! loader update runs again while the running kernel still lacks the
+//! arguments (a crash may have come between the file write and the update),
+//! and the NVIDIA installer installs over itself.
+//!
+//! `preview` shows the same decisions for the dry run (`vgpu-firstboot
+//! plan`): one line per file, kernel argument, module, repository, package,
+//! service or command, each with its reason. It reads files only (never
+//! hashes the large payload) and runs no command.
+//!
+//! Adding a step: a [`StepKind`] variant (in `vgpu-plan`), a file here with
+//! `run` and `preview`, a row in [`step_impl`], the builder's step list,
+//! and the re-blessed goldens.
 
-pub mod phase1;
-pub mod phase2;
+pub mod apt_install;
+pub mod apt_repositories;
+pub mod blacklist_modules;
+pub mod enable_services;
+pub mod finish;
+pub mod initramfs;
+pub mod install_driver;
+pub mod kernel_args;
+pub mod kernel_pin;
+pub mod passthrough_rules;
+pub mod post_check;
+pub mod reboot;
+pub mod secure_boot;
+pub mod sriov;
+pub mod unlock_setup;
+pub mod verify_payload;
+pub mod verify_reboot;
+pub mod vfio_modules;
+
+// Helpers more than one step needs.
+mod boot_check;
+mod commands;
+mod dpkg;
+mod driver_plan;
+mod file_ops;
+mod iommu_args;
+mod payload_paths;
+mod pinned_kernel;
+mod signing_key;
+mod systemd_units;
 
 use super::host::{Host, StepError, StepOutcome};
 use vgpu_plan::plan::{Step, StepKind};
 
-/// Runs one step.
-pub fn execute(step: &Step, host: &mut Host) -> Result<StepOutcome, StepError> {
+/// One kind of step: what it does, and what it would do.
+#[derive(Debug, Clone, Copy)]
+pub struct StepImpl {
+    /// Applies the step (idempotent).
+    pub run: fn(&mut Host) -> Result<StepOutcome, StepError>,
+    /// The dry run's lines. Reads only.
+    pub preview: fn(&Host) -> Result<Vec<String>, StepError>,
+}
+
+/// The table of steps: the one place a [`StepKind`] is matched to its code.
+pub fn step_impl(kind: StepKind) -> StepImpl {
+    macro_rules! row {
+        ($file:ident) => {
+            StepImpl {
+                run: $file::run,
+                preview: $file::preview,
+            }
+        };
+    }
     use StepKind as K;
-    match step.kind {
-        K::AptRepositories => phase1::apt_repositories(host),
-        K::AptInstall => phase1::apt_install(host),
-        K::KernelPin => phase1::kernel_pin(host),
-        K::KernelArgs => phase1::kernel_args(host),
-        K::VfioModules => phase1::vfio_modules(host),
-        K::BlacklistModules => phase1::blacklist_modules(host),
-        K::PassthroughRules => phase1::passthrough_rules(host),
-        K::Initramfs => phase1::initramfs(host),
-        K::SecureBoot => phase1::secure_boot(host),
-        K::Reboot => phase2::reboot(host),
-        K::VerifyReboot => phase2::verify_reboot(host),
-        K::VerifyPayload => phase2::verify_payload(host),
-        K::UnlockSetup => phase2::unlock_setup(host),
-        K::InstallDriver => phase2::install_driver(host),
-        K::EnableServices => phase2::enable_services(host),
-        K::Sriov => phase2::sriov(host),
-        K::PostCheck => phase2::post_check(host),
-        K::Finish => phase2::finish(host),
+    match kind {
+        K::AptRepositories => row!(apt_repositories),
+        K::AptInstall => row!(apt_install),
+        K::KernelPin => row!(kernel_pin),
+        K::KernelArgs => row!(kernel_args),
+        K::VfioModules => row!(vfio_modules),
+        K::BlacklistModules => row!(blacklist_modules),
+        K::PassthroughRules => row!(passthrough_rules),
+        K::Initramfs => row!(initramfs),
+        K::SecureBoot => row!(secure_boot),
+        K::Reboot => row!(reboot),
+        K::VerifyReboot => row!(verify_reboot),
+        K::VerifyPayload => row!(verify_payload),
+        K::UnlockSetup => row!(unlock_setup),
+        K::InstallDriver => row!(install_driver),
+        K::EnableServices => row!(enable_services),
+        K::Sriov => row!(sriov),
+        K::PostCheck => row!(post_check),
+        K::Finish => row!(finish),
     }
 }
 
-/// What a step would change on this host, and why, for the dry run
-/// (`vgpu-firstboot plan`): one line per file, kernel argument, module,
-/// repository, package, service or command. Reads only.
+/// Runs one step.
+pub fn execute(step: &Step, host: &mut Host) -> Result<StepOutcome, StepError> {
+    (step_impl(step.kind).run)(host)
+}
+
+/// What a step would change on this host, and why, for the dry run; what
+/// cannot be told before earlier steps ran says so.
 pub fn preview(step: &Step, host: &Host) -> Vec<String> {
-    use StepKind as K;
-    let lines = match step.kind {
-        K::AptRepositories
-        | K::AptInstall
-        | K::KernelPin
-        | K::KernelArgs
-        | K::VfioModules
-        | K::BlacklistModules
-        | K::PassthroughRules
-        | K::Initramfs
-        | K::SecureBoot => phase1::preview(step.kind, host),
-        _ => phase2::preview(step.kind, host),
-    };
-    match lines {
+    match (step_impl(step.kind).preview)(host) {
         Ok(l) => l,
         Err(e) => vec![format!("cannot tell yet: {e}")],
     }
-}
-
-/// The kernel arguments this host needs: the IOMMU arguments for its CPU
-/// vendor (the plan's, or `/proc/cpuinfo`'s when the plan says `auto`)
-/// plus the profile's extra arguments.
-pub fn desired_kernel_args(host: &Host) -> Result<Vec<String>, StepError> {
-    let vendor = crate::facts::resolve_iommu(host.plan.host.iommu, host.facts)
-        .map_err(|e| StepError::new(e.to_string()))?;
-    let mut args: Vec<String> = vendor.kernel_args(&host.plan.host).to_vec();
-    for a in &host.plan.host.kernel_args_extra {
-        if !args.contains(a) {
-            args.push(a.clone());
-        }
-    }
-    Ok(args)
 }

@@ -26,8 +26,6 @@ mode = "passthrough"
 [host]
 iommu = "intel"
 bootloader = "grub"
-kernel-args-intel = ["intel_iommu=on", "iommu=pt"]
-kernel-args-amd = ["amd_iommu=on", "iommu=pt"]
 packages = []
 vfio-modules = ["vfio", "vfio_pci"]
 blacklist = ["nouveau"]
@@ -42,31 +40,26 @@ keep-payload = false
 command-timeout-secs = 600
 
 [[step]]
-id = "apt-repositories"
 phase = "one"
 kind = "apt-repositories"
 why = "no-subscription repository"
 
 [[step]]
-id = "kernel-args"
 phase = "one"
 kind = "kernel-args"
 why = "IOMMU on"
 
 [[step]]
-id = "reboot"
 phase = "reboot"
 kind = "reboot"
 why = "kernel arguments take effect"
 
 [[step]]
-id = "verify-reboot"
 phase = "two"
 kind = "verify-reboot"
 why = "the reboot took effect"
 
 [[step]]
-id = "finish"
 phase = "two"
 kind = "finish"
 why = "done marker"
@@ -86,7 +79,7 @@ pub(super) fn bound() -> State {
             .steps
             .iter()
             .map(|s| StepRecord {
-                id: s.id.clone(),
+                id: s.kind.id().to_owned(),
                 attempts: 0,
                 status: StepState::Pending,
             })

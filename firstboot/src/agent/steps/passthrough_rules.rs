@@ -1,4 +1,4 @@
-//! Which PCI devices go to vfio-pci, and the udev rules that do it.
+//! Step passthrough-rules: which PCI devices go to vfio-pci, and the udev rules that do it.
 //!
 //! A device can be passed through only with its whole IOMMU group, so every
 //! device of a passthrough GPU's group is bound (the GPU's audio and USB
@@ -7,7 +7,7 @@
 //! groups are unknown; then the GPU's own functions are bound and the group
 //! is checked after the reboot.
 
-use super::ops_lines;
+use super::file_ops::ops_lines;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::passthrough::{UDEV_RULES, plan_passthrough};
 use crate::facts::PciFunction;
@@ -91,7 +91,7 @@ fn slot(address: &str) -> &str {
 /// Writes the vfio-pci rules for the passthrough GPUs' IOMMU groups (our
 /// file, written in full, once). It reaches the initramfs through the
 /// initramfs step.
-pub fn passthrough_rules(host: &mut Host) -> Result<StepOutcome, StepError> {
+pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let (addrs, notes) = addresses(host)?;
     for n in notes {
         host.note(n);
@@ -105,8 +105,8 @@ pub fn passthrough_rules(host: &mut Host) -> Result<StepOutcome, StepError> {
     Ok(StepOutcome::Done)
 }
 
-/// Dry run of [`passthrough_rules`].
-pub(super) fn preview(host: &Host) -> Result<Vec<String>, StepError> {
+/// Dry run of [`run`].
+pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     let (addrs, mut lines) = addresses(host)?;
     let current = host.read_opt(UDEV_RULES)?;
     let ops =

@@ -1,4 +1,4 @@
-//! Secure Boot: a module signing key made on the host, DKMS told to sign
+//! Step secure-boot: a module signing key made on the host, DKMS told to sign
 //! with it, and its enrolment as a Machine Owner Key queued.
 //!
 //! With Secure Boot on, the kernel loads only signed modules, so the NVIDIA
@@ -14,18 +14,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use super::apt::{install, installed_version};
-use super::{ops_lines, run_or};
+use super::commands::run_or;
+use super::dpkg::{install, installed_version};
+use super::file_ops::ops_lines;
+use super::signing_key::{DER, KEY, KEY_DIR};
 use crate::agent::host::{Host, StepError, StepOutcome, sync_parent};
 use crate::edits::{FileOp, owned_header, write_if_changed};
 use vgpu_plan::layout::absolute;
 
-/// Directory of the key pair (mode 0700).
-const KEY_DIR: &str = "var/lib/vgpu-firstboot/secure-boot";
-/// Private key, mode 0600.
-const KEY: &str = "var/lib/vgpu-firstboot/secure-boot/module-signing.key";
-/// Self-signed certificate in DER, the form mokutil imports.
-const DER: &str = "var/lib/vgpu-firstboot/secure-boot/module-signing.der";
 /// DKMS signing settings (we own it).
 const DKMS_CONF: &str = "etc/dkms/framework.conf.d/vgpu-bake.conf";
 /// The certificate's common name, looked for in `mokutil --list-new`.
@@ -39,7 +35,7 @@ fn secure_boot_on(host: &Host) -> bool {
 
 /// Makes the key, configures DKMS signing and queues the key's enrolment;
 /// done once the firmware lists the key as enrolled.
-pub fn secure_boot(host: &mut Host) -> Result<StepOutcome, StepError> {
+pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     if !secure_boot_on(host) {
         host.note("Secure Boot is off (or the firmware does not say): modules need no signing key");
         return Ok(StepOutcome::Done);
@@ -161,8 +157,8 @@ fn dkms_ops(host: &Host) -> Result<Vec<FileOp>, StepError> {
     .collect())
 }
 
-/// Dry run of [`secure_boot`].
-pub(super) fn preview(host: &Host) -> Result<Vec<String>, StepError> {
+/// Dry run of [`run`].
+pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     if !secure_boot_on(host) {
         return Ok(vec![
             "Secure Boot is off (or the firmware does not say): nothing to do".into(),

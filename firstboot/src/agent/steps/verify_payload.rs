@@ -1,20 +1,15 @@
-//! The payload: checked against the manifest before anything uses it, and
-//! (unlock mode) the unlock library, its drop-ins and the profile override.
+//! Step verify-payload: the payload checked against the manifest and the
+//! plan before anything uses it.
 
 use std::fs;
 use std::io;
 
-use super::{payload_rel, shown};
-use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
-use crate::edits::unlock::{VGPU_MGR_DROPIN, VGPUD_DROPIN, plan_unlock};
-use crate::edits::{FileOp, apply_ops_preview};
+use super::payload_paths::{RECOPY, payload_rel};
+use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::shown::shown;
 use crate::sha256::sha256_file;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::manifest::Manifest;
-use vgpu_plan::plan::UnlockPlan;
-
-/// What to tell the operator whenever a payload file is not what was baked.
-const RECOPY: &str = "re-copy or re-bake the bundle";
 
 /// sha256 and size per file already hashed in this step: the installer is
 /// hundreds of MB and is listed both in the manifest and in the plan.
@@ -104,7 +99,7 @@ fn in_payload(path: &str) -> bool {
 /// Checks every payload file the manifest lists, and the plan's installer
 /// and unlock library, by size and sha256. A copy damaged in transit or a
 /// file swapped after the bake is found here, before anything runs it.
-pub fn verify_payload(host: &mut Host) -> Result<StepOutcome, StepError> {
+pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let manifest = manifest(host)?;
     let mut hashed = Hashed::new();
     for f in manifest.files.iter().filter(|f| in_payload(&f.path)) {
@@ -126,82 +121,8 @@ pub fn verify_payload(host: &mut Host) -> Result<StepOutcome, StepError> {
     Ok(StepOutcome::Done)
 }
 
-fn unlock_plan<'a>(host: &Host<'a>) -> Result<&'a UnlockPlan, StepError> {
-    host.plan.unlock.as_ref().ok_or_else(|| {
-        StepError::new(
-            "the plan has no [unlock] section but asks for unlock-setup: re-bake the bundle",
-        )
-    })
-}
-
-/// The library is in place when the installed copy has the baked sha256
-/// (which [`verify_payload`] checked the payload copy against).
-fn library_in_place(host: &Host, unlock: &UnlockPlan) -> Result<bool, StepError> {
-    let dest = host.path(&unlock.library_path)?;
-    match sha256_file(&dest) {
-        Ok((sha, _)) => Ok(sha.eq_ignore_ascii_case(&unlock.library.sha256)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StepError::new(format!("reading {}: {e}", dest.display()))),
-    }
-}
-
-/// The drop-ins and profile override that differ from what the plan wants.
-fn unlock_ops(host: &Host, unlock: &UnlockPlan) -> Result<Vec<FileOp>, StepError> {
-    let cur: Vec<Option<String>> = [
-        VGPUD_DROPIN,
-        VGPU_MGR_DROPIN,
-        crate::edits::unlock::PROFILE_OVERRIDE,
-    ]
-    .iter()
-    .map(|p| host.read_opt(p))
-    .collect::<Result<_, _>>()?;
-    plan_unlock(
-        unlock,
-        [cur[0].as_deref(), cur[1].as_deref(), cur[2].as_deref()],
-    )
-    .map_err(|e| {
-        StepError::new(format!(
-            "unlock settings: {e}: fix unlock.library-path in the profile and re-bake"
-        ))
-    })
-}
-
-fn touches_dropin(ops: &[FileOp]) -> bool {
-    ops.iter()
-        .any(|op| op.path == VGPUD_DROPIN || op.path == VGPU_MGR_DROPIN)
-}
-
-/// Unlock mode: installs the unlock library where the drop-ins point
-/// (copied only when its sha256 differs), writes the drop-ins that preload
-/// it into `nvidia-vgpud` and `nvidia-vgpu-mgr` and the profile override,
-/// and runs `systemctl daemon-reload` only when a drop-in changed.
-pub fn unlock_setup(host: &mut Host) -> Result<StepOutcome, StepError> {
-    let unlock = unlock_plan(host)?;
-    // Computed first: it also checks the library path before anything is written.
-    let ops = unlock_ops(host, unlock)?;
-    if !library_in_place(host, unlock)? {
-        let src_rel = payload_rel(&unlock.library, "unlock library")?;
-        let bytes = fs::read(host.path(&src_rel)?)
-            .map_err(|e| StepError::new(format!("reading {}: {e}: {RECOPY}", shown(&src_rel))))?;
-        write_atomic(&host.path(&unlock.library_path)?, &bytes, 0o644)?;
-        host.note(format!(
-            "{}: installed the unlock library from the payload",
-            unlock.library_path
-        ));
-    }
-    host.apply(&ops)?;
-    if touches_dropin(&ops) {
-        let spec = host.command(
-            "systemctl",
-            &["daemon-reload"],
-            "load the vgpu_unlock drop-ins",
-        );
-        host.run(spec)?;
-    }
-    Ok(StepOutcome::Done)
-}
-
-pub(super) fn preview_verify(host: &Host) -> Result<Vec<String>, StepError> {
+/// Dry run of [`run`]: every file it would check (never hashed here).
+pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     let manifest = manifest(host)?;
     let mut lines: Vec<String> = manifest
         .files
@@ -221,29 +142,6 @@ pub(super) fn preview_verify(host: &Host) -> Result<Vec<String>, StepError> {
             "would check {} ({size} bytes, sha256 {sha256}): named by the plan",
             shown(&rel)
         ));
-    }
-    Ok(lines)
-}
-
-pub(super) fn preview_unlock(host: &Host) -> Result<Vec<String>, StepError> {
-    let unlock = unlock_plan(host)?;
-    let ops = unlock_ops(host, unlock)?;
-    let mut lines = Vec::new();
-    if !library_in_place(host, unlock)? {
-        lines.push(format!(
-            "would copy {} to {} (mode 0644): the library the drop-ins preload",
-            shown(&payload_rel(&unlock.library, "unlock library")?),
-            unlock.library_path
-        ));
-    }
-    if !ops.is_empty() {
-        lines.extend(apply_ops_preview(&ops).lines().map(str::to_owned));
-    }
-    if touches_dropin(&ops) {
-        lines.push("would run systemctl daemon-reload: load the vgpu_unlock drop-ins".to_owned());
-    }
-    if lines.is_empty() {
-        lines.push("nothing to change: the unlock library and its files are in place".to_owned());
     }
     Ok(lines)
 }
