@@ -1,11 +1,12 @@
-//! The reboot barrier between the phases, and the check after it.
+//! What the reboot barrier between the phases checks, for the reboot and
+//! verify-reboot steps.
 //!
 //! Phase 2 needs the IOMMU on (kernel arguments on the running command
 //! line), nouveau gone (the NVIDIA installer refuses to run next to it) and,
 //! when a kernel is pinned, that kernel running (DKMS builds the driver for
-//! the running kernel). The reboot step reboots only when one of these is missing
-//! now; verify-reboot checks after the reboot that all of them hold and
-//! never asks for another reboot: a second reboot would not fix a boot
+//! the running kernel). The reboot step reboots only when one of these is
+//! missing now; verify-reboot checks after the reboot that all of them hold
+//! and never asks for another reboot: a second reboot would not fix a boot
 //! loader that ignored our change, it would only loop.
 
 use super::iommu_args::desired_kernel_args;

@@ -1,6 +1,6 @@
-//! Step finish, the last one: the payload deleted; then, once the state file records
-//! the plan as done, the done marker written and the unit disabled
-//! ([`crate::agent::seal`], called by the run loop).
+//! Step finish, the last one: the payload deleted; then, once the state
+//! file records the plan as done, the done marker written and the unit
+//! disabled ([`crate::agent::seal`], called by the run loop).
 //!
 //! Order matters for a power cut. The payload goes first: until the state
 //! says done the unit starts again and this step re-runs, so a cut cannot
