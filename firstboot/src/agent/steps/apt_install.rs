@@ -1,8 +1,8 @@
 //! Step apt-install: the plan's packages and offline `.deb` files.
 //!
-//! installed non-interactively, keeping the admin's changed configuration
-//! files, and only those `dpkg-query` does not report installed, so a re-run
-//! installs nothing.
+//! Packages are installed non-interactively, keeping the admin's changed
+//! configuration files, and only those `dpkg-query` does not report
+//! installed, so a re-run installs nothing.
 
 use super::commands::run_or;
 use super::dpkg::{install, installed_version};

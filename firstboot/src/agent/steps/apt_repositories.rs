@@ -1,12 +1,10 @@
 //! Step apt-repositories: enterprise repositories off, no-subscription on,
 //! package lists fetched.
 //!
-//!
 //! `apt-get update` runs with `--error-on=any` (apt 2.1 and newer, so
 //! bullseye, bookworm and trixie): plain `apt-get update` exits 0 when a
 //! fetch fails (offline, `401` from the enterprise repository), and the
-//! failure would only surface later as "package not found". Packages are
-//! installed non-interactively, keeping the admin's changed configuration
+//! failure would only surface later as "package not found".
 
 use std::collections::BTreeMap;
 use std::fs;

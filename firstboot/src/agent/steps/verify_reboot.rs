@@ -7,8 +7,9 @@ use super::iommu_args::desired_kernel_args;
 use super::pinned_kernel::PIN_FILE;
 use crate::agent::host::{Host, StepError, StepOutcome};
 
-/// After the reboot: every check of the reboot step must hold now. Each failure
-/// says which part of the boot chain did not pick up phase 1's change.
+/// After the reboot: every check of the reboot step must hold now. Each
+/// failure says which part of the boot chain did not pick up phase 1's
+/// change.
 pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let c = check(host)?;
     let mut problems = Vec::new();
