@@ -1,5 +1,5 @@
 //! Step reboot: the barrier between the phases. Reboots only when the
-//! running system lacks what phase 2 needs ([`super::boot_check`]).
+//! running system lacks what phase 2 needs (see `boot_check.rs`).
 
 use super::boot_check::{check, iommu_off_error};
 use crate::agent::host::{Host, StepError, StepOutcome};
