@@ -91,6 +91,6 @@ impl<'a> FactsReport<'a> {
 /// [`FactsReport`] as pretty-printed JSON (two-space indent), without a
 /// trailing newline.
 pub fn render_json(facts: &Facts, verdicts: &[GpuVerdict]) -> String {
-    // Strings, numbers, booleans and options of them always serialise.
-    serde_json::to_string_pretty(&FactsReport::new(facts, verdicts)).unwrap_or_default()
+    serde_json::to_string_pretty(&FactsReport::new(facts, verdicts))
+        .expect("strings, numbers, booleans and options of them serialise")
 }

@@ -309,6 +309,6 @@ impl<'a> StepReport<'a> {
 
 /// What `vgpu-firstboot status --json` prints: [`StatusReport`] on one line.
 pub fn render_json(state: &State) -> String {
-    // Strings, integers and options of them always serialise.
-    serde_json::to_string(&StatusReport::new(state)).unwrap_or_default()
+    serde_json::to_string(&StatusReport::new(state))
+        .expect("strings, integers and options of them serialise")
 }
