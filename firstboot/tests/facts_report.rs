@@ -93,7 +93,7 @@ fn json_report_is_complete_for_every_host() {
     for name in HOSTS {
         let f = facts(name);
         let verdicts = classify_gpus(&f, &table());
-        let text = render_json(&f, &verdicts);
+        let text = render_json(&f, &verdicts).unwrap();
         let json = parse(&text);
         assert_eq!(json["schema"], JSON_SCHEMA, "{name}");
         assert_eq!(json["facts"], serde_json::to_value(&f).unwrap(), "{name}");
@@ -131,13 +131,13 @@ fn json_report_is_complete_for_every_host() {
         assert_eq!(possible, !fatal, "{name}");
     }
     let f = facts("pve8-grub");
-    let text = render_json(&f, &classify_gpus(&f, &table()));
+    let text = render_json(&f, &classify_gpus(&f, &table())).unwrap();
     assert!(
         text.contains("\n        \"driver\": null,\n"),
         "absent facts are null:\n{text}"
     );
     let f = facts("pve9-zfs-sdboot");
-    let json = parse(&render_json(&f, &classify_gpus(&f, &table())));
+    let json = parse(&render_json(&f, &classify_gpus(&f, &table())).unwrap());
     let d = &json["decisions"];
     assert_eq!(d["cpu-vendor"].as_str(), Some("amd"));
     assert_eq!(d["bootloader"]["kind"].as_str(), Some("systemd-boot"));
@@ -152,7 +152,7 @@ fn json_report_is_complete_for_every_host() {
         Some("unlock")
     );
     let vm = facts("vm-no-iommu");
-    let json = parse(&render_json(&vm, &[]));
+    let json = parse(&render_json(&vm, &[]).unwrap());
     assert_eq!(json["vgpu"]["possible"].as_bool(), Some(false));
     assert_eq!(
         json["vgpu"]["obstacles"][0]["severity"].as_str(),
@@ -262,7 +262,7 @@ fn json_writes_every_field() {
         device: "2236".into(),
         compat: Some(compat),
     }];
-    let json = parse(&render_json(&f, &verdicts));
+    let json = parse(&render_json(&f, &verdicts).unwrap());
     assert_eq!(
         serde_json::from_value::<Facts>(json["facts"].clone()).unwrap(),
         f

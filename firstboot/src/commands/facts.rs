@@ -31,7 +31,10 @@ pub fn facts(root: &Path, json: bool) -> u8 {
     });
     let verdicts = facts::classify_gpus(&f, &table);
     if json {
-        println!("{}", facts::render_json(&f, &verdicts));
+        match facts::render_json(&f, &verdicts) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return super::fail(format_args!("writing the facts as JSON: {e}")),
+        }
     } else {
         print!("{}", facts::render_human(&f, &verdicts));
     }

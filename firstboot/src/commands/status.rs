@@ -26,7 +26,10 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
         let remaining = wait.map(|w| w.saturating_sub(start.elapsed()));
         if code != 3 || remaining.is_none_or(|r| r.is_zero()) {
             if json {
-                println!("{}", state::render_json(&st));
+                match state::render_json(&st) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return super::fail(format_args!("writing the status as JSON: {e}")),
+                }
             } else {
                 print!("{}", state::render_human(&st));
                 if done_marker && !matches!(st.status, Status::Done) {

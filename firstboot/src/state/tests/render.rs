@@ -92,7 +92,7 @@ fn human_status_of_a_fresh_host() {
 
 #[test]
 fn json_status_of_a_failure() {
-    let json = render_json(&failed());
+    let json = render_json(&failed()).unwrap();
     let expected = format!(
         concat!(
             r#"{{"schema":2,"status":"failed","exit-code":1,"failed-step":"kernel-args","#,
@@ -124,7 +124,7 @@ fn json_status_of_an_operator_stop_escapes_the_action() {
         &bound(),
         Event::NeedOperator("press \"Enroll MOK\"\tat the console\n(password: see \\docs)".into()),
     );
-    let json = render_json(&s);
+    let json = render_json(&s).unwrap();
     assert!(json.starts_with(
         r#"{"schema":2,"status":"needs-operator","exit-code":2,"failed-step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
     ), "{json}");
@@ -136,7 +136,7 @@ fn json_status_reads_back_whatever_the_strings_hold() {
     let mut action: String = (0u32..0x300).filter_map(char::from_u32).collect();
     action.push_str("\u{2028}\u{2029}\u{fffd}\u{10ffff}😀 tail\\\"");
     let s = after(&bound(), Event::NeedOperator(action.clone()));
-    let json = render_json(&s);
+    let json = render_json(&s).unwrap();
     assert!(!json.chars().any(|c| (c as u32) < 0x20), "{json}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["action"].as_str(), Some(action.as_str()));
