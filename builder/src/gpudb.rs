@@ -20,7 +20,7 @@ use serde::Serialize;
 use vgpu_plan::compat::{CompatEntry, CompatTable, SCHEMA, Support};
 
 pub use build::{UPSTREAM_SCHEMA, build_db_from_csv};
-pub use report::gpus_report;
+pub use report::{JSON_SCHEMA, gpus_report};
 
 use corrections::{CorrectionRow, Corrections};
 
@@ -154,8 +154,10 @@ pub struct GpuDb {
     corrections: Corrections,
 }
 
-/// What the database and the corrections say about one device id.
+/// What the database and the corrections say about one device id (its
+/// JSON keys, in `gpus --json`, are kebab-case).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Classification {
     /// 4 lower-case hex digits.
     pub device: String,

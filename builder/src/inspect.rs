@@ -18,7 +18,7 @@ use crate::hash::hex;
 use crate::newc::{self, NewcEntry, NewcError, NewcReader};
 
 mod render;
-pub use render::render_report;
+pub use render::{EntryJson, InspectJson, JSON_SCHEMA, render_report};
 
 /// What to do about a bad bundle; ends every bundle error message.
 pub const REMEDY: &str = "the bundle is damaged or was altered: copy it again, or re-bake it";

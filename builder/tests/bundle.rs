@@ -455,13 +455,23 @@ fn inspect_verifies_a_good_bundle() {
     );
     assert!(human.lines().last().unwrap().contains(&o.sha256), "{human}");
     let json: serde_json::Value = serde_json::from_str(&render_report(&r, true)).unwrap();
-    assert_eq!(json["bundle_sha256"], o.sha256.as_str());
+    assert_eq!(json["schema"], vgpu_bake::inspect::JSON_SCHEMA);
+    assert_eq!(json["bundle-sha256"], o.sha256.as_str());
     assert_eq!(json["name"], "good");
     assert_eq!(json["entries"].as_array().unwrap().len(), r.entries.len());
     assert_eq!(json["entries"][0]["path"], "etc");
     assert_eq!(json["entries"][0]["mode"], "0755");
     assert_eq!(json["files"], 7);
     assert_eq!(json["symlinks"], 1);
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["has-plan"], r.plan_toml.is_some());
+    let bytes: u64 = r
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.size)
+        .sum();
+    assert_eq!(json["file-bytes"], bytes);
 }
 
 fn inspect_err(bundle: &Path) -> (InspectError, String) {

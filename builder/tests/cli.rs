@@ -136,6 +136,7 @@ fn plan_prints_toml_and_json() {
         ],
     );
     let v: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(v["schema"], vgpu_plan::plan::SCHEMA);
     assert_eq!(v["name"], "t4-plus-3090");
     assert_eq!(
         v["driver"]["install-args"],
@@ -179,7 +180,10 @@ fn demo_bake_is_reproducible_and_inspectable() {
         assert!(listing.contains(path), "{path} missing from:\n{listing}");
     }
     let (json, _) = r.expect(0, &["inspect", "--json", bundle.to_str().unwrap()]);
-    let _: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema"], vgpu_bake::inspect::JSON_SCHEMA);
+    assert_eq!(v["name"], "demo");
+    assert_eq!(v["has-plan"], true);
 }
 
 #[test]
@@ -348,7 +352,9 @@ fn gpus_explains_corrections() {
     assert!(out.contains("20f1"), "{out}");
     assert!(out.to_lowercase().contains("correct"), "{out}");
     let (json, _) = r.expect(0, &["gpus", "--json", "10de:1e07"]);
-    let _: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema"], vgpu_bake::gpudb::JSON_SCHEMA);
+    assert_eq!(v["gpus"][0]["in-database"], true);
     r.expect(1, &["gpus", "nvidia"]);
 }
 

@@ -429,10 +429,11 @@ fn gpus_report_explains_corrections() {
 
     let json: serde_json::Value =
         serde_json::from_str(&gpus_report(&db, &ids, true).unwrap()).expect("valid JSON");
+    assert_eq!(json["schema"], vgpu_bake::gpudb::JSON_SCHEMA);
     assert_eq!(json["gpus"][0]["id"], "10de:20f1");
     assert_eq!(json["gpus"][0]["classification"]["support"], "native");
-    assert_eq!(json["gpus"][0]["classification"]["db_word"], "No");
-    assert_eq!(json["gpus"][1]["in_database"], false);
+    assert_eq!(json["gpus"][0]["classification"]["db-word"], "No");
+    assert_eq!(json["gpus"][1]["in-database"], false);
     assert_eq!(json["gpus"][2]["classification"]["support"], "unlock");
 
     let summary = gpus_report(&db, &[], false).unwrap();
@@ -440,6 +441,7 @@ fn gpus_report_explains_corrections() {
     assert!(summary.contains("corrections:  46"), "{summary}");
     let json: serde_json::Value =
         serde_json::from_str(&gpus_report(&db, &[], true).unwrap()).unwrap();
+    assert_eq!(json["schema"], vgpu_bake::gpudb::JSON_SCHEMA);
     assert_eq!(json["rows"], 1087);
     assert_eq!(json["support"]["native"], 84);
     assert_eq!(json["corrections"], 46);

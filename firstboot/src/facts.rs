@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 mod decide;
 mod read;
 mod render;
+mod report;
 mod root;
-mod to_json;
 
 pub use decide::{
     BootloaderChoice, BootloaderKind, GpuVerdict, Obstacle, Severity, classify_gpus, proxmox_major,
@@ -29,7 +29,7 @@ pub use decide::{
 };
 pub use read::read_facts;
 pub use render::render_human;
-pub use to_json::render_json;
+pub use report::{Decisions, FactsReport, JSON_SCHEMA, VgpuReport, render_json};
 /// The CPU vendor, which decides the IOMMU kernel arguments.
 pub use vgpu_plan::iommu::Vendor;
 

@@ -6,9 +6,9 @@
 
 pub mod agent;
 pub mod cli;
+pub mod commands;
 pub mod edits;
 pub mod facts;
-pub mod json;
 pub mod runner;
 pub mod sha256;
 pub mod state;

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process_group};
+
 /// Bytes of stdout and of stderr kept in a [`CommandOutcome`].
 pub const TAIL_BYTES: usize = 4096;
 
@@ -215,41 +217,35 @@ impl SystemRunner {
     }
 
     /// SIGTERM the command's process group, then SIGKILL after the grace
-    /// period. Without libc, signalling a group goes through `kill(1)`.
+    /// period.
     fn stop(&mut self, child: &mut Child) -> io::Result<ExitStatus> {
         let pgid = child.id();
-        if !signal_group("TERM", pgid) {
+        if !signal_group(Signal::TERM, pgid) {
             let _ = child.kill();
         }
         let deadline = Instant::now() + self.kill_grace;
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait()? {
                 // The leader is gone; members may ignore TERM.
-                signal_group("KILL", pgid);
+                signal_group(Signal::KILL, pgid);
                 return Ok(status);
             }
             thread::sleep(Duration::from_millis(10));
         }
-        signal_group("KILL", pgid);
+        signal_group(Signal::KILL, pgid);
         let _ = child.kill();
         child.wait()
     }
 }
 
-/// Sends `signal` to process group `pgid`; false if `kill(1)` could not run.
-fn signal_group(signal: &str, pgid: u32) -> bool {
-    for kill in ["/bin/kill", "/usr/bin/kill"] {
-        let status = Command::new(kill)
-            .args(["-s", signal, "--", &format!("-{pgid}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if status.is_ok() {
-            return true;
-        }
-    }
-    false
+/// Sends `signal` to process group `pgid` (the child leads its own group);
+/// false if the group could not be signalled (already gone, or `pgid` is
+/// not a valid process id).
+fn signal_group(signal: Signal, pgid: u32) -> bool {
+    let Some(pgid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    kill_process_group(pgid, signal).is_ok()
 }
 
 /// The last `cap` bytes written to it.

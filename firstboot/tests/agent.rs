@@ -57,6 +57,10 @@ fn two_boots_then_nothing() {
         (o.status.code(), stdout(&o))
     };
     assert_eq!(code, Some(3), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["schema"], vgpu_firstboot::state::JSON_SCHEMA);
+    assert_eq!(status["exit-code"], 3);
+    assert_eq!(status["status"], "in-progress");
 
     host.reboot();
     let second = host.boot_run(&[]).unwrap();
@@ -386,6 +390,9 @@ fn plan_and_facts_describe_the_host_without_changing_it() {
     let facts = host.agent(&["facts", "--json"], &[]);
     assert_eq!(facts.status.code(), Some(0));
     assert!(stdout(&facts).contains("\"1eb8\""), "{}", stdout(&facts));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&facts)).unwrap();
+    assert_eq!(report["schema"], vgpu_firstboot::facts::JSON_SCHEMA);
+    assert_eq!(report["gpus"][0]["device"], "1eb8");
     assert_eq!(host.tree(), before, "plan and facts must not write");
     assert!(
         host.commands().is_empty(),

@@ -1,16 +1,16 @@
 //! Printing facts: the human report, `--json`, and the TOML form the state
 //! file records.
 
+use serde_json::Value;
 use vgpu_firstboot::facts::{
-    Facts, Obstacle, Severity, classify_gpus, render_human, render_json, resolve_bootloader,
-    resolve_iommu, vgpu_possible,
+    Facts, GpuVerdict, JSON_SCHEMA, Obstacle, Severity, classify_gpus, render_human, render_json,
+    resolve_bootloader, resolve_iommu, vgpu_possible,
 };
 use vgpu_plan::plan::{Bootloader, Iommu};
 
 #[allow(dead_code)]
 mod support {
     pub mod hosts;
-    pub mod json;
 }
 use support::hosts::{HOSTS, facts, table};
 
@@ -81,56 +81,67 @@ fn human_report_warns_when_no_card_is_listed_for_vgpu() {
     );
 }
 
-/// `render_json` is valid JSON whose `facts` and `gpus` are exactly the
-/// serde form of the same values (so nothing is left out), for every host.
+/// Parses `render_json`'s output (it must be valid JSON).
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// `render_json` is valid JSON, versioned, whose `facts` and `gpus` read
+/// back as the same values (so nothing is left out), for every host.
 #[test]
 fn json_report_is_complete_for_every_host() {
     for name in HOSTS {
         let f = facts(name);
         let verdicts = classify_gpus(&f, &table());
-        let text = render_json(&f, &verdicts);
-        let json = support::json::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
-        assert_eq!(json["facts"], toml::Value::try_from(&f).unwrap(), "{name}");
+        let text = render_json(&f, &verdicts).unwrap();
+        let json = parse(&text);
+        assert_eq!(json["schema"], JSON_SCHEMA, "{name}");
+        assert_eq!(json["facts"], serde_json::to_value(&f).unwrap(), "{name}");
         assert_eq!(
-            json["gpus"],
-            toml::Value::try_from(&verdicts).unwrap(),
+            serde_json::from_value::<Facts>(json["facts"].clone()).unwrap(),
+            f,
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::from_value::<Vec<GpuVerdict>>(json["gpus"].clone()).unwrap(),
+            verdicts,
             "{name}"
         );
         let boot = resolve_bootloader(Bootloader::Auto, &f);
         let d = &json["decisions"];
         assert_eq!(
             d["bootloader"],
-            toml::Value::try_from(&boot).unwrap(),
+            serde_json::to_value(&boot).unwrap(),
             "{name}"
         );
         let vendor = resolve_iommu(Iommu::Auto, &f).unwrap();
         assert_eq!(
             d["cpu-vendor"],
-            toml::Value::try_from(vendor).unwrap(),
+            serde_json::to_value(vendor).unwrap(),
             "{name}"
         );
-        assert_eq!(d.get("cpu-vendor-error"), None, "{name}");
+        assert_eq!(d["cpu-vendor-error"], Value::Null, "{name}");
         // No fixture has only cards the table rules out, so the obstacles
         // are exactly vgpu_possible's.
         let obstacles = vgpu_possible(&f).err().unwrap_or_default();
-        let expected = toml::Value::try_from(&obstacles).unwrap();
+        let expected = serde_json::to_value(&obstacles).unwrap();
         assert_eq!(json["vgpu"]["obstacles"], expected, "{name}");
         let possible = json["vgpu"]["possible"].as_bool().unwrap();
         let fatal = messages(&f).iter().any(|(s, _)| *s == Severity::Fatal);
         assert_eq!(possible, !fatal, "{name}");
     }
     let f = facts("pve8-grub");
-    let text = render_json(&f, &classify_gpus(&f, &table()));
+    let text = render_json(&f, &classify_gpus(&f, &table())).unwrap();
     assert!(
         text.contains("\n        \"driver\": null,\n"),
         "absent facts are null:\n{text}"
     );
     let f = facts("pve9-zfs-sdboot");
-    let json = support::json::parse(&render_json(&f, &classify_gpus(&f, &table()))).unwrap();
+    let json = parse(&render_json(&f, &classify_gpus(&f, &table())).unwrap());
     let d = &json["decisions"];
     assert_eq!(d["cpu-vendor"].as_str(), Some("amd"));
     assert_eq!(d["bootloader"]["kind"].as_str(), Some("systemd-boot"));
-    assert_eq!(d["proxmox-major"].as_integer(), Some(9));
+    assert_eq!(d["proxmox-major"].as_u64(), Some(9));
     assert_eq!(d["zfs-root"].as_bool(), Some(true));
     assert_eq!(
         json["facts"]["kernel"]["cmdline"][0].as_str(),
@@ -141,7 +152,7 @@ fn json_report_is_complete_for_every_host() {
         Some("unlock")
     );
     let vm = facts("vm-no-iommu");
-    let json = support::json::parse(&render_json(&vm, &[])).unwrap();
+    let json = parse(&render_json(&vm, &[]).unwrap());
     assert_eq!(json["vgpu"]["possible"].as_bool(), Some(false));
     assert_eq!(
         json["vgpu"]["obstacles"][0]["severity"].as_str(),
@@ -169,8 +180,8 @@ fn facts_round_trip_through_toml() {
     );
 }
 
-/// Every field set: a field `render_json` forgets cannot hide behind a
-/// `None` that serde would leave out too.
+/// Every field set, some with characters JSON must escape: nothing can
+/// hide behind a default, and everything reads back equal.
 #[test]
 fn json_writes_every_field() {
     use vgpu_firstboot::facts::{
@@ -246,15 +257,25 @@ fn json_writes_every_field() {
     };
     let mut compat = table().gpus[1].clone();
     compat.device = "2236".into();
-    let verdicts = vec![vgpu_firstboot::facts::GpuVerdict {
+    let verdicts = vec![GpuVerdict {
         address: "0000:41:00.0".into(),
         device: "2236".into(),
         compat: Some(compat),
     }];
-    let text = render_json(&f, &verdicts);
-    let json = support::json::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(json["facts"], toml::Value::try_from(&f).unwrap());
-    assert_eq!(json["gpus"], toml::Value::try_from(&verdicts).unwrap());
+    let json = parse(&render_json(&f, &verdicts).unwrap());
+    assert_eq!(
+        serde_json::from_value::<Facts>(json["facts"].clone()).unwrap(),
+        f
+    );
+    assert_eq!(
+        serde_json::from_value::<Vec<GpuVerdict>>(json["gpus"].clone()).unwrap(),
+        verdicts
+    );
+    assert_eq!(
+        json["facts"]["os"]["pretty-name"],
+        "Debian \"quoted\"\tname"
+    );
+    assert_eq!(json["facts"]["notes"][0], "a note\nwith a newline");
     assert_eq!(
         toml::from_str::<Facts>(&toml::to_string(&f).unwrap()).unwrap(),
         f

@@ -37,6 +37,7 @@ pub fn gpus_report(db: &GpuDb, ids: &[String], json: bool) -> Result<String, Gpu
     }
     if json {
         let report = IdsReport {
+            schema: JSON_SCHEMA,
             source: db.source(),
             gpus,
         };
@@ -58,15 +59,26 @@ pub fn gpus_report(db: &GpuDb, ids: &[String], json: bool) -> Result<String, Gpu
     Ok(out)
 }
 
-/// JSON for `gpus` with ids.
+/// Version of both `gpus --json` documents.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The `vgpu-bake gpus --json ID...` document, schema [`JSON_SCHEMA`]:
+/// `schema`, `source` (the database) and `gpus`, one [`IdReport`] per id
+/// in command-line order.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct IdsReport {
+    schema: u32,
     source: String,
     gpus: Vec<IdReport>,
 }
 
-/// JSON for one id.
+/// One id in [`IdsReport`]: `query`, `id`, `in-database` and
+/// `classification` (`null` when not in the database; else `device`,
+/// `name`, `chip`, `db-support`, `db-word`, `db-majors`, `support`,
+/// `majors` and `correction`, `null` or `reason` and `sources`).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct IdReport {
     /// As given on the command line.
     query: String,
@@ -76,9 +88,13 @@ struct IdReport {
     classification: Option<Classification>,
 }
 
-/// JSON for `gpus` without ids.
+/// The `vgpu-bake gpus --json` document (no ids), schema [`JSON_SCHEMA`]:
+/// `schema`, `source`, `rows`, `support` (`native`, `unlock`, `no`),
+/// `corrections` and `unknown-db-words`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct Summary {
+    schema: u32,
     source: String,
     rows: usize,
     /// Counts per support, after corrections.
@@ -98,6 +114,7 @@ struct Counts {
 
 fn summary(db: &GpuDb) -> Summary {
     let mut s = Summary {
+        schema: JSON_SCHEMA,
         source: db.source(),
         rows: db.len(),
         support: Counts::default(),

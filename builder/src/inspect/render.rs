@@ -1,45 +1,124 @@
 //! Text and JSON renderings of an [`InspectReport`].
 
-use serde_json::json;
+use serde::Serialize;
 use vgpu_plan::manifest::mode_string;
 
-use super::{EntryKind, InspectReport};
+use super::{EntryInfo, EntryKind, InspectReport};
+
+/// Version of the `inspect --json` document.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The `vgpu-bake inspect --json` document, schema [`JSON_SCHEMA`]: a
+/// bundle that passed every check (a bad bundle is an error, not a
+/// document).
+///
+/// Keys: `schema`, `name`, `bundle-sha256`, `ok` (always `true`), `files`,
+/// `dirs`, `symlinks`, `file-bytes`, `has-plan` and `entries`
+/// ([`EntryJson`], in archive order).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InspectJson<'a> {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
+    /// The bundle's name, from its manifest.
+    pub name: &'a str,
+    /// sha256 of the bundle file.
+    pub bundle_sha256: &'a str,
+    /// Every check passed.
+    pub ok: bool,
+    /// Regular files.
+    pub files: usize,
+    /// Directories.
+    pub dirs: usize,
+    /// Symbolic links.
+    pub symlinks: usize,
+    /// Bytes in regular files.
+    pub file_bytes: u64,
+    /// The bundle carries a plan.
+    pub has_plan: bool,
+    /// Every entry.
+    pub entries: Vec<EntryJson<'a>>,
+}
+
+/// One entry in [`InspectJson`]: `path`, `kind` (`file`, `dir`,
+/// `symlink`), `mode` (4 octal digits), `size`, `sha256` (files, else
+/// `null`), `target` (symlinks, else `null`) and `verified` (checked
+/// against the manifest).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EntryJson<'a> {
+    /// Path relative to the target root.
+    pub path: &'a str,
+    /// `file`, `dir` or `symlink`.
+    pub kind: &'static str,
+    /// Permission bits, e.g. `0755`.
+    pub mode: String,
+    /// Body size.
+    pub size: u64,
+    /// sha256 of a regular file's content.
+    pub sha256: Option<&'a str>,
+    /// A symlink's target.
+    pub target: Option<&'a str>,
+    /// The content was checked against the manifest.
+    pub verified: bool,
+}
+
+impl<'a> InspectJson<'a> {
+    /// The document for `report`.
+    pub fn new(report: &'a InspectReport) -> Self {
+        let count = |k: &str| report.entries.iter().filter(|e| e.kind.name() == k).count();
+        InspectJson {
+            schema: JSON_SCHEMA,
+            name: &report.manifest.name,
+            bundle_sha256: &report.bundle_sha256,
+            ok: true,
+            files: count("file"),
+            dirs: count("dir"),
+            symlinks: count("symlink"),
+            file_bytes: file_bytes(report),
+            has_plan: report.plan_toml.is_some(),
+            entries: report.entries.iter().map(EntryJson::new).collect(),
+        }
+    }
+}
+
+impl<'a> EntryJson<'a> {
+    fn new(e: &'a EntryInfo) -> Self {
+        EntryJson {
+            path: &e.path,
+            kind: e.kind.name(),
+            mode: mode_string(e.mode),
+            size: e.size,
+            sha256: e.sha256.as_deref(),
+            target: match &e.kind {
+                EntryKind::Symlink { target } => Some(target),
+                _ => None,
+            },
+            verified: e.verified,
+        }
+    }
+}
+
+/// Bytes in the report's regular files.
+fn file_bytes(report: &InspectReport) -> u64 {
+    report
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.size)
+        .sum()
+}
 
 /// Renders a report: human (one line per entry, then a summary) or JSON
-/// (stable, sorted keys).
+/// ([`InspectJson`], pretty-printed).
 pub fn render_report(report: &InspectReport, json: bool) -> String {
-    let files = report.entries.iter().filter(|e| e.kind == EntryKind::File);
-    let bytes: u64 = files.clone().map(|e| e.size).sum();
-    let count = |k: &str| report.entries.iter().filter(|e| e.kind.name() == k).count();
     if json {
-        let entries: Vec<_> = report
-            .entries
-            .iter()
-            .map(|e| {
-                json!({
-                    "path": e.path,
-                    "kind": e.kind.name(),
-                    "mode": mode_string(e.mode),
-                    "size": e.size,
-                    "sha256": e.sha256,
-                    "target": match &e.kind { EntryKind::Symlink { target } => Some(target), _ => None },
-                    "verified": e.verified,
-                })
-            })
-            .collect();
-        let value = json!({
-            "name": report.manifest.name,
-            "bundle_sha256": report.bundle_sha256,
-            "entries": entries,
-            "files": count("file"),
-            "dirs": count("dir"),
-            "symlinks": count("symlink"),
-            "file_bytes": bytes,
-            "has_plan": report.plan_toml.is_some(),
-            "ok": true,
-        });
-        return serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n";
+        return serde_json::to_string_pretty(&InspectJson::new(report))
+            .expect("strings, numbers and booleans serialise")
+            + "\n";
     }
+    let bytes = file_bytes(report);
+    let count = |k: &str| report.entries.iter().filter(|e| e.kind.name() == k).count();
     let mut out = String::new();
     for e in &report.entries {
         let path = match &e.kind {

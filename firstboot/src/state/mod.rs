@@ -34,7 +34,9 @@ mod machine;
 mod render;
 mod store;
 
-pub use render::{JSON_SCHEMA, exit_code, render_human, render_json, utc};
+pub use render::{
+    EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, render_human, render_json, utc,
+};
 pub use store::{LOCK_FILE, StateStore, TEMP_NAME, load, read_boot_id, read_machine_id};
 
 /// Current state file format version.

@@ -1,15 +1,18 @@
 //! `vgpu-firstboot status`: exit code, human text and JSON of a [`State`].
 //!
 //! The exit codes and the JSON keys are an interface (scripts and fleet
-//! tools read them): add keys, never rename or remove them.
+//! tools read them): add keys freely; renaming or removing one bumps
+//! [`JSON_SCHEMA`].
 
 use std::fmt::Write as _;
 
-use super::{State, Status, StepState};
-use crate::json::{self, Object};
+use serde::Serialize;
 
-/// Version of the JSON document [`render_json`] writes.
-pub const JSON_SCHEMA: u32 = 1;
+use super::{State, Status, StepRecord, StepState};
+
+/// Version of the JSON document [`render_json`] writes. 2: kebab-case keys
+/// (1 had snake_case ones).
+pub const JSON_SCHEMA: u32 = 2;
 
 /// Events shown by [`render_human`] (the JSON has all of them).
 const HUMAN_EVENTS: usize = 8;
@@ -138,71 +141,174 @@ fn tail_lines(text: &str, n: usize) -> Vec<&str> {
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
-/// What `vgpu-firstboot status --json` prints: one JSON object, keys always
-/// present (`null` when they do not apply), versioned by `schema`.
-pub fn render_json(state: &State) -> String {
-    let (step, reason, action) = match &state.status {
-        Status::Failed { step, reason } => (Some(step.as_str()), Some(reason.as_str()), None),
-        Status::NeedsOperator { action } => (None, None, Some(action.as_str())),
-        _ => (None, None, None),
-    };
-    let steps = state.steps.iter().map(|s| {
-        let (mut attempt, mut boot, mut at) = (None, None, None);
-        let (mut reason, mut code, mut tail) = (None, None, None);
-        match &s.status {
+/// The `vgpu-firstboot status --json` document, schema [`JSON_SCHEMA`]: one
+/// JSON object on one line, every key always present (`null` when it does
+/// not apply).
+///
+/// Keys, in order: `schema`, `status` (`not-started`, `in-progress`,
+/// `needs-operator`, `failed`, `done`), `exit-code` (as `status` exits),
+/// `failed-step`, `reason`, `action`, `state-schema`, `plan-sha256`,
+/// `machine-id`, `boot-ids`, `current-boot`, `reboots`, `reboot-cap`,
+/// `pending-reboot`, `last-error`, `steps` ([`StepReport`]) and `events`
+/// (`at`, `what`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StatusReport<'a> {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
+    /// The overall status, kebab-case.
+    pub status: &'static str,
+    /// What `status` exits with: 0 done, 1 failed, 2 needs an operator, 3
+    /// in progress or not started.
+    pub exit_code: i32,
+    /// The failed step, when `status` is `failed`.
+    pub failed_step: Option<&'a str>,
+    /// Why it failed, when `status` is `failed`.
+    pub reason: Option<&'a str>,
+    /// What the operator must do, when `status` is `needs-operator`.
+    pub action: Option<&'a str>,
+    /// The state file's format version.
+    pub state_schema: u32,
+    /// sha256 of the plan the state belongs to; empty until bound.
+    pub plan_sha256: &'a str,
+    /// `/etc/machine-id` of the host; empty until bound.
+    pub machine_id: &'a str,
+    /// Boots the agent ran in, oldest first.
+    pub boot_ids: &'a [String],
+    /// The last of `boot-ids`.
+    pub current_boot: Option<&'a str>,
+    /// Reboots requested since the start or the last retry.
+    pub reboots: u32,
+    /// Reboots allowed.
+    pub reboot_cap: u32,
+    /// Boot id in which a reboot was requested and not yet seen.
+    pub pending_reboot: Option<&'a str>,
+    /// The most recent failure, one line.
+    pub last_error: Option<&'a str>,
+    /// One entry per plan step, in plan order.
+    pub steps: Vec<StepReport<'a>>,
+    /// The whole event log, oldest first.
+    pub events: Vec<EventReport<'a>>,
+}
+
+/// One step in [`StatusReport`]: `id`, `state` (`pending`, `begun`, `done`,
+/// `failed`), `attempts`, then what applies to that state (`attempt`,
+/// `boot-id`, `at`, `reason`, `exit-code`, `stderr-tail`), `null` otherwise.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StepReport<'a> {
+    /// The plan step's id.
+    pub id: &'a str,
+    /// Where it is.
+    pub state: &'static str,
+    /// How many times it has begun.
+    pub attempts: u32,
+    /// The attempt running (`begun`) or failed (`failed`).
+    pub attempt: Option<u32>,
+    /// The boot it began (`begun`) or finished (`done`) in.
+    pub boot_id: Option<&'a str>,
+    /// When it began or finished, seconds since the epoch.
+    pub at: Option<u64>,
+    /// Why it failed.
+    pub reason: Option<&'a str>,
+    /// Exit code of the failing command, if a command failed.
+    pub exit_code: Option<i32>,
+    /// The end of the failing command's stderr.
+    pub stderr_tail: Option<&'a str>,
+}
+
+/// One event in [`StatusReport`].
+#[derive(Debug, Serialize)]
+pub struct EventReport<'a> {
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// What happened.
+    pub what: &'a str,
+}
+
+impl<'a> StatusReport<'a> {
+    /// The report for `state`.
+    pub fn new(state: &'a State) -> Self {
+        let (failed_step, reason, action) = match &state.status {
+            Status::Failed { step, reason } => (Some(step.as_str()), Some(reason.as_str()), None),
+            Status::NeedsOperator { action } => (None, None, Some(action.as_str())),
+            _ => (None, None, None),
+        };
+        StatusReport {
+            schema: JSON_SCHEMA,
+            status: status_name(&state.status),
+            exit_code: exit_code(state),
+            failed_step,
+            reason,
+            action,
+            state_schema: state.schema,
+            plan_sha256: &state.plan_sha256,
+            machine_id: &state.machine_id,
+            boot_ids: &state.boot_ids,
+            current_boot: state.current_boot(),
+            reboots: state.reboots,
+            reboot_cap: state.reboot_cap,
+            pending_reboot: state.pending_reboot.as_deref(),
+            last_error: state.last_error.as_deref(),
+            steps: state.steps.iter().map(StepReport::new).collect(),
+            events: state
+                .events
+                .iter()
+                .map(|e| EventReport {
+                    at: e.at,
+                    what: &e.what,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> StepReport<'a> {
+    fn new(step: &'a StepRecord) -> Self {
+        let mut report = StepReport {
+            id: &step.id,
+            state: step.status.name(),
+            attempts: step.attempts,
+            attempt: None,
+            boot_id: None,
+            at: None,
+            reason: None,
+            exit_code: None,
+            stderr_tail: None,
+        };
+        match &step.status {
             StepState::Pending => {}
             StepState::Begun {
-                attempt: a,
+                attempt,
                 boot_id,
-                at: t,
-            } => (attempt, boot, at) = (Some(*a), Some(boot_id.as_str()), Some(*t)),
-            StepState::Done { boot_id, at: t } => (boot, at) = (Some(boot_id.as_str()), Some(*t)),
+                at,
+            } => {
+                report.attempt = Some(*attempt);
+                report.boot_id = Some(boot_id);
+                report.at = Some(*at);
+            }
+            StepState::Done { boot_id, at } => {
+                report.boot_id = Some(boot_id);
+                report.at = Some(*at);
+            }
             StepState::Failed {
-                attempt: a,
-                reason: r,
+                attempt,
+                reason,
                 exit_code,
                 stderr_tail,
             } => {
-                (attempt, reason, code) = (Some(*a), Some(r.as_str()), *exit_code);
-                tail = Some(stderr_tail.as_str());
+                report.attempt = Some(*attempt);
+                report.reason = Some(reason);
+                report.exit_code = *exit_code;
+                report.stderr_tail = Some(stderr_tail);
             }
         }
-        Object::new()
-            .str("id", &s.id)
-            .str("state", s.status.name())
-            .int("attempts", s.attempts)
-            .opt_int("attempt", attempt)
-            .opt_str("boot_id", boot)
-            .opt_int("at", at)
-            .opt_str("reason", reason)
-            .opt_int("exit_code", code)
-            .opt_str("stderr_tail", tail)
-            .finish()
-    });
-    let events = state
-        .events
-        .iter()
-        .map(|e| Object::new().int("at", e.at).str("what", &e.what).finish());
-    Object::new()
-        .int("schema", JSON_SCHEMA)
-        .str("status", status_name(&state.status))
-        .int("exit_code", exit_code(state))
-        .opt_str("failed_step", step)
-        .opt_str("reason", reason)
-        .opt_str("action", action)
-        .int("state_schema", state.schema)
-        .str("plan_sha256", &state.plan_sha256)
-        .str("machine_id", &state.machine_id)
-        .raw(
-            "boot_ids",
-            &json::array(state.boot_ids.iter().map(|b| json::string(b))),
-        )
-        .opt_str("current_boot", state.current_boot())
-        .int("reboots", state.reboots)
-        .int("reboot_cap", state.reboot_cap)
-        .opt_str("pending_reboot", state.pending_reboot.as_deref())
-        .opt_str("last_error", state.last_error.as_deref())
-        .raw("steps", &json::array(steps))
-        .raw("events", &json::array(events))
-        .finish()
+        report
+    }
+}
+
+/// What `vgpu-firstboot status --json` prints: [`StatusReport`] on one line.
+/// (Strings and integers always serialise; the error is serde_json's type.)
+pub fn render_json(state: &State) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&StatusReport::new(state))
 }

@@ -92,19 +92,19 @@ fn human_status_of_a_fresh_host() {
 
 #[test]
 fn json_status_of_a_failure() {
-    let json = render_json(&failed());
+    let json = render_json(&failed()).unwrap();
     let expected = format!(
         concat!(
-            r#"{{"schema":1,"status":"failed","exit_code":1,"failed_step":"kernel-args","#,
-            r#""reason":"`update-grub` failed with exit code 1","action":null,"state_schema":1,"#,
-            r#""plan_sha256":"{sha}","machine_id":"{machine}","boot_ids":["b1"],"current_boot":"b1","#,
-            r#""reboots":0,"reboot_cap":2,"pending_reboot":null,"#,
-            r#""last_error":"step kernel-args: `update-grub` failed with exit code 1","steps":["#,
-            r#"{{"id":"apt-repositories","state":"done","attempts":1,"attempt":null,"boot_id":"b1","at":{now},"reason":null,"exit_code":null,"stderr_tail":null}},"#,
-            r#"{{"id":"kernel-args","state":"failed","attempts":1,"attempt":1,"boot_id":null,"at":null,"reason":"`update-grub` failed with exit code 1","exit_code":1,"stderr_tail":"line one\n\nerror: \"grub.cfg\" is read-only\n"}},"#,
-            r#"{{"id":"reboot","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}},"#,
-            r#"{{"id":"verify-reboot","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}},"#,
-            r#"{{"id":"finish","state":"pending","attempts":0,"attempt":null,"boot_id":null,"at":null,"reason":null,"exit_code":null,"stderr_tail":null}}],"#,
+            r#"{{"schema":2,"status":"failed","exit-code":1,"failed-step":"kernel-args","#,
+            r#""reason":"`update-grub` failed with exit code 1","action":null,"state-schema":1,"#,
+            r#""plan-sha256":"{sha}","machine-id":"{machine}","boot-ids":["b1"],"current-boot":"b1","#,
+            r#""reboots":0,"reboot-cap":2,"pending-reboot":null,"#,
+            r#""last-error":"step kernel-args: `update-grub` failed with exit code 1","steps":["#,
+            r#"{{"id":"apt-repositories","state":"done","attempts":1,"attempt":null,"boot-id":"b1","at":{now},"reason":null,"exit-code":null,"stderr-tail":null}},"#,
+            r#"{{"id":"kernel-args","state":"failed","attempts":1,"attempt":1,"boot-id":null,"at":null,"reason":"`update-grub` failed with exit code 1","exit-code":1,"stderr-tail":"line one\n\nerror: \"grub.cfg\" is read-only\n"}},"#,
+            r#"{{"id":"reboot","state":"pending","attempts":0,"attempt":null,"boot-id":null,"at":null,"reason":null,"exit-code":null,"stderr-tail":null}},"#,
+            r#"{{"id":"verify-reboot","state":"pending","attempts":0,"attempt":null,"boot-id":null,"at":null,"reason":null,"exit-code":null,"stderr-tail":null}},"#,
+            r#"{{"id":"finish","state":"pending","attempts":0,"attempt":null,"boot-id":null,"at":null,"reason":null,"exit-code":null,"stderr-tail":null}}],"#,
             r#""events":[{{"at":{now},"what":"agent started in boot b1"}},"#,
             r#"{{"at":{now},"what":"begin step apt-repositories (attempt 1)"}},"#,
             r#"{{"at":{now},"what":"step apt-repositories done"}},"#,
@@ -124,9 +124,22 @@ fn json_status_of_an_operator_stop_escapes_the_action() {
         &bound(),
         Event::NeedOperator("press \"Enroll MOK\"\tat the console\n(password: see \\docs)".into()),
     );
-    let json = render_json(&s);
+    let json = render_json(&s).unwrap();
     assert!(json.starts_with(
-        r#"{"schema":1,"status":"needs-operator","exit_code":2,"failed_step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
+        r#"{"schema":2,"status":"needs-operator","exit-code":2,"failed-step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
     ), "{json}");
     assert!(!json.contains('\n'));
+}
+
+#[test]
+fn json_status_reads_back_whatever_the_strings_hold() {
+    let mut action: String = (0u32..0x300).filter_map(char::from_u32).collect();
+    action.push_str("\u{2028}\u{2029}\u{fffd}\u{10ffff}😀 tail\\\"");
+    let s = after(&bound(), Event::NeedOperator(action.clone()));
+    let json = render_json(&s).unwrap();
+    assert!(!json.chars().any(|c| (c as u32) < 0x20), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["action"].as_str(), Some(action.as_str()));
+    assert_eq!(v["schema"], JSON_SCHEMA);
+    assert_eq!(v["exit-code"], 2);
 }

@@ -1,0 +1,85 @@
+//! `vgpu-firstboot plan`: a dry run of the plan on this host.
+
+use std::path::Path;
+
+use crate::agent::host::Host;
+use crate::agent::{run, steps};
+use crate::facts;
+use crate::runner::{CommandOutcome, CommandSpec, Runner};
+use crate::state;
+use vgpu_plan::layout;
+use vgpu_plan::plan::{LicensingMode, Phase};
+
+/// A runner for the dry run: it runs nothing.
+#[derive(Debug)]
+struct NoRunner;
+
+impl Runner for NoRunner {
+    fn run(&mut self, spec: &CommandSpec) -> std::io::Result<CommandOutcome> {
+        Err(std::io::Error::other(format!(
+            "dry run: would run `{}`",
+            spec.command_line()
+        )))
+    }
+}
+
+/// Prints every step with its state and what it would change; writes and
+/// runs nothing. 0, or 1 when the plan or the facts cannot be read.
+pub fn dry_run(root: &Path) -> u8 {
+    if !root.join(layout::PLAN_FILE).exists() {
+        println!(
+            "no plan at {}: nothing would change",
+            root.join(layout::PLAN_FILE).display()
+        );
+        return 0;
+    }
+    let plan = match run::load_plan(root) {
+        Ok((p, _)) => p,
+        Err(e) => return super::fail(e),
+    };
+    let facts = match facts::read_facts(root) {
+        Ok(f) => f,
+        Err(e) => return super::fail(e),
+    };
+    let st = state::load(root).ok();
+    let mut runner = NoRunner;
+    let host = Host::new(root, &mut runner, &plan, &facts);
+    println!(
+        "plan {} ({} mode, Proxmox VE {}): {}",
+        plan.name, plan.mode, plan.proxmox, plan.description
+    );
+    if plan.demo {
+        println!("DEMO plan: the driver is a stand-in installer, not an NVIDIA driver");
+    }
+    for step in &plan.steps {
+        let done = st
+            .as_ref()
+            .and_then(|s| s.step(step.kind.id()))
+            .map(|r| r.status.name())
+            .unwrap_or("pending");
+        println!(
+            "\n[{}] {} ({done}): {}",
+            phase_name(step.phase),
+            step.kind,
+            step.why
+        );
+        for line in steps::preview(step, &host) {
+            println!("    {line}");
+        }
+    }
+    if !plan.licensing.applied && plan.licensing.mode != LicensingMode::None {
+        println!(
+            "\nlicensing ({:?}) is carried in the plan but not applied by this version",
+            plan.licensing.mode
+        );
+    }
+    0
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::One => "phase 1",
+        Phase::Reboot => "reboot",
+        Phase::Two => "phase 2",
+    }
+}

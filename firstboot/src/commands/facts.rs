@@ -1,0 +1,42 @@
+//! `vgpu-firstboot facts [--json]`: what the agent sees on this host.
+
+use std::path::Path;
+
+use crate::facts;
+use vgpu_plan::compat::CompatTable;
+use vgpu_plan::layout;
+
+/// Prints the facts, the decisions and the GPU verdicts (human or JSON).
+/// Without an installed compatibility table the GPUs are not classified
+/// (said on stderr, human output only). 0, or 1 when the facts cannot be
+/// read.
+pub fn facts(root: &Path, json: bool) -> u8 {
+    let f = match facts::read_facts(root) {
+        Ok(f) => f,
+        Err(e) => return super::fail(e),
+    };
+    let table = std::fs::read_to_string(root.join(layout::COMPAT_FILE))
+        .ok()
+        .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
+    if table.is_none() && !json {
+        eprintln!(
+            "vgpu-firstboot: no compatibility table at {} (no bundle installed): GPUs are not classified",
+            layout::absolute(layout::COMPAT_FILE)
+        );
+    }
+    let table = table.unwrap_or(CompatTable {
+        schema: 1,
+        source: String::new(),
+        gpus: Vec::new(),
+    });
+    let verdicts = facts::classify_gpus(&f, &table);
+    if json {
+        match facts::render_json(&f, &verdicts) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return super::fail(format_args!("writing the facts as JSON: {e}")),
+        }
+    } else {
+        print!("{}", facts::render_human(&f, &verdicts));
+    }
+    0
+}

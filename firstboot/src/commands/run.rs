@@ -1,0 +1,22 @@
+//! `vgpu-firstboot run`: the next phase of the plan (what systemd starts).
+
+use std::path::Path;
+
+use crate::agent::run::{self, RunEnd};
+use crate::runner::SystemRunner;
+
+/// Runs the next phase: 0 done or rebooting, 1 a step failed (or the run
+/// could not start), 2 it waits for an operator.
+pub fn run(root: &Path) -> u8 {
+    match run::run(root, &mut SystemRunner::default()) {
+        Ok(end) => {
+            println!("vgpu-firstboot: {end}");
+            match end {
+                RunEnd::Done | RunEnd::Rebooting(_) => 0,
+                RunEnd::Failed(_) => 1,
+                RunEnd::NeedsOperator(_) => 2,
+            }
+        }
+        Err(e) => super::fail(e),
+    }
+}
