@@ -15,6 +15,7 @@ pub mod gpudb;
 pub mod hash;
 pub mod inspect;
 pub mod install;
+pub mod prepare;
 pub mod newc;
 pub mod profile;
 pub mod registry;

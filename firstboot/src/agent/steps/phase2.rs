@@ -54,16 +54,10 @@ fn driver<'a>(host: &Host<'a>) -> Result<&'a DriverPlan, StepError> {
 }
 
 /// Root-relative path of a payload file, e.g.
-/// `var/lib/vgpu-firstboot/payload/NVIDIA-...run`. An empty path means the
-/// plan was resolved but never baked.
-fn payload_rel(file: &PayloadFile, what: &str) -> Result<String, StepError> {
-    let rel = file.path.trim_start_matches('/');
-    if rel.is_empty() {
-        return Err(StepError::new(format!(
-            "the plan names no {what} file (resolved but not baked): bake the bundle with vgpu-bake bake"
-        )));
-    }
-    Ok(format!("{PAYLOAD_DIR}/{rel}"))
+/// `var/lib/vgpu-firstboot/payload/NVIDIA-...run`. A plan cannot hold an
+/// unbaked (empty) path: `vgpu_plan` refuses it when the plan is read.
+fn payload_rel(file: &PayloadFile, _what: &str) -> Result<String, StepError> {
+    Ok(format!("{PAYLOAD_DIR}/{}", file.path.trim_start_matches('/')))
 }
 
 /// A root-relative path as the host sees it, for messages.
