@@ -1,5 +1,6 @@
 //! Golden pairs: `tests/profiles/<case>.toml` -> `<case>.plan.toml` (the
-//! resolved plan) or `<case>.error` (the exact error text).
+//! resolved stage with its payload sources, as `vgpu-bake plan` prints it
+//! before anything is fetched) or `<case>.error` (the exact error text).
 //!
 //! `VGPU_BAKE_BLESS=1 cargo test -p vgpu-bake --test profiles` rewrites the
 //! expectations; review the diff before committing.
@@ -23,9 +24,9 @@ fn outcome(rel: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(workspace().join(rel)).unwrap();
     let profile = Profile::parse(&text, rel).map_err(|e| e.to_string())?;
     let db = GpuDb::builtin().unwrap();
-    let plan =
+    let resolved =
         resolve::resolve(&profile, rel, &Registry::builtin(), &db).map_err(|e| e.to_string())?;
-    Ok(plan.to_toml())
+    Ok(toml::to_string(&resolved).unwrap())
 }
 
 #[test]
