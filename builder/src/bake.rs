@@ -2,9 +2,9 @@
 //!
 //! [`Resolved`] (from `resolve`) plus the prepared driver
 //! ([`crate::prepare`]) -> each payload source read, checked and hashed
-//! ([`bake_driver`], [`bake_unlock`], [`bake_host`]) -> a baked
-//! `vgpu_plan::plan::Plan`, whose digests and payload paths are always
-//! filled -> the writer ([`writer::bundle_spec`], then
+//! ([`bake_driver`], [`bake_unlock`], [`bake_deb`]) -> a baked
+//! `vgpu_plan::plan::Plan` ([`baked_plan`]), whose digests and payload
+//! paths are always filled -> the writer ([`writer::bundle_spec`], then
 //! [`crate::bundle::write_bundle`]).
 //!
 //! Reads each large payload byte once per bake: the driver's digests come
@@ -104,7 +104,6 @@ pub enum BakeError {
     },
 }
 
-
 pub(crate) fn input_err(path: &Path, message: impl Into<String>) -> BakeError {
     BakeError::Input {
         path: path.to_path_buf(),
@@ -112,37 +111,43 @@ pub(crate) fn input_err(path: &Path, message: impl Into<String>) -> BakeError {
     }
 }
 
-/// Bakes a resolved profile into `inputs.out_dir`.
-pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked, BakeError> {
-    let mut notes = Vec::new();
-    let mut payload = Vec::new();
-    let driver = match resolved.driver {
-        Some(d) => {
-            let prepared = prepare_driver(
-                &d,
-                &inputs.overrides,
-                &inputs.fetch,
-                Prepare::Trust,
-                &mut notes,
-            )?
-            .expect("Prepare::Trust fetches what is not cached");
-            let (plan, entry) = bake_driver(d, prepared, &inputs.fetch.cache_dir, &mut notes)?;
-            payload.push(entry);
-            Some(plan)
-        }
-        None => None,
+/// Turns each resolved payload source into its baked plan section. The
+/// bake reads the files ([`bake`]); a test can supply stand-in digests.
+pub trait PayloadBaker {
+    /// Why a source could not be baked.
+    type Error;
+    /// The driver section, its installer in the payload.
+    fn driver(&mut self, driver: ResolvedDriver) -> Result<DriverPlan, Self::Error>;
+    /// The unlock section, its library in the payload.
+    fn unlock(&mut self, unlock: ResolvedUnlock) -> Result<UnlockPlan, Self::Error>;
+    /// One offline package in the payload.
+    fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, Self::Error>;
+}
+
+/// The resolved stage into a baked plan: the only way a [`Plan`] is made
+/// from a profile. Payload order: driver, unlock library, offline debs.
+pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<Plan, B::Error> {
+    let driver = resolved.driver.map(|d| baker.driver(d)).transpose()?;
+    let unlock = resolved.unlock.map(|u| baker.unlock(u)).transpose()?;
+    let h = resolved.host;
+    let offline_debs = h
+        .offline_debs
+        .into_iter()
+        .map(|deb| baker.deb(deb))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = HostPlan {
+        iommu: h.iommu,
+        bootloader: h.bootloader,
+        kernel_args_intel: h.kernel_args_intel,
+        kernel_args_amd: h.kernel_args_amd,
+        kernel_args_extra: h.kernel_args_extra,
+        packages: h.packages,
+        offline_debs,
+        vfio_modules: h.vfio_modules,
+        blacklist: h.blacklist,
+        kernel_pin: h.kernel_pin,
     };
-    let unlock = match resolved.unlock {
-        Some(u) => {
-            let (plan, entry) = bake_unlock(u)?;
-            payload.push(entry);
-            Some(plan)
-        }
-        None => None,
-    };
-    let (host, debs) = bake_host(resolved.host)?;
-    payload.extend(debs);
-    let plan = Plan {
+    Ok(Plan {
         schema: resolved.schema,
         name: resolved.name,
         description: resolved.description,
@@ -158,15 +163,65 @@ pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked
         gpus: resolved.gpus,
         warnings: resolved.warnings,
         steps: resolved.steps,
+    })
+}
+
+/// The bake's [`PayloadBaker`]: prepares the driver, reads and checks each
+/// file, and keeps them for the writer.
+struct FileBaker<'a> {
+    inputs: &'a BakeInputs,
+    notes: Vec<String>,
+    payload: Vec<PayloadEntry>,
+}
+
+impl PayloadBaker for FileBaker<'_> {
+    type Error = BakeError;
+
+    fn driver(&mut self, driver: ResolvedDriver) -> Result<DriverPlan, BakeError> {
+        let inputs = self.inputs;
+        let prepared = prepare_driver(
+            &driver,
+            &inputs.overrides,
+            &inputs.fetch,
+            Prepare::Trust,
+            &mut self.notes,
+        )?
+        .expect("Prepare::Trust fetches what is not cached");
+        let (plan, entry) =
+            bake_driver(driver, prepared, &inputs.fetch.cache_dir, &mut self.notes)?;
+        self.payload.push(entry);
+        Ok(plan)
+    }
+
+    fn unlock(&mut self, unlock: ResolvedUnlock) -> Result<UnlockPlan, BakeError> {
+        let (plan, entry) = bake_unlock(unlock)?;
+        self.payload.push(entry);
+        Ok(plan)
+    }
+
+    fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, BakeError> {
+        let (file, entry) = bake_deb(deb)?;
+        self.payload.push(entry);
+        Ok(file)
+    }
+}
+
+/// Bakes a resolved profile into `inputs.out_dir`.
+pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked, BakeError> {
+    let mut baker = FileBaker {
+        inputs,
+        notes: Vec::new(),
+        payload: Vec::new(),
     };
+    let plan = baked_plan(resolved, &mut baker)?;
     let agent = std::fs::read(&inputs.agent)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
-    let spec = writer::bundle_spec(&plan, payload, agent, db)?;
+    let spec = writer::bundle_spec(&plan, baker.payload, agent, db)?;
     let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &inputs.options)?;
     Ok(Baked {
         plan,
         output,
-        notes,
+        notes: baker.notes,
     })
 }
 
@@ -181,8 +236,14 @@ pub fn bake_driver(
     let PreparedDriver { path, digests } = prepared;
     let (installer_path, installer_digests, patch) = match &driver.patch {
         Some(p) => {
-            let (custom, custom_digests, sha256) =
-                patch::apply_patch(&path, &digests, &p.source, &driver.release, cache_dir, notes)?;
+            let (custom, custom_digests, sha256) = patch::apply_patch(
+                &path,
+                &digests,
+                &p.source,
+                &driver.release,
+                cache_dir,
+                notes,
+            )?;
             let record = PatchRecord {
                 file: patch::patch_file_name(&p.source),
                 sha256,
@@ -258,45 +319,26 @@ pub fn bake_unlock(unlock: ResolvedUnlock) -> Result<(UnlockPlan, PayloadEntry),
     Ok((plan, entry))
 }
 
-/// The host stage: each offline `.deb` is read, checked and hashed.
-pub fn bake_host(
-    host: HostPlan<DebSource>,
-) -> Result<(HostPlan, Vec<PayloadEntry>), BakeError> {
-    let mut files = Vec::new();
-    let mut entries = Vec::new();
-    for deb in &host.offline_debs {
-        let bytes = std::fs::read(&deb.source).map_err(|e| {
-            input_err(&deb.source, format!("cannot read `host.offline-debs`: {e}"))
-        })?;
-        if !bytes.starts_with(b"!<arch>\ndebian-binary") {
-            return Err(input_err(
-                &deb.source,
-                "is not a Debian package (no `!<arch>` header with debian-binary first): check `host.offline-debs`",
-            ));
-        }
-        let d = hash::digest_bytes(&bytes);
-        files.push(PayloadFile {
-            path: deb.path.clone(),
-            sha256: d.sha256(),
-            size: d.size,
-        });
-        entries.push(PayloadEntry {
-            path: deb.path.clone(),
-            mode: 0o644,
-            source: Source::Bytes(bytes),
-        });
+/// One offline `.deb`: read, checked to be a Debian package, hashed.
+pub fn bake_deb(deb: DebSource) -> Result<(PayloadFile, PayloadEntry), BakeError> {
+    let bytes = std::fs::read(&deb.source)
+        .map_err(|e| input_err(&deb.source, format!("cannot read `host.offline-debs`: {e}")))?;
+    if !bytes.starts_with(b"!<arch>\ndebian-binary") {
+        return Err(input_err(
+            &deb.source,
+            "is not a Debian package (no `!<arch>` header with debian-binary first): check `host.offline-debs`",
+        ));
     }
-    let host = HostPlan {
-        iommu: host.iommu,
-        bootloader: host.bootloader,
-        kernel_args_intel: host.kernel_args_intel,
-        kernel_args_amd: host.kernel_args_amd,
-        kernel_args_extra: host.kernel_args_extra,
-        packages: host.packages,
-        offline_debs: files,
-        vfio_modules: host.vfio_modules,
-        blacklist: host.blacklist,
-        kernel_pin: host.kernel_pin,
+    let d = hash::digest_bytes(&bytes);
+    let file = PayloadFile {
+        path: deb.path.clone(),
+        sha256: d.sha256(),
+        size: d.size,
     };
-    Ok((host, entries))
+    let entry = PayloadEntry {
+        path: deb.path,
+        mode: 0o644,
+        source: Source::Bytes(bytes),
+    };
+    Ok((file, entry))
 }

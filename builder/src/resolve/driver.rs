@@ -111,8 +111,7 @@ pub(super) fn resolved_driver(
     };
     let md5 = md5
         .map(|m| {
-            Md5::parse_any_case(m)
-                .map_err(|_| {
+            Md5::parse_any_case(m).map_err(|_| {
                 cx.err(format!(
                     "`driver.md5` = {:?} is not 32 hex digits",
                     m.to_ascii_lowercase()
@@ -130,7 +129,10 @@ pub(super) fn resolved_driver(
         .transpose()?;
     let (install_args, patch) = match mode {
         Mode::Unlock => {
-            let unlock = profile.unlock.as_ref().ok_or_else(|| cx.err(MISSING_UNLOCK))?;
+            let unlock = profile
+                .unlock
+                .as_ref()
+                .ok_or_else(|| cx.err(MISSING_UNLOCK))?;
             (
                 release
                     .args_unlock

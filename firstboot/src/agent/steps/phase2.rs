@@ -57,7 +57,10 @@ fn driver<'a>(host: &Host<'a>) -> Result<&'a DriverPlan, StepError> {
 /// `var/lib/vgpu-firstboot/payload/NVIDIA-...run`. A plan cannot hold an
 /// unbaked (empty) path: `vgpu_plan` refuses it when the plan is read.
 fn payload_rel(file: &PayloadFile, _what: &str) -> Result<String, StepError> {
-    Ok(format!("{PAYLOAD_DIR}/{}", file.path.trim_start_matches('/')))
+    Ok(format!(
+        "{PAYLOAD_DIR}/{}",
+        file.path.trim_start_matches('/')
+    ))
 }
 
 /// A root-relative path as the host sees it, for messages.

@@ -90,7 +90,11 @@ fn plan_files(host: &Host) -> Result<Vec<(String, String, u64)>, StepError> {
     }
     if let Some(u) = &host.plan.unlock {
         let f = &u.library;
-        out.push((payload_rel(f, "unlock library")?, f.sha256.to_string(), f.size));
+        out.push((
+            payload_rel(f, "unlock library")?,
+            f.sha256.to_string(),
+            f.size,
+        ));
     }
     Ok(out)
 }
