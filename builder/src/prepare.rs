@@ -72,22 +72,23 @@ pub fn prepare_driver(
     let mut req = fetch_request(driver, overrides);
     let cached = opts.cache_dir.join(&req.filename);
     let user_file = matches!(source, DriverSource::UserFile { .. });
-    if !user_file && how != Prepare::Rehash {
-        if let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)? {
-            let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
-            let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
-            let pinned = req.md5.is_some() || req.sha256.is_some();
-            if md5_ok && sha_ok && (pinned || how == Prepare::CacheOnly) {
-                notes.push(format!(
-                    "driver {}: verified copy in the cache ({}), no download",
-                    req.filename,
-                    cached.display()
-                ));
-                return Ok(Some(PreparedDriver {
-                    path: cached,
-                    digests: d,
-                }));
-            }
+    if !user_file
+        && how != Prepare::Rehash
+        && let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)?
+    {
+        let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
+        let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
+        let pinned = req.md5.is_some() || req.sha256.is_some();
+        if md5_ok && sha_ok && (pinned || how == Prepare::CacheOnly) {
+            notes.push(format!(
+                "driver {}: verified copy in the cache ({}), no download",
+                req.filename,
+                cached.display()
+            ));
+            return Ok(Some(PreparedDriver {
+                path: cached,
+                digests: d,
+            }));
         }
     }
     if how == Prepare::CacheOnly {

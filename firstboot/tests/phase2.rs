@@ -202,7 +202,7 @@ fn verify_payload_finds_missing_and_truncated_files() {
 fn verify_payload_checks_the_plan_against_the_files() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();
-    env.plan.unlock.as_mut().unwrap().library.sha256 = "0".repeat(64);
+    env.plan.unlock.as_mut().unwrap().library.sha256 = "0".repeat(64).parse().unwrap();
     let why = reason(env.run(phase2::verify_payload));
     assert!(why.contains("libvgpu_unlock_rs.so is corrupt"), "{why}");
     assert!(
