@@ -63,15 +63,9 @@ pub struct PayloadEntry {
     pub source: Source,
 }
 
-/// Error from a bake step other than the library modules' own errors.
+/// Error from preparing the driver or baking the payload.
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
-    /// Profile problems.
-    #[error(transparent)]
-    Profile(#[from] crate::profile::ProfileError),
-    /// Resolution problems.
-    #[error(transparent)]
-    Resolve(#[from] crate::resolve::ResolveError),
     /// Download or verification problems.
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
@@ -104,6 +98,7 @@ pub enum BakeError {
     },
 }
 
+/// A [`BakeError::Input`] about `path`.
 pub(crate) fn input_err(path: &Path, message: impl Into<String>) -> BakeError {
     BakeError::Input {
         path: path.to_path_buf(),
@@ -245,7 +240,7 @@ pub fn bake_driver(
                 notes,
             )?;
             let record = PatchRecord {
-                file: patch::patch_file_name(&p.source),
+                file: p.file.clone(),
                 sha256,
             };
             (custom, custom_digests, Some(record))

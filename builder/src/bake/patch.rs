@@ -10,7 +10,7 @@ use super::{BakeError, input_err};
 use crate::fetch;
 use crate::hash::{self, Digests};
 
-pub(super) fn patch_file_name(patch: &Path) -> String {
+fn patch_file_name(patch: &Path) -> String {
     patch
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
