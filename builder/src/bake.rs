@@ -1,37 +1,38 @@
-//! `vgpu-bake bake`: plan, verified payload and agent into one bundle.
+//! `vgpu-bake bake`: the staged bake.
+//!
+//! [`Resolved`] (from `resolve`) plus the prepared driver
+//! ([`crate::prepare`]) -> each payload source read, checked and hashed
+//! ([`bake_driver`], [`bake_unlock`], [`bake_deb`]) -> a baked
+//! `vgpu_plan::plan::Plan` ([`baked_plan`]), whose digests and payload
+//! paths are always filled -> the writer ([`writer::bundle_spec`], then
+//! [`crate::bundle::write_bundle`]).
 //!
 //! Reads each large payload byte once per bake: the driver's digests come
 //! from the fetch cache's sidecar (written when the file was verified), and
 //! the bundle writer re-hashes every byte while compressing it, failing the
 //! bake if anything changed since.
 
+mod patch;
+pub mod writer;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use vgpu_plan::plan::{Mode, PatchRecord, PayloadFile, Plan};
-use vgpu_plan::{layout, unit};
+use vgpu_plan::plan::{DriverPlan, HostPlan, PatchRecord, PayloadFile, Plan, UnlockPlan};
 
-use crate::bundle::{BakeOptions, BakeOutput, BundleSpec, Source};
-use crate::fetch::{self, FetchOptions, FetchRequest};
+use crate::bundle::{BakeOptions, BakeOutput, Source};
+use crate::fetch::FetchOptions;
 use crate::gpudb::GpuDb;
-use crate::hash::{self, Digests};
-use crate::profile::Profile;
-use crate::registry::Registry;
-use crate::resolve;
+use crate::hash;
+use crate::prepare::{Prepare, PreparedDriver, prepare_driver};
+use crate::resolve::{DebSource, DriverOverrides, Resolved, ResolvedDriver, ResolvedUnlock};
 
-/// Everything `bake` needs besides the profile.
+/// Everything `bake` needs besides the resolved profile.
 #[derive(Debug, Clone)]
 pub struct BakeInputs {
     /// Driver cache and download settings.
     pub fetch: FetchOptions,
-    /// A driver file the user downloaded.
-    pub driver_file: Option<PathBuf>,
-    /// Overrides the registry's download URL.
-    pub url: Option<String>,
-    /// Extra expected checksums from the command line.
-    pub md5: Option<String>,
-    /// Extra expected SHA-256 from the command line.
-    pub sha256: Option<String>,
+    /// `--driver-file`, `--url`, `--md5`, `--sha256`.
+    pub overrides: DriverOverrides,
     /// The agent binary to bake.
     pub agent: PathBuf,
     /// Output directory.
@@ -51,18 +52,23 @@ pub struct Baked {
     pub notes: Vec<String>,
 }
 
-/// Error from a bake step other than the library modules' own errors.
+/// A payload file read or verified for the bundle.
+#[derive(Debug)]
+pub struct PayloadEntry {
+    /// Path relative to the payload directory (as in the plan).
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Its bytes or its verified file.
+    pub source: Source,
+}
+
+/// Error from preparing the driver or baking the payload.
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
-    /// Profile problems.
-    #[error(transparent)]
-    Profile(#[from] crate::profile::ProfileError),
-    /// Resolution problems.
-    #[error(transparent)]
-    Resolve(#[from] resolve::ResolveError),
     /// Download or verification problems.
     #[error(transparent)]
-    Fetch(#[from] fetch::FetchError),
+    Fetch(#[from] crate::fetch::FetchError),
     /// Writing the bundle.
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
@@ -92,330 +98,240 @@ pub enum BakeError {
     },
 }
 
-fn input_err(path: &Path, message: impl Into<String>) -> BakeError {
+/// A [`BakeError::Input`] about `path`.
+pub(crate) fn input_err(path: &Path, message: impl Into<String>) -> BakeError {
     BakeError::Input {
         path: path.to_path_buf(),
         message: message.into(),
     }
 }
 
-/// The fetch request for a plan's driver, with command-line overrides.
-pub fn fetch_request(
-    plan: &Plan,
-    registry: &Registry,
-    inputs_md5: Option<&str>,
-    inputs_sha256: Option<&str>,
-    url: Option<&str>,
-    driver_file: Option<&Path>,
-) -> Option<FetchRequest> {
-    let d = plan.driver.as_ref()?;
-    let release = registry.get(&d.release)?;
-    let md5 = inputs_md5
-        .map(str::to_ascii_lowercase)
-        .or_else(|| (!d.md5.is_empty()).then(|| d.md5.clone()));
-    let sha256 = inputs_sha256
-        .map(str::to_ascii_lowercase)
-        .or_else(|| (!d.sha256.is_empty()).then(|| d.sha256.clone()));
-    Some(FetchRequest {
-        filename: d.filename.clone(),
-        url: url.map(String::from).or_else(|| release.url.clone()),
-        md5,
-        sha256,
-        driver_file: driver_file.map(Path::to_path_buf),
+/// Turns each resolved payload source into its baked plan section. The
+/// bake reads the files ([`bake`]); a test can supply stand-in digests.
+pub trait PayloadBaker {
+    /// Why a source could not be baked.
+    type Error;
+    /// The driver section, its installer in the payload.
+    fn driver(&mut self, driver: ResolvedDriver) -> Result<DriverPlan, Self::Error>;
+    /// The unlock section, its library in the payload.
+    fn unlock(&mut self, unlock: ResolvedUnlock) -> Result<UnlockPlan, Self::Error>;
+    /// One offline package in the payload.
+    fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, Self::Error>;
+}
+
+/// The resolved stage into a baked plan: the only way a [`Plan`] is made
+/// from a profile. Payload order: driver, unlock library, offline debs.
+pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<Plan, B::Error> {
+    let driver = resolved.driver.map(|d| baker.driver(d)).transpose()?;
+    let unlock = resolved.unlock.map(|u| baker.unlock(u)).transpose()?;
+    let h = resolved.host;
+    let offline_debs = h
+        .offline_debs
+        .into_iter()
+        .map(|deb| baker.deb(deb))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host = HostPlan {
+        iommu: h.iommu,
+        bootloader: h.bootloader,
+        kernel_args_extra: h.kernel_args_extra,
+        packages: h.packages,
+        offline_debs,
+        vfio_modules: h.vfio_modules,
+        blacklist: h.blacklist,
+        kernel_pin: h.kernel_pin,
+    };
+    Ok(Plan {
+        schema: resolved.schema,
+        name: resolved.name,
+        description: resolved.description,
+        demo: resolved.demo,
+        proxmox: resolved.proxmox,
+        codename: resolved.codename,
+        mode: resolved.mode,
+        host,
+        driver,
+        unlock,
+        licensing: resolved.licensing,
+        agent: resolved.agent,
+        gpus: resolved.gpus,
+        warnings: resolved.warnings,
+        steps: resolved.steps,
     })
 }
 
-/// Makes sure the driver is in the cache and verified; returns its path and
-/// digests. A bundled demo driver is imported from the binary. With
-/// `rehash` false a cached file whose sidecar digests (same size and mtime)
-/// match is trusted without reading it: the bake re-hashes every byte while
-/// compressing anyway. `vgpu-bake fetch` passes true and reads it.
-pub fn ensure_driver(
-    req: &FetchRequest,
-    registry: &Registry,
-    release: &str,
-    opts: &FetchOptions,
-    rehash: bool,
-    notes: &mut Vec<String>,
-) -> Result<(PathBuf, Digests), BakeError> {
-    let mut req = req.clone();
-    let cached = opts.cache_dir.join(&req.filename);
-    if req.driver_file.is_none()
-        && !rehash
-        && let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)?
-    {
-        let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
-        let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
-        if md5_ok && sha_ok && (req.md5.is_some() || req.sha256.is_some()) {
-            notes.push(format!(
-                "driver {}: verified copy in the cache ({}), no download",
-                req.filename,
-                cached.display()
-            ));
-            return Ok((cached, d));
-        }
-    }
-    if req.driver_file.is_none()
-        && let Some(bytes) = registry.get(release).and_then(|r| r.bundled_bytes())
-    {
-        let tmp = tempfile::Builder::new()
-            .prefix(".demo-driver.")
-            .tempfile()
-            .map_err(|e| {
-                input_err(
-                    Path::new("(temp dir)"),
-                    format!("cannot stage the demo driver: {e}"),
-                )
-            })?;
-        std::fs::write(tmp.path(), bytes)
-            .map_err(|e| input_err(tmp.path(), format!("cannot stage the demo driver: {e}")))?;
-        req.driver_file = Some(tmp.path().to_path_buf());
-        let got = fetch::fetch(&req, opts)?;
-        notes.push(format!(
-            "driver {}: demo installer from data/demo imported into the cache",
-            req.filename
-        ));
-        return Ok((got.path, got.digests));
-    }
-    let got = fetch::fetch(&req, opts)?;
-    notes.push(format!("driver {}", got.describe()));
-    Ok((got.path, got.digests))
+/// The bake's [`PayloadBaker`]: prepares the driver, reads and checks each
+/// file, and keeps them for the writer.
+struct FileBaker<'a> {
+    inputs: &'a BakeInputs,
+    notes: Vec<String>,
+    payload: Vec<PayloadEntry>,
 }
 
-/// Bakes a profile.
-pub fn bake(
-    profile_path: &Path,
-    registry: &Registry,
-    db: &GpuDb,
-    inputs: &BakeInputs,
-) -> Result<Baked, BakeError> {
-    let profile = Profile::load(profile_path)?;
-    let mut plan = resolve::resolve(&profile, profile_path, registry, db)?;
-    let mut notes = Vec::new();
-    let mut spec = BundleSpec::new(&plan.name);
-    let base = profile_path.parent().unwrap_or(Path::new("."));
+impl PayloadBaker for FileBaker<'_> {
+    type Error = BakeError;
 
-    if let Some(req) = fetch_request(
-        &plan,
-        registry,
-        inputs.md5.as_deref(),
-        inputs.sha256.as_deref(),
-        inputs.url.as_deref(),
-        inputs.driver_file.as_deref(),
-    ) {
-        let release = plan
-            .driver
-            .as_ref()
-            .map(|d| d.release.clone())
-            .unwrap_or_default();
-        let (path, digests) =
-            ensure_driver(&req, registry, &release, &inputs.fetch, false, &mut notes)?;
-        resolve::pin_driver(&mut plan, &digests);
-        let (installer_path, installer_digests) = if plan.mode == Mode::Unlock {
-            let patch_rel = profile
-                .unlock
-                .as_ref()
-                .map(|u| u.patch.clone())
-                .unwrap_or_default();
-            let patch = base.join(&patch_rel);
-            let (custom, custom_digests, patch_sha) = apply_patch(
-                &path,
-                &digests,
-                &patch,
-                &release,
-                &inputs.fetch.cache_dir,
-                &mut notes,
-            )?;
-            if let Some(d) = plan.driver.as_mut() {
-                d.patch = Some(PatchRecord {
-                    file: patch_file_name(&patch),
-                    sha256: patch_sha,
-                });
-            }
-            (custom, custom_digests)
-        } else {
-            (path, digests)
-        };
-        let name = installer_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let rel = format!("driver/{name}");
-        if let Some(d) = plan.driver.as_mut() {
-            d.installer = PayloadFile {
-                path: rel.clone(),
-                sha256: installer_digests.sha256.clone(),
-                size: installer_digests.size,
-            };
-        }
-        spec.add_file(
-            &format!("{}/{rel}", layout::PAYLOAD_DIR),
-            0o755,
-            Source::File {
-                path: installer_path,
-                sha256: installer_digests.sha256,
-                md5: Some(installer_digests.md5),
-                size: installer_digests.size,
-            },
-        )?;
+    fn driver(&mut self, driver: ResolvedDriver) -> Result<DriverPlan, BakeError> {
+        let inputs = self.inputs;
+        let prepared = prepare_driver(
+            &driver,
+            &inputs.overrides,
+            &inputs.fetch,
+            Prepare::Trust,
+            &mut self.notes,
+        )?
+        .expect("Prepare::Trust fetches what is not cached");
+        let (plan, entry) =
+            bake_driver(driver, prepared, &inputs.fetch.cache_dir, &mut self.notes)?;
+        self.payload.push(entry);
+        Ok(plan)
     }
 
-    if let (Some(u), Some(section)) = (plan.unlock.as_mut(), profile.unlock.as_ref()) {
-        let lib = base.join(&section.library);
-        let bytes = std::fs::read(&lib)
-            .map_err(|e| input_err(&lib, format!("cannot read `unlock.library`: {e}")))?;
-        let d = hash::digest_bytes(&bytes);
-        if d.sha256 != u.library.sha256 {
-            return Err(input_err(
-                &lib,
-                format!(
-                    "sha256 is {} but `unlock.library-sha256` says {}: rebuild or re-copy the library, or fix the hash in the profile",
-                    d.sha256, u.library.sha256
-                ),
-            ));
-        }
-        u.library.size = d.size;
-        spec.add_file(
-            &format!("{}/{}", layout::PAYLOAD_DIR, u.library.path),
-            0o644,
-            Source::Bytes(bytes),
-        )?;
+    fn unlock(&mut self, unlock: ResolvedUnlock) -> Result<UnlockPlan, BakeError> {
+        let (plan, entry) = bake_unlock(unlock)?;
+        self.payload.push(entry);
+        Ok(plan)
     }
 
-    for (deb, rel) in profile
-        .host
-        .offline_debs
-        .iter()
-        .zip(plan.host.offline_debs.iter_mut())
-    {
-        let path = base.join(deb);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| input_err(&path, format!("cannot read `host.offline-debs`: {e}")))?;
-        if !bytes.starts_with(b"!<arch>\ndebian-binary") {
-            return Err(input_err(
-                &path,
-                "is not a Debian package (no `!<arch>` header with debian-binary first): check `host.offline-debs`",
-            ));
-        }
-        let d = hash::digest_bytes(&bytes);
-        rel.sha256 = d.sha256;
-        rel.size = d.size;
-        spec.add_file(
-            &format!("{}/{}", layout::PAYLOAD_DIR, rel.path),
-            0o644,
-            Source::Bytes(bytes),
-        )?;
+    fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, BakeError> {
+        let (file, entry) = bake_deb(deb)?;
+        self.payload.push(entry);
+        Ok(file)
     }
+}
 
+/// Bakes a resolved profile into `inputs.out_dir`.
+pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked, BakeError> {
+    let mut baker = FileBaker {
+        inputs,
+        notes: Vec::new(),
+        payload: Vec::new(),
+    };
+    let plan = baked_plan(resolved, &mut baker)?;
     let agent = std::fs::read(&inputs.agent)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
-    spec.add_file(layout::AGENT_BIN, 0o755, Source::Bytes(agent))?;
-    spec.add_file(
-        layout::UNIT_FILE,
-        0o644,
-        Source::Bytes(unit::render().into_bytes()),
-    )?;
-    spec.add_symlink(layout::UNIT_WANTS_LINK, layout::UNIT_WANTS_TARGET)?;
-    spec.add_file(
-        layout::COMPAT_FILE,
-        0o644,
-        Source::Bytes(
-            toml::to_string(&db.compat_table())
-                .expect("compat table serialises")
-                .into_bytes(),
-        ),
-    )?;
-    spec.add_file(
-        layout::PLAN_FILE,
-        0o600,
-        Source::Bytes(plan.to_toml().into_bytes()),
-    )?;
-
+    let spec = writer::bundle_spec(&plan, baker.payload, agent, db)?;
     let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &inputs.options)?;
     Ok(Baked {
         plan,
         output,
-        notes,
+        notes: baker.notes,
     })
 }
 
-fn patch_file_name(patch: &Path) -> String {
-    patch
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Runs the installer's own `--apply-patch` on the cached driver and caches
-/// the resulting `-custom.run` keyed by both inputs' hashes.
-fn apply_patch(
-    driver: &Path,
-    driver_digests: &Digests,
-    patch: &Path,
-    release: &str,
+/// The driver stage: the prepared `.run` (patched in unlock mode) becomes
+/// the installer the plan names.
+pub fn bake_driver(
+    driver: ResolvedDriver,
+    prepared: PreparedDriver,
     cache_dir: &Path,
     notes: &mut Vec<String>,
-) -> Result<(PathBuf, Digests, String), BakeError> {
-    let patch_bytes = std::fs::read(patch).map_err(|e| input_err(patch, format!("cannot read `unlock.patch`: {e}; point it at the patch in your copy of the vgpu-proxmox repository")))?;
-    let patch_sha = hash::digest_bytes(&patch_bytes).sha256;
-    let stem = driver
+) -> Result<(DriverPlan, PayloadEntry), BakeError> {
+    let PreparedDriver { path, digests } = prepared;
+    let (installer_path, installer_digests, patch) = match &driver.patch {
+        Some(p) => {
+            let (custom, custom_digests, sha256) = patch::apply_patch(
+                &path,
+                &digests,
+                &p.source,
+                &driver.release,
+                cache_dir,
+                notes,
+            )?;
+            let record = PatchRecord {
+                file: p.file.clone(),
+                sha256,
+            };
+            (custom, custom_digests, Some(record))
+        }
+        None => (path, digests.clone(), None),
+    };
+    let name = installer_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let custom_name = format!("{}-custom.run", stem.trim_end_matches(".run"));
-    let dir = cache_dir.join("patched").join(format!(
-        "{}-{}",
-        &driver_digests.sha256[..16],
-        &patch_sha[..16]
-    ));
-    if let Some(d) = fetch::cached_digests(&dir, &custom_name)? {
-        notes.push(format!(
-            "patched installer {custom_name}: cached ({}), no re-patch",
-            dir.display()
+    let installer = PayloadFile {
+        path: format!("driver/{name}"),
+        sha256: installer_digests.sha256(),
+        size: installer_digests.size,
+    };
+    let entry = PayloadEntry {
+        path: installer.path.clone(),
+        mode: 0o755,
+        source: Source::File {
+            path: installer_path,
+            sha256: installer_digests.sha256.clone(),
+            md5: Some(installer_digests.md5.clone()),
+            size: installer_digests.size,
+        },
+    };
+    let plan = DriverPlan {
+        release: driver.release,
+        version: driver.version,
+        filename: driver.filename,
+        md5: digests.md5(),
+        sha256: digests.sha256(),
+        size: digests.size,
+        installer,
+        patch,
+        install_args: driver.install_args,
+        services: driver.services,
+        sriov_unit: driver.sriov_unit,
+    };
+    Ok((plan, entry))
+}
+
+/// The unlock stage: the library is read and must match its pinned sha256.
+pub fn bake_unlock(unlock: ResolvedUnlock) -> Result<(UnlockPlan, PayloadEntry), BakeError> {
+    let lib = &unlock.library;
+    let bytes = std::fs::read(&lib.source)
+        .map_err(|e| input_err(&lib.source, format!("cannot read `unlock.library`: {e}")))?;
+    let d = hash::digest_bytes(&bytes);
+    if d.sha256 != lib.sha256.as_str() {
+        return Err(input_err(
+            &lib.source,
+            format!(
+                "sha256 is {} but `unlock.library-sha256` says {}: rebuild or re-copy the library, or fix the hash in the profile",
+                d.sha256, lib.sha256
+            ),
         ));
-        return Ok((dir.join(&custom_name), d, patch_sha));
     }
-    let work = tempfile::Builder::new()
-        .prefix(".patch.")
-        .tempdir_in(cache_dir)
-        .map_err(|e| input_err(cache_dir, format!("cannot make a work directory: {e}")))?;
-    let staged = work.path().join(&stem);
-    std::os::unix::fs::symlink(driver, &staged)
-        .map_err(|e| input_err(&staged, format!("cannot stage the driver: {e}")))?;
-    let patch_abs = std::path::absolute(patch).map_err(|e| input_err(patch, e.to_string()))?;
-    let command = format!("sh {stem} --apply-patch {}", patch_abs.display());
-    let out = Command::new("sh")
-        .arg(&stem)
-        .arg("--apply-patch")
-        .arg(&patch_abs)
-        .current_dir(work.path())
-        .output()
-        .map_err(|e| input_err(Path::new("sh"), format!("cannot run `{command}`: {e}")))?;
-    let produced = work.path().join(&custom_name);
-    if !out.status.success() || !produced.is_file() {
-        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stdout));
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        let status = if out.status.success() {
-            format!("exit 0 but no {custom_name} was written")
-        } else {
-            out.status.to_string()
-        };
-        return Err(BakeError::Patch {
-            patch: patch.to_path_buf(),
-            command,
-            status,
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            release: release.to_string(),
-        });
+    let plan = UnlockPlan {
+        library: PayloadFile {
+            path: lib.path.clone(),
+            sha256: d.sha256(),
+            size: d.size,
+        },
+        library_path: unlock.library_path,
+        profile_override: unlock.profile_override,
+    };
+    let entry = PayloadEntry {
+        path: lib.path.clone(),
+        mode: 0o644,
+        source: Source::Bytes(bytes),
+    };
+    Ok((plan, entry))
+}
+
+/// One offline `.deb`: read, checked to be a Debian package, hashed.
+pub fn bake_deb(deb: DebSource) -> Result<(PayloadFile, PayloadEntry), BakeError> {
+    let bytes = std::fs::read(&deb.source)
+        .map_err(|e| input_err(&deb.source, format!("cannot read `host.offline-debs`: {e}")))?;
+    if !bytes.starts_with(b"!<arch>\ndebian-binary") {
+        return Err(input_err(
+            &deb.source,
+            "is not a Debian package (no `!<arch>` header with debian-binary first): check `host.offline-debs`",
+        ));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| input_err(&dir, format!("cannot create: {e}")))?;
-    let dest = dir.join(&custom_name);
-    std::fs::rename(&produced, &dest)
-        .map_err(|e| input_err(&dest, format!("cannot move the patched installer: {e}")))?;
-    crate::atomic::sync_dir(&dir).map_err(|e| input_err(&dir, e.to_string()))?;
-    let d = fetch::cached_digests(&dir, &custom_name)?
-        .ok_or_else(|| input_err(&dest, "the patched installer vanished from the cache"))?;
-    notes.push(format!("patched installer {custom_name}: {} applied with the installer's --apply-patch (sha256 {})", patch_file_name(patch), d.sha256));
-    Ok((dest, d, patch_sha))
+    let d = hash::digest_bytes(&bytes);
+    let file = PayloadFile {
+        path: deb.path.clone(),
+        sha256: d.sha256(),
+        size: d.size,
+    };
+    let entry = PayloadEntry {
+        path: deb.path,
+        mode: 0o644,
+        source: Source::Bytes(bytes),
+    };
+    Ok((file, entry))
 }

@@ -32,6 +32,20 @@ pub struct Digests {
     pub size: u64,
 }
 
+impl Digests {
+    /// The SHA-256 as the plan's checked type.
+    pub fn sha256(&self) -> vgpu_plan::plan::Sha256 {
+        vgpu_plan::plan::Sha256::parse_any_case(&self.sha256)
+            .expect("digests hold hex computed here or checked when read")
+    }
+
+    /// The MD5 as the plan's checked type.
+    pub fn md5(&self) -> vgpu_plan::plan::Md5 {
+        vgpu_plan::plan::Md5::parse_any_case(&self.md5)
+            .expect("digests hold hex computed here or checked when read")
+    }
+}
+
 /// Computes md5 and sha256 together.
 #[derive(Debug, Clone, Default)]
 pub struct DualHasher {

@@ -1,10 +1,14 @@
 //! vgpu-bake: bakes a profile and verified driver files into an overlay bundle.
 //!
-//! Data flow: [`profile`] (raw TOML, no I/O) -> [`resolve`] (with the
-//! [`registry`] of drivers and the [`gpudb`] compatibility data) -> a
-//! `vgpu_plan::plan::Plan`; [`fetch`] verifies driver files into a
-//! cache; [`bundle`] streams the plan and payload into a `newc` cpio
-//! ([`newc`]) compressed with zstd; [`inspect`] and [`install`] read it back.
+//! Data flow, one typed stage after another: [`profile`] (raw TOML, no
+//! I/O) -> [`resolve`] (the only reader of the [`registry`] of drivers; with
+//! the [`gpudb`] compatibility data) -> a [`resolve::Resolved`]: every
+//! decision, and each payload file as a source with its pins ->
+//! [`prepare`] makes the driver a verified file in the [`fetch`] cache ->
+//! [`bake`] reads the payload and fills in its digests: a
+//! `vgpu_plan::plan::Plan`, which cannot hold unbaked values -> [`bundle`]
+//! streams the plan and payload into a `newc` cpio ([`newc`]) compressed
+//! with zstd; [`inspect`] and [`install`] read it back.
 
 pub mod atomic;
 pub mod bake;
@@ -16,6 +20,7 @@ pub mod hash;
 pub mod inspect;
 pub mod install;
 pub mod newc;
+pub mod prepare;
 pub mod profile;
 pub mod registry;
 pub mod resolve;

@@ -3,18 +3,14 @@
 //! Exit codes: 0 success, 1 a user error (bad profile, failed verification,
 //! ...), 2 a usage error.
 
-use std::path::{Path, PathBuf};
+mod commands;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vgpu_bake::bake::{self, BakeInputs};
-use vgpu_bake::bundle::BakeOptions;
-use vgpu_bake::fetch::{self, FetchOptions};
-use vgpu_bake::gpudb::{self, GpuDb};
-use vgpu_bake::profile::Profile;
-use vgpu_bake::registry::Registry;
-use vgpu_bake::{inspect, install, resolve};
+use vgpu_bake::resolve::DriverOverrides;
 
 /// Bakes a vGPU provisioning profile and verified NVIDIA driver files into a
 /// reproducible overlay bundle for Proxmox VE hosts.
@@ -143,131 +139,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_db(args: &DbArgs) -> Result<GpuDb> {
-    Ok(match &args.gpu_db {
-        Some(path) => GpuDb::open(path)?,
-        None => GpuDb::builtin()?,
-    })
-}
-
-fn load_plan(path: &Path, db: &GpuDb) -> Result<vgpu_plan::plan::Plan> {
-    let profile = Profile::load(path)?;
-    Ok(resolve::resolve(&profile, path, &Registry::builtin(), db)?)
-}
-
-fn warn(plan: &vgpu_plan::plan::Plan, source: &Path) {
-    for w in &plan.warnings {
-        eprintln!("vgpu-bake: warning: {}: {w}", source.display());
+impl SourceArgs {
+    /// The driver choices, and the cache directory.
+    fn split(self) -> (DriverOverrides, Option<PathBuf>) {
+        let overrides = DriverOverrides {
+            driver_file: self.driver_file,
+            url: self.url,
+            md5: self.md5,
+            sha256: self.sha256,
+        };
+        (overrides, self.cache)
     }
-}
-
-fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
-    FetchOptions::new(cache.unwrap_or_else(fetch::default_cache_dir))
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Validate { profiles, db } => {
-            let db = open_db(&db)?;
-            let mut failed = 0;
-            for path in &profiles {
-                match load_plan(path, &db) {
-                    Ok(plan) => {
-                        warn(&plan, path);
-                        println!(
-                            "ok: {} ({} mode, Proxmox VE {}, {} steps)",
-                            path.display(),
-                            plan.mode,
-                            plan.proxmox,
-                            plan.steps.len()
-                        );
-                    }
-                    Err(e) => {
-                        eprintln!("vgpu-bake: error: {e:#}");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                bail!(
-                    "{failed} of {} profile(s) failed validation",
-                    profiles.len()
-                );
-            }
+            commands::validate(&profiles, &commands::open_db(db.gpu_db.as_deref())?)
         }
         Cmd::Plan {
             profile,
             json,
             cache,
             db,
-        } => {
-            let db = open_db(&db)?;
-            let mut plan = load_plan(&profile, &db)?;
-            warn(&plan, &profile);
-            if let Some(d) = plan.driver.as_ref() {
-                let cache = cache.unwrap_or_else(fetch::default_cache_dir);
-                if let Some(digests) = fetch::cached_digests(&cache, &d.filename)?
-                    && (d.md5.is_empty() || d.md5 == digests.md5)
-                {
-                    resolve::pin_driver(&mut plan, &digests);
-                }
-                if plan.driver.as_ref().is_some_and(|d| d.sha256.is_empty()) {
-                    eprintln!(
-                        "vgpu-bake: note: the driver's sha256 is pinned once it is fetched (`vgpu-bake fetch {}`)",
-                        profile.display()
-                    );
-                }
-            }
-            if !plan.licensing.applied
-                && plan.licensing.mode != vgpu_plan::plan::LicensingMode::None
-            {
-                eprintln!(
-                    "vgpu-bake: note: licensing settings are carried in the plan but not applied by this version of the agent"
-                );
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
-            } else {
-                print!("{}", plan.to_toml());
-            }
-        }
+        } => commands::plan(
+            &profile,
+            json,
+            cache,
+            &commands::open_db(db.gpu_db.as_deref())?,
+        ),
         Cmd::Fetch {
             profile,
             source,
             db,
         } => {
-            let db = open_db(&db)?;
-            let plan = load_plan(&profile, &db)?;
-            warn(&plan, &profile);
-            let registry = Registry::builtin();
-            let Some(req) = bake::fetch_request(
-                &plan,
-                &registry,
-                source.md5.as_deref(),
-                source.sha256.as_deref(),
-                source.url.as_deref(),
-                source.driver_file.as_deref(),
-            ) else {
-                println!("{}: {} mode needs no driver", profile.display(), plan.mode);
-                return Ok(());
-            };
-            let opts = fetch_options(source.cache);
-            let release = plan
-                .driver
-                .as_ref()
-                .map(|d| d.release.clone())
-                .unwrap_or_default();
-            let mut notes = Vec::new();
-            let (path, digests) =
-                bake::ensure_driver(&req, &registry, &release, &opts, true, &mut notes)?;
-            for n in notes {
-                eprintln!("{n}");
-            }
-            println!(
-                "md5 {}  sha256 {}  {} bytes",
-                digests.md5, digests.sha256, digests.size
-            );
-            println!("{}", path.display());
+            let db = commands::open_db(db.gpu_db.as_deref())?;
+            let (overrides, cache) = source.split();
+            commands::fetch(&profile, &overrides, cache, &db)
         }
         Cmd::Bake {
             profile,
@@ -276,102 +184,14 @@ fn run(cli: Cli) -> Result<()> {
             source,
             db,
         } => {
-            let db = open_db(&db)?;
-            let agent = match agent {
-                Some(a) => a,
-                None => default_agent()?,
-            };
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("creating the output directory {}", out.display()))?;
-            let inputs = BakeInputs {
-                fetch: fetch_options(source.cache),
-                driver_file: source.driver_file,
-                url: source.url,
-                md5: source.md5,
-                sha256: source.sha256,
-                agent,
-                out_dir: out,
-                options: BakeOptions {
-                    mtime: source_date_epoch()?,
-                    ..BakeOptions::default()
-                },
-            };
-            let baked = bake::bake(&profile, &Registry::builtin(), &db, &inputs)?;
-            warn(&baked.plan, &profile);
-            for n in &baked.notes {
-                eprintln!("{n}");
-            }
-            if baked.plan.demo {
-                eprintln!(
-                    "DEMO bundle: its driver is the stand-in installer from data/demo, not an NVIDIA driver"
-                );
-            }
-            eprintln!(
-                "baked {}: {} entries, {} bytes, sha256 {}",
-                baked.plan.name, baked.output.entries, baked.output.size, baked.output.sha256
-            );
-            println!("{}", baked.output.bundle.display());
+            let db = commands::open_db(db.gpu_db.as_deref())?;
+            let (overrides, cache) = source.split();
+            commands::bake(&profile, out, agent, overrides, cache, &db)
         }
-        Cmd::Inspect { bundle, json } => {
-            let report = inspect::inspect(&bundle)?;
-            print!("{}", inspect::render_report(&report, json));
-        }
-        Cmd::Install { bundle, root } => {
-            let written = install::install(&bundle, &root)?;
-            for w in &written {
-                println!(
-                    "{:<7} {:04o} {:>10} {}",
-                    w.kind,
-                    w.mode & 0o7777,
-                    w.size,
-                    root.join(&w.path).display()
-                );
-            }
-            eprintln!(
-                "installed {} entries under {}",
-                written.len(),
-                root.display()
-            );
-        }
+        Cmd::Inspect { bundle, json } => commands::inspect(&bundle, json),
+        Cmd::Install { bundle, root } => commands::install(&bundle, &root),
         Cmd::Gpus { ids, json, db } => {
-            let db = open_db(&db)?;
-            print!("{}", gpudb::gpus_report(&db, &ids, json)?);
+            commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
         }
     }
-    Ok(())
-}
-
-/// `SOURCE_DATE_EPOCH` (reproducible builds), default 0.
-fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        }),
-        _ => Ok(0),
-    }
-}
-
-/// The release agent built from this workspace: next to this binary when
-/// it is a release build, or in `../release/` when it is not.
-fn default_agent() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding the vgpu-bake binary")?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join("vgpu-firstboot"),
-        dir.join("../release/vgpu-firstboot"),
-    ];
-    let in_release = dir.file_name().is_some_and(|n| n == "release");
-    for c in candidates.iter().skip(usize::from(!in_release)) {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    bail!(
-        "no release vgpu-firstboot agent found (looked in {}): build it with `cargo build --release -p vgpu-firstboot`, or pass --agent FILE",
-        candidates
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ")
-    )
 }

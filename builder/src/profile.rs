@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vgpu_plan::plan::{Bootloader, GpuRole, Iommu, LicensingMode, Mode};
 
 /// A parsed profile file.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,19 +46,7 @@ pub struct Profile {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VgpuSection {
     /// `native`, `unlock` or `passthrough`.
-    pub mode: ModeWord,
-}
-
-/// `vgpu.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeWord {
-    /// Official vGPU cards.
-    Native,
-    /// Consumer cards through vgpu_unlock.
-    Unlock,
-    /// No vGPU driver, passthrough only.
-    Passthrough,
+    pub mode: Mode,
 }
 
 /// `[driver]`.
@@ -73,15 +62,15 @@ pub struct DriverSection {
 }
 
 /// `[host]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HostSection {
     /// CPU vendor: `auto` (decided on the host), `intel` or `amd`.
-    #[serde(default)]
-    pub iommu: IommuWord,
+    #[serde(default = "auto_iommu")]
+    pub iommu: Iommu,
     /// `auto`, `grub` or `systemd-boot`.
-    #[serde(default)]
-    pub bootloader: BootloaderWord,
+    #[serde(default = "auto_bootloader")]
+    pub bootloader: Bootloader,
     /// Extra kernel arguments.
     #[serde(default)]
     pub kernel_args: Vec<String>,
@@ -94,32 +83,6 @@ pub struct HostSection {
     pub offline_debs: Vec<PathBuf>,
 }
 
-/// `host.iommu`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IommuWord {
-    /// Decided on the host.
-    #[default]
-    Auto,
-    /// Intel VT-d.
-    Intel,
-    /// AMD-Vi.
-    Amd,
-}
-
-/// `host.bootloader`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BootloaderWord {
-    /// Decided on the host.
-    #[default]
-    Auto,
-    /// GRUB.
-    Grub,
-    /// systemd-boot through proxmox-boot-tool.
-    SystemdBoot,
-}
-
 /// `[[gpu]]`: one card model the fleet has.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -127,25 +90,15 @@ pub struct GpuSection {
     /// `10de:XXXX`.
     pub id: String,
     /// `vgpu` (default) or `passthrough`.
-    #[serde(default)]
-    pub role: RoleWord,
+    #[serde(default = "vgpu_role")]
+    pub role: GpuRole,
     /// The fleet's own word on what the card can do, overriding the database:
     /// `native`, `unlock` or `none`.
     pub mode: Option<CardModeWord>,
 }
 
-/// `gpu.role`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleWord {
-    /// Used for vGPU.
-    #[default]
-    Vgpu,
-    /// Passed through to one VM.
-    Passthrough,
-}
-
-/// `gpu.mode`.
+/// `gpu.mode`. Not `vgpu_plan::compat::Support`: the profile spells "not
+/// usable" `none` where the compatibility table says `no`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CardModeWord {
@@ -179,7 +132,7 @@ pub struct UnlockSection {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LicensingSection {
     /// `none`, `external` or `fastapi-dls`.
-    pub mode: LicensingWord,
+    pub mode: LicensingMode,
     /// DLS server address.
     pub server: Option<String>,
     /// DLS server port.
@@ -191,24 +144,12 @@ pub struct LicensingSection {
 impl Default for LicensingSection {
     fn default() -> Self {
         Self {
-            mode: LicensingWord::None,
+            mode: LicensingMode::None,
             server: None,
             port: None,
             lease_days: None,
         }
     }
-}
-
-/// `licensing.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LicensingWord {
-    /// No licensing.
-    None,
-    /// An existing DLS server.
-    External,
-    /// FastAPI-DLS on the host.
-    FastapiDls,
 }
 
 /// `[agent]`.
@@ -225,6 +166,30 @@ pub struct AgentSection {
     /// initramfs rebuilds are slow on small hosts).
     #[serde(default = "default_command_timeout")]
     pub command_timeout: u64,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self {
+            iommu: auto_iommu(),
+            bootloader: auto_bootloader(),
+            kernel_args: Vec::new(),
+            packages: Vec::new(),
+            offline_debs: Vec::new(),
+        }
+    }
+}
+
+fn auto_iommu() -> Iommu {
+    Iommu::Auto
+}
+
+fn auto_bootloader() -> Bootloader {
+    Bootloader::Auto
+}
+
+fn vgpu_role() -> GpuRole {
+    GpuRole::Vgpu
 }
 
 fn default_reboot_cap() -> u32 {
@@ -378,9 +343,10 @@ mod tests {
             Path::new("p.toml"),
         )
         .unwrap();
-        assert_eq!(p.vgpu.mode, ModeWord::Passthrough);
-        assert_eq!(p.host.iommu, IommuWord::Auto);
-        assert_eq!(p.licensing.mode, LicensingWord::None);
+        assert_eq!(p.vgpu.mode, Mode::Passthrough);
+        assert_eq!(p.host.iommu, Iommu::Auto);
+        assert_eq!(p.host.bootloader, Bootloader::Auto);
+        assert_eq!(p.licensing.mode, LicensingMode::None);
         assert_eq!(p.agent.reboot_cap, 2);
         assert!(p.gpus.is_empty());
     }

@@ -122,9 +122,22 @@ fn plan_prints_toml_and_json() {
             r.path("c").to_str().unwrap(),
         ],
     );
-    let plan = vgpu_plan::plan::Plan::from_toml(&toml_out).unwrap();
-    assert_eq!(plan.name, "t4-plus-3090");
-    assert!(plan.step("passthrough-rules").is_some());
+    // The resolved stage, before anything is fetched: not a baked plan.
+    assert!(vgpu_plan::plan::Plan::from_toml(&toml_out).is_err());
+    let plan: toml::Table = toml::from_str(&toml_out).unwrap();
+    assert_eq!(plan["name"].as_str(), Some("t4-plus-3090"));
+    assert!(
+        plan["step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"].as_str() == Some("passthrough-rules"))
+    );
+    assert_eq!(plan["driver"]["source"]["kind"].as_str(), Some("download"));
+    assert!(
+        !toml_out.contains("sha256 = \"\"") && !toml_out.contains("size = 0"),
+        "no unbaked values: {toml_out}"
+    );
     let (json_out, err) = r.expect(
         0,
         &[
@@ -404,4 +417,59 @@ fn fetch_without_a_known_checksum_says_what_to_do_then_imports() {
         err.contains(&wrong) && err.contains(&sha),
         "expected and actual named: {err}"
     );
+}
+
+#[test]
+fn plan_fetch_and_bake_share_the_prepared_driver() {
+    let r = Run::new();
+    let cache = r.path("cache");
+    let cache = cache.to_str().unwrap();
+    // Nothing fetched: `plan` says so and prints no driver digests.
+    let (before, err) = r.expect(0, &["plan", "profiles/demo.toml", "--cache", cache]);
+    assert!(err.contains("sha256 is pinned once it is fetched"), "{err}");
+    assert!(!before.contains("[cached-driver]"), "{before}");
+    // `fetch` prepares it (the demo installer, built in)...
+    let (out, err) = r.expect(0, &["fetch", "profiles/demo.toml", "--cache", cache]);
+    assert!(
+        err.contains("demo installer from data/demo imported"),
+        "{err}"
+    );
+    let sha = out
+        .split_whitespace()
+        .skip_while(|w| *w != "sha256")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // ...`plan` now finds it verified in the cache...
+    let (after, err) = r.expect(0, &["plan", "profiles/demo.toml", "--cache", cache]);
+    assert!(!err.contains("pinned once it is fetched"), "{err}");
+    let table: toml::Table = toml::from_str(&after).unwrap();
+    assert_eq!(
+        table["cached-driver"]["sha256"].as_str(),
+        Some(sha.as_str())
+    );
+    let (json, _) = r.expect(
+        0,
+        &["plan", "profiles/demo.toml", "--json", "--cache", cache],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["cached-driver"]["sha256"], sha.as_str());
+    // ...and `bake` uses the same verified copy and pins the same digest.
+    let (_, err) = r.bake("profiles/demo.toml", "o");
+    assert!(err.contains("verified copy in the cache"), "{err}");
+    let root = r.path("root");
+    fs::create_dir(&root).unwrap();
+    r.expect(
+        0,
+        &[
+            "install",
+            r.path("o/demo.cpio.zst").to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let plan_text = fs::read_to_string(root.join("var/lib/vgpu-firstboot/plan.toml")).unwrap();
+    let plan = vgpu_plan::plan::Plan::from_toml(&plan_text).unwrap();
+    assert_eq!(plan.driver.unwrap().sha256, sha);
+    assert_eq!(plan.host.offline_debs.len(), 1);
 }

@@ -1,15 +1,19 @@
 //! Golden pairs: `tests/profiles/<case>.toml` -> `<case>.plan.toml` (the
-//! resolved plan) or `<case>.error` (the exact error text).
+//! resolved stage with its payload sources, as `vgpu-bake plan` prints it
+//! before anything is fetched) or `<case>.error` (the exact error text).
 //!
 //! `VGPU_BAKE_BLESS=1 cargo test -p vgpu-bake --test profiles` rewrites the
 //! expectations; review the diff before committing.
 
 use std::path::{Path, PathBuf};
 
+use vgpu_bake::bake::{PayloadBaker, baked_plan};
 use vgpu_bake::gpudb::GpuDb;
+use vgpu_bake::hash::digest_bytes;
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
-use vgpu_bake::resolve;
+use vgpu_bake::resolve::{self, DebSource, Resolved, ResolvedDriver, ResolvedUnlock};
+use vgpu_plan::plan::{DriverPlan, PatchRecord, PayloadFile, Plan, UnlockPlan};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,13 +23,15 @@ fn workspace() -> PathBuf {
 }
 
 /// Resolves one profile; the path in messages is workspace-relative.
-fn outcome(rel: &Path) -> Result<String, String> {
+fn resolved(rel: &Path) -> Result<Resolved, String> {
     let text = std::fs::read_to_string(workspace().join(rel)).unwrap();
     let profile = Profile::parse(&text, rel).map_err(|e| e.to_string())?;
     let db = GpuDb::builtin().unwrap();
-    let plan =
-        resolve::resolve(&profile, rel, &Registry::builtin(), &db).map_err(|e| e.to_string())?;
-    Ok(plan.to_toml())
+    resolve::resolve(&profile, rel, &Registry::builtin(), &db).map_err(|e| e.to_string())
+}
+
+fn outcome(rel: &Path) -> Result<String, String> {
+    resolved(rel).map(|r| toml::to_string(&r).unwrap())
 }
 
 #[test]
@@ -112,4 +118,106 @@ fn example_profiles_resolve() {
         }
     }
     assert!(n >= 5, "expected the five example profiles, found {n}");
+}
+
+/// Bakes with stand-in payload: each file's digest is that of the text
+/// `stand-in <payload path>`, pins the profile or registry gave are kept.
+struct StandIn;
+
+fn stand_in(path: &str) -> PayloadFile {
+    let d = digest_bytes(format!("stand-in {path}").as_bytes());
+    PayloadFile {
+        path: path.to_string(),
+        sha256: d.sha256(),
+        size: d.size,
+    }
+}
+
+impl PayloadBaker for StandIn {
+    type Error = std::convert::Infallible;
+
+    fn driver(&mut self, d: ResolvedDriver) -> Result<DriverPlan, Self::Error> {
+        let original = digest_bytes(format!("stand-in {}", d.filename).as_bytes());
+        let installer = match &d.patch {
+            Some(_) => stand_in(&format!(
+                "driver/{}-custom.run",
+                d.filename.trim_end_matches(".run")
+            )),
+            None => stand_in(&format!("driver/{}", d.filename)),
+        };
+        Ok(DriverPlan {
+            md5: d.md5.clone().unwrap_or_else(|| original.md5()),
+            sha256: d.sha256.clone().unwrap_or_else(|| original.sha256()),
+            size: original.size,
+            installer,
+            patch: d.patch.as_ref().map(|p| PatchRecord {
+                file: p.file.clone(),
+                sha256: stand_in(&p.file).sha256,
+            }),
+            release: d.release,
+            version: d.version,
+            filename: d.filename,
+            install_args: d.install_args,
+            services: d.services,
+            sriov_unit: d.sriov_unit,
+        })
+    }
+
+    fn unlock(&mut self, u: ResolvedUnlock) -> Result<UnlockPlan, Self::Error> {
+        let mut library = stand_in(&u.library.path);
+        library.sha256 = u.library.sha256;
+        Ok(UnlockPlan {
+            library,
+            library_path: u.library_path,
+            profile_override: u.profile_override,
+        })
+    }
+
+    fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, Self::Error> {
+        Ok(stand_in(&deb.path))
+    }
+}
+
+/// `tests/plans/<case>.toml`: each resolvable golden profile baked with
+/// stand-in payload digests, the baked plans the agent's tests start from.
+/// Blessed with the profile goldens.
+#[test]
+fn baked_plan_fixtures() {
+    let profiles = workspace().join("tests/profiles");
+    let plans = workspace().join("tests/plans");
+    let bless = std::env::var_os("VGPU_BAKE_BLESS").is_some();
+    let mut failures = Vec::new();
+    let mut made = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&profiles).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let Some(case) = name.strip_suffix(".plan.toml") else {
+            continue;
+        };
+        let rel = PathBuf::from(format!("tests/profiles/{case}.toml"));
+        let resolved = resolved(&rel).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let Ok(plan) = baked_plan(resolved, &mut StandIn);
+        let text = format!(
+            "# {case}.toml baked with stand-in payload digests (builder/tests/profiles.rs):\n# a fixture for the agent's tests, which put real files and digests in.\n{}",
+            plan.to_toml()
+        );
+        assert_eq!(Plan::from_toml(&text).unwrap(), plan, "{case} round trip");
+        let file = plans.join(format!("{case}.toml"));
+        made.insert(format!("{case}.toml"));
+        if bless {
+            std::fs::create_dir_all(&plans).unwrap();
+            std::fs::write(&file, &text).unwrap();
+        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            failures.push(format!("{} differs:\n{text}", file.display()));
+        }
+    }
+    for e in std::fs::read_dir(&plans).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if !made.contains(&name) {
+            failures.push(format!(
+                "tests/plans/{name} has no tests/profiles/*.plan.toml"
+            ));
+        }
+    }
+    assert!(made.len() >= 10, "expected the golden plans");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -191,8 +191,7 @@ fn assert_converges(
 fn power_cut_at_every_step_boundary_converges() {
     let (want, _) = reference("pve8-grub", "demo");
     let plan = Plan::from_toml(
-        &std::fs::read_to_string(agent_harness::workspace().join("tests/profiles/demo.plan.toml"))
-            .unwrap(),
+        &std::fs::read_to_string(agent_harness::workspace().join("tests/plans/demo.toml")).unwrap(),
     )
     .unwrap();
     let mut cuts = 0;

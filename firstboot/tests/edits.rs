@@ -446,7 +446,7 @@ fn unlock_files_are_written_once() {
     let plan = UnlockPlan {
         library: PayloadFile {
             path: "unlock/libvgpu_unlock_rs.so".to_owned(),
-            sha256: "0".repeat(64),
+            sha256: "0".repeat(64).parse().unwrap(),
             size: 1,
         },
         library_path: "/usr/local/lib/vgpu-bake/libvgpu_unlock_rs.so".to_owned(),

@@ -211,8 +211,10 @@ fn offline_debs_are_installed_then_skipped() {
     bed.plan.host.packages.clear();
     bed.plan.host.offline_debs = vec![PayloadFile {
         path: "debs/mdevctl_1.3.0-1_all.deb".into(),
-        sha256: String::new(),
-        size: 0,
+        sha256: vgpu_firstboot::sha256::sha256_hex(b"!<arch>\n")
+            .parse()
+            .unwrap(),
+        size: 8,
     }];
     bed.write(
         "var/lib/vgpu-firstboot/payload/debs/mdevctl_1.3.0-1_all.deb",

@@ -214,19 +214,28 @@ fn verify_payload_finds_missing_and_truncated_files() {
 fn verify_payload_checks_the_plan_against_the_files() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();
-    env.plan.unlock.as_mut().unwrap().library.sha256 = "0".repeat(64);
+    env.plan.unlock.as_mut().unwrap().library.sha256 = "0".repeat(64).parse().unwrap();
     let why = reason(env.run(steps::verify_payload::run));
     assert!(why.contains("libvgpu_unlock_rs.so is corrupt"), "{why}");
     assert!(
         why.contains(&format!("expected sha256 {}", "0".repeat(64))),
         "{why}"
     );
-    // A plan resolved but never baked names no installer.
+    // A plan resolved but never baked names no installer: the agent's plan
+    // reader (`Plan::from_toml`, as in `agent::run`) refuses it.
     let mut env = Env::new("pve8-grub", "demo");
     env.bake();
-    env.plan.driver.as_mut().unwrap().installer.path.clear();
-    let why = reason(env.run(steps::verify_payload::run));
-    assert!(why.contains("names no driver installer"), "{why}");
+    let baked = format!(
+        "path = \"{}\"",
+        env.plan.driver.as_ref().unwrap().installer.path
+    );
+    let text = env.plan.to_toml();
+    assert!(text.contains(&baked), "{text}");
+    let why = vgpu_plan::plan::Plan::from_toml(&text.replace(&baked, "path = \"\""))
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("names no file"), "{why}");
+    assert!(why.contains("never baked"), "{why}");
 }
 
 // ---- unlock ----

@@ -8,6 +8,7 @@
 //! other, so the format cannot drift.
 
 pub mod compat;
+pub mod digest;
 pub mod iommu;
 pub mod layout;
 pub mod manifest;

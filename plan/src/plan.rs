@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::compat::Support;
+pub use crate::digest::{DigestError, Md5, Sha256};
 use crate::iommu::Vendor;
 
 /// Current plan format version.
@@ -111,10 +112,16 @@ pub enum Bootloader {
     SystemdBoot,
 }
 
-/// Host configuration.
+/// Host configuration. `D` is what an offline package is at this stage:
+/// a baked [`PayloadFile`] in a plan (the default), or the builder's
+/// not-yet-read source while it resolves a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct HostPlan {
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    bound(serialize = "D: Serialize", deserialize = "D: Deserialize<'de>")
+)]
+pub struct HostPlan<D = PayloadFile> {
     /// CPU vendor for the IOMMU arguments.
     pub iommu: Iommu,
     /// Boot loader.
@@ -127,7 +134,7 @@ pub struct HostPlan {
     pub packages: Vec<String>,
     /// Offline `.deb` files in the payload (paths relative to the payload dir).
     #[serde(default)]
-    pub offline_debs: Vec<PayloadFile>,
+    pub offline_debs: Vec<D>,
     /// Modules loaded at boot through `/etc/modules-load.d/`.
     pub vfio_modules: Vec<String>,
     /// Modules blacklisted through `/etc/modprobe.d/`.
@@ -155,14 +162,16 @@ pub struct KernelPin {
     pub reason: String,
 }
 
-/// A file in the bundle's payload directory.
+/// A file in the bundle's payload directory, baked: its path is never
+/// empty and its digest is a real one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PayloadFile {
     /// Path relative to `var/lib/vgpu-firstboot/payload/`.
+    #[serde(deserialize_with = "payload_path")]
     pub path: String,
-    /// Lower-case hex sha256.
-    pub sha256: String,
+    /// Its SHA-256.
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
 }
@@ -177,17 +186,14 @@ pub struct DriverPlan {
     pub version: String,
     /// NVIDIA's `.run` file name (before patching).
     pub filename: String,
-    /// MD5 of NVIDIA's `.run` (from the registry, or the profile when the
-    /// registry has none).
-    pub md5: String,
-    /// SHA-256 of NVIDIA's `.run`. Empty only in a plan resolved before the
-    /// file was verified (`vgpu-bake plan` without a fetched driver); a baked
-    /// plan always pins it.
-    pub sha256: String,
-    /// Size of NVIDIA's `.run` in bytes (0 when not yet verified).
+    /// MD5 of NVIDIA's `.run`, as verified at bake time.
+    pub md5: Md5,
+    /// SHA-256 of NVIDIA's `.run`, as verified at bake time.
+    pub sha256: Sha256,
+    /// Size of NVIDIA's `.run` in bytes.
     pub size: u64,
     /// The installer the agent runs: NVIDIA's file, or in unlock mode the
-    /// `-custom.run` the builder patched. Empty path when not yet baked.
+    /// `-custom.run` the builder patched.
     pub installer: PayloadFile,
     /// The vgpu_unlock patch applied at bake time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,7 +215,7 @@ pub struct PatchRecord {
     /// Patch file name, e.g. `550.144.02.patch`.
     pub file: String,
     /// SHA-256 of the patch file.
-    pub sha256: String,
+    pub sha256: Sha256,
 }
 
 /// vgpu_unlock settings.
@@ -417,6 +423,17 @@ impl std::fmt::Display for StepKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.id())
     }
+}
+
+/// A payload path must name a file: an empty one was never baked.
+fn payload_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let path = String::deserialize(d)?;
+    if path.trim_start_matches('/').is_empty() {
+        return Err(serde::de::Error::custom(format!(
+            "payload `path` = {path:?} names no file: the plan was resolved but never baked; bake the bundle with `vgpu-bake bake`"
+        )));
+    }
+    Ok(path)
 }
 
 /// Error reading a plan.

@@ -1,9 +1,9 @@
 //! Driver release choice, installer arguments and unlock inputs.
 
-use vgpu_plan::plan::{DriverPlan, Mode, PatchRecord, PayloadFile, UnlockPlan};
+use vgpu_plan::plan::{Md5, Mode, Sha256};
 
+use super::sources::{DriverSource, LibrarySource, PatchSource, ResolvedDriver, ResolvedUnlock};
 use super::{Ctx, ResolveError};
-use crate::hash::is_hex;
 use crate::profile::Profile;
 use crate::registry::{Registry, Release};
 
@@ -91,13 +91,13 @@ fn offered(registry: &Registry, proxmox: u8, mode: Mode) -> Vec<String> {
         .collect()
 }
 
-/// The driver section of the plan (hashes of files pinned later).
-pub(super) fn driver_plan(
+/// The driver as resolved: the registry's data, the pins, the source.
+pub(super) fn resolved_driver(
     profile: &Profile,
     mode: Mode,
     release: &Release,
     cx: &Ctx,
-) -> Result<DriverPlan, ResolveError> {
+) -> Result<ResolvedDriver, ResolveError> {
     let section = profile.driver.as_ref().expect("checked in pick_release");
     let md5 = match (&release.md5, &section.md5) {
         (Some(known), Some(given)) if !known.eq_ignore_ascii_case(given) => {
@@ -106,47 +106,59 @@ pub(super) fn driver_plan(
                 release.release
             )));
         }
-        (Some(known), _) => known.clone(),
-        (None, Some(given)) => given.to_ascii_lowercase(),
-        (None, None) => String::new(),
+        (Some(known), _) => Some(known),
+        (None, given) => given.as_ref(),
     };
-    if !md5.is_empty() && !is_hex(&md5, 32) {
-        return Err(cx.err(format!("`driver.md5` = {md5:?} is not 32 hex digits")));
-    }
-    if let Some(sha) = &section.sha256
-        && !is_hex(sha, 64)
-    {
-        return Err(cx.err(format!("`driver.sha256` = {sha:?} is not 64 hex digits")));
-    }
+    let md5 = md5
+        .map(|m| {
+            Md5::parse_any_case(m).map_err(|_| {
+                cx.err(format!(
+                    "`driver.md5` = {:?} is not 32 hex digits",
+                    m.to_ascii_lowercase()
+                ))
+            })
+        })
+        .transpose()?;
+    let sha256 = section
+        .sha256
+        .as_ref()
+        .map(|sha| {
+            Sha256::parse_any_case(sha)
+                .map_err(|_| cx.err(format!("`driver.sha256` = {sha:?} is not 64 hex digits")))
+        })
+        .transpose()?;
     let (install_args, patch) = match mode {
-        Mode::Unlock => (
-            release
-                .args_unlock
-                .clone()
-                .expect("checked in pick_release"),
-            Some(PatchRecord {
-                file: release.patch.clone().expect("checked in pick_release"),
-                sha256: String::new(),
-            }),
-        ),
+        Mode::Unlock => {
+            let unlock = profile
+                .unlock
+                .as_ref()
+                .ok_or_else(|| cx.err(MISSING_UNLOCK))?;
+            (
+                release
+                    .args_unlock
+                    .clone()
+                    .expect("checked in pick_release"),
+                Some(PatchSource {
+                    file: release.patch.clone().expect("checked in pick_release"),
+                    source: cx.base().join(&unlock.patch),
+                }),
+            )
+        }
         _ => (release.args_native.clone(), None),
     };
-    Ok(DriverPlan {
+    let source = match release.bundled_bytes() {
+        Some(bytes) => DriverSource::Demo { bytes },
+        None => DriverSource::Download {
+            url: release.url.clone(),
+        },
+    };
+    Ok(ResolvedDriver {
         release: release.release.clone(),
         version: release.version.clone(),
         filename: release.filename.clone(),
         md5,
-        sha256: section
-            .sha256
-            .clone()
-            .map(|s| s.to_ascii_lowercase())
-            .unwrap_or_default(),
-        size: 0,
-        installer: PayloadFile {
-            path: String::new(),
-            sha256: String::new(),
-            size: 0,
-        },
+        sha256,
+        source,
         patch,
         install_args,
         services: vec![
@@ -157,19 +169,17 @@ pub(super) fn driver_plan(
     })
 }
 
+const MISSING_UNLOCK: &str = "missing `[unlock]`: unlock mode needs `unlock.patch` (the vgpu_unlock patch file), `unlock.library` (a prebuilt libvgpu_unlock_rs.so) and `unlock.library-sha256`";
+
 /// The unlock section: present exactly in unlock mode.
-pub(super) fn unlock_plan(
+pub(super) fn resolved_unlock(
     profile: &Profile,
     mode: Mode,
     release: Option<&Release>,
     cx: &Ctx,
-) -> Result<Option<UnlockPlan>, ResolveError> {
+) -> Result<Option<ResolvedUnlock>, ResolveError> {
     let section = match (&profile.unlock, mode) {
-        (None, Mode::Unlock) => {
-            return Err(cx.err(
-                "missing `[unlock]`: unlock mode needs `unlock.patch` (the vgpu_unlock patch file), `unlock.library` (a prebuilt libvgpu_unlock_rs.so) and `unlock.library-sha256`",
-            ));
-        }
+        (None, Mode::Unlock) => return Err(cx.err(MISSING_UNLOCK)),
         (Some(_), Mode::Native | Mode::Passthrough) => {
             return Err(cx.err(format!(
                 "`[unlock]` is set but `vgpu.mode` = \"{mode}\": remove `[unlock]` or set `vgpu.mode = \"unlock\"`"
@@ -193,17 +203,17 @@ pub(super) fn unlock_plan(
             release.version
         )));
     }
-    if !is_hex(&section.library_sha256, 64) {
-        return Err(cx.err(format!(
+    let sha256 = Sha256::parse_any_case(&section.library_sha256).map_err(|_| {
+        cx.err(format!(
             "`unlock.library-sha256` = {:?} is not 64 hex digits: run `sha256sum` on the library and paste the hash",
             section.library_sha256
-        )));
-    }
-    Ok(Some(UnlockPlan {
-        library: PayloadFile {
+        ))
+    })?;
+    Ok(Some(ResolvedUnlock {
+        library: LibrarySource {
             path: UNLOCK_LIBRARY_PAYLOAD.into(),
-            sha256: section.library_sha256.to_ascii_lowercase(),
-            size: 0,
+            source: cx.base().join(&section.library),
+            sha256,
         },
         library_path: UNLOCK_LIBRARY_PATH.into(),
         profile_override: section.profile_override.clone(),

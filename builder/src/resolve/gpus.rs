@@ -5,7 +5,7 @@ use vgpu_plan::plan::{GpuRole, GpuRule, Mode};
 
 use super::{Ctx, ResolveError};
 use crate::gpudb::{Classification, GpuDb, parse_device_id};
-use crate::profile::{CardModeWord, Profile, RoleWord};
+use crate::profile::{CardModeWord, Profile};
 use crate::registry::Release;
 
 fn support_words(s: Support) -> &'static str {
@@ -43,10 +43,7 @@ pub(super) fn resolve_gpus(
             CardModeWord::Unlock => Support::Unlock,
             CardModeWord::None => Support::No,
         });
-        let role = match gpu.role {
-            RoleWord::Vgpu => GpuRole::Vgpu,
-            RoleWord::Passthrough => GpuRole::Passthrough,
-        };
+        let role = gpu.role;
         if role == GpuRole::Vgpu {
             check_vgpu_card(&key, &id, mode, release, class.as_ref(), declared, cx)?;
         }

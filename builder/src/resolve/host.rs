@@ -1,12 +1,13 @@
 //! Host configuration: kernel arguments, packages, modules, kernel pin.
 
-use vgpu_plan::plan::{Bootloader, HostPlan, Iommu, KernelPin, Mode, PayloadFile};
+use vgpu_plan::plan::{HostPlan, KernelPin, Mode};
 
 /// Payload directory of the offline `.deb` files.
 pub const OFFLINE_DEBS_PAYLOAD: &str = "debs";
 
+use super::sources::DebSource;
 use super::{Ctx, ResolveError};
-use crate::profile::{BootloaderWord, IommuWord, Profile};
+use crate::profile::Profile;
 use crate::registry::Release;
 
 pub(super) fn host_plan(
@@ -14,7 +15,7 @@ pub(super) fn host_plan(
     mode: Mode,
     release: Option<&Release>,
     cx: &Ctx,
-) -> Result<HostPlan, ResolveError> {
+) -> Result<HostPlan<DebSource>, ResolveError> {
     let h = &profile.host;
     for (i, arg) in h.kernel_args.iter().enumerate() {
         let ok = !arg.is_empty()
@@ -40,7 +41,7 @@ pub(super) fn host_plan(
             )));
         }
     }
-    let mut offline_debs: Vec<PayloadFile> = Vec::new();
+    let mut offline_debs: Vec<DebSource> = Vec::new();
     for (i, deb) in h.offline_debs.iter().enumerate() {
         let name = deb
             .file_name()
@@ -60,10 +61,9 @@ pub(super) fn host_plan(
         if offline_debs.iter().any(|d| d.path == path) {
             return Err(cx.err(format!("`host.offline-debs[{i}]`: {name} is listed twice")));
         }
-        offline_debs.push(PayloadFile {
+        offline_debs.push(DebSource {
             path,
-            sha256: String::new(),
-            size: 0,
+            source: cx.base().join(deb),
         });
     }
     let mut packages = Vec::new();
@@ -91,16 +91,8 @@ pub(super) fn host_plan(
         vfio_modules.push("vfio_virqfd".into());
     }
     Ok(HostPlan {
-        iommu: match h.iommu {
-            IommuWord::Auto => Iommu::Auto,
-            IommuWord::Intel => Iommu::Intel,
-            IommuWord::Amd => Iommu::Amd,
-        },
-        bootloader: match h.bootloader {
-            BootloaderWord::Auto => Bootloader::Auto,
-            BootloaderWord::Grub => Bootloader::Grub,
-            BootloaderWord::SystemdBoot => Bootloader::SystemdBoot,
-        },
+        iommu: h.iommu,
+        bootloader: h.bootloader,
         kernel_args_extra: h.kernel_args.clone(),
         packages,
         offline_debs,

@@ -3,7 +3,7 @@
 use vgpu_plan::plan::{LicensingMode, LicensingPlan};
 
 use super::{Ctx, ResolveError};
-use crate::profile::{LicensingWord, Profile};
+use crate::profile::Profile;
 use crate::registry::Release;
 
 /// FastAPI-DLS hands out leases of at most 90 days.
@@ -15,11 +15,7 @@ pub(super) fn licensing_plan(
     cx: &mut Ctx,
 ) -> Result<LicensingPlan, ResolveError> {
     let l = &profile.licensing;
-    let mode = match l.mode {
-        LicensingWord::None => LicensingMode::None,
-        LicensingWord::External => LicensingMode::External,
-        LicensingWord::FastapiDls => LicensingMode::FastapiDls,
-    };
+    let mode = l.mode;
     if mode == LicensingMode::None {
         for (key, set) in [
             ("server", l.server.is_some()),

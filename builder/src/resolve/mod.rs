@@ -1,23 +1,74 @@
-//! Profile -> plan: every choice made concrete, every disagreement named.
+//! Profile -> [`Resolved`]: every choice made concrete, every disagreement
+//! named, every payload file described by its source.
 //!
 //! Pure: takes the parsed profile, the registry and the GPU database, reads
-//! no files. Hashes of files the plan carries are filled in later by
-//! [`pin_driver`] and the bake, which have the files at hand.
+//! no files. This is the only stage that consults the registry: what later
+//! stages need from it (URL, demo bytes, md5) is in [`ResolvedDriver`]. The
+//! payload's digests are filled in by the bake, which turns a `Resolved` and
+//! the read payload into a `vgpu_plan::plan::Plan`.
 
 mod driver;
 mod gpus;
 mod host;
 mod licensing;
+mod sources;
 mod steps;
 
 use std::path::Path;
 
-use vgpu_plan::plan::{AgentPlan, Mode, Plan, SCHEMA};
+use serde::Serialize;
+use vgpu_plan::plan::{AgentPlan, GpuRule, HostPlan, LicensingPlan, Mode, SCHEMA, Step};
 
+pub use self::sources::{
+    DebSource, DriverOverrides, DriverSource, LibrarySource, PatchSource, ResolvedDriver,
+    ResolvedUnlock,
+};
 use crate::gpudb::GpuDb;
-use crate::hash::Digests;
-use crate::profile::{ModeWord, Profile};
+use crate::profile::Profile;
 use crate::registry::Registry;
+
+/// A resolved profile: the plan's decisions and the payload's sources.
+///
+/// Serialises (for `vgpu-bake plan`) in the plan's shape, with sources and
+/// pins where the baked plan has digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Resolved {
+    /// Plan format version the bake will write.
+    pub schema: u32,
+    /// Bundle name.
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// A demo plan (the driver is the stand-in installer).
+    pub demo: bool,
+    /// Proxmox VE major release.
+    pub proxmox: u8,
+    /// Debian codename of that release.
+    pub codename: String,
+    /// What the host is provisioned for.
+    pub mode: Mode,
+    /// Host configuration; offline packages still on disk.
+    pub host: HostPlan<DebSource>,
+    /// The host driver; absent in passthrough mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<ResolvedDriver>,
+    /// vgpu_unlock settings; present only in unlock mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlock: Option<ResolvedUnlock>,
+    /// Licensing settings.
+    pub licensing: LicensingPlan,
+    /// How the agent behaves.
+    pub agent: AgentPlan,
+    /// Cards the profile names, classified.
+    #[serde(rename = "gpu")]
+    pub gpus: Vec<GpuRule>,
+    /// Disagreements that did not stop the bake.
+    pub warnings: Vec<String>,
+    /// Steps in the order the agent runs them.
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
 
 /// A profile that names something impossible or contradictory.
 ///
@@ -38,6 +89,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The directory the profile's relative paths start from.
+    pub fn base(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
     pub fn err(&self, message: impl Into<String>) -> ResolveError {
         ResolveError {
             file: self.file.display().to_string(),
@@ -46,13 +102,14 @@ impl Ctx<'_> {
     }
 }
 
-/// Resolves `profile` (read from `file`) into a plan.
+/// Resolves `profile` (read from `file`; its relative paths start from
+/// `file`'s directory).
 pub fn resolve(
     profile: &Profile,
     file: &Path,
     registry: &Registry,
     db: &GpuDb,
-) -> Result<Plan, ResolveError> {
+) -> Result<Resolved, ResolveError> {
     let mut cx = Ctx {
         file,
         warnings: Vec::new(),
@@ -68,17 +125,13 @@ pub fn resolve(
             )));
         }
     };
-    let mode = match profile.vgpu.mode {
-        ModeWord::Native => Mode::Native,
-        ModeWord::Unlock => Mode::Unlock,
-        ModeWord::Passthrough => Mode::Passthrough,
-    };
+    let mode = profile.vgpu.mode;
     let release = driver::pick_release(profile, mode, registry, &cx)?;
     let gpus = gpus::resolve_gpus(profile, mode, release, db, &mut cx)?;
     let driver = release
-        .map(|r| driver::driver_plan(profile, mode, r, &cx))
+        .map(|r| driver::resolved_driver(profile, mode, r, &cx))
         .transpose()?;
-    let unlock = driver::unlock_plan(profile, mode, release, &cx)?;
+    let unlock = driver::resolved_unlock(profile, mode, release, &cx)?;
     let host = host::host_plan(profile, mode, release, &cx)?;
     let licensing = licensing::licensing_plan(profile, release, &mut cx)?;
     let agent = agent_plan(profile, &cx)?;
@@ -88,7 +141,7 @@ pub fn resolve(
     } else {
         profile.description.clone()
     };
-    Ok(Plan {
+    Ok(Resolved {
         schema: SCHEMA,
         name,
         description,
@@ -105,17 +158,6 @@ pub fn resolve(
         warnings: cx.warnings,
         steps,
     })
-}
-
-/// Fills in the NVIDIA `.run` file's verified digests.
-pub fn pin_driver(plan: &mut Plan, digests: &Digests) {
-    if let Some(d) = plan.driver.as_mut() {
-        d.sha256 = digests.sha256.clone();
-        d.size = digests.size;
-        if d.md5.is_empty() {
-            d.md5 = digests.md5.clone();
-        }
-    }
 }
 
 fn bundle_name(profile: &Profile, file: &Path, cx: &Ctx) -> Result<String, ResolveError> {

@@ -1,12 +1,14 @@
 //! The ordered step list.
 
-use vgpu_plan::plan::{DriverPlan, GpuRole, GpuRule, HostPlan, Mode, Phase, Step, StepKind};
+use vgpu_plan::plan::{GpuRole, GpuRule, HostPlan, Mode, Phase, Step, StepKind};
+
+use super::sources::{DebSource, ResolvedDriver};
 
 pub(super) fn steps(
     mode: Mode,
-    host: &HostPlan,
+    host: &HostPlan<DebSource>,
     gpus: &[GpuRule],
-    driver: Option<&DriverPlan>,
+    driver: Option<&ResolvedDriver>,
 ) -> Vec<Step> {
     let mut out = Vec::new();
     let mut add = |phase: Phase, kind: StepKind, why: String| {

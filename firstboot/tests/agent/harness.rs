@@ -126,8 +126,8 @@ impl SimHost {
         let root = self.root();
         let text = fs::read_to_string(
             workspace()
-                .join("tests/profiles")
-                .join(format!("{plan_name}.plan.toml")),
+                .join("tests/plans")
+                .join(format!("{plan_name}.toml")),
         )
         .unwrap();
         let mut plan = Plan::from_toml(&text).unwrap();
@@ -137,7 +137,7 @@ impl SimHost {
                 fs::read(workspace().join("data/demo/vgpu-bake-demo-driver-1.0-vgpu-kvm.run"))
                     .unwrap();
             let rel = format!("driver/{}", d.filename);
-            d.sha256 = sha256(&bytes);
+            d.sha256 = sha256(&bytes).parse().unwrap();
             d.size = bytes.len() as u64;
             d.installer = PayloadFile {
                 path: rel.clone(),
@@ -149,7 +149,7 @@ impl SimHost {
         for deb in plan.host.offline_debs.iter_mut() {
             let name = deb.path.rsplit('/').next().unwrap().to_string();
             let bytes = fs::read(workspace().join("data/demo").join(&name)).unwrap();
-            deb.sha256 = sha256(&bytes);
+            deb.sha256 = sha256(&bytes).parse().unwrap();
             deb.size = bytes.len() as u64;
             files.insert(
                 format!("{}/{}", layout::PAYLOAD_DIR, deb.path),
@@ -158,7 +158,7 @@ impl SimHost {
         }
         if let Some(u) = plan.unlock.as_mut() {
             let bytes = b"stand-in unlock library\n".to_vec();
-            u.library.sha256 = sha256(&bytes);
+            u.library.sha256 = sha256(&bytes).parse().unwrap();
             u.library.size = bytes.len() as u64;
             files.insert(
                 format!("{}/{}", layout::PAYLOAD_DIR, u.library.path),

@@ -23,9 +23,9 @@ pub fn workspace(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
-/// One golden plan from `tests/profiles/<name>.plan.toml`.
+/// One baked plan fixture from `tests/plans/<name>.toml`.
 pub fn plan(name: &str) -> Plan {
-    let path = workspace(&format!("tests/profiles/{name}.plan.toml"));
+    let path = workspace(&format!("tests/plans/{name}.toml"));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Plan::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

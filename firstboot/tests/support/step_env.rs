@@ -50,8 +50,8 @@ impl Env {
             .unwrap()
             .success();
         assert!(ok, "cp -a {host}");
-        let text = fs::read_to_string(workspace().join(format!("tests/profiles/{plan}.plan.toml")))
-            .unwrap();
+        let text =
+            fs::read_to_string(workspace().join(format!("tests/plans/{plan}.toml"))).unwrap();
         let plan = Plan::from_toml(&text).unwrap();
         let facts = read_facts(&root).unwrap();
         Env {
@@ -150,7 +150,7 @@ impl Env {
         self.write(MANIFEST_FILE, manifest.to_toml());
         let payload = |name: &str, bytes: &[u8]| PayloadFile {
             path: name.into(),
-            sha256: sha256_hex(bytes),
+            sha256: sha256_hex(bytes).parse().unwrap(),
             size: bytes.len() as u64,
         };
         if let Some(d) = &mut self.plan.driver {

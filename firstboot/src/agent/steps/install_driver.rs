@@ -23,7 +23,7 @@ fn signing(host: &Host) -> bool {
 /// the modules load under Secure Boot, and DKMS rebuilds stay signed).
 fn installer_spec(host: &Host) -> Result<CommandSpec, StepError> {
     let d = driver(host)?;
-    let program = host.path(&payload_rel(&d.installer, "driver installer")?)?;
+    let program = host.path(&payload_rel(&d.installer))?;
     let mut args = d.install_args.clone();
     if signing(host) {
         args.push(format!(
@@ -107,7 +107,7 @@ fn earlier_install(host: &mut Host, version: &str) -> Result<Result<(), String>,
 pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let d = driver(host)?;
     let spec = installer_spec(host)?;
-    let rel = payload_rel(&d.installer, "driver installer")?;
+    let rel = payload_rel(&d.installer);
     let meta = fs::metadata(&spec.program).map_err(|e| {
         StepError::new(format!(
             "driver installer {}: {e}: re-copy or re-bake the bundle",

@@ -66,7 +66,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     // Computed first: it also checks the library path before anything is written.
     let ops = unlock_ops(host, unlock)?;
     if !library_in_place(host, unlock)? {
-        let src_rel = payload_rel(&unlock.library, "unlock library")?;
+        let src_rel = payload_rel(&unlock.library);
         let bytes = fs::read(host.path(&src_rel)?)
             .map_err(|e| StepError::new(format!("reading {}: {e}: {RECOPY}", shown(&src_rel))))?;
         write_atomic(&host.path(&unlock.library_path)?, &bytes, 0o644)?;
@@ -95,7 +95,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     if !library_in_place(host, unlock)? {
         lines.push(format!(
             "would copy {} to {} (mode 0644): the library the drop-ins preload",
-            shown(&payload_rel(&unlock.library, "unlock library")?),
+            shown(&payload_rel(&unlock.library)),
             unlock.library_path
         ));
     }

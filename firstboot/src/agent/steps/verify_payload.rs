@@ -77,15 +77,11 @@ fn plan_files(host: &Host) -> Result<Vec<(String, String, u64)>, StepError> {
     let mut out = Vec::new();
     if let Some(d) = &host.plan.driver {
         let f = &d.installer;
-        out.push((
-            payload_rel(f, "driver installer")?,
-            f.sha256.clone(),
-            f.size,
-        ));
+        out.push((payload_rel(f), f.sha256.to_string(), f.size));
     }
     if let Some(u) = &host.plan.unlock {
         let f = &u.library;
-        out.push((payload_rel(f, "unlock library")?, f.sha256.clone(), f.size));
+        out.push((payload_rel(f), f.sha256.to_string(), f.size));
     }
     Ok(out)
 }

@@ -1,0 +1,93 @@
+//! The unlock patch, applied at bake time with the installer's own
+//! `--apply-patch`; the result is cached keyed by both inputs' hashes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vgpu_plan::plan::Sha256;
+
+use super::{BakeError, input_err};
+use crate::fetch;
+use crate::hash::{self, Digests};
+
+fn patch_file_name(patch: &Path) -> String {
+    patch
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs the installer's own `--apply-patch` on the cached driver and caches
+/// the resulting `-custom.run` keyed by both inputs' hashes. Returns the
+/// patched installer, its digests and the patch's sha256.
+pub(super) fn apply_patch(
+    driver: &Path,
+    driver_digests: &Digests,
+    patch: &Path,
+    release: &str,
+    cache_dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<(PathBuf, Digests, Sha256), BakeError> {
+    let patch_bytes = std::fs::read(patch).map_err(|e| input_err(patch, format!("cannot read `unlock.patch`: {e}; point it at the patch in your copy of the vgpu-proxmox repository")))?;
+    let patch_sha = hash::digest_bytes(&patch_bytes).sha256();
+    let stem = driver
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let custom_name = format!("{}-custom.run", stem.trim_end_matches(".run"));
+    let dir = cache_dir.join("patched").join(format!(
+        "{}-{}",
+        &driver_digests.sha256[..16],
+        &patch_sha[..16]
+    ));
+    if let Some(d) = fetch::cached_digests(&dir, &custom_name)? {
+        notes.push(format!(
+            "patched installer {custom_name}: cached ({}), no re-patch",
+            dir.display()
+        ));
+        return Ok((dir.join(&custom_name), d, patch_sha));
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".patch.")
+        .tempdir_in(cache_dir)
+        .map_err(|e| input_err(cache_dir, format!("cannot make a work directory: {e}")))?;
+    let staged = work.path().join(&stem);
+    std::os::unix::fs::symlink(driver, &staged)
+        .map_err(|e| input_err(&staged, format!("cannot stage the driver: {e}")))?;
+    let patch_abs = std::path::absolute(patch).map_err(|e| input_err(patch, e.to_string()))?;
+    let command = format!("sh {stem} --apply-patch {}", patch_abs.display());
+    let out = Command::new("sh")
+        .arg(&stem)
+        .arg("--apply-patch")
+        .arg(&patch_abs)
+        .current_dir(work.path())
+        .output()
+        .map_err(|e| input_err(Path::new("sh"), format!("cannot run `{command}`: {e}")))?;
+    let produced = work.path().join(&custom_name);
+    if !out.status.success() || !produced.is_file() {
+        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let status = if out.status.success() {
+            format!("exit 0 but no {custom_name} was written")
+        } else {
+            out.status.to_string()
+        };
+        return Err(BakeError::Patch {
+            patch: patch.to_path_buf(),
+            command,
+            status,
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            release: release.to_string(),
+        });
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| input_err(&dir, format!("cannot create: {e}")))?;
+    let dest = dir.join(&custom_name);
+    std::fs::rename(&produced, &dest)
+        .map_err(|e| input_err(&dest, format!("cannot move the patched installer: {e}")))?;
+    crate::atomic::sync_dir(&dir).map_err(|e| input_err(&dir, e.to_string()))?;
+    let d = fetch::cached_digests(&dir, &custom_name)?
+        .ok_or_else(|| input_err(&dest, "the patched installer vanished from the cache"))?;
+    notes.push(format!("patched installer {custom_name}: {} applied with the installer's --apply-patch (sha256 {})", patch_file_name(patch), d.sha256));
+    Ok((dest, d, patch_sha))
+}

@@ -1,0 +1,282 @@
+//! One function per `vgpu-bake` command: `main` parses and routes, these
+//! do the work and print. Library errors are wrapped with `anyhow` here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use vgpu_bake::bake::{self, BakeInputs};
+use vgpu_bake::bundle::BakeOptions;
+use vgpu_bake::fetch::{self, FetchOptions};
+use vgpu_bake::gpudb::{self, GpuDb};
+use vgpu_bake::prepare::{Prepare, prepare_driver};
+use vgpu_bake::profile::Profile;
+use vgpu_bake::registry::Registry;
+use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
+use vgpu_bake::{inspect, install};
+use vgpu_plan::plan::LicensingMode;
+
+/// The GPU database: `--gpu-db FILE` or the built-in one.
+pub fn open_db(gpu_db: Option<&Path>) -> Result<GpuDb> {
+    Ok(match gpu_db {
+        Some(path) => GpuDb::open(path)?,
+        None => GpuDb::builtin()?,
+    })
+}
+
+/// The driver cache: `--cache DIR` or the default.
+pub fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
+    FetchOptions::new(cache.unwrap_or_else(fetch::default_cache_dir))
+}
+
+/// Reads and resolves a profile against the built-in registry: the only
+/// place the commands consult it.
+fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
+    let profile = Profile::load(path)?;
+    Ok(resolve::resolve(&profile, path, &Registry::builtin(), db)?)
+}
+
+fn warn(warnings: &[String], source: &Path) {
+    for w in warnings {
+        eprintln!("vgpu-bake: warning: {}: {w}", source.display());
+    }
+}
+
+/// `validate`: every profile resolved, one line each; fails if any fails.
+pub fn validate(profiles: &[PathBuf], db: &GpuDb) -> Result<()> {
+    let mut failed = 0;
+    for path in profiles {
+        match load(path, db) {
+            Ok(plan) => {
+                warn(&plan.warnings, path);
+                println!(
+                    "ok: {} ({} mode, Proxmox VE {}, {} steps)",
+                    path.display(),
+                    plan.mode,
+                    plan.proxmox,
+                    plan.steps.len()
+                );
+            }
+            Err(e) => {
+                eprintln!("vgpu-bake: error: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} profile(s) failed validation",
+            profiles.len()
+        );
+    }
+    Ok(())
+}
+
+/// What `plan` prints: the resolved stage and, when the driver is already
+/// verified in the cache, its digests.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct PlanPreview<'a> {
+    #[serde(flatten)]
+    resolved: &'a Resolved,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cached_driver: Option<CachedDriver>,
+}
+
+/// A verified driver in the cache.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct CachedDriver {
+    md5: String,
+    sha256: String,
+    size: u64,
+}
+
+/// `plan`: the resolved plan, nothing fetched.
+pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> Result<()> {
+    let resolved = load(profile, db)?;
+    warn(&resolved.warnings, profile);
+    let mut cached_driver = None;
+    if let Some(d) = &resolved.driver {
+        let prepared = prepare_driver(
+            d,
+            &DriverOverrides::default(),
+            &fetch_options(cache),
+            Prepare::CacheOnly,
+            &mut Vec::new(),
+        )?;
+        cached_driver = prepared.map(|p| CachedDriver {
+            md5: p.digests.md5,
+            sha256: p.digests.sha256,
+            size: p.digests.size,
+        });
+        if cached_driver.is_none() && d.sha256.is_none() {
+            eprintln!(
+                "vgpu-bake: note: the driver's sha256 is pinned once it is fetched (`vgpu-bake fetch {}`)",
+                profile.display()
+            );
+        }
+    }
+    if !resolved.licensing.applied && resolved.licensing.mode != LicensingMode::None {
+        eprintln!(
+            "vgpu-bake: note: licensing settings are carried in the plan but not applied by this version of the agent"
+        );
+    }
+    let preview = PlanPreview {
+        resolved: &resolved,
+        cached_driver,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&preview)?);
+    } else {
+        print!("{}", toml::to_string(&preview)?);
+    }
+    Ok(())
+}
+
+/// `fetch`: the driver into the cache, read and verified again.
+pub fn fetch(
+    profile: &Path,
+    overrides: &DriverOverrides,
+    cache: Option<PathBuf>,
+    db: &GpuDb,
+) -> Result<()> {
+    let resolved = load(profile, db)?;
+    warn(&resolved.warnings, profile);
+    let Some(driver) = &resolved.driver else {
+        println!(
+            "{}: {} mode needs no driver",
+            profile.display(),
+            resolved.mode
+        );
+        return Ok(());
+    };
+    let mut notes = Vec::new();
+    let prepared = prepare_driver(
+        driver,
+        overrides,
+        &fetch_options(cache),
+        Prepare::Rehash,
+        &mut notes,
+    )?
+    .expect("Prepare::Rehash fetches what is not cached");
+    for n in notes {
+        eprintln!("{n}");
+    }
+    let d = &prepared.digests;
+    println!("md5 {}  sha256 {}  {} bytes", d.md5, d.sha256, d.size);
+    println!("{}", prepared.path.display());
+    Ok(())
+}
+
+/// `bake`: the bundle into `out`.
+pub fn bake(
+    profile: &Path,
+    out: PathBuf,
+    agent: Option<PathBuf>,
+    overrides: DriverOverrides,
+    cache: Option<PathBuf>,
+    db: &GpuDb,
+) -> Result<()> {
+    let agent = match agent {
+        Some(a) => a,
+        None => default_agent()?,
+    };
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    let inputs = BakeInputs {
+        fetch: fetch_options(cache),
+        overrides,
+        agent,
+        out_dir: out,
+        options: BakeOptions {
+            mtime: source_date_epoch()?,
+            ..BakeOptions::default()
+        },
+    };
+    let resolved = load(profile, db)?;
+    let baked = bake::bake(resolved, db, &inputs)?;
+    warn(&baked.plan.warnings, profile);
+    for n in &baked.notes {
+        eprintln!("{n}");
+    }
+    if baked.plan.demo {
+        eprintln!(
+            "DEMO bundle: its driver is the stand-in installer from data/demo, not an NVIDIA driver"
+        );
+    }
+    eprintln!(
+        "baked {}: {} entries, {} bytes, sha256 {}",
+        baked.plan.name, baked.output.entries, baked.output.size, baked.output.sha256
+    );
+    println!("{}", baked.output.bundle.display());
+    Ok(())
+}
+
+/// `inspect`: list and verify a bundle.
+pub fn inspect(bundle: &Path, json: bool) -> Result<()> {
+    let report = inspect::inspect(bundle)?;
+    print!("{}", inspect::render_report(&report, json));
+    Ok(())
+}
+
+/// `install`: lay a bundle onto a root directory.
+pub fn install(bundle: &Path, root: &Path) -> Result<()> {
+    let written = install::install(bundle, root)?;
+    for w in &written {
+        println!(
+            "{:<7} {:04o} {:>10} {}",
+            w.kind,
+            w.mode & 0o7777,
+            w.size,
+            root.join(&w.path).display()
+        );
+    }
+    eprintln!(
+        "installed {} entries under {}",
+        written.len(),
+        root.display()
+    );
+    Ok(())
+}
+
+/// `gpus`: query the compatibility database.
+pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {
+    print!("{}", gpudb::gpus_report(db, ids, json)?);
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible builds), default 0.
+fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        }),
+        _ => Ok(0),
+    }
+}
+
+/// The release agent built from this workspace: next to this binary when
+/// it is a release build, or in `../release/` when it is not.
+fn default_agent() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the vgpu-bake binary")?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.join("vgpu-firstboot"),
+        dir.join("../release/vgpu-firstboot"),
+    ];
+    let in_release = dir.file_name().is_some_and(|n| n == "release");
+    for c in candidates.iter().skip(usize::from(!in_release)) {
+        if c.is_file() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "no release vgpu-firstboot agent found (looked in {}): build it with `cargo build --release -p vgpu-firstboot`, or pass --agent FILE",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )
+}

@@ -1,0 +1,126 @@
+//! The one driver preparation `plan`, `fetch` and `bake` share: the
+//! resolved driver's source (with the command line's overrides) into a
+//! verified file in the cache.
+//!
+//! It takes a [`ResolvedDriver`], never the registry: everything the
+//! registry said (URL, md5, demo bytes) was captured when the profile was
+//! resolved, so it is looked up once.
+
+use std::path::{Path, PathBuf};
+
+use crate::bake::{BakeError, input_err};
+use crate::fetch::{self, FetchOptions, FetchRequest};
+use crate::hash::Digests;
+use crate::resolve::{DriverOverrides, DriverSource, ResolvedDriver};
+
+/// How far [`prepare_driver`] may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepare {
+    /// `plan`: report a verified copy already in the cache; download,
+    /// import and hash nothing new (the sidecar is refreshed if stale).
+    CacheOnly,
+    /// `bake`: trust a cached copy whose sidecar matches the pins (the
+    /// bundle writer re-hashes every byte anyway); otherwise fetch.
+    Trust,
+    /// `fetch`: read and verify the cached copy again; otherwise fetch.
+    Rehash,
+}
+
+/// A verified driver in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedDriver {
+    /// The file in the cache.
+    pub path: PathBuf,
+    /// Its digests.
+    pub digests: Digests,
+}
+
+/// The fetch request for `driver` after the command line's overrides.
+pub fn fetch_request(driver: &ResolvedDriver, overrides: &DriverOverrides) -> FetchRequest {
+    let pin = |given: &Option<String>, resolved: Option<&str>| {
+        given
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .or_else(|| resolved.map(String::from))
+    };
+    let (url, driver_file) = match driver.source_with(overrides) {
+        DriverSource::Download { url } => (url, None),
+        DriverSource::Demo { .. } => (None, None),
+        DriverSource::UserFile { path } => (None, Some(path)),
+    };
+    FetchRequest {
+        filename: driver.filename.clone(),
+        url,
+        md5: pin(&overrides.md5, driver.md5.as_deref()),
+        sha256: pin(&overrides.sha256, driver.sha256.as_deref()),
+        driver_file,
+    }
+}
+
+/// Makes the driver available, verified, in `opts.cache_dir`.
+///
+/// Returns `None` only with [`Prepare::CacheOnly`] when no verified copy
+/// matching the pins is cached. A demo driver is imported from the binary.
+pub fn prepare_driver(
+    driver: &ResolvedDriver,
+    overrides: &DriverOverrides,
+    opts: &FetchOptions,
+    how: Prepare,
+    notes: &mut Vec<String>,
+) -> Result<Option<PreparedDriver>, BakeError> {
+    let source = driver.source_with(overrides);
+    let mut req = fetch_request(driver, overrides);
+    let cached = opts.cache_dir.join(&req.filename);
+    let user_file = matches!(source, DriverSource::UserFile { .. });
+    if !user_file
+        && how != Prepare::Rehash
+        && let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)?
+    {
+        let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
+        let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
+        let pinned = req.md5.is_some() || req.sha256.is_some();
+        if md5_ok && sha_ok && (pinned || how == Prepare::CacheOnly) {
+            notes.push(format!(
+                "driver {}: verified copy in the cache ({}), no download",
+                req.filename,
+                cached.display()
+            ));
+            return Ok(Some(PreparedDriver {
+                path: cached,
+                digests: d,
+            }));
+        }
+    }
+    if how == Prepare::CacheOnly {
+        return Ok(None);
+    }
+    if let DriverSource::Demo { bytes } = source {
+        let tmp = tempfile::Builder::new()
+            .prefix(".demo-driver.")
+            .tempfile()
+            .map_err(|e| {
+                input_err(
+                    Path::new("(temp dir)"),
+                    format!("cannot stage the demo driver: {e}"),
+                )
+            })?;
+        std::fs::write(tmp.path(), bytes)
+            .map_err(|e| input_err(tmp.path(), format!("cannot stage the demo driver: {e}")))?;
+        req.driver_file = Some(tmp.path().to_path_buf());
+        let got = fetch::fetch(&req, opts)?;
+        notes.push(format!(
+            "driver {}: demo installer from data/demo imported into the cache",
+            req.filename
+        ));
+        return Ok(Some(PreparedDriver {
+            path: got.path,
+            digests: got.digests,
+        }));
+    }
+    let got = fetch::fetch(&req, opts)?;
+    notes.push(format!("driver {}", got.describe()));
+    Ok(Some(PreparedDriver {
+        path: got.path,
+        digests: got.digests,
+    }))
+}
