@@ -68,7 +68,8 @@ fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
                 return 1;
             }
         };
-        let done_marker = root.join(layout::DONE_MARKER).exists();
+        let done_marker =
+            vgpu_rootfs::Root::at(root).is_ok_and(|r| r.resolves(layout::DONE_MARKER));
         let mut code = state::exit_code(&st);
         if done_marker && code == 3 {
             // The done marker is written by the last step; a power cut
@@ -108,7 +109,7 @@ impl Runner for NoRunner {
 }
 
 fn dry_run(root: &Path) -> u8 {
-    if !root.join(layout::PLAN_FILE).exists() {
+    if !vgpu_rootfs::Root::at(root).is_ok_and(|r| r.resolves(layout::PLAN_FILE)) {
         println!(
             "no plan at {}: nothing would change",
             root.join(layout::PLAN_FILE).display()
@@ -180,8 +181,10 @@ fn facts_cmd(root: &Path, json: bool) -> u8 {
             return 1;
         }
     };
-    let table = std::fs::read_to_string(root.join(layout::COMPAT_FILE))
+    let table = vgpu_rootfs::Root::at(root)
+        .and_then(|r| r.read_to_string(layout::COMPAT_FILE))
         .ok()
+        .flatten()
         .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
     if table.is_none() && !json {
         eprintln!(

@@ -173,6 +173,12 @@ impl Root {
         self.symlink_metadata(rel).is_ok_and(|m| m.is_some())
     }
 
+    /// Whether `rel` resolves to something inside the root (symlinks
+    /// followed, as `Path::exists` does).
+    pub fn resolves(&self, rel: &str) -> bool {
+        self.metadata(rel).is_ok_and(|m| m.is_some())
+    }
+
     /// The target of the symlink `rel` as written in the link; `None` if
     /// `rel` is missing or not a symlink.
     pub fn read_link(&self, rel: &str) -> Result<Option<PathBuf>, Error> {

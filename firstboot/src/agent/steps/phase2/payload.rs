@@ -1,14 +1,11 @@
 //! The payload: checked against the manifest before anything uses it, and
 //! (unlock mode) the unlock library, its drop-ins and the profile override.
 
-use std::fs;
-use std::io;
-
 use super::{payload_rel, shown};
-use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
+use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::unlock::{VGPU_MGR_DROPIN, VGPUD_DROPIN, plan_unlock};
 use crate::edits::{FileOp, apply_ops_preview};
-use crate::sha256::sha256_file;
+use crate::sha256::sha256_reader;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::manifest::Manifest;
 use vgpu_plan::plan::UnlockPlan;
@@ -29,15 +26,16 @@ fn check_file(
     size: u64,
 ) -> Result<(), StepError> {
     let name = shown(rel);
-    let path = host.path(rel)?;
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    host.path(rel)?;
+    let root = host.fs()?;
+    let meta = match root.symlink_metadata(rel) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
             return Err(StepError::new(format!(
                 "payload file {name} is missing (expected {size} bytes, sha256 {sha256}): {RECOPY}"
             )));
         }
-        Err(e) => return Err(StepError::new(format!("reading {name}: {e}"))),
+        Err(e) => return Err(StepError::new(format!("reading {name}: {}", e.source))),
     };
     if !meta.is_file() {
         return Err(StepError::new(format!(
@@ -54,8 +52,11 @@ fn check_file(
     let actual = match hashed.iter().find(|(p, _)| p == rel) {
         Some((_, h)) => h.clone(),
         None => {
-            let h =
-                sha256_file(&path).map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
+            let h = root
+                .open(rel)
+                .map_err(|e| e.source)
+                .and_then(|f| sha256_reader(f.ok_or_else(|| std::io::Error::from_raw_os_error(2))?))
+                .map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
             hashed.push((rel.to_owned(), h.clone()));
             h
         }
@@ -138,10 +139,13 @@ fn unlock_plan<'a>(host: &Host<'a>) -> Result<&'a UnlockPlan, StepError> {
 /// (which [`verify_payload`] checked the payload copy against).
 fn library_in_place(host: &Host, unlock: &UnlockPlan) -> Result<bool, StepError> {
     let dest = host.path(&unlock.library_path)?;
-    match sha256_file(&dest) {
-        Ok((sha, _)) => Ok(sha.eq_ignore_ascii_case(&unlock.library.sha256)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StepError::new(format!("reading {}: {e}", dest.display()))),
+    match host.fs()?.open(&unlock.library_path)? {
+        Some(f) => {
+            let (sha, _) = sha256_reader(f)
+                .map_err(|e| StepError::new(format!("reading {}: {e}", dest.display())))?;
+            Ok(sha.eq_ignore_ascii_case(&unlock.library.sha256))
+        }
+        None => Ok(false),
     }
 }
 
@@ -181,9 +185,14 @@ pub fn unlock_setup(host: &mut Host) -> Result<StepOutcome, StepError> {
     let ops = unlock_ops(host, unlock)?;
     if !library_in_place(host, unlock)? {
         let src_rel = payload_rel(&unlock.library, "unlock library")?;
-        let bytes = fs::read(host.path(&src_rel)?)
+        host.path(&src_rel)?;
+        let bytes = host
+            .fs()?
+            .read(&src_rel)
+            .map_err(|e| e.source)
+            .and_then(|b| b.ok_or_else(|| std::io::Error::from_raw_os_error(2)))
             .map_err(|e| StepError::new(format!("reading {}: {e}: {RECOPY}", shown(&src_rel))))?;
-        write_atomic(&host.path(&unlock.library_path)?, &bytes, 0o644)?;
+        host.write_atomic(&unlock.library_path, &bytes, 0o644)?;
         host.note(format!(
             "{}: installed the unlock library from the payload",
             unlock.library_path
