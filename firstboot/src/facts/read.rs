@@ -1,6 +1,6 @@
 //! Reading [`Facts`] from the files under a root.
 
-use std::fs::{self, Metadata};
+use std::fs::Metadata;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -30,7 +30,6 @@ pub fn read_facts(root: &Path) -> Result<Facts, FactsError> {
         path: root.to_path_buf(),
         source,
     };
-    fs::read_dir(root).map_err(root_error)?;
     let mut r = Reader {
         root: Root::at(root).map_err(|e| root_error(e.source))?,
         notes: Vec::new(),
