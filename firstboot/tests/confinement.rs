@@ -14,7 +14,14 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use agent_harness::SimHost;
+use support::step_env::{Env, LIBRARY, reason};
+use vgpu_firstboot::agent::host::StepOutcome;
+use vgpu_firstboot::agent::steps::{phase1, phase2};
 use vgpu_plan::layout;
+
+mod support {
+    pub mod step_env;
+}
 
 fn text(o: &std::process::Output) -> String {
     format!(
@@ -208,4 +215,93 @@ fn planted_symlinks_never_lead_a_write_out_of_the_root() {
     let status = host.agent(&["status"], &[]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     unchanged("at the end");
+}
+
+/// The steps the demo plan does not run (unlock setup, Secure Boot) and the
+/// payload check and removal, one by one on a root whose links point out.
+#[test]
+fn unlock_secure_boot_and_payload_steps_stay_in_the_root() {
+    let mut env = Env::new("pve8-grub", "unlock-demo");
+    env.bake();
+    let root = env.root.clone();
+    let dir = root.parent().unwrap().to_path_buf();
+    let outside = dir.join("outside");
+    let library = b"\x7fELF unlock library stand-in";
+    fs::create_dir_all(outside.join("lib")).unwrap();
+    fs::create_dir_all(outside.join("keys")).unwrap();
+    fs::write(outside.join("lib/libvgpu_unlock_rs.so"), library).unwrap();
+    fs::write(outside.join("secret"), "outside\n").unwrap();
+
+    // The library's directory: an absolute link out, holding a library
+    // with the right sha256 (following it would skip the copy).
+    plant(
+        &root.join("usr/local/lib/vgpu_unlock"),
+        &outside.join("lib"),
+    );
+    fs::create_dir_all(under(&root, &outside.join("lib"))).unwrap();
+    // A drop-in directory climbing out: stops at the root.
+    plant(
+        &root.join("etc/systemd/system/nvidia-vgpud.service.d"),
+        Path::new("../../../../outside"),
+    );
+    fs::create_dir_all(root.join("outside")).unwrap();
+    // The payload's library, a link to the outside copy (right content).
+    let payload_lib = root.join(layout::PAYLOAD_DIR).join(LIBRARY);
+    plant(&payload_lib, &outside.join("lib/libvgpu_unlock_rs.so"));
+    // Links in the payload to an outside directory and file.
+    plant(&root.join(layout::PAYLOAD_DIR).join("escape"), &outside);
+    plant(
+        &root.join(layout::PAYLOAD_DIR).join("driver/secret"),
+        &outside.join("secret"),
+    );
+    // The key directory: an absolute link out, nothing under the root.
+    plant(
+        &root.join("var/lib/vgpu-firstboot/secure-boot"),
+        &outside.join("keys"),
+    );
+
+    let before = snapshot(&dir, std::slice::from_ref(&root));
+    let unchanged = |when: &str| {
+        assert_eq!(
+            snapshot(&dir, std::slice::from_ref(&root)),
+            before,
+            "{when}: something outside the root changed"
+        );
+    };
+
+    let why = reason(env.run(phase2::verify_payload));
+    assert!(
+        why.contains("libvgpu_unlock_rs.so is not a regular file: re-copy or re-bake the bundle"),
+        "{why}"
+    );
+    fs::remove_file(&payload_lib).unwrap();
+    fs::write(&payload_lib, library).unwrap();
+    assert_eq!(env.run(phase2::verify_payload).unwrap(), StepOutcome::Done);
+
+    assert_eq!(env.run(phase2::unlock_setup).unwrap(), StepOutcome::Done);
+    let installed = under(&root, &outside.join("lib/libvgpu_unlock_rs.so"));
+    assert_eq!(
+        fs::read(&installed).unwrap(),
+        library,
+        "copied under the root"
+    );
+    let dropin = fs::read_to_string(root.join("outside/vgpu_unlock.conf")).unwrap();
+    assert!(dropin.contains("LD_PRELOAD="), "{dropin}");
+    unchanged("after unlock-setup");
+
+    env.facts.firmware.secure_boot = Some(true);
+    let why = reason(env.run(phase1::secure_boot));
+    assert!(
+        why.contains(&format!(
+            "creating the directory {}: it is a symlink whose target is not a directory inside the root; remove the link",
+            root.join("var/lib/vgpu-firstboot/secure-boot").display()
+        )),
+        "{why}"
+    );
+    assert!(env.commands().iter().all(|c| !c.starts_with("openssl")));
+    unchanged("after secure-boot");
+
+    assert_eq!(env.run(phase2::finish).unwrap(), StepOutcome::Done);
+    assert!(!root.join(layout::PAYLOAD_DIR).exists());
+    unchanged("after finish");
 }
