@@ -267,7 +267,10 @@ impl Root {
 
     /// Writes `bytes` to `rel` atomically with permission bits `mode`,
     /// creating the missing parent directories. A symlink at `rel` is
-    /// replaced, never written through.
+    /// replaced, never written through. The temp file has a fixed name
+    /// (`.<name>.vgpu-rootfs.tmp`, a leftover removed first), so a cut-short
+    /// write leaves at most one behind: for a writer that is alone (the
+    /// agent, under its lock).
     pub fn write_atomic(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
         let r = clean(rel);
         if let Some((parent, _)) = r.rsplit_once('/') {
@@ -275,7 +278,7 @@ impl Root {
         }
         let mut name = OsString::from(".");
         name.push(r.rsplit('/').next().unwrap_or(r));
-        name.push(".tmp");
+        name.push(".vgpu-rootfs.tmp");
         let f = self.atomic_file(r, name.to_str())?;
         atomic::finish(f, bytes, mode)
     }
