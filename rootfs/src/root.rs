@@ -311,8 +311,8 @@ impl Root {
         };
         match remove_at(&dir, name, tree) {
             Ok(()) => {}
-            Err(Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
         }
         rustix::fs::fsync(&dir)?;
         Ok(true)
@@ -351,22 +351,20 @@ fn list(fd: OwnedFd) -> io::Result<Vec<OsString>> {
 
 /// Removes `name` in `dir` without following any symlink; with `tree`, a
 /// directory goes with its contents.
-fn remove_at(dir: &OwnedFd, name: &OsStr, tree: bool) -> rustix::io::Result<()> {
+fn remove_at(dir: &OwnedFd, name: &OsStr, tree: bool) -> io::Result<()> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        return rustix::fs::unlinkat(dir, name, AtFlags::empty());
+        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
     }
     if !tree {
-        return Err(Errno::ISDIR);
+        return Err(Errno::ISDIR.into());
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let sub = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-    let names = list(sub.try_clone().map_err(|_| Errno::MFILE)?)
-        .map_err(|e| e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error))?;
-    for n in names {
-        remove_at(&sub, &n, true)?;
+    for entry in list(sub.try_clone()?)? {
+        remove_at(&sub, &entry, true)?;
     }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
 }
 
 #[cfg(test)]
