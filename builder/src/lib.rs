@@ -10,7 +10,8 @@
 //! streams the plan and payload into a `newc` cpio ([`newc`]) compressed
 //! with zstd; [`inspect`] and [`install`] read it back.
 
-pub mod atomic;
+/// The one atomic writer, shared with the agent (crate `vgpu-rootfs`).
+pub use vgpu_rootfs::atomic;
 pub mod bake;
 pub mod bundle;
 pub mod csv;

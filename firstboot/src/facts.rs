@@ -2,10 +2,11 @@
 //!
 //! [`read_facts`] reads everything from files under a root directory (`/` on
 //! a real host, a fixture tree in tests, a mounted disk), never from
-//! commands such as `lspci`. Every path is resolved component by component
-//! inside that root: relative symlinks (sysfs is full of them) are followed,
-//! and a link that is absolute or climbs past the root is refused and
-//! recorded in [`Facts::notes`] instead of being followed.
+//! commands such as `lspci`. Every path is resolved by the kernel inside
+//! that root ([`vgpu_rootfs::Root`]): relative symlinks (sysfs is full of
+//! them) are followed, an absolute link means the same path under the root
+//! and `..` stops at the root, as in a chroot, so nothing outside the root
+//! is ever read. A symlink loop is recorded in [`Facts::notes`].
 //!
 //! A missing optional file is a fact (`None`, `false`, empty list), not an
 //! error. The decisions the plan leaves to the host (CPU vendor, boot loader,
@@ -21,7 +22,6 @@ mod decide;
 mod read;
 mod render;
 mod report;
-mod root;
 
 pub use decide::{
     BootloaderChoice, BootloaderKind, GpuVerdict, Obstacle, Severity, classify_gpus, proxmox_major,

@@ -145,7 +145,12 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Lower-case hex sha256 and size of the file at `path`, read in 1 MiB
 /// chunks (driver installers are hundreds of MB; memory stays flat).
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
+    sha256_reader(File::open(path)?)
+}
+
+/// Lower-case hex sha256 and size of what `file` holds, read in 1 MiB
+/// chunks.
+pub fn sha256_reader(mut file: impl Read) -> io::Result<(String, u64)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut h = Sha256::new();
     let mut size = 0u64;

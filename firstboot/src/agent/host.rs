@@ -2,9 +2,6 @@
 //! [`Runner`]. Steps touch the host only through this, so the whole flow
 //! runs on a temp root with stand-in commands in tests.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +9,7 @@ use crate::edits::{FileAction, FileOp};
 use crate::facts::Facts;
 use crate::runner::{CommandOutcome, CommandSpec, Runner, format_failure};
 use vgpu_plan::plan::Plan;
+use vgpu_rootfs::Root;
 
 /// Why a step failed: one line for `status`, plus the command's details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +30,12 @@ impl StepError {
             exit_code: None,
             stderr_tail: String::new(),
         }
+    }
+}
+
+impl From<vgpu_rootfs::Error> for StepError {
+    fn from(e: vgpu_rootfs::Error) -> Self {
+        StepError::new(e.to_string())
     }
 }
 
@@ -106,9 +110,16 @@ pub fn under_root(root: &Path, rel: &str) -> Result<PathBuf, StepError> {
 }
 
 impl Host<'_> {
-    /// Absolute path of `rel` under the root.
+    /// Absolute path of `rel` under the root, for messages and command
+    /// arguments. Files are read and written through [`Host::fs`].
     pub fn path(&self, rel: &str) -> Result<PathBuf, StepError> {
         under_root(&self.root, rel)
+    }
+
+    /// The root, opened for file access confined to it: no symlink in the
+    /// tree leads a read or a write out of it.
+    pub fn fs(&self) -> Result<Root, StepError> {
+        Ok(Root::at(&self.root)?)
     }
 
     /// A journal line.
@@ -120,48 +131,46 @@ impl Host<'_> {
 
     /// Contents of `rel`, or `None` if it does not exist.
     pub fn read_opt(&self, rel: &str) -> Result<Option<String>, StepError> {
-        let path = self.path(rel)?;
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StepError::new(format!("reading {}: {e}", path.display()))),
-        }
+        self.path(rel)?;
+        Ok(self.fs()?.read_to_string(rel)?)
     }
 
     /// Whether `rel` exists (without following a final symlink).
     pub fn exists(&self, rel: &str) -> bool {
-        self.path(rel)
-            .is_ok_and(|p| fs::symlink_metadata(p).is_ok())
+        self.path(rel).is_ok() && self.fs().is_ok_and(|r| r.exists(rel))
     }
 
-    /// Applies file operations: each write is atomic (temp file in the same
-    /// directory, fsync, rename, fsync the directory). Returns whether
-    /// anything was applied.
+    /// Writes `bytes` to `rel` atomically (temp file in the same directory,
+    /// fsync, rename, fsync the directory) with permission bits `mode`,
+    /// creating the parent directories.
+    pub fn write_atomic(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), StepError> {
+        self.path(rel)?;
+        Ok(self.fs()?.write_atomic(rel, bytes, mode)?)
+    }
+
+    /// Applies file operations, each write atomic ([`Host::write_atomic`]).
+    /// Returns whether anything was applied.
     pub fn apply(&mut self, ops: &[FileOp]) -> Result<bool, StepError> {
         for op in ops {
             let path = self.path(&op.path)?;
             match &op.action {
                 FileAction::Write { content, mode } => {
-                    write_atomic(&path, content.as_bytes(), *mode)?
+                    self.write_atomic(&op.path, content.as_bytes(), *mode)?
                 }
                 FileAction::Rename { to } => {
-                    let to = self.path(to)?;
-                    fs::rename(&path, &to).map_err(|e| {
+                    let to_path = self.path(to)?;
+                    self.fs()?.rename(&op.path, to).map_err(|e| {
                         StepError::new(format!(
-                            "renaming {} to {}: {e}",
+                            "renaming {} to {}: {}",
                             path.display(),
-                            to.display()
+                            to_path.display(),
+                            e.source
                         ))
                     })?;
-                    sync_parent(&to)?;
                 }
-                FileAction::Delete => match fs::remove_file(&path) {
-                    Ok(()) => sync_parent(&path)?,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(StepError::new(format!("removing {}: {e}", path.display())));
-                    }
-                },
+                FileAction::Delete => {
+                    self.fs()?.remove_file(&op.path)?;
+                }
             }
             self.note(format!(
                 "{}: {}",
@@ -208,51 +217,6 @@ impl Host<'_> {
     }
 }
 
-/// Writes `bytes` to `path` atomically with permission bits `mode`,
-/// creating the parent directories.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StepError> {
-    let err =
-        |what: &str, p: &Path, e: io::Error| StepError::new(format!("{what} {}: {e}", p.display()));
-    let dir = path
-        .parent()
-        .ok_or_else(|| StepError::new(format!("{} has no parent", path.display())))?;
-    fs::create_dir_all(dir).map_err(|e| err("creating", dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.vgpu-firstboot.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| err("creating", &tmp, e))?;
-    let done = f
-        .write_all(bytes)
-        .and_then(|()| f.set_permissions(fs::Permissions::from_mode(mode)))
-        .and_then(|()| f.sync_all());
-    if let Err(e) = done {
-        let _ = fs::remove_file(&tmp);
-        return Err(err("writing", &tmp, e));
-    }
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        err("renaming a temporary file to", path, e)
-    })?;
-    sync_parent(path)
-}
-
-/// fsyncs the directory holding `path`, so a rename in it is durable.
-pub fn sync_parent(path: &Path) -> Result<(), StepError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StepError::new(format!("syncing the directory {}: {e}", dir.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,19 +228,5 @@ mod tests {
         assert!(under_root(root, "../etc").is_err());
         assert!(under_root(root, "etc/../../x").is_err());
         assert!(under_root(root, "").is_err());
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a/b/c.conf");
-        write_atomic(&p, b"one", 0o644).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
 }

@@ -17,6 +17,7 @@ use crate::runner::{CommandSpec, Runner};
 use crate::state::{self, Event, Failure, RetryTarget, State, StateError, StateStore, Status};
 use vgpu_plan::layout;
 use vgpu_plan::plan::Plan;
+use vgpu_rootfs::Root;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +65,16 @@ impl From<StateError> for RunError {
 /// Reads and parses the plan under `root`, with its sha256.
 pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
     let path = root.join(layout::PLAN_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let cannot = |e: &dyn fmt::Display| {
         RunError(format!(
             "cannot read the plan {}: {e}; install a bundle (`vgpu-bake install`)",
             path.display()
         ))
-    })?;
+    };
+    let bytes = Root::at(root)
+        .and_then(|r| r.read(layout::PLAN_FILE))
+        .map_err(|e| cannot(&e.source))?
+        .ok_or_else(|| cannot(&std::io::Error::from_raw_os_error(2)))?;
     let text = String::from_utf8(bytes.clone()).map_err(|_| {
         RunError(format!(
             "the plan {} is not UTF-8; re-bake the bundle",
@@ -82,7 +87,8 @@ pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
 
 /// Runs the plan's next steps on the host under `root`.
 pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
-    if root.join(layout::DONE_MARKER).exists() {
+    let fs = Root::at(root).map_err(|e| RunError(e.to_string()))?;
+    if fs.resolves(layout::DONE_MARKER) {
         eprintln!(
             "vgpu-firstboot: {} exists: the plan is complete, nothing to do",
             layout::absolute(layout::DONE_MARKER)

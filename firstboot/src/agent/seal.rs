@@ -4,24 +4,20 @@
 //! step for why the order matters); a run that finds the state done and no
 //! marker seals again.
 
-use std::fs;
-use std::io;
-
-use crate::agent::host::{Host, StepError, sync_parent, write_atomic};
+use crate::agent::host::{Host, StepError};
 use crate::agent::shown::shown;
 use vgpu_plan::layout::{DONE_MARKER, UNIT_WANTS_LINK};
 
 /// Removes `rel` (a file, link or directory tree); absent is fine.
 pub(crate) fn remove(host: &mut Host, rel: &str, why: &str) -> Result<(), StepError> {
-    let path = host.path(rel)?;
-    let removed = match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
-        Ok(_) => fs::remove_file(&path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => Err(e),
-    };
-    removed.map_err(|e| StepError::new(format!("removing {}: {e}", shown(rel))))?;
-    sync_parent(&path)?;
+    host.path(rel)?;
+    let removed = host
+        .fs()?
+        .remove_all(rel)
+        .map_err(|e| StepError::new(format!("removing {}: {}", shown(rel), e.source)))?;
+    if !removed {
+        return Ok(());
+    }
     host.note(format!("{}: removed ({why})", shown(rel)));
     Ok(())
 }
@@ -35,7 +31,7 @@ fn marker(host: &Host) -> String {
 /// Idempotent.
 pub fn seal(host: &mut Host) -> Result<(), StepError> {
     if host.read_opt(DONE_MARKER)?.as_deref() != Some(marker(host).as_str()) {
-        write_atomic(&host.path(DONE_MARKER)?, marker(host).as_bytes(), 0o644)?;
+        host.write_atomic(DONE_MARKER, marker(host).as_bytes(), 0o644)?;
         host.note(format!(
             "{}: written (provisioning complete)",
             shown(DONE_MARKER)

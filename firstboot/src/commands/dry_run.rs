@@ -26,7 +26,7 @@ impl Runner for NoRunner {
 /// Prints every step with its state and what it would change; writes and
 /// runs nothing. 0, or 1 when the plan or the facts cannot be read.
 pub fn dry_run(root: &Path) -> u8 {
-    if !root.join(layout::PLAN_FILE).exists() {
+    if !vgpu_rootfs::Root::at(root).is_ok_and(|r| r.resolves(layout::PLAN_FILE)) {
         println!(
             "no plan at {}: nothing would change",
             root.join(layout::PLAN_FILE).display()

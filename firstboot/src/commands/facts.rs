@@ -15,8 +15,10 @@ pub fn facts(root: &Path, json: bool) -> u8 {
         Ok(f) => f,
         Err(e) => return super::fail(e),
     };
-    let table = std::fs::read_to_string(root.join(layout::COMPAT_FILE))
+    let table = vgpu_rootfs::Root::at(root)
+        .and_then(|r| r.read_to_string(layout::COMPAT_FILE))
         .ok()
+        .flatten()
         .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
     if table.is_none() && !json {
         eprintln!(

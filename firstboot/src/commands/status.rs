@@ -16,7 +16,8 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
             Ok(s) => s,
             Err(e) => return super::fail(e),
         };
-        let done_marker = root.join(layout::DONE_MARKER).exists();
+        let done_marker =
+            vgpu_rootfs::Root::at(root).is_ok_and(|r| r.resolves(layout::DONE_MARKER));
         let mut code = state::exit_code(&st);
         if done_marker && code == 3 {
             // The done marker is written by the last step; a power cut

@@ -1,10 +1,11 @@
 //! Reading [`Facts`] from the files under a root.
 
-use std::fs;
-use std::io::Read;
+use std::fs::Metadata;
+use std::io::{self, Read};
 use std::path::Path;
 
-use super::root::{Link, Lookup, RootDir, read_error};
+use vgpu_rootfs::Root;
+
 use super::{
     BootFiles, Cpu, Facts, FactsError, Firmware, GroupMember, IommuFacts, IommuGroup, Kernel,
     Modules, Mount, NVIDIA_VENDOR, Os, PciFunction,
@@ -20,17 +21,17 @@ const MAX_FILE: u64 = 4 << 20;
 
 /// Reads the host facts from the files under `root`.
 ///
-/// Missing files give `None`/`false`/empty values; a symlink leaving the
-/// root is not followed and is listed in [`Facts::notes`]. Errors: the root
-/// is not a readable directory, or a file exists but cannot be read.
+/// Missing files give `None`/`false`/empty values; paths resolve inside the
+/// root (see the module doc), a symlink loop is listed in [`Facts::notes`].
+/// Errors: the root is not a readable directory, or a file exists but
+/// cannot be read.
 pub fn read_facts(root: &Path) -> Result<Facts, FactsError> {
     let root_error = |source| FactsError::Root {
         path: root.to_path_buf(),
         source,
     };
-    fs::read_dir(root).map_err(root_error)?;
     let mut r = Reader {
-        root: RootDir::new(root),
+        root: Root::at(root).map_err(|e| root_error(e.source))?,
         notes: Vec::new(),
     };
 
@@ -98,8 +99,20 @@ pub fn read_facts(root: &Path) -> Result<Facts, FactsError> {
 
 /// File access under the root, collecting notes about what was skipped.
 struct Reader {
-    root: RootDir,
+    root: Root,
     notes: Vec<String>,
+}
+
+fn read_error(e: vgpu_rootfs::Error) -> FactsError {
+    FactsError::Read {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+/// ELOOP: a symlink loop, or a `/proc` magic link the root handle refuses.
+fn is_loop(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(40)
 }
 
 impl Reader {
@@ -107,18 +120,22 @@ impl Reader {
         self.notes.push(note);
     }
 
-    /// Looks `rel` up; a refusal becomes a note and counts as missing.
-    fn lookup(
-        &mut self,
-        rel: &str,
-    ) -> Result<Option<(std::path::PathBuf, fs::Metadata)>, FactsError> {
-        match self.root.lookup(rel)? {
-            Lookup::Found(path, meta) => Ok(Some((path, meta))),
-            Lookup::Missing => Ok(None),
-            Lookup::Refused(why) => {
-                self.note(format!("{rel}: {why}"));
-                Ok(None)
-            }
+    /// A failed lookup: a loop becomes a note and counts as missing.
+    fn skip<T>(&mut self, rel: &str, e: vgpu_rootfs::Error) -> Result<Option<T>, FactsError> {
+        if is_loop(&e.source) {
+            self.note(format!(
+                "{rel}: too many levels of symbolic links, not followed"
+            ));
+            return Ok(None);
+        }
+        Err(read_error(e))
+    }
+
+    /// Metadata of what `rel` resolves to inside the root.
+    fn lookup(&mut self, rel: &str) -> Result<Option<Metadata>, FactsError> {
+        match self.root.metadata(rel) {
+            Ok(m) => Ok(m),
+            Err(e) => self.skip(rel, e),
         }
     }
 
@@ -129,19 +146,25 @@ impl Reader {
     /// Content of a regular file (anything else is noted and skipped, so a
     /// FIFO cannot block us).
     fn bytes(&mut self, rel: &str) -> Result<Option<Vec<u8>>, FactsError> {
-        let Some((path, meta)) = self.lookup(rel)? else {
+        let Some(meta) = self.lookup(rel)? else {
             return Ok(None);
         };
         if !meta.is_file() {
             self.note(format!("{rel}: not a regular file, not read"));
             return Ok(None);
         }
+        let file = match self.root.open(rel) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            Err(e) => return self.skip(rel, e),
+        };
         let mut buf = Vec::new();
-        let read = fs::File::open(&path).and_then(|f| f.take(MAX_FILE).read_to_end(&mut buf));
-        match read {
+        match file.take(MAX_FILE).read_to_end(&mut buf) {
             Ok(_) => Ok(Some(buf)),
-            Err(e) if super::root::absent(&e) => Ok(None),
-            Err(e) => Err(read_error(&path, e)),
+            Err(e) => Err(FactsError::Read {
+                path: self.root.host_path(rel),
+                source: e,
+            }),
         }
     }
 
@@ -162,16 +185,19 @@ impl Reader {
 
     /// Names in a directory, sorted; missing directory = none.
     fn entries(&mut self, rel: &str) -> Result<Vec<String>, FactsError> {
-        let Some((path, meta)) = self.lookup(rel)? else {
+        let Some(meta) = self.lookup(rel)? else {
             return Ok(Vec::new());
         };
         if !meta.is_dir() {
             return Ok(Vec::new());
         }
+        let found = match self.root.read_dir(rel) {
+            Ok(found) => found,
+            Err(e) => self.skip(rel, e)?,
+        };
         let mut names: Vec<String> = Vec::new();
-        for entry in fs::read_dir(&path).map_err(|e| read_error(&path, e))? {
-            let entry = entry.map_err(|e| read_error(&path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in found.unwrap_or_default() {
+            let name = name.to_string_lossy().into_owned();
             // Sorted insertion: directories here hold at most a few hundred
             // entries, and it avoids linking a whole sort implementation.
             let at = names.binary_search(&name).unwrap_or_else(|i| i);
@@ -180,20 +206,17 @@ impl Reader {
         Ok(names)
     }
 
-    /// Basename of a symlink's target (sysfs `driver`, `iommu_group`).
+    /// Basename of a symlink's target (sysfs `driver`, `iommu_group`),
+    /// read from the link; the target need not exist.
     fn link_name(&mut self, rel: &str) -> Result<Option<String>, FactsError> {
-        match self.root.link_target(rel)? {
-            Link::Target(t) => Ok(t
-                .rsplit('/')
-                .next()
-                .map(str::to_string)
-                .filter(|n| !n.is_empty())),
-            Link::Absent => Ok(None),
-            Link::Refused(why) => {
-                self.note(format!("{rel}: {why}"));
-                Ok(None)
-            }
-        }
+        let target = match self.root.read_link(rel) {
+            Ok(t) => t,
+            Err(e) => self.skip(rel, e)?,
+        };
+        Ok(target
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned()))
     }
 
     /// A hex attribute normalised to `width` digits; garbage is noted.

@@ -1,12 +1,13 @@
 //! Reading and writing `state.toml`: atomic, durable, under a lock.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Clock, Event, Failure, SCHEMA, State, StateError, StepRecord, StepState, SystemClock};
 use vgpu_plan::layout;
 use vgpu_plan::plan::Plan;
+use vgpu_rootfs::Root;
 
 /// The lock file, relative to the root. It holds the pid of the agent that
 /// has it locked, for the "another vgpu-firstboot is running" message.
@@ -22,6 +23,15 @@ const MACHINE_ID: &str = "etc/machine-id";
 /// The kernel's id for the current boot, relative to the root.
 const BOOT_ID: &str = "proc/sys/kernel/random/boot_id";
 
+/// A confined file access that failed, as a [`StateError`].
+fn fs_err(e: vgpu_rootfs::Error) -> StateError {
+    StateError::Io {
+        what: e.action,
+        path: e.path,
+        source: e.source,
+    }
+}
+
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
     let path = path.to_path_buf();
     move |source| StateError::Io { what, path, source }
@@ -29,6 +39,7 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateErr
 
 /// Owns the lock for the agent's run and persists every transition.
 pub struct StateStore {
+    root: Root,
     path: PathBuf,
     dir: PathBuf,
     lock_path: PathBuf,
@@ -59,22 +70,18 @@ impl StateStore {
     /// missing state file is a fresh [`State`] (not started); a corrupt one
     /// is an error, never a silent fresh start.
     pub fn open_locked(root: &Path) -> Result<(StateStore, State), StateError> {
+        let fs = Root::at(root).map_err(fs_err)?;
         let path = root.join(layout::STATE_FILE);
         let dir = root.join(layout::STATE_DIR);
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        fs.create_dir_all(layout::STATE_DIR, 0o755)
+            .map_err(fs_err)?;
         let lock_path = root.join(LOCK_FILE);
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io_err("opening", &lock_path))?;
+        let mut lock = fs.open_or_create(LOCK_FILE, 0o644).map_err(fs_err)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let holder = match fs::read_to_string(&lock_path) {
-                    Ok(pid) if !pid.trim().is_empty() => format!("pid {}", pid.trim()),
+                let holder = match fs.read_to_string(LOCK_FILE) {
+                    Ok(Some(pid)) if !pid.trim().is_empty() => format!("pid {}", pid.trim()),
                     _ => "pid unknown".to_string(),
                 };
                 return Err(StateError::Locked {
@@ -90,16 +97,18 @@ impl StateStore {
 
         let mut notes = Vec::new();
         let temp = dir.join(TEMP_NAME);
-        match fs::remove_file(&temp) {
-            Ok(()) => notes.push(format!(
+        if fs
+            .remove_file(&format!("{}/{TEMP_NAME}", layout::STATE_DIR))
+            .map_err(fs_err)?
+        {
+            notes.push(format!(
                 "removed {}: an earlier save was cut short; the state before it is used",
                 temp.display()
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing", &temp)(e)),
+            ));
         }
-        let state = read_state(&path)?;
+        let state = read_state(&fs, &path)?;
         let store = StateStore {
+            root: fs,
             path,
             dir,
             lock_path,
@@ -233,23 +242,30 @@ impl StateStore {
     pub fn save(&mut self, state: &State) -> Result<(), StateError> {
         let text = super::codec::to_toml(state);
         let temp = self.dir.join(TEMP_NAME);
-        let mut file = File::create(&temp).map_err(io_err("creating", &temp))?;
+        let mut file = self
+            .root
+            .atomic_file(layout::STATE_FILE, Some(TEMP_NAME))
+            .map_err(fs_err)?;
         file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
             .map_err(io_err("writing", &temp))?;
-        drop(file);
+        file.set_mode(0o644).map_err(fs_err)?;
         #[cfg(test)]
         if self.crash_before_rename {
+            file.file().sync_all().map_err(io_err("writing", &temp))?;
+            file.abandon();
             return Err(io_err("simulated crash before renaming", &temp)(
                 io::Error::other("test hook"),
             ));
         }
-        fs::rename(&temp, &self.path).map_err(io_err("renaming the new state onto", &self.path))?;
+        let renamed = file.rename_into_place().map_err(fs_err)?;
         // The rename is done; if the directory cannot be synced the new state
         // is still the one every reader sees, so this is a note, not a failure.
-        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
-            self.notes
-                .push(format!("could not fsync {}: {e}", self.dir.display()));
+        if let Err(e) = renamed.sync() {
+            self.notes.push(format!(
+                "could not fsync {}: {}",
+                self.dir.display(),
+                e.source
+            ));
         }
         Ok(())
     }
@@ -258,14 +274,15 @@ impl StateStore {
 /// Reads the state under `root` without the lock (for `status`): the
 /// atomic rename means a reader never sees a half-written file.
 pub fn load(root: &Path) -> Result<State, StateError> {
-    read_state(&root.join(layout::STATE_FILE))
+    let fs = Root::at(root).map_err(fs_err)?;
+    read_state(&fs, &root.join(layout::STATE_FILE))
 }
 
-fn read_state(path: &Path) -> Result<State, StateError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(e) => return Err(io_err("reading", path)(e)),
+fn read_state(fs: &Root, path: &Path) -> Result<State, StateError> {
+    let bytes = match fs.read(layout::STATE_FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(State::default()),
+        Err(e) => return Err(fs_err(e)),
     };
     let corrupt = |detail: String| StateError::Corrupt {
         path: path.to_path_buf(),
@@ -311,7 +328,10 @@ pub fn read_boot_id(root: &Path) -> Result<String, StateError> {
 
 fn read_id(root: &Path, rel: &str) -> Result<String, StateError> {
     let path = root.join(rel);
-    let text = fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let text = Root::at(root)
+        .and_then(|fs| fs.read_to_string(rel))
+        .map_err(fs_err)?
+        .ok_or_else(|| io_err("reading", &path)(io::Error::from_raw_os_error(2)))?;
     let id = text.trim();
     if id.is_empty() || id == "uninitialized" {
         let e = io::Error::new(io::ErrorKind::InvalidData, "no id in the file");

@@ -7,8 +7,6 @@
 //! failure would only surface later as "package not found".
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 
 use super::commands::run_or;
 use super::file_ops::ops_lines;
@@ -87,24 +85,22 @@ fn repo_files(host: &Host) -> Result<BTreeMap<String, String>, StepError> {
     if let Some(text) = host.read_opt(SOURCES_LIST)? {
         files.insert(SOURCES_LIST_KEY.to_owned(), text);
     }
-    let dir = host.path(SOURCES_DIR)?;
-    let err = |e: io::Error| StepError::new(format!("reading {}: {e}", dir.display()));
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
-        Err(e) => return Err(err(e)),
+    let root = host.fs()?;
+    let Some(entries) = root.read_dir(SOURCES_DIR)? else {
+        return Ok(files);
     };
-    for entry in entries {
-        let entry = entry.map_err(err)?;
-        let Ok(name) = entry.file_name().into_string() else {
+    for name in entries {
+        let Ok(name) = name.into_string() else {
             continue;
         };
-        let path = entry.path();
-        if !path.is_file() {
+        let rel = format!("{SOURCES_DIR}/{name}");
+        let path = host.path(&rel)?;
+        if !root.metadata(&rel)?.is_some_and(|m| m.is_file()) {
             continue;
         }
-        let bytes = fs::read(&path)
-            .map_err(|e| StepError::new(format!("reading {}: {e}", path.display())))?;
+        let Some(bytes) = root.read(&rel)? else {
+            continue;
+        };
         match String::from_utf8(bytes) {
             Ok(text) => {
                 files.insert(name, text);

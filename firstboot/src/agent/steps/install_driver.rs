@@ -1,13 +1,12 @@
 //! Step install-driver: the driver installer, run once, crash-safe.
 
-use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use super::driver_plan::driver;
 use super::payload_paths::payload_rel;
 use super::signing_key;
 use crate::agent::fault::fault;
-use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
+use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::shown::shown;
 use crate::runner::CommandSpec;
 
@@ -64,7 +63,7 @@ fn installed_tool(host: &Host) -> &'static str {
 fn earlier_install(host: &mut Host, version: &str) -> Result<Result<(), String>, StepError> {
     let rel = installed_tool(host);
     let tool = host.path(rel)?;
-    if !tool.exists() {
+    if host.fs()?.metadata(rel).ok().flatten().is_none() {
         return Ok(Err(format!("left no {}", shown(rel))));
     }
     let program = tool.to_string_lossy().into_owned();
@@ -108,15 +107,21 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let d = driver(host)?;
     let spec = installer_spec(host)?;
     let rel = payload_rel(&d.installer);
-    let meta = fs::metadata(&spec.program).map_err(|e| {
-        StepError::new(format!(
-            "driver installer {}: {e}: re-copy or re-bake the bundle",
-            shown(&rel)
-        ))
-    })?;
+    let root = host.fs()?;
+    let meta = root
+        .metadata(&rel)
+        .map_err(|e| e.source)
+        .and_then(|m| m.ok_or_else(|| std::io::Error::from_raw_os_error(2)))
+        .map_err(|e| {
+            StepError::new(format!(
+                "driver installer {}: {e}: re-copy or re-bake the bundle",
+                shown(&rel)
+            ))
+        })?;
     if meta.permissions().mode() & 0o777 != 0o755 {
-        fs::set_permissions(&spec.program, fs::Permissions::from_mode(0o755))
-            .map_err(|e| StepError::new(format!("making {} executable: {e}", shown(&rel))))?;
+        root.set_mode(&rel, 0o755).map_err(|e| {
+            StepError::new(format!("making {} executable: {}", shown(&rel), e.source))
+        })?;
     }
     if host.facts.firmware.secure_boot == Some(true) && !signing(host) {
         host.note(format!(
@@ -150,7 +155,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             )),
         }
     } else {
-        write_atomic(&host.path(&intent)?, stamp.as_bytes(), 0o644)?;
+        host.write_atomic(&intent, stamp.as_bytes(), 0o644)?;
     }
     let log = if host.plan.demo {
         "/var/log/vgpu-demo-installer.log"
@@ -159,7 +164,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     };
     if let Err(e) = host.run(spec) {
         // It ended, with a failure: a retry runs it again, no questions.
-        remove_if_there(&host.path(&intent)?)?;
+        remove_if_there(host, &intent)?;
         return Err(StepError {
             reason: format!("driver installer {}; look at {log} for the cause", e.reason),
             ..e
@@ -182,18 +187,15 @@ fn record_installed(
 ) -> Result<StepOutcome, StepError> {
     let sync = host.command("sync", &[], "flush the driver's files to disk");
     host.run(sync)?;
-    write_atomic(&host.path(marker)?, stamp.as_bytes(), 0o644)?;
-    remove_if_there(&host.path(intent)?)?;
+    host.write_atomic(marker, stamp.as_bytes(), 0o644)?;
+    remove_if_there(host, intent)?;
     Ok(StepOutcome::Done)
 }
 
-fn remove_if_there(path: &std::path::Path) -> Result<(), StepError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StepError::new(format!("removing {}: {e}", path.display())))
-        }
-        _ => Ok(()),
-    }
+fn remove_if_there(host: &Host, rel: &str) -> Result<(), StepError> {
+    host.path(rel)?;
+    host.fs()?.remove_file(rel)?;
+    Ok(())
 }
 
 /// Dry run of [`run`]: the installer command line.

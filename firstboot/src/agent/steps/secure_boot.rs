@@ -11,14 +11,11 @@
 //! and the one-time MOK password is the root password (`--root-pw`), so
 //! nothing prompts.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-
 use super::commands::run_or;
 use super::dpkg::{install, installed_version};
 use super::file_ops::ops_lines;
 use super::signing_key::{DER, KEY, KEY_DIR};
-use crate::agent::host::{Host, StepError, StepOutcome, sync_parent};
+use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::{FileOp, owned_header, write_if_changed};
 use vgpu_plan::layout::absolute;
 
@@ -90,15 +87,15 @@ fn ensure_key(host: &mut Host) -> Result<(), StepError> {
     if host.exists(KEY) && host.exists(DER) {
         return Ok(());
     }
-    let dir = host.path(KEY_DIR)?;
-    let io =
-        |what: &str, e: std::io::Error| StepError::new(format!("{what} {}: {e}", dir.display()));
-    fs::create_dir_all(&dir).map_err(|e| io("creating", e))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| io("securing", e))?;
-    let tmp_key = host.path(&format!("{KEY_DIR}/.module-signing.key.tmp"))?;
-    let tmp_der = host.path(&format!("{KEY_DIR}/.module-signing.der.tmp"))?;
-    let _ = fs::remove_file(&tmp_key);
-    let _ = fs::remove_file(&tmp_der);
+    let root = host.fs()?;
+    root.create_dir_all(KEY_DIR, 0o700)?;
+    root.set_mode(KEY_DIR, 0o700)?;
+    let tmp_key_rel = format!("{KEY_DIR}/.module-signing.key.tmp");
+    let tmp_der_rel = format!("{KEY_DIR}/.module-signing.der.tmp");
+    let tmp_key = host.path(&tmp_key_rel)?;
+    let tmp_der = host.path(&tmp_der_rel)?;
+    let _ = root.remove_file(&tmp_key_rel);
+    let _ = root.remove_file(&tmp_der_rel);
     let (k, d) = (tmp_key.to_string_lossy(), tmp_der.to_string_lossy());
     let spec = host.command(
         "openssl",
@@ -123,17 +120,16 @@ fn ensure_key(host: &mut Host) -> Result<(), StepError> {
         "make this host's module signing key (made on the host, never baked)",
     );
     run_or(host, spec, "check that openssl is installed")?;
-    for (tmp, mode, rel) in [(&tmp_key, 0o600, KEY), (&tmp_der, 0o644, DER)] {
-        let to = host.path(rel)?;
-        fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
-            .and_then(|()| fs::rename(tmp, &to))
+    for (tmp, mode, rel) in [(&tmp_key_rel, 0o600, KEY), (&tmp_der_rel, 0o644, DER)] {
+        root.set_mode(tmp, mode)
+            .and_then(|()| root.rename(tmp, rel))
             .map_err(|e| {
                 StepError::new(format!(
-                    "openssl did not leave {} as expected ({e}); retry",
-                    tmp.display()
+                    "openssl did not leave {} as expected ({}); retry",
+                    e.path.display(),
+                    e.source
                 ))
             })?;
-        sync_parent(&to)?;
     }
     host.note(format!("made the module signing key {}", absolute(KEY)));
     Ok(())

@@ -1,15 +1,12 @@
 //! Step unlock-setup (unlock mode): the unlock library, its service
 //! drop-ins and the profile override.
 
-use std::fs;
-use std::io;
-
 use super::payload_paths::{RECOPY, payload_rel};
-use crate::agent::host::{Host, StepError, StepOutcome, write_atomic};
+use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::shown::shown;
 use crate::edits::unlock::{VGPU_MGR_DROPIN, VGPUD_DROPIN, plan_unlock};
 use crate::edits::{FileOp, apply_ops_preview};
-use crate::sha256::sha256_file;
+use crate::sha256::sha256_reader;
 use vgpu_plan::plan::UnlockPlan;
 
 fn unlock_plan<'a>(host: &Host<'a>) -> Result<&'a UnlockPlan, StepError> {
@@ -24,10 +21,13 @@ fn unlock_plan<'a>(host: &Host<'a>) -> Result<&'a UnlockPlan, StepError> {
 /// (which the verify-payload step checked the payload copy against).
 fn library_in_place(host: &Host, unlock: &UnlockPlan) -> Result<bool, StepError> {
     let dest = host.path(&unlock.library_path)?;
-    match sha256_file(&dest) {
-        Ok((sha, _)) => Ok(sha.eq_ignore_ascii_case(&unlock.library.sha256)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StepError::new(format!("reading {}: {e}", dest.display()))),
+    match host.fs()?.open(&unlock.library_path)? {
+        Some(f) => {
+            let (sha, _) = sha256_reader(f)
+                .map_err(|e| StepError::new(format!("reading {}: {e}", dest.display())))?;
+            Ok(sha.eq_ignore_ascii_case(&unlock.library.sha256))
+        }
+        None => Ok(false),
     }
 }
 
@@ -67,9 +67,14 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let ops = unlock_ops(host, unlock)?;
     if !library_in_place(host, unlock)? {
         let src_rel = payload_rel(&unlock.library);
-        let bytes = fs::read(host.path(&src_rel)?)
+        host.path(&src_rel)?;
+        let bytes = host
+            .fs()?
+            .read(&src_rel)
+            .map_err(|e| e.source)
+            .and_then(|b| b.ok_or_else(|| std::io::Error::from_raw_os_error(2)))
             .map_err(|e| StepError::new(format!("reading {}: {e}: {RECOPY}", shown(&src_rel))))?;
-        write_atomic(&host.path(&unlock.library_path)?, &bytes, 0o644)?;
+        host.write_atomic(&unlock.library_path, &bytes, 0o644)?;
         host.note(format!(
             "{}: installed the unlock library from the payload",
             unlock.library_path

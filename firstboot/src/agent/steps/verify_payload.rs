@@ -1,13 +1,10 @@
 //! Step verify-payload: the payload checked against the manifest and the
 //! plan before anything uses it.
 
-use std::fs;
-use std::io;
-
 use super::payload_paths::{RECOPY, payload_rel};
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::shown::shown;
-use crate::sha256::sha256_file;
+use crate::sha256::sha256_reader;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::manifest::Manifest;
 
@@ -24,15 +21,16 @@ fn check_file(
     size: u64,
 ) -> Result<(), StepError> {
     let name = shown(rel);
-    let path = host.path(rel)?;
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    host.path(rel)?;
+    let root = host.fs()?;
+    let meta = match root.symlink_metadata(rel) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
             return Err(StepError::new(format!(
                 "payload file {name} is missing (expected {size} bytes, sha256 {sha256}): {RECOPY}"
             )));
         }
-        Err(e) => return Err(StepError::new(format!("reading {name}: {e}"))),
+        Err(e) => return Err(StepError::new(format!("reading {name}: {}", e.source))),
     };
     if !meta.is_file() {
         return Err(StepError::new(format!(
@@ -49,8 +47,11 @@ fn check_file(
     let actual = match hashed.iter().find(|(p, _)| p == rel) {
         Some((_, h)) => h.clone(),
         None => {
-            let h =
-                sha256_file(&path).map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
+            let h = root
+                .open(rel)
+                .map_err(|e| e.source)
+                .and_then(|f| sha256_reader(f.ok_or_else(|| std::io::Error::from_raw_os_error(2))?))
+                .map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
             hashed.push((rel.to_owned(), h.clone()));
             h
         }
