@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use vgpu_firstboot::agent::confine;
 use vgpu_firstboot::agent::host::Host;
 use vgpu_firstboot::agent::run::{self, RunEnd};
 use vgpu_firstboot::agent::steps;
@@ -22,7 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let root = cli.root.as_path();
+    // `run` and `retry` enter a --root other than / before anything else.
+    let root = match confine::root_for(&cli.command, &cli.root) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("vgpu-firstboot: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let root = root.as_path();
     let code = match cli.command {
         Command::Help => {
             print!("{USAGE}");
