@@ -37,12 +37,12 @@ pub enum ConfineError {
     },
     /// The agent lacks the privileges to enter the root.
     #[error(
-        "--root {root}: `run` and `retry` run every command inside the root (a private mount namespace and a chroot), and {what} was refused: {err}. Run the agent as root (CAP_SYS_ADMIN and CAP_SYS_CHROOT), or run it inside the installed system (boot it, or `vgpu-firstboot run` there); it never runs this machine's commands instead"
+        "--root {root}: `run` and `retry` run every command inside the root, in a private mount namespace and a chroot, and this process may not set them up ({what}: {err}). Run the agent as root (CAP_SYS_ADMIN and CAP_SYS_CHROOT), or run it inside the installed system (boot it, or `vgpu-firstboot run` there); it never runs this machine's commands instead"
     )]
     Privilege {
         /// The `--root` argument.
         root: PathBuf,
-        /// The operation that was refused.
+        /// The operation that failed.
         what: String,
         /// The system's answer.
         err: io::Error,
@@ -161,14 +161,14 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
     // becomes unusable; the caller runs this before any thread exists.
     #[allow(unsafe_code)]
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .map_err(|e| refused("a private mount namespace (unshare)", e.into()))?;
+        .map_err(|e| refused("unshare of the mount namespace", e.into()))?;
     // systemd makes `/` shared: without this, the mounts below would show
     // up on this machine too.
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
-    .map_err(|e| refused("making the namespace's mounts private", e.into()))?;
+    .map_err(|e| refused("making its mounts private", e.into()))?;
     let mut used = Vec::new();
     for (rel, source) in MOUNTS {
         let path = canon.join(rel);
@@ -181,7 +181,7 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
         };
         match action {
             Action::UseAsIs => continue,
-            Action::Refuse => return Err(bad("it is not a directory (or a symlink)".into())),
+            Action::Refuse => return Err(bad("it is a symlink or not a directory".into())),
             Action::CreateAndMount => fs::create_dir(&path).map_err(|e| bad(e.to_string()))?,
             Action::Mount => {}
         }
