@@ -209,4 +209,6 @@ fn an_unusable_root_is_refused_by_name() {
         "{said}"
     );
     assert!(host.commands().is_empty(), "{:?}", host.commands());
+    // Refused before any change: no mount point was made.
+    assert!(!host.root().join("run").exists(), "/run was created");
 }

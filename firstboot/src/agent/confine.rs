@@ -55,7 +55,7 @@ pub enum ConfineError {
         /// The `--root` argument.
         root: PathBuf,
         /// What was to be mounted.
-        what: &'static str,
+        what: String,
         /// The mount point.
         path: PathBuf,
         /// What went wrong.
@@ -144,12 +144,29 @@ fn canonical(root: &Path) -> Result<PathBuf, ConfineError> {
 }
 
 /// Enters `root` for good (see the module doc) and returns the root to use
-/// from then on: `/`. With `root` already `/` it does nothing. Call it
-/// before the process starts a thread.
+/// from then on: `/`. With `root` already `/` it does nothing. A mount point
+/// that cannot be used is refused before anything changes. Call it before
+/// the process starts a thread.
 pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
     let canon = canonical(root)?;
     if canon == Path::new("/") {
         return Ok(canon);
+    }
+    let mut todo = Vec::new();
+    for (rel, source) in MOUNTS {
+        let path = canon.join(rel);
+        match decide(found(&path)) {
+            Action::UseAsIs => {}
+            Action::Refuse => {
+                return Err(ConfineError::MountPoint {
+                    root: root.to_path_buf(),
+                    what: name(source),
+                    path,
+                    why: "it is a symlink or not a directory".into(),
+                });
+            }
+            action => todo.push((rel, source, path, action)),
+        }
     }
     let refused = |what: &str, err: io::Error| ConfineError::Privilege {
         root: root.to_path_buf(),
@@ -169,27 +186,22 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(|e| refused("making its mounts private", e.into()))?;
-    let mut used = Vec::new();
-    for (rel, source) in MOUNTS {
-        let path = canon.join(rel);
-        let action = decide(found(&path));
-        let bad = |why: String| ConfineError::MountPoint {
+    let mut mounted = Vec::new();
+    for (rel, source, path, action) in todo {
+        let bad = |e: io::Error| ConfineError::MountPoint {
             root: root.to_path_buf(),
             what: name(source),
             path: path.clone(),
-            why,
+            why: e.to_string(),
         };
-        match action {
-            Action::UseAsIs => continue,
-            Action::Refuse => return Err(bad("it is a symlink or not a directory".into())),
-            Action::CreateAndMount => fs::create_dir(&path).map_err(|e| bad(e.to_string()))?,
-            Action::Mount => {}
+        if action == Action::CreateAndMount {
+            fs::create_dir(&path).map_err(bad)?;
         }
         mount(source, &path).map_err(|e| match e.kind() {
             io::ErrorKind::PermissionDenied => refused(&format!("mounting {}", name(source)), e),
-            _ => bad(e.to_string()),
+            _ => bad(e),
         })?;
-        used.push(format!("/{rel}"));
+        mounted.push(format!("/{rel}"));
     }
     std::os::unix::fs::chroot(&canon)
         .and_then(|()| std::env::set_current_dir("/"))
@@ -200,10 +212,13 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
                 why: format!("chroot: {e}"),
             },
         })?;
-    let mounted = if used.is_empty() {
+    let mounted = if mounted.is_empty() {
         "nothing mounted: the root has its own /proc, /sys, /dev and /run".to_string()
     } else {
-        format!("mounted {} in a private mount namespace", used.join(", "))
+        format!(
+            "mounted {} in a private mount namespace",
+            mounted.join(", ")
+        )
     };
     eprintln!(
         "vgpu-firstboot: working inside --root {} (chroot; {mounted}): every command is the root's own",
@@ -212,12 +227,11 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
     Ok(PathBuf::from("/"))
 }
 
-fn name(source: Source) -> &'static str {
+fn name(source: Source) -> String {
     match source {
-        Source::Proc => "proc",
-        Source::Bind("/sys") => "this machine's /sys",
-        Source::Bind(_) => "this machine's /dev",
-        Source::Tmpfs => "an empty tmpfs",
+        Source::Proc => "proc".into(),
+        Source::Bind(dir) => format!("this machine's {dir}"),
+        Source::Tmpfs => "an empty tmpfs".into(),
     }
 }
 
