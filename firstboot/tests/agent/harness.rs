@@ -34,8 +34,8 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// The tests' directory inside the root, as the agent's commands see it:
-/// `bin` (busybox and its applets), `stubs` (the stand-ins, first in
-/// `PATH`) and the logs. [`SimHost::tree`] leaves it out.
+/// `bin` (busybox, its applets, GNU `sha256sum`), `stubs` (the stand-ins,
+/// first in `PATH`) and the logs. [`SimHost::tree`] leaves it out.
 pub const TEST_DIR: &str = "/vgpu-test";
 
 /// `PATH` inside the root.
