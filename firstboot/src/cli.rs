@@ -26,10 +26,23 @@ Commands:
                         again at the next `run`
 
 Options:
-  --root DIR            root of the host's filesystem (default /); every read
-                        and write stays under it
+  --root DIR            root of the host's filesystem (default /); the agent's
+                        own reads and writes stay under it
   -h, --help            this text
   -V, --version         the version
+
+With --root DIR other than /, `run` and `retry` first enter DIR as
+arch-chroot does: in a private mount namespace they mount this machine's
+kernel view (/proc, /sys, /dev) and an empty /run on DIR's directories of
+those names (a directory that already holds files is used as it is), then
+chroot into DIR. Every command they run (apt-get, update-grub,
+update-initramfs, the driver installer, systemctl reboot, ...) is then DIR's
+own program, never this machine's; DIR's commands still act on this
+machine's kernel through /proc, /sys and /dev, as under arch-chroot, and
+systemctl cannot reach this machine's systemd (its /run is not mounted).
+This needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT); without it they refuse and
+run nothing. The mounts are seen only by the agent and its commands and
+vanish when the last of them exits. `status`, `plan` and `facts` run no command.
 
 Exit codes of `status`: 0 done, 1 failed, 2 needs an operator, 3 in progress
 or not started. Other commands: 0 success, 1 failure (`run`: a step failed;

@@ -120,7 +120,7 @@ fn reference(fixture: &str, plan: &str) -> (std::collections::BTreeMap<String, S
 
 /// The demo installer's log: one ` install ` line per run.
 fn installer_runs(host: &SimHost) -> Vec<String> {
-    std::fs::read_to_string(host.dir.path().join("demo-installer.log"))
+    std::fs::read_to_string(host.demo_log_path())
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains(" install "))

@@ -2,12 +2,18 @@
 
 use std::path::Path;
 
+use crate::agent::confine;
 use crate::state::{self, RetryTarget, StateError, StateStore, Status};
 
 /// Sets `step` (or every failed step) back to pending so the next `run`
 /// runs it again. 0, or 1 when the state cannot be changed.
 pub fn retry(root: &Path, step: Option<String>) -> u8 {
-    match mark_for_retry(root, step.as_deref()) {
+    // As `run`: a --root other than / is entered first.
+    let root = match confine::enter(root) {
+        Ok(root) => root,
+        Err(e) => return super::fail(e),
+    };
+    match mark_for_retry(&root, step.as_deref()) {
         Ok(msg) => {
             println!("{msg}");
             0

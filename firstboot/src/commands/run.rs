@@ -2,13 +2,21 @@
 
 use std::path::Path;
 
+use crate::agent::confine;
 use crate::agent::run::{self, RunEnd};
 use crate::runner::SystemRunner;
 
 /// Runs the next phase: 0 done or rebooting, 1 a step failed (or the run
-/// could not start), 2 it waits for an operator.
+/// could not start, or a --root other than / could not be entered), 2 it
+/// waits for an operator.
 pub fn run(root: &Path) -> u8 {
-    match run::run(root, &mut SystemRunner::default()) {
+    // Before anything else (and before any thread): commands must run
+    // inside a --root other than /.
+    let root = match confine::enter(root) {
+        Ok(root) => root,
+        Err(e) => return super::fail(e),
+    };
+    match run::run(&root, &mut SystemRunner::default()) {
         Ok(end) => {
             println!("vgpu-firstboot: {end}");
             match end {

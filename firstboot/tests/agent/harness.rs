@@ -1,8 +1,16 @@
 //! A simulated host for the real `vgpu-firstboot` binary: a fixture root
-//! with an installed bundle, stand-in commands first in `PATH` that record
-//! how they were called, and a "reboot" that does what the boot loader and
+//! with an installed bundle, stand-in commands inside it that record how
+//! they were called, and a "reboot" that does what the boot loader and
 //! kernel would (new boot id, kernel arguments from the boot config,
 //! nouveau gone after the blacklist).
+//!
+//! `run` and `retry` chroot into the root, so everything their commands
+//! need is inside it: this machine's `dash` as `/bin/sh` and GNU
+//! `sha256sum`, with their libraries, and under [`TEST_DIR`] a static
+//! busybox for the other tools the stand-ins and the demo driver installer
+//! use, the stand-ins, and the files they write.
+//! The tests run as root (the agent needs it to enter the root).
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,11 +33,19 @@ fn sha256(bytes: &[u8]) -> String {
     vgpu_firstboot::sha256::sha256_hex(bytes)
 }
 
+/// The tests' directory inside the root, as the agent's commands see it:
+/// `bin` (busybox, its applets, GNU `sha256sum`), `stubs` (the stand-ins,
+/// first in `PATH`) and the logs. [`SimHost::tree`] leaves it out.
+pub const TEST_DIR: &str = "/vgpu-test";
+
+/// `PATH` inside the root.
+pub const PATH: &str = "/vgpu-test/stubs:/vgpu-test/bin";
+
 /// Stand-ins: each logs `name args` to $VGPU_TEST_LOG; some answer.
-/// (`dpkg-deb` is the real one: it only reads the payload .deb.)
 const STUB: &str = r#"#!/bin/sh
 name=$(basename "$0")
 if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
+[ -z "${VGPU_TEST_MOUNTINFO:-}" ] || cat /proc/self/mountinfo >"$VGPU_TEST_MOUNTINFO"
 case " ${VGPU_TEST_CRASH_IN:-} " in
   *" $name "*)
     if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
@@ -65,6 +81,94 @@ pub const STUBS: &[&str] = &[
     "zpool",
 ];
 
+/// `dpkg-deb` reads the payload .deb for real (busybox's), called only the
+/// way the agent calls it: busybox prints every control field and takes no
+/// field names.
+const DPKG_DEB: &str = r#"#!/bin/sh
+if [ $# -ne 4 ] || [ "$1" != -f ] || [ "$3 $4" != "Package Version" ] || [ ! -f "$2" ]; then
+  echo "dpkg-deb stand-in: unexpected call: dpkg-deb $*" >&2; exit 2
+fi
+exec busybox dpkg-deb -f "$2"
+"#;
+
+/// busybox applets the stand-ins, the demo driver installer and the agent
+/// (`sync`) run.
+const APPLETS: &[&str] = &[
+    "basename", "dirname", "cat", "sleep", "date", "sync", "mkdir", "grep", "cut", "sed", "chmod",
+    "mv", "rm", "cp", "true", "false",
+];
+
+/// Programs of this machine copied into the root with the libraries `ldd`
+/// names, at the same paths: the shell (busybox's would run its own
+/// applets ahead of `PATH`) and GNU `sha256sum`, whose `--check --quiet
+/// --strict` the demo installer's `--sanity` uses.
+const COPIED: &[(&str, &str)] = &[
+    ("/bin/dash", "bin/sh"),
+    ("/usr/bin/sha256sum", "vgpu-test/bin/sha256sum"),
+];
+
+/// The static busybox to copy into roots (package busybox-static): a
+/// dynamic one would find no C library inside them.
+fn busybox() -> Vec<u8> {
+    let bytes = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .find_map(|p| fs::read(p).ok())
+        .expect(
+            "the agent tests need a static busybox at /bin/busybox: apt-get install busybox-static",
+        );
+    assert!(
+        is_static_elf(&bytes),
+        "/bin/busybox is dynamically linked: the agent tests need busybox-static (apt-get install busybox-static)"
+    );
+    bytes
+}
+
+/// An ELF executable without a program interpreter (PT_INTERP).
+fn is_static_elf(b: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|s| u16::from_le_bytes([s[0], s[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    };
+    if !b.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..count).all(|i| u32_at(phoff as usize + i * size) != Some(3))
+}
+
+/// Copies this machine's `program` to `to` under `root`, with every
+/// library `ldd` lists at its own path under `root`.
+fn copy_with_libs(root: &Path, program: &str, to: &str) {
+    let out = Command::new("ldd").arg(program).output().unwrap();
+    assert!(out.status.success(), "ldd {program}: {out:?}");
+    let libs = String::from_utf8(out.stdout).unwrap();
+    let mut files: Vec<(PathBuf, PathBuf)> = vec![(program.into(), root.join(to))];
+    for lib in libs.split_whitespace().filter(|w| w.starts_with('/')) {
+        files.push((lib.into(), root.join(lib.trim_start_matches('/'))));
+    }
+    for (from, to) in files {
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if !to.exists() {
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        }
+    }
+}
+
+fn write_exec(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// What [`SimHost::converge`] saw.
 #[derive(Debug)]
 pub struct Boots {
@@ -93,14 +197,8 @@ impl SimHost {
             .status()
             .unwrap();
         assert!(st.success());
-        let stubs = dir.path().join("bin");
-        fs::create_dir(&stubs).unwrap();
-        for s in STUBS {
-            let p = stubs.join(s);
-            fs::write(&p, STUB).unwrap();
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        }
         let host = SimHost { dir, boots: 1 };
+        host.install_tools();
         host.install_bundle(plan);
         host
     }
@@ -109,8 +207,18 @@ impl SimHost {
         self.dir.path().join("root")
     }
 
+    /// `rel` under the root's [`TEST_DIR`], as the test sees it.
+    pub fn test_path(&self, rel: &str) -> PathBuf {
+        self.root().join(TEST_DIR.trim_start_matches('/')).join(rel)
+    }
+
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("commands.log")
+        self.test_path("commands.log")
+    }
+
+    /// The demo driver installer's log: one line per run.
+    pub fn demo_log_path(&self) -> PathBuf {
+        self.test_path("demo-installer.log")
     }
 
     /// Every stand-in call so far, one per line.
@@ -120,6 +228,26 @@ impl SimHost {
             .lines()
             .map(String::from)
             .collect()
+    }
+
+    /// The shell, busybox, its applets and the stand-ins inside the root.
+    fn install_tools(&self) {
+        let bin = self.test_path("bin");
+        let stubs = self.test_path("stubs");
+        fs::create_dir_all(&bin).unwrap();
+        fs::create_dir_all(&stubs).unwrap();
+        fs::write(bin.join("busybox"), busybox()).unwrap();
+        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        for s in STUBS {
+            write_exec(&stubs.join(s), STUB);
+        }
+        write_exec(&stubs.join("dpkg-deb"), DPKG_DEB);
+        for (program, to) in COPIED {
+            copy_with_libs(&self.root(), program, to);
+        }
     }
 
     fn install_bundle(&self, plan_name: &str) {
@@ -201,23 +329,30 @@ impl SimHost {
         std::os::unix::fs::symlink(layout::UNIT_WANTS_TARGET, link).unwrap();
     }
 
-    /// Runs the real agent; `env` adds variables (faults, crashes).
+    /// Runs the real agent; `env` adds variables (faults, crashes). Paths in
+    /// the variables are the root's: `run` and `retry` work inside it.
     pub fn agent(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"));
         cmd.arg("--root")
             .arg(self.root())
             .args(args)
-            .env("PATH", path)
-            .env("VGPU_TEST_LOG", self.log_path())
-            .env("VGPU_TEST_DIR", self.dir.path())
-            .env("VGPU_DEMO_LOG", self.dir.path().join("demo-installer.log"))
-            .env("VGPU_DEMO_PREFIX", self.root())
+            .env("PATH", PATH)
+            .env("VGPU_TEST_LOG", format!("{TEST_DIR}/commands.log"))
+            .env("VGPU_TEST_DIR", TEST_DIR)
+            .env("VGPU_DEMO_LOG", format!("{TEST_DIR}/demo-installer.log"))
+            .env_remove("VGPU_DEMO_PREFIX")
+            .env_remove("VGPU_TEST_MOUNTINFO")
             .env_remove("VGPU_FIRSTBOOT_FAULT");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("may not set them up"),
+            "the agent could not enter its --root: run these tests as root\n{stderr}"
+        );
+        out
     }
 
     /// `run` with the unit's condition: skipped when the done marker exists.
@@ -320,7 +455,8 @@ impl SimHost {
         let root = self.root();
         walk(&root, &root, &mut out);
         out.retain(|k, _| {
-            !k.starts_with("var/lib/vgpu-firstboot/state.toml")
+            !k.starts_with(TEST_DIR.trim_start_matches('/'))
+                && !k.starts_with("var/lib/vgpu-firstboot/state.toml")
                 && !k.starts_with("var/lib/vgpu-firstboot/lock")
                 && !k.starts_with("proc/sys/kernel/random/boot_id")
         });
