@@ -5,7 +5,6 @@
 //! root, `..` stops at the root), or are refused with a clear error.
 
 #[path = "agent/harness.rs"]
-#[allow(dead_code)]
 mod agent_harness;
 
 use std::collections::BTreeMap;
