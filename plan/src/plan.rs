@@ -328,95 +328,71 @@ pub struct Step {
     pub why: String,
 }
 
-/// What a step does; its settings are in the plan's sections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    /// Enterprise repositories off, no-subscription on.
-    AptRepositories,
-    /// `host.packages` and `host.offline-debs`.
-    AptInstall,
-    /// `host.kernel-pin`.
-    KernelPin,
-    /// IOMMU kernel arguments for the boot loader.
-    KernelArgs,
-    /// `host.vfio-modules`.
-    VfioModules,
-    /// `host.blacklist`.
-    BlacklistModules,
-    /// vfio-pci rules for the passthrough cards' IOMMU groups.
-    PassthroughRules,
-    /// `update-initramfs -u -k all`.
-    Initramfs,
-    /// Module signing key and MOK enrolment when Secure Boot is on.
-    SecureBoot,
-    /// Reboot if the running system lacks what phase 2 needs.
-    Reboot,
-    /// The reboot took effect.
-    VerifyReboot,
-    /// Every payload file matches the manifest.
-    VerifyPayload,
-    /// Unlock library, service drop-ins, profile override.
-    UnlockSetup,
-    /// Run the driver installer.
-    InstallDriver,
-    /// Enable the driver's services.
-    EnableServices,
-    /// Enable SR-IOV virtual functions.
-    Sriov,
-    /// `nvidia-smi vgpu` and `mdevctl types` answer.
-    PostCheck,
-    /// Done marker, unit link removed, payload deleted.
-    Finish,
+/// Declares [`StepKind`] from one list: each line is a variant and its
+/// stable id, so adding a kind is one line here (plus its file and table row
+/// in the agent). `ALL` and `id()` come from the same list; a test checks
+/// each id is the variant's serde (kebab-case) name.
+macro_rules! step_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal, )*) => {
+        /// What a step does; its settings are in the plan's sections.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum StepKind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl StepKind {
+            /// Every kind, in the order a plan runs them.
+            pub const ALL: &[StepKind] = &[$(StepKind::$variant),*];
+
+            /// The step's stable id, its kebab-case name (as in `kind = ...`):
+            /// the state file, `retry STEP`, `status` and the fault hook use it.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(StepKind::$variant => $id,)*
+                }
+            }
+        }
+    };
 }
 
-impl StepKind {
-    /// Every kind, in the order a plan runs them.
-    pub const ALL: [StepKind; 18] = [
-        StepKind::AptRepositories,
-        StepKind::AptInstall,
-        StepKind::KernelPin,
-        StepKind::KernelArgs,
-        StepKind::VfioModules,
-        StepKind::BlacklistModules,
-        StepKind::PassthroughRules,
-        StepKind::Initramfs,
-        StepKind::SecureBoot,
-        StepKind::Reboot,
-        StepKind::VerifyReboot,
-        StepKind::VerifyPayload,
-        StepKind::UnlockSetup,
-        StepKind::InstallDriver,
-        StepKind::EnableServices,
-        StepKind::Sriov,
-        StepKind::PostCheck,
-        StepKind::Finish,
-    ];
-
-    /// The step's stable id, its kebab-case name (as in `kind = ...`): the
-    /// state file, `retry STEP`, `status` and the fault hook use it.
-    pub fn id(self) -> &'static str {
-        match self {
-            StepKind::AptRepositories => "apt-repositories",
-            StepKind::AptInstall => "apt-install",
-            StepKind::KernelPin => "kernel-pin",
-            StepKind::KernelArgs => "kernel-args",
-            StepKind::VfioModules => "vfio-modules",
-            StepKind::BlacklistModules => "blacklist-modules",
-            StepKind::PassthroughRules => "passthrough-rules",
-            StepKind::Initramfs => "initramfs",
-            StepKind::SecureBoot => "secure-boot",
-            StepKind::Reboot => "reboot",
-            StepKind::VerifyReboot => "verify-reboot",
-            StepKind::VerifyPayload => "verify-payload",
-            StepKind::UnlockSetup => "unlock-setup",
-            StepKind::InstallDriver => "install-driver",
-            StepKind::EnableServices => "enable-services",
-            StepKind::Sriov => "sriov",
-            StepKind::PostCheck => "post-check",
-            StepKind::Finish => "finish",
-        }
-    }
+step_kinds! {
+    /// Enterprise repositories off, no-subscription on.
+    AptRepositories = "apt-repositories",
+    /// `host.packages` and `host.offline-debs`.
+    AptInstall = "apt-install",
+    /// `host.kernel-pin`.
+    KernelPin = "kernel-pin",
+    /// IOMMU kernel arguments for the boot loader.
+    KernelArgs = "kernel-args",
+    /// `host.vfio-modules`.
+    VfioModules = "vfio-modules",
+    /// `host.blacklist`.
+    BlacklistModules = "blacklist-modules",
+    /// vfio-pci rules for the passthrough cards' IOMMU groups.
+    PassthroughRules = "passthrough-rules",
+    /// `update-initramfs -u -k all`.
+    Initramfs = "initramfs",
+    /// Module signing key and MOK enrolment when Secure Boot is on.
+    SecureBoot = "secure-boot",
+    /// Reboot if the running system lacks what phase 2 needs.
+    Reboot = "reboot",
+    /// The reboot took effect.
+    VerifyReboot = "verify-reboot",
+    /// Every payload file matches the manifest.
+    VerifyPayload = "verify-payload",
+    /// Unlock library, service drop-ins, profile override.
+    UnlockSetup = "unlock-setup",
+    /// Run the driver installer.
+    InstallDriver = "install-driver",
+    /// Enable the driver's services.
+    EnableServices = "enable-services",
+    /// Enable SR-IOV virtual functions.
+    Sriov = "sriov",
+    /// `nvidia-smi vgpu` and `mdevctl types` answer.
+    PostCheck = "post-check",
+    /// Done marker, unit link removed, payload deleted.
+    Finish = "finish",
 }
 
 impl std::fmt::Display for StepKind {
