@@ -1,0 +1,30 @@
+//! Link arguments for the release agent only: they keep `vgpu-firstboot`
+//! under its 1 MiB budget (see `[profile.release]` in the workspace
+//! Cargo.toml) without touching debug or test builds, the builder, or any
+//! other binary. Each one changes the file's layout, never its behaviour.
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=RUSTC_LINKER");
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    if env("PROFILE") != "release" || env("CARGO_CFG_TARGET_OS") != "linux" {
+        return;
+    }
+    let bin = "cargo::rustc-link-arg-bin=vgpu-firstboot";
+    // A position-dependent executable: no dynamic relocations for every
+    // pointer in the binary's own data (about 25 KB of `.rela.dyn`). The
+    // code is still compiled position-independent; only the agent's own
+    // image loses address randomisation (its libraries, stack and heap
+    // keep it).
+    println!("{bin}=-no-pie");
+    // Identical code folding (about 7 KB): rustc links this target with its
+    // bundled LLD, which has it. Left out when another linker is configured,
+    // as GNU ld does not know the option.
+    let flags = env("CARGO_ENCODED_RUSTFLAGS");
+    if env("TARGET") == "x86_64-unknown-linux-gnu"
+        && env("RUSTC_LINKER").is_empty()
+        && !flags.contains("link") // -C linker=, -C link-self-contained, -C linker-features
+    {
+        println!("{bin}=-Wl,--icf=all");
+    }
+}
