@@ -23,7 +23,8 @@ fn main() {
     let flags = env("CARGO_ENCODED_RUSTFLAGS");
     if env("TARGET") == "x86_64-unknown-linux-gnu"
         && env("RUSTC_LINKER").is_empty()
-        && !flags.contains("link") // -C linker=, -C link-self-contained, -C linker-features
+        && !flags.contains("link")
+    // -C linker=, -C link-self-contained, -C linker-features
     {
         println!("{bin}=-Wl,--icf=all");
     }

@@ -8,6 +8,7 @@
 //! other, so the format cannot drift.
 
 pub mod compat;
+mod de;
 pub mod digest;
 pub mod iommu;
 pub mod layout;
@@ -17,8 +18,10 @@ pub mod unit;
 
 /// Parses TOML into `T` through a `toml::Table`: the agent reads only files
 /// the builder or the agent wrote, so span-tracking errors are not worth
-/// their size in a binary that must stay under 1 MiB.
+/// their size in a binary that must stay under 1 MiB. The table is read
+/// into `T` by [`de`], which gives the errors `toml::Table` would but costs
+/// less per type.
 pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
     let table: toml::Table = toml::from_str(text)?;
-    T::deserialize(table).map_err(<toml::de::Error as serde::de::Error>::custom)
+    de::from_table(table).map_err(<toml::de::Error as serde::de::Error>::custom)
 }

@@ -1,0 +1,155 @@
+//! `vgpu_plan::from_toml` reads a parsed table with its own small
+//! deserializer (`de.rs`); it must accept, refuse and word its errors
+//! exactly as reading through `toml::Table`'s own deserializer does. Every
+//! baked plan fixture, a manifest and a compatibility table are checked
+//! as they are and with each value replaced by wrong ones, a line dropped,
+//! or an unknown key added.
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use vgpu_plan::compat::CompatTable;
+use vgpu_plan::manifest::Manifest;
+use vgpu_plan::plan::Plan;
+
+/// The reference: `toml::Table`'s deserializer, errors carried over as
+/// `from_toml` carries its own.
+fn via_table<T: DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+    let table: toml::Table = toml::from_str(text)?;
+    T::deserialize(table).map_err(<toml::de::Error as serde::de::Error>::custom)
+}
+
+fn same<T: DeserializeOwned + PartialEq + Debug>(text: &str) -> bool {
+    let ours = vgpu_plan::from_toml::<T>(text).map_err(|e| e.to_string());
+    let reference = via_table::<T>(text).map_err(|e| e.to_string());
+    assert_eq!(ours, reference, "for:\n{text}");
+    ours.is_ok()
+}
+
+const WRONG: &[&str] = &[
+    "\"x\"",
+    "\"\"",
+    "1",
+    "300",
+    "-1",
+    "1.5",
+    "true",
+    "1979-05-27T07:32:00Z",
+    "[]",
+    "[1]",
+    "[\"a\", 2]",
+    "{}",
+    "{ a = 1 }",
+    "{ native = {} }",
+    "{ native = [] }",
+    "{ native = 1 }",
+    "{ native = {}, unlock = {} }",
+    "[{ path = \"\", sha256 = \"00\", size = 1 }]",
+];
+
+/// `text` as it is, then with each `key = value` line's value replaced by
+/// every [`WRONG`] value, the line dropped, and an unknown key after it.
+/// Returns how many variants were read successfully.
+fn variants<T: DeserializeOwned + PartialEq + Debug>(text: &str) -> usize {
+    assert!(same::<T>(text), "the fixture itself must read");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut accepted = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        let with = |replacement: Option<String>| {
+            let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            match replacement {
+                Some(r) => out[i] = r,
+                None => {
+                    out.remove(i);
+                }
+            }
+            out.join("\n") + "\n"
+        };
+        for value in WRONG {
+            accepted += usize::from(same::<T>(&with(Some(format!("{key} = {value}")))));
+        }
+        accepted += usize::from(same::<T>(&with(None)));
+        accepted += usize::from(same::<T>(&with(Some(format!("{line}\nunknown-key = 1")))));
+    }
+    accepted
+}
+
+#[test]
+fn plans_read_and_fail_as_through_toml_table() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans");
+    let mut plans = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        variants::<Plan>(&text);
+        plans += 1;
+    }
+    assert!(
+        plans >= 10,
+        "only {plans} plan fixtures in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn a_manifest_reads_and_fails_as_through_toml_table() {
+    let text = r#"schema = 1
+name = "demo"
+
+[[file]]
+path = "usr/local/sbin/vgpu-firstboot"
+sha256 = "1706899d43583aeb94329bb08987cb477ef62158b15de8af058fb549f6409a7c"
+size = 36
+mode = "0755"
+
+[[file]]
+path = "var/lib/vgpu-firstboot/plan.toml"
+sha256 = "6bb7dd23e49667c48c2e7b6ea981e553ef70c3d19530ee3abe817e1824339d24"
+size = 66
+mode = "0644"
+"#;
+    // Values of the right type still read (a mode or a name of "x").
+    assert!(variants::<Manifest>(text) > 0);
+}
+
+#[test]
+fn a_compat_table_reads_and_fails_as_through_toml_table() {
+    let text = r#"schema = 1
+source = "gpu_info.db sha256 00, corrections data/gpu_info_corrections.csv"
+
+[[gpu]]
+device = "1e07"
+name = "NVIDIA GeForce RTX 2080 Ti"
+chip = "TU102"
+support = "unlock"
+majors = [17, 16]
+
+[[gpu]]
+device = "20b0"
+name = "NVIDIA A100"
+chip = "GA100"
+support = "native"
+majors = [18, 17]
+correction = "NVIDIA lists it"
+"#;
+    assert!(variants::<CompatTable>(text) > 0);
+}
+
+/// Errors deep in the tree name the whole key path.
+#[test]
+fn errors_name_the_key_path() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans/unlock-pve8-pin65.toml"),
+    )
+    .unwrap()
+    .replace("series = \"6.5\"", "series = 6");
+    let err = vgpu_plan::from_toml::<Plan>(&text).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid type: integer `6`, expected a string\nin `host.kernel-pin.series`\n\n"
+    );
+}
