@@ -20,11 +20,12 @@ fn main() {
     // Identical code folding (about 7 KB): rustc links this target with its
     // bundled LLD, which has it. Left out when another linker is configured,
     // as GNU ld does not know the option.
+    // Any rustflag naming the linker (`-C linker=`, `-C link-self-contained`,
+    // `-C linker-features`, ...) leaves it out too.
     let flags = env("CARGO_ENCODED_RUSTFLAGS");
     if env("TARGET") == "x86_64-unknown-linux-gnu"
         && env("RUSTC_LINKER").is_empty()
         && !flags.contains("link")
-    // -C linker=, -C link-self-contained, -C linker-features
     {
         println!("{bin}=-Wl,--icf=all");
     }
