@@ -129,14 +129,14 @@ impl<'de> de::Deserializer<'de> for De {
 }
 
 /// A table key: a string (`toml::Value::String`'s rules, for the
-/// deserializers a key meets).
-struct Key(String);
+/// deserializers a key meets), lent to the visitor.
+struct Key<'a>(&'a str);
 
-impl<'de> de::Deserializer<'de> for Key {
+impl<'de> de::Deserializer<'de> for Key<'_> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_string(self.0)
+        visitor.visit_str(self.0)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -203,8 +203,9 @@ impl<'de> de::MapAccess<'de> for Map {
     ) -> Result<Option<T::Value>, Error> {
         match self.iter.next() {
             Some((key, value)) => {
-                self.value = Some((key.clone(), value));
-                seed.deserialize(Key(key)).map(Some)
+                let out = seed.deserialize(Key(&key)).map(Some);
+                self.value = Some((key, value));
+                out
             }
             None => Ok(None),
         }
