@@ -24,7 +24,7 @@ pub fn udev_rules(addresses: &[String]) -> Result<String, EditError> {
         .iter()
         .map(|a| normalize_pci_address(a))
         .collect::<Result<Vec<_>, _>>()?;
-    normal.sort();
+    normal.sort_unstable();
     normal.dedup();
     let mut out = owned_header("PCI devices passed through to VMs, bound to vfio-pci");
     for addr in normal {

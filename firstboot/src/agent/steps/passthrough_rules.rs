@@ -58,7 +58,7 @@ fn addresses(host: &Host) -> Result<(Vec<String>, Vec<String>), StepError> {
             }
         }
     }
-    out.sort();
+    out.sort_unstable();
     out.dedup();
     // A GPU the plan keeps for vGPU must not be taken along by a group.
     if let Some(kept) = facts
