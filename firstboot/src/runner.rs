@@ -12,7 +12,9 @@
 //! from a script, so the whole two-phase flow runs without touching the host.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -278,9 +280,14 @@ impl Tail {
     }
 }
 
-/// Reads `from` to its end on a thread, keeping the tail; the receiver
-/// hears when it ended.
-fn drain(mut from: impl Read + Send + 'static) -> (Arc<Mutex<Tail>>, mpsc::Receiver<()>) {
+/// Reads `from` (a child's stdout or stderr pipe) to its end on a thread,
+/// keeping the tail; the receiver hears when it ended. One function for
+/// both pipes: each instance of a thread body costs kilobytes in the agent.
+fn drain(from: impl Into<OwnedFd>) -> (Arc<Mutex<Tail>>, mpsc::Receiver<()>) {
+    drain_fd(File::from(from.into()))
+}
+
+fn drain_fd(mut from: File) -> (Arc<Mutex<Tail>>, mpsc::Receiver<()>) {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (tx, rx) = mpsc::channel();
     let shared = Arc::clone(&tail);
