@@ -11,12 +11,8 @@ fn main() {
         return;
     }
     let bin = "cargo::rustc-link-arg-bin=vgpu-firstboot";
-    // A position-dependent executable: no dynamic relocations for every
-    // pointer in the binary's own data (about 25 KB of `.rela.dyn`). The
-    // code is still compiled position-independent; only the agent's own
-    // image loses address randomisation (its libraries, stack and heap
-    // keep it).
-    println!("{bin}=-no-pie");
+    // Not `-no-pie`: it would save about 25 KB of dynamic relocations but
+    // take address randomisation from an agent that runs as root.
     // Identical code folding (about 7 KB): rustc links this target with its
     // bundled LLD, which has it. Left out when another linker is configured,
     // as GNU ld does not know the option.
