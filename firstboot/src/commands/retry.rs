@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::agent::{confine, run};
+use crate::agent::confine;
+use crate::agent::run::{self, RunError};
 use crate::state::{self, RetryTarget, StateStore, Status};
 
 /// Sets `step` (or every failed step) back to pending so the next `run`
@@ -22,23 +23,23 @@ pub fn retry(root: &Path, step: Option<String>) -> u8 {
     }
 }
 
-/// The retry itself; the message for the operator, or the error.
-fn mark_for_retry(root: &Path, step: Option<&str>) -> Result<String, String> {
-    let (mut store, mut st) = StateStore::open_locked(root).map_err(|e| e.to_string())?;
+/// The retry itself; the message for the operator.
+fn mark_for_retry(root: &Path, step: Option<&str>) -> Result<String, RunError> {
+    let (mut store, mut st) = StateStore::open_locked(root)?;
     if let Some(step) = step {
         // The plan's steps (a bound state holds the same ids), before
         // anything about the agent's progress.
         let ids: Vec<String> = if st.steps.is_empty() {
-            let (plan, _) = run::load_plan(root).map_err(|e| e.to_string())?;
+            let (plan, _) = run::load_plan(root)?;
             plan.steps.iter().map(|s| s.kind.id().to_owned()).collect()
         } else {
             st.steps.iter().map(|s| s.id.clone()).collect()
         };
         if !ids.iter().any(|id| id == step) {
-            return Err(format!(
+            return Err(RunError(format!(
                 "the plan has no step {step:?}; its steps: {}",
                 ids.join(", ")
-            ));
+            )));
         }
     }
     if matches!(st.status, Status::NotStarted) {
@@ -51,9 +52,7 @@ fn mark_for_retry(root: &Path, step: Option<&str>) -> Result<String, String> {
         Some(s) => RetryTarget::Step(s.to_string()),
         None => RetryTarget::AllFailed,
     };
-    store
-        .apply(&mut st, state::Event::Retry(target))
-        .map_err(|e| e.to_string())?;
+    store.apply(&mut st, state::Event::Retry(target))?;
     Ok(format!(
         "{} will run again: `systemctl start vgpu-firstboot` (or reboot)",
         step.unwrap_or("every failed step")

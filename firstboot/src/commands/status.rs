@@ -51,7 +51,7 @@ fn installed(root: &Path) -> Result<Option<Installed>, String> {
     if !Root::at(root).is_ok_and(|r| r.resolves(layout::PLAN_FILE)) {
         return Ok(None);
     }
-    let (plan, sha256) = run::load_plan(root).map_err(|e| e.to_string())?;
+    let (plan, sha256) = run::load_plan(root).map_err(|e| e.0)?;
     Ok(Some(Installed {
         sha256,
         reboot_cap: plan.agent.reboot_cap,

@@ -159,11 +159,11 @@ pub fn render_found_human(found: &Found) -> String {
     match found {
         Found::State(st) => render_human(st),
         Found::NoBundle => format!(
-            "vgpu-firstboot: no bundle installed (no plan at {}, no state)\n  next: lay a bundle on this host (`vgpu-bake install`); the agent runs at the next boot\n",
+            "vgpu-firstboot: no bundle installed (no {})\n  next: `vgpu-bake install` one\n",
             layout::absolute(layout::PLAN_FILE)
         ),
         Found::NewPlan(st, sha) => format!(
-            "vgpu-firstboot: NEW PLAN, not run\n  the installed plan (sha256 {sha}) is not the one {} records; it has not run\n  next: move that file aside, then `vgpu-firstboot run` runs the new plan from the first step\nthe earlier plan's state:\n{}",
+            "vgpu-firstboot: NEW PLAN, not run\n  the installed plan (sha256 {sha}) is not the one {} records; it has not run\n  next: move that file aside to run it from the first step\nthe earlier plan's state:\n{}",
             layout::absolute(layout::STATE_FILE),
             render_human(st)
         ),
