@@ -159,7 +159,7 @@ pub fn render_found_human(found: &Found) -> String {
     match found {
         Found::State(st) => render_human(st),
         Found::NoBundle => format!(
-            "vgpu-firstboot: no bundle installed (no {})\n  next: `vgpu-bake install` one\n",
+            "vgpu-firstboot: no bundle installed (no {})\n  next: lay one on this host with `vgpu-bake install`\n",
             layout::absolute(layout::PLAN_FILE)
         ),
         Found::NewPlan(st, sha) => format!(
