@@ -13,6 +13,7 @@ use vgpu_bake::prepare::{Prepare, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
 use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
+use vgpu_bake::{errln, out, outln};
 use vgpu_bake::{inspect, install};
 use vgpu_plan::plan::LicensingMode;
 
@@ -38,7 +39,7 @@ fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
 
 fn warn(warnings: &[String], source: &Path) {
     for w in warnings {
-        eprintln!("vgpu-bake: warning: {}: {w}", source.display());
+        errln!("vgpu-bake: warning: {}: {w}", source.display());
     }
 }
 
@@ -49,7 +50,7 @@ pub fn validate(profiles: &[PathBuf], db: &GpuDb) -> Result<()> {
         match load(path, db) {
             Ok(plan) => {
                 warn(&plan.warnings, path);
-                println!(
+                outln!(
                     "ok: {} ({} mode, Proxmox VE {}, {} steps)",
                     path.display(),
                     plan.mode,
@@ -58,7 +59,7 @@ pub fn validate(profiles: &[PathBuf], db: &GpuDb) -> Result<()> {
                 );
             }
             Err(e) => {
-                eprintln!("vgpu-bake: error: {e:#}");
+                errln!("vgpu-bake: error: {e:#}");
                 failed += 1;
             }
         }
@@ -111,14 +112,14 @@ pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> R
             size: p.digests.size,
         });
         if cached_driver.is_none() && d.sha256.is_none() {
-            eprintln!(
+            errln!(
                 "vgpu-bake: note: the driver's sha256 is pinned once it is fetched (`vgpu-bake fetch {}`)",
                 profile.display()
             );
         }
     }
     if !resolved.licensing.applied && resolved.licensing.mode != LicensingMode::None {
-        eprintln!(
+        errln!(
             "vgpu-bake: note: licensing settings are carried in the plan but not applied by this version of the agent"
         );
     }
@@ -127,9 +128,9 @@ pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> R
         cached_driver,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&preview)?);
+        outln!("{}", serde_json::to_string_pretty(&preview)?);
     } else {
-        print!("{}", toml::to_string(&preview)?);
+        out!("{}", toml::to_string(&preview)?);
     }
     Ok(())
 }
@@ -144,7 +145,7 @@ pub fn fetch(
     let resolved = load(profile, db)?;
     warn(&resolved.warnings, profile);
     let Some(driver) = &resolved.driver else {
-        println!(
+        outln!(
             "{}: {} mode needs no driver",
             profile.display(),
             resolved.mode
@@ -161,11 +162,11 @@ pub fn fetch(
     )?
     .expect("Prepare::Rehash fetches what is not cached");
     for n in notes {
-        eprintln!("{n}");
+        errln!("{n}");
     }
     let d = &prepared.digests;
-    println!("md5 {}  sha256 {}  {} bytes", d.md5, d.sha256, d.size);
-    println!("{}", prepared.path.display());
+    outln!("md5 {}  sha256 {}  {} bytes", d.md5, d.sha256, d.size);
+    outln!("{}", prepared.path.display());
     Ok(())
 }
 
@@ -198,25 +199,28 @@ pub fn bake(
     let baked = bake::bake(resolved, db, &inputs)?;
     warn(&baked.plan.warnings, profile);
     for n in &baked.notes {
-        eprintln!("{n}");
+        errln!("{n}");
     }
     if baked.plan.demo {
-        eprintln!(
+        errln!(
             "DEMO bundle: its driver is the stand-in installer from data/demo, not an NVIDIA driver"
         );
     }
-    eprintln!(
+    errln!(
         "baked {}: {} entries, {} bytes, sha256 {}",
-        baked.plan.name, baked.output.entries, baked.output.size, baked.output.sha256
+        baked.plan.name,
+        baked.output.entries,
+        baked.output.size,
+        baked.output.sha256
     );
-    println!("{}", baked.output.bundle.display());
+    outln!("{}", baked.output.bundle.display());
     Ok(())
 }
 
 /// `inspect`: list and verify a bundle.
 pub fn inspect(bundle: &Path, json: bool) -> Result<()> {
     let report = inspect::inspect(bundle)?;
-    print!("{}", inspect::render_report(&report, json));
+    out!("{}", inspect::render_report(&report, json));
     Ok(())
 }
 
@@ -224,7 +228,7 @@ pub fn inspect(bundle: &Path, json: bool) -> Result<()> {
 pub fn install(bundle: &Path, root: &Path) -> Result<()> {
     let written = install::install(bundle, root)?;
     for w in &written {
-        println!(
+        outln!(
             "{:<7} {:04o} {:>10} {}",
             w.kind,
             w.mode & 0o7777,
@@ -232,7 +236,7 @@ pub fn install(bundle: &Path, root: &Path) -> Result<()> {
             root.join(&w.path).display()
         );
     }
-    eprintln!(
+    errln!(
         "installed {} entries under {}",
         written.len(),
         root.display()
@@ -242,7 +246,7 @@ pub fn install(bundle: &Path, root: &Path) -> Result<()> {
 
 /// `gpus`: query the compatibility database.
 pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {
-    print!("{}", gpudb::gpus_report(db, ids, json)?);
+    out!("{}", gpudb::gpus_report(db, ids, json)?);
     Ok(())
 }
 

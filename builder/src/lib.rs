@@ -10,6 +10,9 @@
 //! streams the plan and payload into a `newc` cpio ([`newc`]) compressed
 //! with zstd; [`inspect`] and [`install`] read it back.
 
+#[macro_use]
+pub mod out;
+
 /// The one atomic writer, shared with the agent (crate `vgpu-rootfs`).
 pub use vgpu_rootfs::atomic;
 pub mod bake;

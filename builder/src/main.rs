@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use vgpu_bake::errln;
 use vgpu_bake::resolve::DriverOverrides;
 
 /// Bakes a vGPU provisioning profile and verified NVIDIA driver files into a
@@ -133,7 +134,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vgpu-bake: error: {e:#}");
+            errln!("vgpu-bake: error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -473,3 +473,62 @@ fn plan_fetch_and_bake_share_the_prepared_driver() {
     assert_eq!(plan.driver.unwrap().sha256, sha);
     assert_eq!(plan.host.offline_debs.len(), 1);
 }
+
+/// A pipe whose reader is gone: every write to it fails (EPIPE).
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+/// `vgpu-bake validate p.toml | head -c0` and the like: no panic, the usual
+/// exit code, whether stdout or stderr is the closed one.
+#[test]
+fn a_closed_stdout_or_stderr_is_no_panic() {
+    for close_stdout in [true, false] {
+        for (code, args) in [
+            (0, &["validate", "profiles/demo.toml"][..]),
+            (
+                0,
+                &["validate", "tests/profiles/declared-override-warning.toml"],
+            ),
+            (
+                1,
+                &[
+                    "validate",
+                    "profiles/demo.toml",
+                    "tests/profiles/err-unknown-release.toml",
+                ],
+            ),
+            (0, &["gpus", "10de:20f1", "10de:1e07"]),
+            (0, &["gpus", "--json", "10de:1e07"]),
+            (1, &["gpus", "nvidia"]),
+            (0, &["plan", "profiles/demo.toml", "--json"]),
+            (0, &["--help"]),
+            (2, &["frobnicate"]),
+        ] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vgpu-bake"));
+            cmd.args(args).current_dir(workspace());
+            if close_stdout {
+                cmd.stdout(closed_pipe())
+                    .stderr(std::process::Stdio::piped());
+            } else {
+                cmd.stdout(std::process::Stdio::piped())
+                    .stderr(closed_pipe());
+            }
+            let out = cmd.output().unwrap();
+            let seen = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!seen.contains("panicked"), "{args:?}: {seen}");
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{args:?} (closed stdout: {close_stdout}): {:?} {seen}",
+                out.status
+            );
+        }
+    }
+}

@@ -44,9 +44,15 @@ This needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT); without it they refuse and
 run nothing. The mounts are seen only by the agent and its commands and
 vanish when the last of them exits. `status`, `plan` and `facts` run no command.
 
-Exit codes of `status`: 0 done, 1 failed, 2 needs an operator, 3 in progress
-or not started. Other commands: 0 success, 1 failure (`run`: a step failed;
-2: it waits for an operator), 64 a usage error.
+Exit codes of `status` (its JSON `status` in brackets): 0 done, 1 failed,
+2 needs an operator (needs-operator), 3 in progress or not started
+(in-progress, not-started), 4 no bundle: no plan, no state (no-bundle), 5 the
+installed plan is not the state's and has not run (new-plan), 6 the state
+file or the plan cannot be read; the reason says why (state-unreadable).
+--wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
+a failed step, `plan` no plan, `retry` no such step), 2 `run` waits for an
+operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+closed stdout or stderr loses the text, never changes the code.
 ";
 
 /// A parsed command line.

@@ -4,6 +4,9 @@
 //! (their types are in the `vgpu-plan` crate, re-exported here) and applies
 //! the plan's steps on the host.
 
+#[macro_use]
+pub mod out;
+
 pub mod agent;
 pub mod cli;
 pub mod commands;

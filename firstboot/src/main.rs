@@ -7,23 +7,24 @@ use std::process::ExitCode;
 
 use vgpu_firstboot::cli::{self, Command, USAGE};
 use vgpu_firstboot::commands;
+use vgpu_firstboot::{errln, out, outln};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vgpu-firstboot: {e}\n\n{USAGE}");
+            errln!("vgpu-firstboot: {e}\n\n{USAGE}");
             return ExitCode::from(64);
         }
     };
     let root = cli.root.as_path();
     let code = match cli.command {
         Command::Help => {
-            print!("{USAGE}");
+            out!("{USAGE}");
             0
         }
         Command::Version => {
-            println!("vgpu-firstboot {}", env!("CARGO_PKG_VERSION"));
+            outln!("vgpu-firstboot {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Command::Run => commands::run(root),

@@ -403,8 +403,8 @@ fn plan_and_facts_describe_the_host_without_changing_it() {
         .args(["--root", bare.path().to_str().unwrap(), "plan"])
         .output()
         .unwrap();
-    assert_eq!(none.status.code(), Some(0));
-    assert!(stdout(&none).contains("no plan"), "{}", stdout(&none));
+    assert_eq!(none.status.code(), Some(1), "no plan is a failure");
+    assert!(stderr(&none).contains("no plan"), "{}", stderr(&none));
 }
 
 #[test]

@@ -62,7 +62,7 @@ impl Reporter {
     pub(super) fn note(&self, msg: &str) {
         match &self.sink {
             Sink::Bar(bar) => bar.println(msg),
-            Sink::Plain => eprintln!("{msg}"),
+            Sink::Plain => errln!("{msg}"),
             Sink::Quiet => {}
         }
     }
@@ -90,12 +90,12 @@ impl Reporter {
                 bar.set_position(offset);
                 bar.reset_eta();
             }
-            Sink::Plain if offset > 0 => eprintln!(
+            Sink::Plain if offset > 0 => errln!(
                 "resuming {} at {} of {size} from {url}",
                 self.name,
                 HumanBytes(offset)
             ),
-            Sink::Plain => eprintln!("downloading {} ({size}) from {url}", self.name),
+            Sink::Plain => errln!("downloading {} ({size}) from {url}", self.name),
             Sink::Quiet => {}
         }
     }
@@ -106,14 +106,14 @@ impl Reporter {
             Sink::Bar(bar) => bar.set_position(pos),
             Sink::Plain if pos >= self.next_mark => {
                 match self.total {
-                    Some(t) if t > 0 => eprintln!(
+                    Some(t) if t > 0 => errln!(
                         "  {}: {}% ({} of {})",
                         self.name,
                         pos.saturating_mul(100) / t,
                         HumanBytes(pos),
                         HumanBytes(t)
                     ),
-                    _ => eprintln!("  {}: {} so far", self.name, HumanBytes(pos)),
+                    _ => errln!("  {}: {} so far", self.name, HumanBytes(pos)),
                 }
                 self.next_mark = next_mark(pos, self.total);
             }
@@ -127,7 +127,7 @@ impl Reporter {
         let fetched = pos.saturating_sub(self.start.0);
         match &self.sink {
             Sink::Bar(bar) => bar.finish_and_clear(),
-            Sink::Plain => eprintln!(
+            Sink::Plain => errln!(
                 "  {}: done, {} in {secs:.1} s",
                 self.name,
                 HumanBytes(fetched)

@@ -209,7 +209,7 @@ pub fn enter(root: &Path) -> Result<PathBuf, ConfineError> {
             mounted.join(", ")
         )
     };
-    eprintln!(
+    errln!(
         "vgpu-firstboot: working inside --root {} (chroot; {mounted}): every command is the root's own",
         canon.display()
     );

@@ -10,7 +10,7 @@ pub fn fault(step: &str, point: &str) {
     if let Ok(spec) = std::env::var("VGPU_FIRSTBOOT_FAULT")
         && spec.split(',').any(|s| s == format!("{step}:{point}"))
     {
-        eprintln!("vgpu-firstboot: fault injected at {step}:{point}");
+        errln!("vgpu-firstboot: fault injected at {step}:{point}");
         std::process::abort();
     }
 }

@@ -125,7 +125,7 @@ impl Host<'_> {
     /// A journal line.
     pub fn note(&mut self, line: impl Into<String>) {
         let line = line.into();
-        eprintln!("vgpu-firstboot: {line}");
+        errln!("vgpu-firstboot: {line}");
         self.log.push(line);
     }
 

@@ -89,7 +89,7 @@ pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
 pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     let fs = Root::at(root).map_err(|e| RunError(e.to_string()))?;
     if fs.resolves(layout::DONE_MARKER) {
-        eprintln!(
+        errln!(
             "vgpu-firstboot: {} exists: the plan is complete, nothing to do",
             layout::absolute(layout::DONE_MARKER)
         );
@@ -98,7 +98,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     let (plan, plan_sha) = load_plan(root)?;
     let (mut store, mut st) = StateStore::open_locked(root)?;
     for note in store.take_notes() {
-        eprintln!("vgpu-firstboot: {note}");
+        errln!("vgpu-firstboot: {note}");
     }
     let machine_id = state::read_machine_id(root)?;
     store.bind(&mut st, &plan, &plan_sha, &machine_id)?;
@@ -114,8 +114,8 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
             return Ok(RunEnd::Done);
         }
         Status::Failed { step, reason } => {
-            eprintln!("vgpu-firstboot: step {step} failed earlier: {reason}");
-            eprintln!(
+            errln!("vgpu-firstboot: step {step} failed earlier: {reason}");
+            errln!(
                 "vgpu-firstboot: fix the cause, then `vgpu-firstboot retry` and start the unit again"
             );
             return Ok(RunEnd::Failed(reason));

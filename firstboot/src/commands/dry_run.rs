@@ -24,14 +24,14 @@ impl Runner for NoRunner {
 }
 
 /// Prints every step with its state and what it would change; writes and
-/// runs nothing. 0, or 1 when the plan or the facts cannot be read.
+/// runs nothing. 0, or 1 when there is no plan or the plan or the facts
+/// cannot be read.
 pub fn dry_run(root: &Path) -> u8 {
     if !vgpu_rootfs::Root::at(root).is_ok_and(|r| r.resolves(layout::PLAN_FILE)) {
-        println!(
-            "no plan at {}: nothing would change",
+        return super::fail(format_args!(
+            "no plan at {}: no bundle is installed, so there is nothing to show; lay one on this host with `vgpu-bake install`",
             root.join(layout::PLAN_FILE).display()
-        );
-        return 0;
+        ));
     }
     let plan = match run::load_plan(root) {
         Ok((p, _)) => p,
@@ -44,12 +44,15 @@ pub fn dry_run(root: &Path) -> u8 {
     let st = state::load(root).ok();
     let mut runner = NoRunner;
     let host = Host::new(root, &mut runner, &plan, &facts);
-    println!(
+    outln!(
         "plan {} ({} mode, Proxmox VE {}): {}",
-        plan.name, plan.mode, plan.proxmox, plan.description
+        plan.name,
+        plan.mode,
+        plan.proxmox,
+        plan.description
     );
     if plan.demo {
-        println!("DEMO plan: the driver is a stand-in installer, not an NVIDIA driver");
+        outln!("DEMO plan: the driver is a stand-in installer, not an NVIDIA driver");
     }
     for step in &plan.steps {
         let done = st
@@ -57,18 +60,18 @@ pub fn dry_run(root: &Path) -> u8 {
             .and_then(|s| s.step(step.kind.id()))
             .map(|r| r.status.name())
             .unwrap_or("pending");
-        println!(
+        outln!(
             "\n[{}] {} ({done}): {}",
             phase_name(step.phase),
             step.kind,
             step.why
         );
         for line in steps::preview(step, &host) {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
     if !plan.licensing.applied && plan.licensing.mode != LicensingMode::None {
-        println!(
+        outln!(
             "\nlicensing ({:?}) is carried in the plan but not applied by this version",
             plan.licensing.mode
         );

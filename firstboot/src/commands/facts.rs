@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use crate::facts;
+use crate::facts::{self, Severity};
 use vgpu_plan::compat::CompatTable;
 use vgpu_plan::layout;
 
 /// Prints the facts, the decisions and the GPU verdicts (human or JSON).
 /// Without an installed compatibility table the GPUs are not classified
 /// (said on stderr, human output only). 0, or 1 when the facts cannot be
-/// read.
+/// read, 3 when a fatal obstacle rules vGPU out on this host as it is.
 pub fn facts(root: &Path, json: bool) -> u8 {
     let f = match facts::read_facts(root) {
         Ok(f) => f,
@@ -21,7 +21,7 @@ pub fn facts(root: &Path, json: bool) -> u8 {
         .flatten()
         .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
     if table.is_none() && !json {
-        eprintln!(
+        errln!(
             "vgpu-firstboot: no compatibility table at {} (no bundle installed): GPUs are not classified",
             layout::absolute(layout::COMPAT_FILE)
         );
@@ -34,11 +34,14 @@ pub fn facts(root: &Path, json: bool) -> u8 {
     let verdicts = facts::classify_gpus(&f, &table);
     if json {
         match facts::render_json(&f, &verdicts) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => return super::fail(format_args!("writing the facts as JSON: {e}")),
         }
     } else {
-        print!("{}", facts::render_human(&f, &verdicts));
+        out!("{}", facts::render_human(&f, &verdicts));
     }
-    0
+    match facts::vgpu_possible(&f) {
+        Err(obstacles) if obstacles.iter().any(|o| o.severity == Severity::Fatal) => 3,
+        _ => 0,
+    }
 }

@@ -2,8 +2,11 @@
 //! returns the process exit code; `main` only parses and routes.
 //!
 //! Exit codes: `status` 0 done, 1 failed, 2 needs an operator, 3 in
-//! progress or not started; the others 0 success, 1 failure (`run`: 2 when
-//! it waits for an operator). Usage errors (64) are `main`'s.
+//! progress or not started, 4 no bundle, 5 a new plan not run, 6 the state
+//! cannot be read; the others 0 success, 1 failure (`run`: 2 when it waits
+//! for an operator; `facts`: 3 when a fatal obstacle rules vGPU out). Usage
+//! errors (64) are `main`'s. Output goes through `out!`/`outln!`/`errln!`,
+//! which never panic on a closed stream.
 
 mod dry_run;
 mod facts;
@@ -19,6 +22,6 @@ pub use status::status;
 
 /// Prints `error` the way every command reports a failure, and returns 1.
 fn fail(error: impl std::fmt::Display) -> u8 {
-    eprintln!("vgpu-firstboot: {error}");
+    errln!("vgpu-firstboot: {error}");
     1
 }

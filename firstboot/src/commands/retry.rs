@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use crate::agent::confine;
-use crate::state::{self, RetryTarget, StateError, StateStore, Status};
+use crate::agent::run::{self, RunError};
+use crate::state::{self, RetryTarget, StateStore, Status};
 
 /// Sets `step` (or every failed step) back to pending so the next `run`
 /// runs it again. 0, or 1 when the state cannot be changed.
@@ -15,7 +16,7 @@ pub fn retry(root: &Path, step: Option<String>) -> u8 {
     };
     match mark_for_retry(&root, step.as_deref()) {
         Ok(msg) => {
-            println!("{msg}");
+            outln!("{msg}");
             0
         }
         Err(e) => super::fail(e),
@@ -23,8 +24,24 @@ pub fn retry(root: &Path, step: Option<String>) -> u8 {
 }
 
 /// The retry itself; the message for the operator.
-fn mark_for_retry(root: &Path, step: Option<&str>) -> Result<String, StateError> {
+fn mark_for_retry(root: &Path, step: Option<&str>) -> Result<String, RunError> {
     let (mut store, mut st) = StateStore::open_locked(root)?;
+    if let Some(step) = step {
+        // The plan's steps (a bound state holds the same ids), before
+        // anything about the agent's progress.
+        let ids: Vec<String> = if st.steps.is_empty() {
+            let (plan, _) = run::load_plan(root)?;
+            plan.steps.iter().map(|s| s.kind.id().to_owned()).collect()
+        } else {
+            st.steps.iter().map(|s| s.id.clone()).collect()
+        };
+        if !ids.iter().any(|id| id == step) {
+            return Err(RunError(format!(
+                "the plan has no step {step:?}; its steps: {}",
+                ids.join(", ")
+            )));
+        }
+    }
     if matches!(st.status, Status::NotStarted) {
         return Ok(
             "nothing to retry: the plan has not started; `run` starts it from the first step"

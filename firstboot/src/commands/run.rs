@@ -18,7 +18,7 @@ pub fn run(root: &Path) -> u8 {
     };
     match run::run(&root, &mut SystemRunner::default()) {
         Ok(end) => {
-            println!("vgpu-firstboot: {end}");
+            outln!("vgpu-firstboot: {end}");
             match end {
                 RunEnd::Done | RunEnd::Rebooting(_) => 0,
                 RunEnd::Failed(_) => 1,

@@ -72,7 +72,7 @@ impl State {
     /// - `RebootRequested`: in progress, while reboots < cap.
     /// - `Retry`: when failed or waiting for an operator; failed steps go
     ///   back to pending and the reboot count restarts (a person looked).
-    /// - `Finish`: in progress, when every step is done.
+    /// - `Finish`: in progress, when every step is done; clears `last_error`.
     pub fn next(&self, event: &Event, now: u64) -> Result<State, StateError> {
         use Event as E;
         use Status as S;
@@ -351,6 +351,9 @@ impl State {
         }
         self.status = Status::Done;
         self.pending_reboot = None;
+        // The failure is history now (the event log keeps it): a done plan
+        // has no current error.
+        self.last_error = None;
         self.log(now, "every step is done");
         Ok(())
     }

@@ -30,12 +30,15 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod codec;
+mod found;
 mod machine;
 mod render;
 mod store;
 
+pub use found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found, Installed, found};
 pub use render::{
-    EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, render_human, render_json, utc,
+    EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, found_report,
+    render_found_human, render_found_json, render_human, render_json, utc,
 };
 pub use store::{LOCK_FILE, StateStore, TEMP_NAME, load, read_boot_id, read_machine_id};
 

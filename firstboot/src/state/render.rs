@@ -8,17 +8,36 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{State, Status, StepRecord, StepState};
+use super::found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found};
+use super::{SCHEMA, State, Status, StepRecord, StepState};
+use vgpu_plan::layout;
 
-/// Version of the JSON document [`render_json`] writes. 2: kebab-case keys
-/// (1 had snake_case ones).
-pub const JSON_SCHEMA: u32 = 2;
+/// Version of the JSON document [`render_json`] writes. 3: the statuses
+/// `no-bundle`, `new-plan` and `state-unreadable` and the key
+/// `installed-plan-sha256`; 2: kebab-case keys (1 had snake_case ones).
+pub const JSON_SCHEMA: u32 = 3;
+
+/// The state [`Found::NoBundle`] and [`Found::Unreadable`] report: nothing.
+static BLANK: State = State {
+    schema: SCHEMA,
+    plan_sha256: String::new(),
+    machine_id: String::new(),
+    reboots: 0,
+    reboot_cap: 0,
+    pending_reboot: None,
+    last_error: None,
+    boot_ids: Vec::new(),
+    status: Status::NotStarted,
+    steps: Vec::new(),
+    events: Vec::new(),
+};
 
 /// Events shown by [`render_human`] (the JSON has all of them).
 const HUMAN_EVENTS: usize = 8;
 
 /// The CLI's exit code for `state`: 0 done, 1 failed, 2 needs an operator,
-/// 3 in progress or not started.
+/// 3 in progress or not started ([`Found::exit_code`] adds 4 no bundle, 5
+/// a new plan, 6 the state cannot be read).
 pub fn exit_code(state: &State) -> i32 {
     match state.status {
         Status::Done => 0,
@@ -135,6 +154,23 @@ pub fn render_human(state: &State) -> String {
     out
 }
 
+/// What `vgpu-firstboot status` prints for a person, whatever it found.
+pub fn render_found_human(found: &Found) -> String {
+    match found {
+        Found::State(st) => render_human(st),
+        Found::NoBundle => format!(
+            "vgpu-firstboot: no bundle installed (no {})\n  next: lay one on this host with `vgpu-bake install`\n",
+            layout::absolute(layout::PLAN_FILE)
+        ),
+        Found::NewPlan(st, sha) => format!(
+            "vgpu-firstboot: NEW PLAN, not run\n  the installed plan (sha256 {sha}) is not the one {} records; it has not run\n  next: move that file aside to run it from the first step\nthe earlier plan's state:\n{}",
+            layout::absolute(layout::STATE_FILE),
+            render_human(st)
+        ),
+        Found::Unreadable(why) => format!("vgpu-firstboot: STATE UNREADABLE\n  cause: {why}\n"),
+    }
+}
+
 /// The last `n` non-empty lines of `text`.
 fn tail_lines(text: &str, n: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -146,11 +182,13 @@ fn tail_lines(text: &str, n: usize) -> Vec<&str> {
 /// not apply).
 ///
 /// Keys, in order: `schema`, `status` (`not-started`, `in-progress`,
-/// `needs-operator`, `failed`, `done`), `exit-code` (as `status` exits),
-/// `failed-step`, `reason`, `action`, `state-schema`, `plan-sha256`,
-/// `machine-id`, `boot-ids`, `current-boot`, `reboots`, `reboot-cap`,
-/// `pending-reboot`, `last-error`, `steps` ([`StepReport`]) and `events`
-/// (`at`, `what`).
+/// `needs-operator`, `failed`, `done`, `no-bundle`, `new-plan`,
+/// `state-unreadable`), `exit-code` (as `status` exits), `failed-step`,
+/// `reason`, `action`, `state-schema`, `plan-sha256`,
+/// `installed-plan-sha256`, `machine-id`, `boot-ids`, `current-boot`,
+/// `reboots`, `reboot-cap`, `pending-reboot`, `last-error`, `steps`
+/// ([`StepReport`]) and `events` (`at`, `what`). For `new-plan` the state
+/// keys describe the earlier plan's state.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct StatusReport<'a> {
@@ -159,18 +197,22 @@ pub struct StatusReport<'a> {
     /// The overall status, kebab-case.
     pub status: &'static str,
     /// What `status` exits with: 0 done, 1 failed, 2 needs an operator, 3
-    /// in progress or not started.
+    /// in progress or not started, 4 no bundle, 5 a new plan, 6 the state
+    /// cannot be read.
     pub exit_code: i32,
     /// The failed step, when `status` is `failed`.
     pub failed_step: Option<&'a str>,
-    /// Why it failed, when `status` is `failed`.
+    /// Why it failed, when `status` is `failed`; why the state cannot be
+    /// read (naming the file), when `state-unreadable`.
     pub reason: Option<&'a str>,
     /// What the operator must do, when `status` is `needs-operator`.
     pub action: Option<&'a str>,
-    /// The state file's format version.
+    /// The state file's format version; 0 when it cannot be read.
     pub state_schema: u32,
     /// sha256 of the plan the state belongs to; empty until bound.
     pub plan_sha256: &'a str,
+    /// sha256 of the installed plan, when `status` is `new-plan`.
+    pub installed_plan_sha256: Option<&'a str>,
     /// `/etc/machine-id` of the host; empty until bound.
     pub machine_id: &'a str,
     /// Boots the agent ran in, oldest first.
@@ -243,6 +285,7 @@ impl<'a> StatusReport<'a> {
             action,
             state_schema: state.schema,
             plan_sha256: &state.plan_sha256,
+            installed_plan_sha256: None,
             machine_id: &state.machine_id,
             boot_ids: &state.boot_ids,
             current_boot: state.current_boot(),
@@ -305,6 +348,50 @@ impl<'a> StepReport<'a> {
         }
         report
     }
+}
+
+/// The report for what `status` found; `exit_code` is what it exits with.
+pub fn found_report(found: &Found, exit_code: u8) -> StatusReport<'_> {
+    let (state, status) = match found {
+        Found::State(st) => (st, None),
+        Found::NoBundle => (&BLANK, Some("no-bundle")),
+        Found::NewPlan(st, _) => (st, Some("new-plan")),
+        Found::Unreadable(_) => (&BLANK, Some("state-unreadable")),
+    };
+    let mut report = StatusReport::new(state);
+    report.exit_code = exit_code.into();
+    if let Some(status) = status {
+        report.status = status;
+        report.failed_step = None;
+        report.reason = None;
+        report.action = None;
+    }
+    match found {
+        Found::NewPlan(_, sha) => report.installed_plan_sha256 = Some(sha),
+        Found::Unreadable(why) => {
+            report.reason = Some(why);
+            report.state_schema = 0;
+        }
+        _ => {}
+    }
+    report
+}
+
+impl Found {
+    /// What `status` exits with (before the done marker is considered).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Found::State(st) => u8::try_from(exit_code(st)).unwrap_or(1),
+            Found::NoBundle => EXIT_NO_BUNDLE,
+            Found::NewPlan(..) => EXIT_NEW_PLAN,
+            Found::Unreadable(_) => EXIT_UNREADABLE,
+        }
+    }
+}
+
+/// What `vgpu-firstboot status --json` prints for what it found.
+pub fn render_found_json(found: &Found, exit_code: u8) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&found_report(found, exit_code))
 }
 
 /// What `vgpu-firstboot status --json` prints: [`StatusReport`] on one line.

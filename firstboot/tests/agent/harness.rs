@@ -332,6 +332,18 @@ impl SimHost {
     /// Runs the real agent; `env` adds variables (faults, crashes). Paths in
     /// the variables are the root's: `run` and `retry` work inside it.
     pub fn agent(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.agent_command(args, env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("may not set them up"),
+            "the agent could not enter its --root: run these tests as root\n{stderr}"
+        );
+        out
+    }
+
+    /// The command [`SimHost::agent`] runs, for a test that sets its own
+    /// stdio (a closed pipe, say).
+    pub fn agent_command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"));
         cmd.arg("--root")
             .arg(self.root())
@@ -346,13 +358,7 @@ impl SimHost {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !stderr.contains("may not set them up"),
-            "the agent could not enter its --root: run these tests as root\n{stderr}"
-        );
-        out
+        cmd
     }
 
     /// `run` with the unit's condition: skipped when the done marker exists.

@@ -95,9 +95,9 @@ fn json_status_of_a_failure() {
     let json = render_json(&failed()).unwrap();
     let expected = format!(
         concat!(
-            r#"{{"schema":2,"status":"failed","exit-code":1,"failed-step":"kernel-args","#,
+            r#"{{"schema":3,"status":"failed","exit-code":1,"failed-step":"kernel-args","#,
             r#""reason":"`update-grub` failed with exit code 1","action":null,"state-schema":1,"#,
-            r#""plan-sha256":"{sha}","machine-id":"{machine}","boot-ids":["b1"],"current-boot":"b1","#,
+            r#""plan-sha256":"{sha}","installed-plan-sha256":null,"machine-id":"{machine}","boot-ids":["b1"],"current-boot":"b1","#,
             r#""reboots":0,"reboot-cap":2,"pending-reboot":null,"#,
             r#""last-error":"step kernel-args: `update-grub` failed with exit code 1","steps":["#,
             r#"{{"id":"apt-repositories","state":"done","attempts":1,"attempt":null,"boot-id":"b1","at":{now},"reason":null,"exit-code":null,"stderr-tail":null}},"#,
@@ -126,7 +126,7 @@ fn json_status_of_an_operator_stop_escapes_the_action() {
     );
     let json = render_json(&s).unwrap();
     assert!(json.starts_with(
-        r#"{"schema":2,"status":"needs-operator","exit-code":2,"failed-step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
+        r#"{"schema":3,"status":"needs-operator","exit-code":2,"failed-step":null,"reason":null,"action":"press \"Enroll MOK\"\tat the console\n(password: see \\docs)","#
     ), "{json}");
     assert!(!json.contains('\n'));
 }
@@ -142,4 +142,106 @@ fn json_status_reads_back_whatever_the_strings_hold() {
     assert_eq!(v["action"].as_str(), Some(action.as_str()));
     assert_eq!(v["schema"], JSON_SCHEMA);
     assert_eq!(v["exit-code"], 2);
+}
+
+fn installed(sha: &str) -> Result<Option<Installed>, String> {
+    Ok(Some(Installed {
+        sha256: sha.into(),
+        reboot_cap: 7,
+    }))
+}
+
+#[test]
+fn found_judges_the_state_against_the_installed_plan() {
+    // No plan, no state: nothing will run.
+    assert_eq!(found(Ok(State::default()), Ok(None)), Found::NoBundle);
+    assert_eq!(Found::NoBundle.exit_code(), 4);
+    // Not started: the plan's reboot cap, not 0.
+    let Found::State(fresh) = found(Ok(State::default()), installed(SHA)) else {
+        panic!("a fresh state");
+    };
+    assert_eq!(fresh.reboot_cap, 7);
+    assert!(render_human(&fresh).contains("reboots: 0 of at most 7"));
+    // Bound to this plan: the state as it is.
+    let done = State {
+        status: Status::Done,
+        ..bound()
+    };
+    assert_eq!(
+        found(Ok(done.clone()), installed(SHA)),
+        Found::State(done.clone())
+    );
+    assert_eq!(
+        found(Ok(done.clone()), Ok(None)),
+        Found::State(done.clone())
+    );
+    // Another plan installed over a finished one: never done.
+    let other = "f".repeat(64);
+    let new = found(Ok(done.clone()), installed(&other));
+    assert_eq!(new, Found::NewPlan(done.clone(), other.clone()));
+    assert_eq!(new.exit_code(), 5);
+    // A state or plan that cannot be read, said with the reason.
+    let err = StateError::Corrupt {
+        path: "/var/lib/vgpu-firstboot/state.toml".into(),
+        detail: "the file is empty".into(),
+    };
+    let unreadable = found(Err(err), installed(SHA));
+    assert!(
+        matches!(&unreadable, Found::Unreadable(why) if why.contains("state.toml") && why.contains("empty"))
+    );
+    assert_eq!(unreadable.exit_code(), 6);
+    assert_eq!(
+        found(Ok(done), Err("the plan x is not UTF-8".into())),
+        Found::Unreadable("the plan x is not UTF-8".into())
+    );
+}
+
+#[test]
+fn every_found_state_is_one_json_document_with_its_code() {
+    let done = State {
+        status: Status::Done,
+        ..bound()
+    };
+    let other = "f".repeat(64);
+    let cases = [
+        (Found::NoBundle, "no-bundle", 4),
+        (Found::NewPlan(done.clone(), other.clone()), "new-plan", 5),
+        (
+            Found::Unreadable("x is empty".into()),
+            "state-unreadable",
+            6,
+        ),
+        (Found::State(failed()), "failed", 1),
+        (Found::State(done), "done", 0),
+    ];
+    for (found, status, code) in cases {
+        let json = render_found_json(&found, found.exit_code()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["schema"], JSON_SCHEMA);
+        assert_eq!(v["status"], status, "{json}");
+        assert_eq!(v["exit-code"], code, "{json}");
+        let human = render_found_human(&found);
+        assert!(human.starts_with("vgpu-firstboot: "), "{human}");
+        match status {
+            "new-plan" => {
+                assert_eq!(v["installed-plan-sha256"], other.as_str());
+                assert_eq!(v["plan-sha256"], SHA);
+                assert!(
+                    human.contains(&other) && human.contains("has not run"),
+                    "{human}"
+                );
+            }
+            "state-unreadable" => {
+                assert_eq!(v["reason"], "x is empty");
+                assert_eq!(v["state-schema"], 0);
+                assert!(human.contains("cause: x is empty"), "{human}");
+            }
+            "no-bundle" => {
+                assert_eq!(v["plan-sha256"], "");
+                assert!(human.contains("vgpu-bake install"), "{human}");
+            }
+            "failed" => assert_eq!(v["failed-step"], "kernel-args"),
+            _ => assert_eq!(v["installed-plan-sha256"], serde_json::Value::Null),
+        }
+    }
 }

@@ -208,6 +208,33 @@ fn a_failure_stops_everything_until_retry() {
 }
 
 #[test]
+fn success_after_a_retry_clears_the_last_error() {
+    let retried = after(&failed_state(), Event::Retry(RetryTarget::AllFailed));
+    assert!(retried.last_error.is_some(), "kept until the plan is done");
+    let mut events = Vec::new();
+    for id in [
+        "apt-repositories",
+        "kernel-args",
+        "reboot",
+        "verify-reboot",
+        "finish",
+    ] {
+        events.push(begin(id));
+        events.push(complete(id));
+    }
+    events.push(Event::Finish);
+    let done = run(&retried, events);
+    assert_eq!(done.status, Status::Done);
+    assert_eq!(done.last_error, None);
+    assert!(render_human(&done).contains("vgpu-firstboot: done"));
+    assert!(!render_human(&done).contains("last error"));
+    assert!(
+        done.events.iter().any(|e| e.what.contains("failed")),
+        "the event log keeps the failure"
+    );
+}
+
+#[test]
 fn needs_operator_waits_for_retry_and_reruns_the_step() {
     let s = run(&bound(), [booted("b1"), begin("apt-repositories")]);
     let s = after(
