@@ -284,3 +284,38 @@ fn default_agent() -> Result<PathBuf> {
             .join(" and ")
     )
 }
+
+/// `check`: every profile against every facts file, through the host gate
+/// with the builder's GPU database. Prints one block per (profile, facts)
+/// pair with every reason; fails if any pair fails.
+pub fn check(profiles: &[PathBuf], facts: &[PathBuf], db: &GpuDb) -> Result<()> {
+    let table = db.compat_table();
+    let hosts = facts
+        .iter()
+        .map(|f| Ok((f, vgpu_bake::check::read_facts_file(f)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let plans = profiles
+        .iter()
+        .map(|p| Ok((p, load(p, db)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut failed = 0;
+    for (path, plan) in &plans {
+        for (facts_path, host) in &hosts {
+            let report = vgpu_bake::check::check(plan, host, &table);
+            outln!("{} on {}:", path.display(), facts_path.display());
+            for line in report.lines() {
+                outln!("    {line}");
+            }
+            if !report.passed() {
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} (profile, facts) pair(s) failed the host gate",
+            plans.len() * hosts.len()
+        );
+    }
+    Ok(())
+}

@@ -17,6 +17,7 @@ pub mod out;
 pub use vgpu_rootfs::atomic;
 pub mod bake;
 pub mod bundle;
+pub mod check;
 pub mod csv;
 pub mod fetch;
 pub mod gpudb;

@@ -63,6 +63,22 @@ enum Cmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Check profiles against facts captured on target hosts (`vgpu-firstboot
+    /// facts --json > FILE` on each) with the agent's host gate: the Debian
+    /// release of the Proxmox VE major, a Proxmox VE host, every `[[gpu]]`
+    /// present (by id, and by address when given), each card's class
+    /// against the mode, vGPU possible. Prints every reason per (profile,
+    /// facts) pair; exit code 1 if any pair fails.
+    Check {
+        /// Profile files.
+        #[arg(required = true)]
+        profiles: Vec<PathBuf>,
+        /// Facts files (`vgpu-firstboot facts --json` output), one or more.
+        #[arg(long = "facts", value_name = "FACTS.json", required = true, num_args = 1..)]
+        facts: Vec<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Print the resolved plan: every choice concrete, steps in order.
     Plan {
         /// Profile file.
@@ -158,6 +174,11 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Validate { profiles, db } => {
             commands::validate(&profiles, &commands::open_db(db.gpu_db.as_deref())?)
         }
+        Cmd::Check {
+            profiles,
+            facts,
+            db,
+        } => commands::check(&profiles, &facts, &commands::open_db(db.gpu_db.as_deref())?),
         Cmd::Plan {
             profile,
             json,

@@ -95,6 +95,9 @@ pub struct GpuSection {
     /// The fleet's own word on what the card can do, overriding the database:
     /// `native`, `unlock` or `none`.
     pub mode: Option<CardModeWord>,
+    /// The card's PCI address, e.g. `0000:01:00.0`: the host gate then
+    /// requires the card there, not just somewhere on the host.
+    pub address: Option<String>,
 }
 
 /// `gpu.mode`. Not `vgpu_plan::compat::Support`: the profile spells "not

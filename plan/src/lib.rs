@@ -10,6 +10,8 @@
 pub mod compat;
 mod de;
 pub mod digest;
+pub mod facts;
+pub mod gate;
 pub mod iommu;
 pub mod layout;
 pub mod manifest;

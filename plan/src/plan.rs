@@ -291,6 +291,10 @@ pub struct GpuRule {
     /// Support the profile declares for this card, overriding the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared: Option<Support>,
+    /// The PCI address the card must be at (`0000:01:00.0`), when the
+    /// profile gives one; the host gate checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// What to do with a card.

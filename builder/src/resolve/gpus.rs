@@ -43,6 +43,17 @@ pub(super) fn resolve_gpus(
             CardModeWord::Unlock => Support::Unlock,
             CardModeWord::None => Support::No,
         });
+        let address = gpu
+            .address
+            .as_deref()
+            .map(|a| {
+                parse_address(a).ok_or_else(|| {
+                    cx.err(format!(
+                        "`{key}.address` = {a:?} is not a PCI address: write domain:bus:device.function in hex, e.g. \"0000:01:00.0\" (`lspci -D` shows it)"
+                    ))
+                })
+            })
+            .transpose()?;
         let role = gpu.role;
         if role == GpuRole::Vgpu {
             check_vgpu_card(&key, &id, mode, release, class.as_ref(), declared, cx)?;
@@ -53,9 +64,27 @@ pub(super) fn resolve_gpus(
             name: class.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             database: class.as_ref().map(|c| c.support),
             declared,
+            address,
         });
     }
     Ok(rules)
+}
+
+/// `0000:01:00.0` (any case) in lower case; `None` unless it is
+/// domain:bus:device.function with 4, 2 and 2 hex digits, a device up to
+/// 1f and a function up to 7.
+fn parse_address(a: &str) -> Option<String> {
+    let (domain, rest) = a.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (device, function) = rest.split_once('.')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = hex(domain, 4)
+        && hex(bus, 2)
+        && hex(device, 2)
+        && u8::from_str_radix(device, 16).is_ok_and(|d| d <= 0x1f)
+        && function.len() == 1
+        && matches!(function.as_bytes()[0], b'0'..=b'7');
+    ok.then(|| a.to_ascii_lowercase())
 }
 
 fn check_vgpu_card(

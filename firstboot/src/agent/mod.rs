@@ -3,6 +3,7 @@
 
 pub mod confine;
 mod fault;
+pub mod gate;
 pub mod host;
 pub mod run;
 pub mod seal;

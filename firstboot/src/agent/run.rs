@@ -9,12 +9,14 @@ use std::fmt;
 use std::path::Path;
 
 use super::fault::fault;
+use super::gate;
 use super::host::{Host, StepError, StepOutcome};
 use super::seal::seal;
 use super::steps;
-use crate::facts::{self, Severity};
+use crate::facts;
 use crate::runner::{CommandSpec, Runner};
 use crate::state::{self, Event, Failure, RetryTarget, State, StateError, StateStore, Status};
+use vgpu_plan::gate::Kind;
 use vgpu_plan::layout;
 use vgpu_plan::plan::Plan;
 use vgpu_rootfs::Root;
@@ -130,7 +132,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
     let mut host = Host::new(root, runner, &plan, &facts);
-    if let Some(end) = preflight(&mut host, &mut store, &mut st)? {
+    if let Some(end) = host_gate(&mut host, &mut store, &mut st)? {
         return Ok(end);
     }
     for step in &plan.steps {
@@ -175,44 +177,53 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     Ok(RunEnd::Done)
 }
 
-/// Stops before any change on hosts where vGPU cannot work (no IOMMU in a
-/// VM, no NVIDIA GPU), with the reason. Demo plans only note them: they
-/// exist to run on machines without a GPU.
-fn preflight(
+/// The host gate ([`vgpu_plan::gate`]) before the first change of a fresh
+/// run: no step of the plan done or begun. A host the plan does not fit is
+/// refused with every reason and nothing changed: `failed` at the first
+/// step, or `needs-operator` when only firmware settings stand in the way.
+/// A demo plan is bound by the OS check only; the rest is reported.
+///
+/// It does not run again once a step is done (phase 2, or after a later
+/// step failed): phase 1 has changed the host by then, so a refusal could
+/// no longer leave it unchanged, and what the gate checks (release, cards)
+/// does not change across the agent's reboot; `verify-reboot` and
+/// `post-check` check what phase 2 needs.
+fn host_gate(
     host: &mut Host,
     store: &mut StateStore,
     st: &mut State,
 ) -> Result<Option<RunEnd>, RunError> {
-    let Err(obstacles) = facts::vgpu_possible(host.facts) else {
-        return Ok(None);
-    };
-    let fatal: Vec<&str> = obstacles
-        .iter()
-        .filter(|o| o.severity == Severity::Fatal)
-        .map(|o| o.message.as_str())
-        .collect();
-    for o in &obstacles {
-        host.note(format!("{:?}: {}", o.severity, o.message));
-    }
-    let passthrough_only = host.plan.mode == vgpu_plan::plan::Mode::Passthrough;
-    if fatal.is_empty() || host.plan.demo || passthrough_only && host.facts.gpus().next().is_some()
-    {
-        return Ok(None);
-    }
-    let Some(first) = host.plan.steps.iter().find(|s| {
+    let fresh = host.plan.steps.iter().all(|s| {
         !matches!(
             st.step(s.kind.id()).map(|r| &r.status),
-            Some(state::StepState::Done { .. })
+            Some(state::StepState::Done { .. } | state::StepState::Begun { .. })
         )
-    }) else {
+    });
+    let Some(first) = host.plan.steps.first().filter(|_| fresh) else {
         return Ok(None);
     };
-    store.apply(st, Event::Begin(first.kind.id().to_owned()))?;
-    let reason = format!(
-        "vGPU cannot work on this host, nothing was changed: {}",
-        fatal.join("; ")
-    );
-    fail(host, store, st, first.kind.id(), StepError::new(reason)).map(Some)
+    let report = gate::check(&host.root, host.plan, host.facts);
+    for line in report.lines() {
+        host.note(line);
+    }
+    let reasons: Vec<&str> = report.binding().map(|r| r.message.as_str()).collect();
+    match report.verdict() {
+        None => Ok(None),
+        Some(Kind::NeedsOperator) => {
+            let action = format!("host gate, nothing was changed: {}", reasons.join("; "));
+            store.apply(st, Event::NeedOperator(action.clone()))?;
+            Ok(Some(RunEnd::NeedsOperator(action)))
+        }
+        Some(Kind::Fail) => {
+            let id = first.kind.id();
+            store.apply(st, Event::Begin(id.to_owned()))?;
+            let reason = format!(
+                "host gate: this plan does not fit this host, nothing was changed: {}",
+                reasons.join("; ")
+            );
+            fail(host, store, st, id, StepError::new(reason)).map(Some)
+        }
+    }
 }
 
 fn fail(

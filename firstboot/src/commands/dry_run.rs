@@ -23,7 +23,8 @@ impl Runner for NoRunner {
     }
 }
 
-/// Prints every step with its state and what it would change; writes and
+/// Prints the host gate's verdict and reasons (what `run` checks before
+/// its first change), then every step with its state and what it would change; writes and
 /// runs nothing. 0, or 1 when there is no plan or the plan or the facts
 /// cannot be read.
 pub fn dry_run(root: &Path) -> u8 {
@@ -53,6 +54,10 @@ pub fn dry_run(root: &Path) -> u8 {
     );
     if plan.demo {
         outln!("DEMO plan: the driver is a stand-in installer, not an NVIDIA driver");
+    }
+    outln!("");
+    for line in crate::agent::gate::check(root, &plan, &facts).lines() {
+        outln!("{line}");
     }
     for step in &plan.steps {
         let done = st

@@ -3,8 +3,6 @@
 use std::path::Path;
 
 use crate::facts::{self, Severity};
-use vgpu_plan::compat::CompatTable;
-use vgpu_plan::layout;
 
 /// Prints the facts, the decisions and the GPU verdicts (human or JSON).
 /// Without an installed compatibility table the GPUs are not classified
@@ -15,22 +13,10 @@ pub fn facts(root: &Path, json: bool) -> u8 {
         Ok(f) => f,
         Err(e) => return super::fail(e),
     };
-    let table = vgpu_rootfs::Root::at(root)
-        .and_then(|r| r.read_to_string(layout::COMPAT_FILE))
-        .ok()
-        .flatten()
-        .and_then(|t| vgpu_plan::from_toml::<CompatTable>(&t).ok());
-    if table.is_none() && !json {
-        errln!(
-            "vgpu-firstboot: no compatibility table at {} (no bundle installed): GPUs are not classified",
-            layout::absolute(layout::COMPAT_FILE)
-        );
+    let (table, missing) = crate::agent::gate::load_table(root);
+    if let Some(note) = missing.filter(|_| !json) {
+        errln!("vgpu-firstboot: {note}");
     }
-    let table = table.unwrap_or(CompatTable {
-        schema: 1,
-        source: String::new(),
-        gpus: Vec::new(),
-    });
     let verdicts = facts::classify_gpus(&f, &table);
     if json {
         match facts::render_json(&f, &verdicts) {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Facts, FactsError, Vendor};
 use vgpu_plan::compat::{CompatEntry, CompatTable, Support};
+pub use vgpu_plan::facts::{Obstacle, Severity, proxmox_major, vgpu_possible};
 use vgpu_plan::plan::{Bootloader, Iommu};
 
 /// The CPU vendor whose IOMMU arguments to use: the plan's choice, or for
@@ -139,121 +140,6 @@ pub fn classify_gpus(facts: &Facts, table: &CompatTable) -> Vec<GpuVerdict> {
             compat: table.lookup(&gpu.device).cloned(),
         })
         .collect()
-}
-
-/// How bad an [`Obstacle`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// vGPU cannot work on this host as it is.
-    Fatal,
-    /// Expected before the agent's reboot (the agent or the operator fixes
-    /// it, e.g. IOMMU kernel arguments); fatal if still true after it.
-    PreReboot,
-    /// Worth knowing; vGPU may still work.
-    Warning,
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Severity::Fatal => "fatal",
-            Severity::PreReboot => "before reboot",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
-/// One reason vGPU cannot work, or might not yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Obstacle {
-    /// How bad.
-    pub severity: Severity,
-    /// A plain sentence for the operator.
-    pub message: String,
-}
-
-impl Obstacle {
-    fn new(severity: Severity, message: impl Into<String>) -> Self {
-        Obstacle {
-            severity,
-            message: message.into(),
-        }
-    }
-}
-
-/// Says plainly why vGPU cannot work here. `Ok(())` when nothing stands in
-/// the way; otherwise every obstacle, most severe first. Only
-/// [`Severity::Fatal`] ones rule vGPU out now.
-pub fn vgpu_possible(facts: &Facts) -> Result<(), Vec<Obstacle>> {
-    use Severity::*;
-    let mut out = Vec::new();
-    let cpu = &facts.cpu;
-    let iommu_off = facts.iommu.group_count == 0;
-    if facts.gpus().next().is_none() {
-        out.push(Obstacle::new(
-            Fatal,
-            "no NVIDIA GPU found (no PCI function with vendor 10de and a VGA or 3D controller class): vGPU needs one",
-        ));
-    }
-    if cpu.hypervisor {
-        if !cpu.virtualisation() && iommu_off {
-            out.push(Obstacle::new(
-                Fatal,
-                "this is a virtual machine without nested virtualisation/IOMMU (hypervisor flag, no vmx/svm, no IOMMU groups): vGPU needs bare metal",
-            ));
-        } else if !cpu.virtualisation() {
-            out.push(Obstacle::new(
-                Fatal,
-                "this is a virtual machine without nested virtualisation (hypervisor flag, no vmx/svm): vGPU needs bare metal",
-            ));
-        } else {
-            out.push(Obstacle::new(
-                Warning,
-                "this is a virtual machine (hypervisor flag): vGPU here needs the GPU passed through with a virtual IOMMU and nested virtualisation; use bare metal",
-            ));
-        }
-    } else if cpu.flags_read && !cpu.virtualisation() {
-        out.push(Obstacle::new(
-            Fatal,
-            "CPU virtualisation is off (no vmx/svm flag): enable VT-x/AMD-V in the firmware",
-        ));
-    } else if !cpu.flags_read {
-        out.push(Obstacle::new(
-            Warning,
-            "no CPU flags in /proc/cpuinfo: cannot tell whether VT-x/AMD-V is on",
-        ));
-    }
-    // In a VM without nested virtualisation the fatal reason already
-    // covers the IOMMU.
-    let vm_without_nesting = cpu.hypervisor && !cpu.virtualisation();
-    if iommu_off && !vm_without_nesting {
-        out.push(Obstacle::new(
-            PreReboot,
-            "IOMMU is off (no IOMMU groups): enable VT-d/AMD-Vi in the firmware; the agent adds the kernel arguments",
-        ));
-    }
-    if out.is_empty() {
-        return Ok(());
-    }
-    // Most severe first, keeping the order within a severity.
-    let mut sorted = Vec::with_capacity(out.len());
-    for severity in [Fatal, PreReboot, Warning] {
-        sorted.extend(out.iter().filter(|o| o.severity == severity).cloned());
-    }
-    Err(sorted)
-}
-
-/// Proxmox VE major release matching the Debian codename (bullseye 7,
-/// bookworm 8, trixie 9). Plain Debian gets the release it would become.
-pub fn proxmox_major(facts: &Facts) -> Option<u8> {
-    match facts.os.codename.as_deref()? {
-        "bullseye" => Some(7),
-        "bookworm" => Some(8),
-        "trixie" => Some(9),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

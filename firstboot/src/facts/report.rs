@@ -11,8 +11,7 @@ use super::render::obstacles;
 use super::{Facts, Vendor};
 use vgpu_plan::plan::{Bootloader, Iommu};
 
-/// Version of the `facts --json` document.
-pub const JSON_SCHEMA: u32 = 1;
+pub use vgpu_plan::facts::JSON_SCHEMA;
 
 /// The `vgpu-firstboot facts --json` document, schema [`JSON_SCHEMA`].
 ///
