@@ -323,7 +323,7 @@ pub fn gate(plan: Target<'_>, facts: &Facts, table: &CompatTable) -> GateReport 
                     Kind::Fail,
                     Check::Class,
                     format!(
-                        "{} is {}, but a {} plan needs {}: use a bundle of the card's mode",
+                        "{} is {}, but the plan's mode `{}` needs {}: use a bundle of the card's mode",
                         card(g, table),
                         support_words(support),
                         plan.mode,
@@ -354,7 +354,7 @@ pub fn gate(plan: Target<'_>, facts: &Facts, table: &CompatTable) -> GateReport 
                 Kind::Fail,
                 Check::Class,
                 format!(
-                    "no GPU on this host fits a {} plan ({}): {}; use a bundle of the cards' mode",
+                    "no GPU on this host fits the plan's mode `{}` ({} needed): {}; use a bundle of the cards' mode",
                     plan.mode,
                     support_words(Some(needed)),
                     cards.join("; ")
