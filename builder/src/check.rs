@@ -15,23 +15,23 @@ use crate::resolve::Resolved;
 #[derive(Debug, thiserror::Error)]
 pub enum FactsFileError {
     /// It cannot be read.
-    #[error("cannot read the facts file {}: {source}", path.display())]
+    #[error("cannot read the facts file {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// It is not a `facts --json` document.
     #[error(
-        "{} is not a `vgpu-firstboot facts --json` document: {source}; capture it on the target with `vgpu-firstboot facts --json > FILE`",
+        "{} is not a `vgpu-firstboot facts --json` document: {cause}; capture it on the target with `vgpu-firstboot facts --json > FILE`",
         path.display()
     )]
     Parse {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A schema this builder does not know.
     #[error(
@@ -48,14 +48,14 @@ pub enum FactsFileError {
 
 /// Reads the facts a target's `vgpu-firstboot facts --json` wrote.
 pub fn read_facts_file(path: &Path) -> Result<Facts, FactsFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FactsFileError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| FactsFileError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let doc: FactsDocument =
-        serde_json::from_str(&text).map_err(|source| FactsFileError::Parse {
+        serde_json::from_str(&text).map_err(|cause| FactsFileError::Parse {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
     if doc.schema != JSON_SCHEMA {
         return Err(FactsFileError::Schema {
