@@ -184,3 +184,33 @@ fn correction_note(c: &Classification) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_address;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("0000:01:00.0").as_deref(),
+            Some("0000:01:00.0")
+        );
+        assert_eq!(
+            parse_address("0000:3B:1F.7").as_deref(),
+            Some("0000:3b:1f.7")
+        );
+        for bad in [
+            "01:00.0",
+            "0000:01:00",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "000:01:00.0",
+            "0000:1:00.0",
+            "0000:0g:00.0",
+            "0000:01:00.0 ",
+            "",
+        ] {
+            assert_eq!(parse_address(bad), None, "{bad:?}");
+        }
+    }
+}
