@@ -13,12 +13,21 @@ file (/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.
 Usage: vgpu-firstboot [--root DIR] <command> [options]
 
 Commands:
-  run                   run the next phase of the plan (what systemd starts)
+  run                   run the next phase of the plan (what systemd starts);
+                        a fresh run first passes the host gate: the Debian
+                        release of the plan's Proxmox VE major, a Proxmox VE
+                        host, every [[gpu]] present (id, address), each
+                        card's class fits the mode, vGPU possible. A host
+                        that fails it is refused with every reason and
+                        nothing changed (failed, or needs-operator for the
+                        firmware's VT-x/IOMMU); a demo plan is bound by the
+                        release check only
   status [--json] [--wait [--timeout SECS]]
                         show progress; --wait polls until done, failed or
                         waiting for an operator, never past --timeout
                         (default 600 s)
-  plan                  dry run on this host: every file, kernel argument,
+  plan                  dry run on this host: the host gate's verdict and
+                        reasons first, then every file, kernel argument,
                         module, repository, package and service the plan
                         would change, and why
   facts [--json]        what the agent sees on this host
@@ -50,8 +59,8 @@ Exit codes of `status` (its JSON `status` in brackets): 0 done, 1 failed,
 installed plan is not the state's and has not run (new-plan), 6 the state
 file or the plan cannot be read; the reason says why (state-unreadable).
 --wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
-a failed step, `plan` no plan, `retry` no such step), 2 `run` waits for an
-operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+a failed step or a host the plan does not fit, `plan` no plan, `retry` no
+such step), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
 closed stdout or stderr loses the text, never changes the code.
 ";
 
