@@ -89,22 +89,28 @@ pub struct State {
     pub events: Vec<LogEntry>,
 }
 
+impl State {
+    /// Nothing done, bound to nothing (also `status`'s view when there is
+    /// no state to show).
+    pub const BLANK: State = State {
+        schema: SCHEMA,
+        plan_sha256: String::new(),
+        machine_id: String::new(),
+        reboots: 0,
+        reboot_cap: 0,
+        pending_reboot: None,
+        last_error: None,
+        boot_ids: Vec::new(),
+        status: Status::NotStarted,
+        steps: Vec::new(),
+        events: Vec::new(),
+    };
+}
+
 impl Default for State {
-    /// Nothing done, bound to nothing.
+    /// [`State::BLANK`].
     fn default() -> Self {
-        State {
-            schema: SCHEMA,
-            plan_sha256: String::new(),
-            machine_id: String::new(),
-            reboots: 0,
-            reboot_cap: 0,
-            pending_reboot: None,
-            last_error: None,
-            boot_ids: Vec::new(),
-            status: Status::NotStarted,
-            steps: Vec::new(),
-            events: Vec::new(),
-        }
+        State::BLANK
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found};
-use super::{SCHEMA, State, Status, StepRecord, StepState};
+use super::{State, Status, StepRecord, StepState};
 use vgpu_plan::layout;
 
 /// Version of the JSON document [`render_json`] writes. 3: the statuses
@@ -18,19 +18,7 @@ use vgpu_plan::layout;
 pub const JSON_SCHEMA: u32 = 3;
 
 /// The state [`Found::NoBundle`] and [`Found::Unreadable`] report: nothing.
-static BLANK: State = State {
-    schema: SCHEMA,
-    plan_sha256: String::new(),
-    machine_id: String::new(),
-    reboots: 0,
-    reboot_cap: 0,
-    pending_reboot: None,
-    last_error: None,
-    boot_ids: Vec::new(),
-    status: Status::NotStarted,
-    steps: Vec::new(),
-    events: Vec::new(),
-};
+static BLANK: State = State::BLANK;
 
 /// Events shown by [`render_human`] (the JSON has all of them).
 const HUMAN_EVENTS: usize = 8;
