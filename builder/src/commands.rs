@@ -13,9 +13,9 @@ use vgpu_bake::prepare::{Prepare, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
 use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
-use vgpu_bake::{errln, out, outln};
 use vgpu_bake::{inspect, install};
 use vgpu_plan::plan::LicensingMode;
+use vgpu_rootfs::{errln, out, outln};
 
 /// The GPU database: `--gpu-db FILE` or the built-in one.
 pub fn open_db(gpu_db: Option<&Path>) -> Result<GpuDb> {

@@ -10,11 +10,13 @@
 //! streams the plan and payload into a `newc` cpio ([`newc`]) compressed
 //! with zstd; [`inspect`] and [`install`] read it back.
 
-#[macro_use]
-pub mod out;
-
 /// The one atomic writer, shared with the agent (crate `vgpu-rootfs`).
 pub use vgpu_rootfs::atomic;
+
+// `out!`, `outln!`, `errln!` (output that never panics) in every module.
+#[macro_use]
+extern crate vgpu_rootfs;
+
 pub mod bake;
 pub mod bundle;
 pub mod check;

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vgpu_bake::errln;
 use vgpu_bake::resolve::DriverOverrides;
+use vgpu_rootfs::errln;
 
 /// Bakes a vGPU provisioning profile and verified NVIDIA driver files into a
 /// reproducible overlay bundle for Proxmox VE hosts.

@@ -4,8 +4,9 @@
 //! (their types are in the `vgpu-plan` crate, re-exported here) and applies
 //! the plan's steps on the host.
 
+// `out!`, `outln!`, `errln!` (output that never panics) in every module.
 #[macro_use]
-pub mod out;
+extern crate vgpu_rootfs;
 
 pub mod agent;
 pub mod cli;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use vgpu_firstboot::cli::{self, Command, USAGE};
 use vgpu_firstboot::commands;
-use vgpu_firstboot::{errln, out, outln};
+use vgpu_rootfs::{errln, out, outln};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {

@@ -1,4 +1,4 @@
-//! Filesystem access shared by `vgpu-bake` and `vgpu-firstboot`.
+//! Filesystem and console access shared by `vgpu-bake` and `vgpu-firstboot`.
 //!
 //! - [`atomic`]: the one atomic writer (temp file in the same directory,
 //!   fsync, rename, fsync of the directory), path-based for the builder's
@@ -8,8 +8,11 @@
 //!   directory, so a symlink in the tree, absolute or full of `..`, can
 //!   never lead a read or a write out of it: absolute targets resolve
 //!   against the root, as in a chroot.
+//! - [`out`]: `out!`, `outln!` and `errln!`, which never panic on a closed
+//!   stdout or stderr.
 
 pub mod atomic;
+pub mod out;
 mod root;
 
 use std::io;

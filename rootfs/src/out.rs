@@ -1,7 +1,8 @@
-//! Output that never panics. `println!` panics when stdout is closed (a
-//! pipe whose reader left, `| head -c0`), `eprintln!` when stderr is; these
-//! lose the text instead, and the command goes on to exit with its usual
-//! code.
+//! Console output that never panics, for both programs. `println!` panics
+//! when stdout is closed (a pipe whose reader left, `| head -c0`) and
+//! `eprintln!` when stderr is (the journal's stream gone); these lose the
+//! text instead, and the command goes on to exit with its usual code. A
+//! journal line must never abort one of the agent's steps.
 
 use std::fmt;
 use std::io::{self, Write as _};
