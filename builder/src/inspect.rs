@@ -5,14 +5,14 @@
 //! (after `etc/` and `usr/`), so per-file digests are kept (never contents)
 //! and compared once the stream has ended.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, mode_string};
+use vgpu_plan::manifest::{EntryType, Manifest, mode_string};
 
 use crate::hash::hex;
 use crate::newc::{self, NewcEntry, NewcError, NewcReader};
@@ -63,9 +63,8 @@ pub struct EntryInfo {
     pub size: u64,
     /// sha256 of a regular file's content.
     pub sha256: Option<String>,
-    /// Whether the content was checked against the manifest (every regular
-    /// file except the manifest itself; directories and symlinks have no
-    /// manifest record).
+    /// Whether the entry was checked against the manifest (every entry
+    /// except the manifest and its signature).
     pub verified: bool,
 }
 
@@ -105,9 +104,25 @@ pub enum Problem {
     /// A directory with a body, or a symlink with a bad target.
     #[error("malformed entry: {0}")]
     Malformed(&'static str),
-    /// A regular file the manifest does not list.
-    #[error("the file is not listed in the manifest")]
+    /// An entry the manifest does not list.
+    #[error("the entry is not listed in the manifest")]
     NotInManifest,
+    /// The archive has another type of entry than the manifest lists.
+    #[error("it is a {actual} in the archive, the manifest lists a {expected}")]
+    Type {
+        /// From the manifest.
+        expected: &'static str,
+        /// Found.
+        actual: &'static str,
+    },
+    /// A symlink's target differs from the manifest.
+    #[error("the symlink points to {actual:?}, the manifest says {expected:?}")]
+    Target {
+        /// From the manifest.
+        expected: String,
+        /// Found.
+        actual: String,
+    },
     /// Listed in the manifest but absent (or not a regular file).
     #[error("the manifest lists this file, but the archive has {0}")]
     Missing(&'static str),
@@ -493,65 +508,64 @@ fn entry_error(bundle: &Path, entry: &str, problem: Problem) -> InspectError {
     }
 }
 
+/// Every archive entry except the manifest and its signature must be listed
+/// with the same type, mode, and (file) size and sha256 or (symlink) target;
+/// every listed entry must be in the archive.
 fn check_against_manifest(
     bundle: &Path,
     manifest: &Manifest,
     entries: &mut [EntryInfo],
 ) -> Result<(), InspectError> {
-    let mut listed = BTreeSet::new();
-    for f in &manifest.files {
-        if f.path == layout::MANIFEST_FILE || !listed.insert(f.path.as_str()) {
-            let why = format!("it lists {} twice, or lists itself", f.path);
-            return Err(entry_error(
-                bundle,
-                layout::MANIFEST_FILE,
-                Problem::BadText(why),
-            ));
-        }
-    }
     for e in entries.iter_mut() {
-        if e.kind != EntryKind::File || e.path == layout::MANIFEST_FILE {
-            if e.kind != EntryKind::File && listed.contains(e.path.as_str()) {
-                return Err(entry_error(
-                    bundle,
-                    &e.path,
-                    Problem::Missing("a non-file entry"),
-                ));
-            }
+        if e.path == layout::MANIFEST_FILE || e.path == layout::SIGNATURE_FILE {
             continue;
         }
         let Some(m) = manifest.get(&e.path) else {
             return Err(entry_error(bundle, &e.path, Problem::NotInManifest));
         };
-        let actual = e.sha256.clone().unwrap_or_default();
-        let problem = if m.sha256.to_ascii_lowercase() != actual {
-            Some(Problem::Sha256 {
-                expected: m.sha256.clone(),
-                actual,
-            })
-        } else if m.size != e.size {
-            Some(Problem::Size {
-                expected: m.size,
-                actual: e.size,
-            })
-        } else if m.mode != mode_string(e.mode) {
-            Some(Problem::Mode {
+        let problem = match (&e.kind, m.kind) {
+            (EntryKind::File, EntryType::File) => {
+                let expected = m.sha256.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let actual = e.sha256.clone().unwrap_or_default();
+                if expected != actual {
+                    Some(Problem::Sha256 { expected, actual })
+                } else if m.size != Some(e.size) {
+                    Some(Problem::Size {
+                        expected: m.size.unwrap_or_default(),
+                        actual: e.size,
+                    })
+                } else {
+                    None
+                }
+            }
+            (EntryKind::Dir, EntryType::Dir) => None,
+            (EntryKind::Symlink { target }, EntryType::Symlink) => {
+                (m.target.as_deref() != Some(target.as_str())).then(|| Problem::Target {
+                    expected: m.target.clone().unwrap_or_default(),
+                    actual: target.clone(),
+                })
+            }
+            (kind, listed) => Some(Problem::Type {
+                expected: listed.name(),
+                actual: kind.name(),
+            }),
+        };
+        let problem = problem.or_else(|| {
+            (m.mode != mode_string(e.mode)).then(|| Problem::Mode {
                 expected: m.mode.clone(),
                 actual: mode_string(e.mode),
             })
-        } else {
-            None
-        };
+        });
         if let Some(p) = problem {
             return Err(entry_error(bundle, &e.path, p));
         }
         e.verified = true;
     }
-    for f in &manifest.files {
-        if !entries.iter().any(|e| e.path == f.path) {
+    for m in &manifest.entries {
+        if !entries.iter().any(|e| e.path == m.path) {
             return Err(entry_error(
                 bundle,
-                &f.path,
+                &m.path,
                 Problem::Missing("no such entry"),
             ));
         }

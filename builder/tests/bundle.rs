@@ -17,7 +17,7 @@ use vgpu_bake::hash::digest_bytes;
 use vgpu_bake::inspect::{EntryKind, InspectError, Problem, inspect, render_report};
 use vgpu_bake::newc::{NewcError, NewcWriter};
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA, mode_string};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;
@@ -167,13 +167,15 @@ fn hand_bundle(out: &Path, files: &[(&str, u32, &[u8])], listed: &[(&str, u32, &
     let manifest = Manifest {
         schema: SCHEMA,
         name: "hand".into(),
-        files: listed
+        entries: listed
             .iter()
-            .map(|(path, mode, body)| ManifestFile {
-                path: path.to_string(),
-                sha256: digest_bytes(body).sha256,
-                size: body.len() as u64,
-                mode: mode_string(*mode),
+            .map(|(path, mode, body)| {
+                ManifestEntry::file(
+                    path.to_string(),
+                    *mode,
+                    body.len() as u64,
+                    digest_bytes(body).sha256.parse().unwrap(),
+                )
             })
             .collect(),
     };
@@ -288,7 +290,7 @@ fn output_files_and_fields() {
     );
     assert_eq!(o.manifest, spec.manifest());
     assert!(o.manifest.get(layout::MANIFEST_FILE).is_none());
-    assert_eq!(o.manifest.files.len(), 6, "{:#?}", o.manifest);
+    assert_eq!(o.manifest.files().count(), 6, "{:#?}", o.manifest);
     // etc etc/systemd etc/systemd/system .../multi-user.target.wants link unit
     // usr usr/local usr/local/sbin agent var var/lib state-dir compat
     // manifest payload payload/NVIDIA... payload/patches payload/patches/fix.patch plan
@@ -436,7 +438,7 @@ fn inspect_verifies_a_good_bundle() {
         .filter(|e| e.verified)
         .map(|e| e.path.as_str())
         .collect();
-    let listed: Vec<&str> = o.manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let listed: Vec<&str> = o.manifest.files().map(|f| f.path.as_str()).collect();
     assert_eq!(verified, listed);
 
     let human = render_report(&r, false);

@@ -19,6 +19,14 @@ pub const STATE_DIR: &str = "var/lib/vgpu-firstboot";
 pub const PLAN_FILE: &str = "var/lib/vgpu-firstboot/plan.toml";
 /// sha256, size and mode of every other file in the bundle.
 pub const MANIFEST_FILE: &str = "var/lib/vgpu-firstboot/manifest.toml";
+/// minisign signature of [`MANIFEST_FILE`]'s bytes (the manifest lists the
+/// plan's and every other entry's digest, so this covers the whole bundle).
+/// Written by `vgpu-bake bake --sign-key`; absent from an unsigned bundle.
+pub const SIGNATURE_FILE: &str = "var/lib/vgpu-firstboot/manifest.toml.minisig";
+/// Public keys (minisign format, `*.pub`) the host trusts. Provisioned on the
+/// host by its operator, never by a bundle: when any key is here the agent
+/// refuses an unsigned or wrongly signed bundle before phase 1.
+pub const TRUSTED_KEYS_DIR: &str = "etc/vgpu-firstboot/trusted-keys";
 /// The GPU compatibility table the plan was resolved with.
 pub const COMPAT_FILE: &str = "var/lib/vgpu-firstboot/gpu-compat.toml";
 /// Driver installers, the unlock library, offline packages.
@@ -27,6 +35,70 @@ pub const PAYLOAD_DIR: &str = "var/lib/vgpu-firstboot/payload";
 pub const STATE_FILE: &str = "var/lib/vgpu-firstboot/state.toml";
 /// Written when the plan is complete; the unit's `ConditionPathExists=!` reads it.
 pub const DONE_MARKER: &str = "var/lib/vgpu-firstboot/done";
+
+/// Directories a bundle may hold: the parents of the fixed files.
+pub const DIRS: &[&str] = &[
+    "etc",
+    "etc/systemd",
+    "etc/systemd/system",
+    "etc/systemd/system/multi-user.target.wants",
+    "usr",
+    "usr/local",
+    "usr/local/sbin",
+    "var",
+    "var/lib",
+    STATE_DIR,
+];
+/// Regular files a bundle may hold outside [`PAYLOAD_DIR`].
+pub const FILES: &[&str] = &[
+    AGENT_BIN,
+    UNIT_FILE,
+    PLAN_FILE,
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    COMPAT_FILE,
+];
+
+/// Whether `path` is strictly below [`PAYLOAD_DIR`].
+pub fn in_payload(path: &str) -> bool {
+    path.strip_prefix(PAYLOAD_DIR)
+        .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+}
+
+/// Why an entry is outside the documented bundle layout, if it is: the
+/// directories in [`DIRS`], [`PAYLOAD_DIR`] and directories below it; the
+/// files in [`FILES`] and regular files below [`PAYLOAD_DIR`]; one symlink,
+/// [`UNIT_WANTS_LINK`] to [`UNIT_WANTS_TARGET`]. Nothing else: no
+/// `etc/passwd`, no state file, no trusted key, no extra unit.
+pub fn check_entry(
+    path: &str,
+    kind: crate::manifest::EntryType,
+    target: Option<&str>,
+) -> Result<(), &'static str> {
+    use crate::manifest::EntryType;
+    let ok = match kind {
+        EntryType::Dir => DIRS.contains(&path) || path == PAYLOAD_DIR || in_payload(path),
+        EntryType::File => FILES.contains(&path) || in_payload(path),
+        EntryType::Symlink => {
+            if path != UNIT_WANTS_LINK {
+                return Err(
+                    "a bundle holds one symlink only, the unit's multi-user.target.wants link",
+                );
+            }
+            if target.is_some_and(|t| t != UNIT_WANTS_TARGET) {
+                return Err("the unit's wants link must point to ../vgpu-firstboot.service");
+            }
+            true
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "the path is outside the bundle layout (the agent, its unit and wants link, and var/lib/vgpu-firstboot)",
+        )
+    }
+}
 
 /// Absolute form of a layout path, as the target host sees it.
 pub fn absolute(rel: &str) -> String {

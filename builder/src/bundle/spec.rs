@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+use sha2::Digest;
+use vgpu_plan::digest::Sha256;
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, ManifestFile, SCHEMA, mode_string};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 use super::BundleError;
 use crate::hash::{hex, is_hex};
@@ -66,7 +67,7 @@ impl Source {
     /// sha256 of the content: computed for bytes, declared for files.
     pub fn sha256(&self) -> String {
         match self {
-            Source::Bytes(b) => hex(&Sha256::digest(b)),
+            Source::Bytes(b) => hex(&sha2::Sha256::digest(b)),
             Source::File { sha256, .. } => sha256.clone(),
         }
     }
@@ -187,26 +188,35 @@ impl BundleSpec {
         )
     }
 
-    /// The manifest: every regular file except the manifest itself, sorted.
+    /// The manifest: every entry except the manifest and its signature,
+    /// synthesised parent directories (mode [`super::SYNTH_DIR_MODE`])
+    /// included, in archive order.
     pub fn manifest(&self) -> Manifest {
-        let files = self
-            .entries
-            .iter()
-            .filter(|(path, _)| path.as_str() != layout::MANIFEST_FILE)
-            .filter_map(|(path, e)| match e {
-                Entry::File { mode, source } => Some(ManifestFile {
-                    path: path.clone(),
-                    sha256: source.sha256(),
-                    size: source.size(),
-                    mode: mode_string(*mode),
-                }),
-                _ => None,
-            })
-            .collect();
+        let mut all: BTreeMap<&str, ManifestEntry> = BTreeMap::new();
+        for (path, e) in &self.entries {
+            for a in ancestors(path) {
+                all.entry(a)
+                    .or_insert_with(|| ManifestEntry::dir(a, super::SYNTH_DIR_MODE));
+            }
+            if path == layout::SIGNATURE_FILE {
+                continue;
+            }
+            let entry = match e {
+                Entry::Dir { mode } => ManifestEntry::dir(path, *mode),
+                Entry::Symlink { target } => ManifestEntry::symlink(path, target),
+                Entry::File { mode, source } => ManifestEntry::file(
+                    path,
+                    *mode,
+                    source.size(),
+                    Sha256::parse(&source.sha256()).expect("declared digests are checked hex"),
+                ),
+            };
+            all.insert(path, entry);
+        }
         Manifest {
             schema: SCHEMA,
             name: self.name.clone(),
-            files,
+            entries: all.into_values().collect(),
         }
     }
 

@@ -1,6 +1,6 @@
 use std::io::Read;
 
-use vgpu_plan::manifest::{ManifestFile, SCHEMA};
+use vgpu_plan::manifest::{ManifestEntry, SCHEMA};
 
 use super::*;
 use crate::hash::digest_bytes;
@@ -130,7 +130,7 @@ fn files_of_4_gib_or_more_are_a_clear_error() {
 }
 
 #[test]
-fn manifest_lists_regular_files_only() {
+fn manifest_lists_every_entry_with_synthesised_parents() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = BundleSpec::new("demo");
     spec.add_file("z/run", 0o100755, declared(dir.path(), 9))
@@ -141,20 +141,18 @@ fn manifest_lists_regular_files_only() {
     let m = spec.manifest();
     assert_eq!((m.schema, m.name.as_str()), (SCHEMA, "demo"));
     assert_eq!(
-        m.files,
+        m.entries,
         [
-            ManifestFile {
-                path: "a/plan.toml".into(),
-                sha256: digest_bytes(b"abc").sha256,
-                size: 3,
-                mode: "0600".into(),
-            },
-            ManifestFile {
-                path: "z/run".into(),
-                sha256: "ab".repeat(32),
-                size: 9,
-                mode: "0755".into(),
-            },
+            ManifestEntry::dir("a", 0o700),
+            ManifestEntry::symlink("a/link", "plan.toml"),
+            ManifestEntry::file(
+                "a/plan.toml",
+                0o600,
+                3,
+                digest_bytes(b"abc").sha256.parse().unwrap()
+            ),
+            ManifestEntry::dir("z", 0o755),
+            ManifestEntry::file("z/run", 0o755, 9, "ab".repeat(32).parse().unwrap()),
         ]
     );
 }

@@ -170,7 +170,13 @@ fn gnu_cpio_extract_matches_our_install() {
         ours[layout::PLAN_FILE],
         Node::File(
             0o600,
-            o.manifest.get(layout::PLAN_FILE).unwrap().sha256.clone()
+            o.manifest
+                .get(layout::PLAN_FILE)
+                .unwrap()
+                .sha256
+                .clone()
+                .unwrap()
+                .to_string()
         )
     );
     assert_eq!(

@@ -70,7 +70,7 @@ fn install_lays_out_files_modes_and_symlinks() {
     let payload = fs::read(root.join(&run)).unwrap();
     assert_eq!(
         digest_bytes(&payload).sha256,
-        o.manifest.get(&run).unwrap().sha256
+        o.manifest.get(&run).unwrap().sha256.as_deref().unwrap()
     );
     assert_eq!(
         installed.iter().find(|i| i.path == run).unwrap().size,
@@ -297,7 +297,7 @@ fn install_failure_part_way_leaves_no_half_written_file() {
                     .unwrap_or_else(|| panic!("{path} is not from the bundle"));
                 assert_eq!(
                     (mode_string(mode), &sha256),
-                    (m.mode.clone(), &m.sha256),
+                    (m.mode.clone(), &m.sha256.as_ref().unwrap().to_string()),
                     "{path}"
                 );
             }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, ManifestFile, mode_string};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 use vgpu_plan::plan::{PayloadFile, Plan};
 
 pub fn workspace() -> PathBuf {
@@ -302,15 +302,12 @@ impl SimHost {
             (vgpu_plan::unit::render().into_bytes(), 0o644),
         );
         let manifest = Manifest {
-            schema: 1,
+            schema: SCHEMA,
             name: plan.name.clone(),
-            files: files
+            entries: files
                 .iter()
-                .map(|(p, (b, m))| ManifestFile {
-                    path: p.clone(),
-                    sha256: sha256(b),
-                    size: b.len() as u64,
-                    mode: mode_string(*m),
+                .map(|(p, (b, m))| {
+                    ManifestEntry::file(p.clone(), *m, b.len() as u64, sha256(b).parse().unwrap())
                 })
                 .collect(),
         };

@@ -13,7 +13,7 @@ use vgpu_firstboot::facts::{Facts, read_facts};
 use vgpu_firstboot::runner::RecordingRunner;
 use vgpu_firstboot::sha256::sha256_hex;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
-use vgpu_plan::manifest::{Manifest, ManifestFile};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 use vgpu_plan::plan::{PayloadFile, Plan, StepKind};
 
 pub type StepFn = fn(&mut Host) -> Result<StepOutcome, StepError>;
@@ -125,27 +125,28 @@ impl Env {
             (LIBRARY, b"\x7fELF unlock library stand-in"),
             (DEB, b"!<arch>\ndebian-binary"),
         ];
-        let mut entries = vec![ManifestFile {
-            path: "usr/local/sbin/vgpu-firstboot".into(),
-            sha256: "ab".repeat(32),
-            size: 7,
-            mode: "0755".into(),
-        }];
+        let mut entries = vec![ManifestEntry::file(
+            "usr/local/sbin/vgpu-firstboot",
+            0o755,
+            7,
+            "ab".repeat(32).parse().unwrap(),
+        )];
         for (name, bytes) in files {
             let rel = format!("{PAYLOAD_DIR}/{name}");
             self.write(&rel, bytes);
             fs::set_permissions(self.at(&rel), fs::Permissions::from_mode(0o644)).unwrap();
-            entries.push(ManifestFile {
-                path: rel,
-                sha256: sha256_hex(bytes),
-                size: bytes.len() as u64,
-                mode: "0644".into(),
-            });
+            entries.push(ManifestEntry::file(
+                rel,
+                0o644,
+                bytes.len() as u64,
+                sha256_hex(bytes).parse().unwrap(),
+            ));
         }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
-            schema: 1,
+            schema: SCHEMA,
             name: self.plan.name.clone(),
-            files: entries,
+            entries,
         };
         self.write(MANIFEST_FILE, manifest.to_toml());
         let payload = |name: &str, bytes: &[u8]| PayloadFile {

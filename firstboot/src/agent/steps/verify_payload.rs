@@ -99,14 +99,11 @@ fn in_payload(path: &str) -> bool {
 pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let manifest = manifest(host)?;
     let mut hashed = Hashed::new();
-    for f in manifest.files.iter().filter(|f| in_payload(&f.path)) {
-        check_file(
-            host,
-            &mut hashed,
-            f.path.trim_start_matches('/'),
-            &f.sha256,
-            f.size,
-        )?;
+    for f in manifest.files().filter(|f| in_payload(&f.path)) {
+        let (Some(sha256), Some(size)) = (&f.sha256, f.size) else {
+            continue;
+        };
+        check_file(host, &mut hashed, &f.path, sha256, size)?;
     }
     for (rel, sha256, size) in plan_files(host)? {
         check_file(host, &mut hashed, &rel, &sha256, size)?;
@@ -122,15 +119,14 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
 pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     let manifest = manifest(host)?;
     let mut lines: Vec<String> = manifest
-        .files
-        .iter()
+        .files()
         .filter(|f| in_payload(&f.path))
         .map(|f| {
             format!(
                 "would check {} ({} bytes, sha256 {}): listed in the manifest",
                 shown(&f.path),
-                f.size,
-                f.sha256
+                f.size.unwrap_or_default(),
+                f.sha256.as_deref().unwrap_or_default()
             )
         })
         .collect();
