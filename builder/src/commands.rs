@@ -34,7 +34,9 @@ pub fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
 /// place the commands consult it.
 fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
     let profile = Profile::load(path)?;
-    Ok(resolve::resolve(&profile, path, &Registry::builtin(), db)?)
+    let resolved = resolve::resolve(&profile, path, &Registry::builtin(), db)?;
+    resolve::check_files(&resolved, path)?;
+    Ok(resolved)
 }
 
 fn warn(warnings: &[String], source: &Path) {

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use vgpu_plan::plan::{Bootloader, GpuRole, Iommu, LicensingMode, Mode};
 
+use crate::input::{PROFILE_LIMIT, read_limited};
+use crate::text::{ECHO_CHARS, escape_controls};
+
 /// A parsed profile file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -216,8 +219,9 @@ impl Default for AgentSection {
 /// A profile that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// The file could not be read.
-    #[error("{path}: cannot read the profile: {source}")]
+    /// The file could not be read, is not a regular file, is larger than
+    /// [`PROFILE_LIMIT`] or is not UTF-8.
+    #[error("{}: cannot read the profile: {source}; give the path of a profile .toml file (a regular file of at most 1 MiB)", escape_controls(&path.display().to_string()))]
     Read {
         /// The profile file.
         path: PathBuf,
@@ -225,7 +229,7 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     /// TOML syntax or schema error.
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{}:{line}:{column}: {message}", escape_controls(&path.display().to_string()))]
     Parse {
         /// The profile file.
         path: PathBuf,
@@ -241,9 +245,16 @@ pub enum ProfileError {
 impl Profile {
     /// Reads and parses a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let read = |source| ProfileError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = read_limited(path, PROFILE_LIMIT).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
         })?;
         Self::parse(&text, path)
     }
@@ -299,9 +310,12 @@ fn enclosing_table(text: &str, line: usize) -> Option<String> {
 /// says what is allowed.
 fn describe(message: &str, table: Option<&str>) -> String {
     let message = message.trim();
-    let qualify = |key: &str| match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
+    let qualify = |key: &str| {
+        let key = match table {
+            Some(t) => format!("{t}.{key}"),
+            None => key.to_string(),
+        };
+        cut(&escape_controls(&key), ECHO_CHARS)
     };
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((key, allowed)) = rest.split_once('`')
@@ -321,12 +335,25 @@ fn describe(message: &str, table: Option<&str>) -> String {
         let key = table
             .map(|t| format!(" for a key in `[{t}]`"))
             .unwrap_or_default();
+        let value = cut(&escape_controls(value), ECHO_CHARS);
         return format!("`{value}` is not allowed{key}: use {allowed}");
     }
+    // serde's own wording may quote the offending value: keep it short and
+    // free of control characters.
+    let message = cut(&escape_controls(message), 300);
     match table {
-        Some(t) => format!("{message} (in `[{t}]`)"),
-        None => message.to_string(),
+        Some(t) => format!("{message} (in `[{}]`)", cut(&escape_controls(t), 80)),
+        None => message,
     }
+}
+
+/// `s` cut to `max` characters, with `...` where it was cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}...")
 }
 
 #[cfg(test)]

@@ -22,12 +22,18 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Resolves one profile; the path in messages is workspace-relative.
+/// Resolves one profile and checks the files it names, as `validate`
+/// does; the path in messages is workspace-relative, so the files are
+/// looked up from the workspace (every test here sets it as the current
+/// directory: the same one for all, so they may run in parallel).
 fn resolved(rel: &Path) -> Result<Resolved, String> {
-    let text = std::fs::read_to_string(workspace().join(rel)).unwrap();
-    let profile = Profile::parse(&text, rel).map_err(|e| e.to_string())?;
+    std::env::set_current_dir(workspace()).unwrap();
+    let profile = Profile::load(rel).map_err(|e| e.to_string())?;
     let db = GpuDb::builtin().unwrap();
-    resolve::resolve(&profile, rel, &Registry::builtin(), &db).map_err(|e| e.to_string())
+    let resolved =
+        resolve::resolve(&profile, rel, &Registry::builtin(), &db).map_err(|e| e.to_string())?;
+    resolve::check_files(&resolved, rel).map_err(|e| e.to_string())?;
+    Ok(resolved)
 }
 
 fn outcome(rel: &Path) -> Result<String, String> {
@@ -104,7 +110,13 @@ fn show(r: &Result<String, String>) -> String {
     }
 }
 
-/// Every shipped example profile resolves.
+/// The shipped example that is a template: it names the operator's own
+/// vgpu_unlock files and a placeholder hash, so it resolves only once they
+/// are filled in.
+const TEMPLATE: &str = "unlock-amd-rtx2080ti.toml";
+
+/// Every shipped example profile resolves, except the unlock template,
+/// which says what to fill in.
 #[test]
 fn example_profiles_resolve() {
     let dir = workspace().join("profiles");
@@ -113,11 +125,47 @@ fn example_profiles_resolve() {
         let name = e.unwrap().file_name().into_string().unwrap();
         if let Some(_case) = name.strip_suffix(".toml") {
             let rel = PathBuf::from(format!("profiles/{name}"));
-            outcome(&rel).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == TEMPLATE {
+                let e = outcome(&rel).unwrap_err();
+                assert_eq!(
+                    e,
+                    "profiles/unlock-amd-rtx2080ti.toml: `unlock.library-sha256` is 64 zeros, the example's placeholder and not a checksum: run `sha256sum` on your libvgpu_unlock_rs.so and paste the hash"
+                );
+            } else {
+                outcome(&rel).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             n += 1;
         }
     }
     assert!(n >= 5, "expected the five example profiles, found {n}");
+}
+
+/// The unlock template with its placeholders filled in resolves, once its
+/// files are next to it.
+#[test]
+fn the_unlock_template_resolves_once_filled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(workspace().join("profiles").join(TEMPLATE)).unwrap();
+    let lib = b"stand-in libvgpu_unlock_rs.so";
+    let text = text.replace(&"0".repeat(64), &digest_bytes(lib).sha256);
+    let profile = dir.path().join("unlock.toml");
+    std::fs::write(&profile, text).unwrap();
+    let db = GpuDb::builtin().unwrap();
+    let load = || {
+        let p = Profile::load(&profile).unwrap();
+        let r = resolve::resolve(&p, &profile, &Registry::builtin(), &db).unwrap();
+        resolve::check_files(&r, &profile).map(|()| r)
+    };
+    let e = load().unwrap_err().to_string();
+    assert!(
+        e.contains("`unlock.patch`: ") && e.contains("unlock/550.163.02.patch\" does not exist: put the file there"),
+        "{e}"
+    );
+    std::fs::create_dir(dir.path().join("unlock")).unwrap();
+    std::fs::write(dir.path().join("unlock/550.163.02.patch"), "patch").unwrap();
+    std::fs::write(dir.path().join("unlock/libvgpu_unlock_rs.so"), lib).unwrap();
+    let r = load().unwrap();
+    assert_eq!(r.unlock.unwrap().library.sha256.as_str(), digest_bytes(lib).sha256);
 }
 
 /// Bakes with stand-in payload: each file's digest is that of the text

@@ -2,10 +2,12 @@
 
 use vgpu_plan::plan::{Md5, Mode, Sha256};
 
+use super::files::profile_path;
 use super::sources::{DriverSource, LibrarySource, PatchSource, ResolvedDriver, ResolvedUnlock};
 use super::{Ctx, ResolveError};
 use crate::profile::Profile;
 use crate::registry::{Registry, Release};
+use crate::text::shown;
 
 /// Where the agent installs the unlock library on the host.
 pub const UNLOCK_LIBRARY_PATH: &str = "/usr/local/lib/vgpu_unlock/libvgpu_unlock_rs.so";
@@ -36,8 +38,8 @@ pub(super) fn pick_release<'r>(
     }
     let Some(release) = registry.get(&section.release) else {
         return Err(cx.err(format!(
-            "`driver.release` = {:?} is not a known vGPU release; known: {}",
-            section.release,
+            "`driver.release` = {} is not a known vGPU release; known: {}",
+            shown(&section.release),
             registry.names().join(", ")
         )));
     };
@@ -102,29 +104,47 @@ pub(super) fn resolved_driver(
     let md5 = match (&release.md5, &section.md5) {
         (Some(known), Some(given)) if !known.eq_ignore_ascii_case(given) => {
             return Err(cx.err(format!(
-                "`driver.md5` = {given:?} contradicts the registry's md5 {known} for release {}: remove `driver.md5` or check your file",
+                "`driver.md5` = {} contradicts the registry's md5 {known} for release {}: remove `driver.md5` or check your file",
+                shown(given),
                 release.release
             )));
         }
         (Some(known), _) => Some(known),
         (None, given) => given.as_ref(),
     };
+    let md5_from_registry = release.md5.is_some();
     let md5 = md5
         .map(|m| {
-            Md5::parse_any_case(m).map_err(|_| {
+            let md5 = Md5::parse_any_case(m).map_err(|_| {
                 cx.err(format!(
-                    "`driver.md5` = {:?} is not 32 hex digits",
-                    m.to_ascii_lowercase()
+                    "`driver.md5` = {} is not 32 hex digits: copy the md5 published with the driver file",
+                    shown(&m.to_ascii_lowercase())
                 ))
-            })
+            })?;
+            if is_zero(md5.as_str()) {
+                return Err(cx.err(
+                    "`driver.md5` is 32 zeros, a placeholder and not a checksum: copy the md5 published with the driver file, or remove `driver.md5` and pin `driver.sha256`",
+                ));
+            }
+            Ok(md5)
         })
         .transpose()?;
     let sha256 = section
         .sha256
         .as_ref()
         .map(|sha| {
-            Sha256::parse_any_case(sha)
-                .map_err(|_| cx.err(format!("`driver.sha256` = {sha:?} is not 64 hex digits")))
+            let pin = Sha256::parse_any_case(sha).map_err(|_| {
+                cx.err(format!(
+                    "`driver.sha256` = {} is not 64 hex digits: use the line `vgpu-bake fetch` prints (`sha256 = \"...\"`)",
+                    shown(sha)
+                ))
+            })?;
+            if is_zero(pin.as_str()) {
+                return Err(cx.err(
+                    "`driver.sha256` is 64 zeros, a placeholder and not a checksum: use the line `vgpu-bake fetch` prints (`sha256 = \"...\"`), or remove `driver.sha256`",
+                ));
+            }
+            Ok(pin)
         })
         .transpose()?;
     let (install_args, patch) = match mode {
@@ -140,7 +160,7 @@ pub(super) fn resolved_driver(
                     .expect("checked in pick_release"),
                 Some(PatchSource {
                     file: release.patch.clone().expect("checked in pick_release"),
-                    source: cx.base().join(&unlock.patch),
+                    source: profile_path(cx, "unlock.patch", &unlock.patch)?,
                 }),
             )
         }
@@ -157,6 +177,7 @@ pub(super) fn resolved_driver(
         version: release.version.clone(),
         filename: release.filename.clone(),
         md5,
+        md5_from_registry,
         sha256,
         source,
         patch,
@@ -197,25 +218,67 @@ pub(super) fn resolved_unlock(
         .unwrap_or_default();
     if given != wanted {
         return Err(cx.err(format!(
-            "`unlock.patch` = {:?} is not the patch for release {} ({}): name the file {wanted} from your copy of the vgpu-proxmox patch repository",
-            section.patch.display(),
+            "`unlock.patch` = {} is not the patch for release {} ({}): name the file {wanted} from your copy of the vgpu-proxmox patch repository",
+            shown(&section.patch.to_string_lossy()),
             release.release,
             release.version
         )));
     }
+    let library = profile_path(cx, "unlock.library", &section.library)?;
     let sha256 = Sha256::parse_any_case(&section.library_sha256).map_err(|_| {
         cx.err(format!(
-            "`unlock.library-sha256` = {:?} is not 64 hex digits: run `sha256sum` on the library and paste the hash",
-            section.library_sha256
+            "`unlock.library-sha256` = {} is not 64 hex digits: run `sha256sum` on the library and paste the hash",
+            shown(&section.library_sha256)
         ))
     })?;
+    if is_zero(sha256.as_str()) {
+        return Err(cx.err(
+            "`unlock.library-sha256` is 64 zeros, the example's placeholder and not a checksum: run `sha256sum` on your libvgpu_unlock_rs.so and paste the hash",
+        ));
+    }
+    check_profile_override(&section.profile_override, cx)?;
     Ok(Some(ResolvedUnlock {
         library: LibrarySource {
             path: UNLOCK_LIBRARY_PAYLOAD.into(),
-            source: cx.base().join(&section.library),
+            source: library,
             sha256,
         },
         library_path: UNLOCK_LIBRARY_PATH.into(),
         profile_override: section.profile_override.clone(),
     }))
+}
+
+/// `unlock.profile-override` is at most this many bytes.
+pub const PROFILE_OVERRIDE_BYTES: usize = 64 * 1024;
+
+/// Whether a digest is all zeros: a placeholder, never a real checksum.
+fn is_zero(hex: &str) -> bool {
+    hex.bytes().all(|b| b == b'0')
+}
+
+/// `unlock.profile-override` becomes `/etc/vgpu_unlock/profile_override.toml`,
+/// which vgpu_unlock-rs parses as TOML on every VM start: it must be TOML.
+fn check_profile_override(text: &str, cx: &Ctx) -> Result<(), ResolveError> {
+    const KEY: &str = "unlock.profile-override";
+    if text.len() > PROFILE_OVERRIDE_BYTES {
+        return Err(cx.err(format!(
+            "`{KEY}` is {} bytes: use at most {PROFILE_OVERRIDE_BYTES} bytes (it holds a few `[profile.nvidia-NNN]` tables)",
+            text.len()
+        )));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(cx.err(format!(
+            "`{KEY}` holds control characters other than tabs and line breaks: write plain TOML text"
+        )));
+    }
+    if let Err(e) = text.parse::<toml::Table>() {
+        let offset = e.span().map_or(0, |s| s.start).min(text.len());
+        let line = text[..offset].matches('\n').count() + 1;
+        let message = e.message().trim();
+        let message: String = message.chars().take(200).collect();
+        return Err(cx.err(format!(
+            "`{KEY}` is not valid TOML (line {line} of the value: {message}): it is written to /etc/vgpu_unlock/profile_override.toml, which vgpu_unlock-rs reads as TOML; fix it or remove the key"
+        )));
+    }
+    Ok(())
 }

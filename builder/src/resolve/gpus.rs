@@ -4,6 +4,7 @@ use vgpu_plan::compat::Support;
 use vgpu_plan::plan::{GpuRole, GpuRule, Mode};
 
 use super::{Ctx, ResolveError};
+use crate::text::{has_controls, shown};
 use crate::gpudb::{Classification, GpuDb, parse_device_id};
 use crate::profile::{CardModeWord, Profile};
 use crate::registry::Release;
@@ -27,8 +28,18 @@ pub(super) fn resolve_gpus(
     let mut rules: Vec<GpuRule> = Vec::new();
     for (i, gpu) in profile.gpus.iter().enumerate() {
         let key = format!("gpu[{i}]");
-        let device = parse_device_id(&gpu.id)
-            .map_err(|e| cx.err(format!("`{key}.id` = {:?} is not a PCI id: {e}", gpu.id)))?;
+        if gpu.id.chars().count() > 16 || has_controls(&gpu.id) {
+            return Err(cx.err(format!(
+                "`{key}.id` = {} is not a PCI id: expected the form 10de:1eb8 (or just 1eb8)",
+                shown(&gpu.id)
+            )));
+        }
+        let device = parse_device_id(&gpu.id).map_err(|e| {
+            cx.err(format!(
+                "`{key}.id` = {} is not a PCI id: {e}",
+                shown(&gpu.id)
+            ))
+        })?;
         let id = format!("10de:{device}");
         if rules.iter().any(|r| r.id == id) {
             return Err(cx.err(format!(
@@ -49,7 +60,8 @@ pub(super) fn resolve_gpus(
             .map(|a| {
                 parse_address(a).ok_or_else(|| {
                     cx.err(format!(
-                        "`{key}.address` = {a:?} is not a PCI address: write domain:bus:device.function in hex, e.g. \"0000:01:00.0\" (`lspci -D` shows it)"
+                        "`{key}.address` = {} is not a PCI address: write domain:bus:device.function in hex, e.g. \"0000:01:00.0\" (`lspci -D` shows it)",
+                        shown(a)
                     ))
                 })
             })

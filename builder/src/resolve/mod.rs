@@ -8,6 +8,7 @@
 //! the read payload into a `vgpu_plan::plan::Plan`.
 
 mod driver;
+mod files;
 mod gpus;
 mod host;
 mod licensing;
@@ -19,6 +20,7 @@ use std::path::Path;
 use serde::Serialize;
 use vgpu_plan::plan::{AgentPlan, GpuRule, HostPlan, LicensingPlan, Mode, SCHEMA, Step};
 
+pub use self::files::check_files;
 pub use self::sources::{
     DebSource, DriverOverrides, DriverSource, LibrarySource, PatchSource, ResolvedDriver,
     ResolvedUnlock,
@@ -26,6 +28,10 @@ pub use self::sources::{
 use crate::gpudb::GpuDb;
 use crate::profile::Profile;
 use crate::registry::Registry;
+use crate::text::{escape_controls, has_controls, shown};
+
+/// `description` is one line of at most this many characters.
+pub const DESCRIPTION_CHARS: usize = 200;
 
 /// A resolved profile: the plan's decisions and the payload's sources.
 ///
@@ -96,9 +102,28 @@ impl Ctx<'_> {
 
     pub fn err(&self, message: impl Into<String>) -> ResolveError {
         ResolveError {
-            file: self.file.display().to_string(),
-            message: message.into(),
+            file: escape_controls(&self.file.display().to_string()),
+            message: escape_controls(&message.into()),
         }
+    }
+
+    /// Checks a one-line free-text value: at most `max` characters, no
+    /// control characters (they would reach a terminal through `plan`).
+    pub fn one_line(&self, key: &str, value: &str, max: usize) -> Result<(), ResolveError> {
+        let count = value.chars().count();
+        if count > max {
+            return Err(self.err(format!(
+                "`{key}` = {} is too long: use at most {max} characters",
+                shown(value)
+            )));
+        }
+        if has_controls(value) {
+            return Err(self.err(format!(
+                "`{key}` = {} holds control characters (escape sequences, tabs or line breaks): use plain text on one line",
+                shown(value)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -136,6 +161,7 @@ pub fn resolve(
     let licensing = licensing::licensing_plan(profile, release, &mut cx)?;
     let agent = agent_plan(profile, &cx)?;
     let steps = steps::steps(mode, &host, &gpus, driver.as_ref());
+    cx.one_line("description", &profile.description, DESCRIPTION_CHARS)?;
     let description = if profile.description.is_empty() {
         format!("{mode} vGPU host, Proxmox VE {}", profile.proxmox)
     } else {
@@ -160,6 +186,9 @@ pub fn resolve(
     })
 }
 
+/// A bundle name is at most this long (it names files and the plan).
+pub const NAME_CHARS: usize = 64;
+
 fn bundle_name(profile: &Profile, file: &Path, cx: &Ctx) -> Result<String, ResolveError> {
     let (name, key) = match &profile.name {
         Some(n) => (n.clone(), "`name`"),
@@ -171,14 +200,15 @@ fn bundle_name(profile: &Profile, file: &Path, cx: &Ctx) -> Result<String, Resol
         ),
     };
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= NAME_CHARS
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
     if !ok {
         return Err(cx.err(format!(
-            "bundle name {name:?} from {key} is not usable: use 1 to 64 lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit"
+            "bundle name {} from {key} is not usable: use 1 to {NAME_CHARS} lower-case letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+            shown(&name)
         )));
     }
     Ok(name)

@@ -24,6 +24,9 @@ pub struct ResolvedDriver {
     /// none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub md5: Option<Md5>,
+    /// Whether `md5` is the registry's (else the profile's `driver.md5`).
+    #[serde(skip)]
+    pub md5_from_registry: bool,
     /// Expected SHA-256, when the profile pins one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256>,
