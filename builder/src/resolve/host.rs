@@ -188,9 +188,8 @@ fn check_kernel_args(args: &[String], iommu: Iommu, cx: &Ctx) -> Result<(), Reso
         let key = format!("host.kernel-args[{i}]");
         if arg.len() > KERNEL_ARG_CHARS {
             return Err(cx.err(format!(
-                "`{key}` = {} is {} characters: one kernel argument is at most {KERNEL_ARG_CHARS}",
-                shown(arg),
-                arg.chars().count()
+                "`{key}` = {} is too long: one kernel argument is at most {KERNEL_ARG_CHARS} characters",
+                shown(arg)
             )));
         }
         let ok = !arg.is_empty()

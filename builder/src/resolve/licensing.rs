@@ -103,7 +103,10 @@ fn check_server(server: &str, cx: &Ctx) -> Result<(), ResolveError> {
         && !scheme.is_empty()
         && scheme.chars().all(|c| c.is_ascii_alphabetic())
         && server.parse::<Ipv6Addr>().is_err()
-        && !server[scheme.len() + 1..].chars().all(|c| c.is_ascii_digit())
+        && {
+            let rest = &server[scheme.len() + 1..];
+            rest.is_empty() || !rest.chars().all(|c| c.is_ascii_digit())
+        }
     {
         return Err(cx.err(format!(
             "`{KEY}` = {} has a URL scheme (`{}:`): {advice}",
