@@ -23,6 +23,7 @@ use crate::bundle::{BakeOptions, BakeOutput, Source};
 use crate::fetch::FetchOptions;
 use crate::gpudb::GpuDb;
 use crate::hash;
+use crate::input::{AGENT_LIMIT, DEB_LIMIT, LIBRARY_LIMIT, read_limited};
 use crate::prepare::{Prepare, PreparedDriver, prepare_driver};
 use crate::resolve::{DebSource, DriverOverrides, Resolved, ResolvedDriver, ResolvedUnlock};
 
@@ -80,6 +81,35 @@ pub enum BakeError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A `--md5`/`--sha256` that contradicts the registry or the profile.
+    #[error(
+        "--{flag} {given} contradicts {origin} {pinned} for driver release {release}: a checksum on the command line cannot override it. A file with another checksum is not that release (or is damaged): download it again from NVIDIA; if the profile's pin is wrong, fix it in the profile"
+    )]
+    PinConflict {
+        /// `md5` or `sha256`.
+        flag: &'static str,
+        /// The flag's value, as shown.
+        given: String,
+        /// The pinned value.
+        pinned: String,
+        /// Who pinned it.
+        origin: &'static str,
+        /// The release.
+        release: String,
+    },
+    /// The release has no checksum anywhere, so no file can be verified.
+    #[error(
+        "driver release {release} ({filename}) has no checksum in the registry and the profile pins none, so nothing can verify the file.{}",
+        unpinned_advice(filename, cached.as_ref())
+    )]
+    Unpinned {
+        /// The release.
+        release: String,
+        /// Its `.run` file name.
+        filename: String,
+        /// A copy in the cache and its sha256, if there is one.
+        cached: Option<(PathBuf, String)>,
+    },
     /// The patch step failed.
     #[error(
         "applying {patch} with `{command}` failed ({status}): {stderr}\nCheck that the patch matches driver release {release}; the cached driver is unchanged."
@@ -96,6 +126,19 @@ pub enum BakeError {
         /// Release.
         release: String,
     },
+}
+
+/// What to do about a release nothing pins: the exact line for the profile.
+fn unpinned_advice(filename: &str, cached: Option<&(PathBuf, String)>) -> String {
+    match cached {
+        Some((path, sha256)) => format!(
+            " The cache holds {} with sha256 {sha256}. If that is the file you verified (`vgpu-bake fetch --driver-file FILE --sha256 HEX` printed this line), pin it: add this line under `[driver]` in the profile:\n    sha256 = \"{sha256}\"",
+            path.display()
+        ),
+        None => format!(
+            " Download {filename} yourself, run `vgpu-bake fetch PROFILE --driver-file FILE --sha256 HEX` with the sha256 published with it, and add the line it prints under `[driver]` in the profile:\n    sha256 = \"HEX\""
+        ),
+    }
 }
 
 /// A [`BakeError::Input`] about `path`.
@@ -207,7 +250,7 @@ pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked
         payload: Vec::new(),
     };
     let plan = baked_plan(resolved, &mut baker)?;
-    let agent = std::fs::read(&inputs.agent)
+    let agent = read_limited(&inputs.agent, AGENT_LIMIT)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
     let spec = writer::bundle_spec(&plan, baker.payload, agent, db)?;
     let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &inputs.options)?;
@@ -283,8 +326,12 @@ pub fn bake_driver(
 /// The unlock stage: the library is read and must match its pinned sha256.
 pub fn bake_unlock(unlock: ResolvedUnlock) -> Result<(UnlockPlan, PayloadEntry), BakeError> {
     let lib = &unlock.library;
-    let bytes = std::fs::read(&lib.source)
-        .map_err(|e| input_err(&lib.source, format!("cannot read `unlock.library`: {e}")))?;
+    let bytes = read_limited(&lib.source, LIBRARY_LIMIT).map_err(|e| {
+        input_err(
+            &lib.source,
+            format!("cannot read `unlock.library`: {e}; give the path of the prebuilt libvgpu_unlock_rs.so"),
+        )
+    })?;
     let d = hash::digest_bytes(&bytes);
     if d.sha256 != lib.sha256.as_str() {
         return Err(input_err(
@@ -314,8 +361,12 @@ pub fn bake_unlock(unlock: ResolvedUnlock) -> Result<(UnlockPlan, PayloadEntry),
 
 /// One offline `.deb`: read, checked to be a Debian package, hashed.
 pub fn bake_deb(deb: DebSource) -> Result<(PayloadFile, PayloadEntry), BakeError> {
-    let bytes = std::fs::read(&deb.source)
-        .map_err(|e| input_err(&deb.source, format!("cannot read `host.offline-debs`: {e}")))?;
+    let bytes = read_limited(&deb.source, DEB_LIMIT).map_err(|e| {
+        input_err(
+            &deb.source,
+            format!("cannot read `host.offline-debs`: {e}; give the path of a .deb file"),
+        )
+    })?;
     if !bytes.starts_with(b"!<arch>\ndebian-binary") {
         return Err(input_err(
             &deb.source,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use vgpu_bake::bake::{self, BakeInputs};
+use vgpu_bake::bake::{self, BakeError, BakeInputs};
 use vgpu_bake::bundle::BakeOptions;
 use vgpu_bake::fetch::{self, FetchOptions};
 use vgpu_bake::gpudb::{self, GpuDb};
@@ -13,6 +13,7 @@ use vgpu_bake::prepare::{Prepare, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
 use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
+use vgpu_bake::text::escape_controls;
 use vgpu_bake::{inspect, install};
 use vgpu_plan::plan::LicensingMode;
 use vgpu_rootfs::{errln, out, outln};
@@ -33,15 +34,41 @@ pub fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
 /// Reads and resolves a profile against the built-in registry: the only
 /// place the commands consult it.
 fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
-    let profile = Profile::load(path)?;
-    let resolved = resolve::resolve(&profile, path, &Registry::builtin(), db)?;
+    let resolved = load_target(path, db)?;
     resolve::check_files(&resolved, path)?;
     Ok(resolved)
 }
 
+/// [`load`] without checking the payload inputs (the files the profile
+/// names): enough for `check`, which judges the plan's target only.
+fn load_target(path: &Path, db: &GpuDb) -> Result<Resolved> {
+    let profile = Profile::load(path)?;
+    Ok(resolve::resolve(&profile, path, &Registry::builtin(), db)?)
+}
+
 fn warn(warnings: &[String], source: &Path) {
     for w in warnings {
-        errln!("vgpu-bake: warning: {}: {w}", source.display());
+        errln!(
+            "vgpu-bake: warning: {}: {}",
+            shown_path(source),
+            escape_controls(w)
+        );
+    }
+}
+
+/// A path for the terminal: control characters escaped.
+fn shown_path(path: &Path) -> String {
+    escape_controls(&path.display().to_string())
+}
+
+/// Errors about the profile's pins name the profile, whose `[driver]`
+/// section the fix goes into.
+fn in_profile(profile: &Path, e: BakeError) -> anyhow::Error {
+    match e {
+        BakeError::PinConflict { .. } | BakeError::Unpinned { .. } => {
+            anyhow::anyhow!("{}: {e}", shown_path(profile))
+        }
+        e => e.into(),
     }
 }
 
@@ -54,7 +81,7 @@ pub fn validate(profiles: &[PathBuf], db: &GpuDb) -> Result<()> {
                 warn(&plan.warnings, path);
                 outln!(
                     "ok: {} ({} mode, Proxmox VE {}, {} steps)",
-                    path.display(),
+                    shown_path(path),
                     plan.mode,
                     plan.proxmox,
                     plan.steps.len()
@@ -161,7 +188,8 @@ pub fn fetch(
         &fetch_options(cache),
         Prepare::Rehash,
         &mut notes,
-    )?
+    )
+    .map_err(|e| in_profile(profile, e))?
     .expect("Prepare::Rehash fetches what is not cached");
     for n in notes {
         errln!("{n}");
@@ -169,6 +197,16 @@ pub fn fetch(
     let d = &prepared.digests;
     outln!("md5 {}  sha256 {}  {} bytes", d.md5, d.sha256, d.size);
     outln!("{}", prepared.path.display());
+    if driver.sha256.is_none() && driver.md5.is_none() {
+        // Nothing but this command's --sha256/--md5 vouched for the file:
+        // `bake` needs the pin in the profile.
+        errln!(
+            "vgpu-bake: release {} has no checksum in the registry: to bake with this file, pin it: add this line under `[driver]` in {}:",
+            driver.release,
+            shown_path(profile)
+        );
+        errln!("sha256 = \"{}\"", d.sha256);
+    }
     Ok(())
 }
 
@@ -198,7 +236,7 @@ pub fn bake(
         },
     };
     let resolved = load(profile, db)?;
-    let baked = bake::bake(resolved, db, &inputs)?;
+    let baked = bake::bake(resolved, db, &inputs).map_err(|e| in_profile(profile, e))?;
     warn(&baked.plan.warnings, profile);
     for n in &baked.notes {
         errln!("{n}");
@@ -298,7 +336,7 @@ pub fn check(profiles: &[PathBuf], facts: &[PathBuf], db: &GpuDb) -> Result<()> 
         .collect::<Result<Vec<_>>>()?;
     let plans = profiles
         .iter()
-        .map(|p| Ok((p, load(p, db)?)))
+        .map(|p| Ok((p, load_target(p, db)?)))
         .collect::<Result<Vec<_>>>()?;
     let mut failed = 0;
     for (path, plan) in &plans {

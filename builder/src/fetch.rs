@@ -14,7 +14,7 @@ mod progress;
 mod sidecar;
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,7 @@ pub use self::progress::ProgressMode;
 use self::progress::Reporter;
 use crate::atomic::AtomicFile;
 use crate::hash::{Digests, DualHasher, digest_reader, is_hex};
+use crate::input::open_regular;
 
 /// One driver file to make available in the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -200,10 +201,7 @@ pub fn cached_digests(cache_dir: &Path, filename: &str) -> Result<Option<Digests
     if let Some(d) = sidecar::read_trusted(&file, &meta) {
         return Ok(Some(d));
     }
-    let f = File::open(&file).map_err(io_err("opening", &file))?;
-    let meta = f
-        .metadata()
-        .map_err(io_err("reading the metadata of", &file))?;
+    let (f, meta) = open_regular(&file).map_err(io_err("opening the cached", &file))?;
     let digests = digest_reader(f).map_err(io_err("reading", &file))?;
     sidecar::write(&file, &meta, &digests)?;
     Ok(Some(digests))
@@ -313,14 +311,11 @@ fn check_cached(
     expect: &Expected,
     report: &Reporter,
 ) -> Result<Option<Digests>, FetchError> {
-    let f = match File::open(dest) {
-        Ok(f) => f,
+    let (f, meta) = match open_regular(dest) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("opening the cached", dest)(e)),
     };
-    let meta = f
-        .metadata()
-        .map_err(io_err("reading the metadata of", dest))?;
     let digests = digest_reader(f).map_err(io_err("reading the cached", dest))?;
     let Some(mismatch) = expect.mismatch(&digests) else {
         sidecar::write(dest, &meta, &digests)?;
@@ -351,15 +346,9 @@ fn import(
             path: src.to_path_buf(),
         });
     }
-    let mut input = File::open(src).map_err(io_err("opening the driver file", src))?;
-    let meta = input
-        .metadata()
-        .map_err(io_err("reading the metadata of", src))?;
-    if !meta.is_file() {
-        return Err(io_err("importing the driver file", src)(io::Error::other(
-            "not a regular file",
-        )));
-    }
+    // Opened without blocking and refused unless a regular file: a FIFO
+    // would hang here, `/dev/zero` would never end.
+    let (mut input, _) = open_regular(src).map_err(io_err("opening the driver file", src))?;
     let mut out = AtomicFile::create(dest)?;
     let mut hasher = DualHasher::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn devices_directories_and_fifos_are_refused_without_blocking() {
         let e = read_limited(Path::new("/dev/zero"), 1 << 20).unwrap_err();
-        assert_eq!(e.to_string(), "it is a character device, not a regular file");
+        assert_eq!(
+            e.to_string(),
+            "it is a character device, not a regular file"
+        );
         let dir = tempfile::tempdir().unwrap();
         let e = read_limited(dir.path(), 1 << 20).unwrap_err();
         assert_eq!(e.to_string(), "it is a directory, not a regular file");

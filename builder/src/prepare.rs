@@ -12,6 +12,7 @@ use crate::bake::{BakeError, input_err};
 use crate::fetch::{self, FetchOptions, FetchRequest};
 use crate::hash::Digests;
 use crate::resolve::{DriverOverrides, DriverSource, ResolvedDriver};
+use crate::text::shown;
 
 /// How far [`prepare_driver`] may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,24 +37,70 @@ pub struct PreparedDriver {
 }
 
 /// The fetch request for `driver` after the command line's overrides.
-pub fn fetch_request(driver: &ResolvedDriver, overrides: &DriverOverrides) -> FetchRequest {
-    let pin = |given: &Option<String>, resolved: Option<&str>| {
-        given
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .or_else(|| resolved.map(String::from))
+///
+/// Checksums bind: a `--md5` or `--sha256` may add a checksum the registry
+/// and the profile do not give, never replace one they give. One that
+/// contradicts a pin is refused ([`BakeError::PinConflict`]), whatever the
+/// file: otherwise a flag could bless any file as the release.
+pub fn fetch_request(
+    driver: &ResolvedDriver,
+    overrides: &DriverOverrides,
+) -> Result<FetchRequest, BakeError> {
+    let md5_origin = if driver.md5_from_registry {
+        "the registry's md5 (data/drivers.toml)"
+    } else {
+        "the profile's `driver.md5`"
     };
+    let md5 = bind(
+        "md5",
+        overrides.md5.as_deref(),
+        driver.md5.as_deref(),
+        md5_origin,
+        driver,
+    )?;
+    let sha256 = bind(
+        "sha256",
+        overrides.sha256.as_deref(),
+        driver.sha256.as_deref(),
+        "the profile's `driver.sha256`",
+        driver,
+    )?;
     let (url, driver_file) = match driver.source_with(overrides) {
         DriverSource::Download { url } => (url, None),
         DriverSource::Demo { .. } => (None, None),
         DriverSource::UserFile { path } => (None, Some(path)),
     };
-    FetchRequest {
+    Ok(FetchRequest {
         filename: driver.filename.clone(),
         url,
-        md5: pin(&overrides.md5, driver.md5.as_deref()),
-        sha256: pin(&overrides.sha256, driver.sha256.as_deref()),
+        md5,
+        sha256,
         driver_file,
+    })
+}
+
+/// The checksum to expect: the pin, which a flag may repeat but not
+/// contradict; the flag's value only where nothing is pinned.
+fn bind(
+    flag: &'static str,
+    given: Option<&str>,
+    pinned: Option<&str>,
+    origin: &'static str,
+    driver: &ResolvedDriver,
+) -> Result<Option<String>, BakeError> {
+    let given = given
+        .map(|g| g.trim().to_ascii_lowercase())
+        .filter(|g| !g.is_empty());
+    match (given, pinned) {
+        (Some(g), Some(p)) if g != p => Err(BakeError::PinConflict {
+            flag,
+            given: shown(&g),
+            pinned: p.to_string(),
+            origin,
+            release: driver.release.clone(),
+        }),
+        (_, Some(p)) => Ok(Some(p.to_string())),
+        (g, None) => Ok(g),
     }
 }
 
@@ -69,7 +116,7 @@ pub fn prepare_driver(
     notes: &mut Vec<String>,
 ) -> Result<Option<PreparedDriver>, BakeError> {
     let source = driver.source_with(overrides);
-    let mut req = fetch_request(driver, overrides);
+    let mut req = fetch_request(driver, overrides)?;
     let cached = opts.cache_dir.join(&req.filename);
     let user_file = matches!(source, DriverSource::UserFile { .. });
     if !user_file
@@ -93,6 +140,17 @@ pub fn prepare_driver(
     }
     if how == Prepare::CacheOnly {
         return Ok(None);
+    }
+    if req.md5.is_none() && req.sha256.is_none() && !user_file {
+        // Nothing could verify a download or a cached copy: the profile
+        // must pin the checksum (the bake's bundle then says which file).
+        let cached = fetch::cached_digests(&opts.cache_dir, &req.filename)?
+            .map(|d| (cached.clone(), d.sha256));
+        return Err(BakeError::Unpinned {
+            release: driver.release.clone(),
+            filename: req.filename.clone(),
+            cached,
+        });
     }
     if let DriverSource::Demo { bytes } = source {
         let tmp = tempfile::Builder::new()

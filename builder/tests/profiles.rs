@@ -158,14 +158,18 @@ fn the_unlock_template_resolves_once_filled_in() {
     };
     let e = load().unwrap_err().to_string();
     assert!(
-        e.contains("`unlock.patch`: ") && e.contains("unlock/550.163.02.patch\" does not exist: put the file there"),
+        e.contains("`unlock.patch`: ")
+            && e.contains("unlock/550.163.02.patch\" does not exist: put the file there"),
         "{e}"
     );
     std::fs::create_dir(dir.path().join("unlock")).unwrap();
     std::fs::write(dir.path().join("unlock/550.163.02.patch"), "patch").unwrap();
     std::fs::write(dir.path().join("unlock/libvgpu_unlock_rs.so"), lib).unwrap();
     let r = load().unwrap();
-    assert_eq!(r.unlock.unwrap().library.sha256.as_str(), digest_bytes(lib).sha256);
+    assert_eq!(
+        r.unlock.unwrap().library.sha256.as_str(),
+        digest_bytes(lib).sha256
+    );
 }
 
 /// Bakes with stand-in payload: each file's digest is that of the text

@@ -37,7 +37,7 @@ fn the_registry_is_read_once_when_resolving() {
     };
     assert!(url.starts_with("https://example.invalid/only-in-this-registry"));
     // The fetch request comes from the resolved driver alone.
-    let req = fetch_request(driver, &DriverOverrides::default());
+    let req = fetch_request(driver, &DriverOverrides::default()).unwrap();
     assert_eq!(req.url.as_deref(), Some(url.as_str()));
     assert_eq!(req.md5.as_deref(), Some("37016ba868a0b4390c38aebbacfba09e"));
     assert_eq!(req.filename, "NVIDIA-Linux-x86_64-550.144.02-vgpu-kvm.run");
@@ -48,7 +48,7 @@ fn the_registry_is_read_once_when_resolving() {
         sha256: Some("AB".repeat(32)),
         ..DriverOverrides::default()
     };
-    let req = fetch_request(driver, &overrides);
+    let req = fetch_request(driver, &overrides).unwrap();
     assert_eq!(req.url.as_deref(), Some("https://example.invalid/other"));
     assert_eq!(req.sha256, Some("ab".repeat(32)));
     let overrides = DriverOverrides {
@@ -126,5 +126,84 @@ fn a_cached_copy_that_contradicts_a_pin_is_not_used() {
         prepare_driver(driver, &none, &opts, Prepare::CacheOnly, &mut notes).unwrap(),
         None,
         "its md5 is not the registry's"
+    );
+}
+
+#[test]
+fn a_checksum_flag_adds_a_pin_but_never_replaces_one() {
+    let pinned_sha = "cd".repeat(32);
+    let profile = format!("{NATIVE}sha256 = \"{pinned_sha}\"\n");
+    let resolved = resolve_with(DRIVERS_TOML, &profile);
+    let driver = resolved.driver.as_ref().unwrap();
+    let with = |md5: Option<&str>, sha256: Option<&str>| {
+        fetch_request(
+            driver,
+            &DriverOverrides {
+                md5: md5.map(String::from),
+                sha256: sha256.map(String::from),
+                ..DriverOverrides::default()
+            },
+        )
+    };
+    // Repeating a pin (in any case) is fine.
+    let req = with(
+        Some("37016BA868A0B4390C38AEBBACFBA09E"),
+        Some(&pinned_sha.to_uppercase()),
+    )
+    .unwrap();
+    assert_eq!(req.md5.as_deref(), Some("37016ba868a0b4390c38aebbacfba09e"));
+    assert_eq!(req.sha256.as_deref(), Some(pinned_sha.as_str()));
+    // Contradicting the registry's md5 is refused.
+    let dummy_md5 = "0123456789abcdef0123456789abcdef";
+    let e = with(Some(dummy_md5), None).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("--md5 \"{dummy_md5}\" contradicts the registry's md5 (data/drivers.toml) 37016ba868a0b4390c38aebbacfba09e for driver release 17.5: a checksum on the command line cannot override it")),
+        "{e}"
+    );
+    // Contradicting the profile's sha256 pin is refused.
+    let e = with(None, Some(&"ef".repeat(32))).unwrap_err().to_string();
+    assert!(
+        e.contains("contradicts the profile's `driver.sha256` cdcd"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_release_nothing_pins_is_refused_with_the_line_to_add() {
+    // 20.1 has no md5 in the registry and this profile pins nothing.
+    let resolved = resolve_with(
+        DRIVERS_TOML,
+        "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"20.1\"\n",
+    );
+    let driver = resolved.driver.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = FetchOptions::new(dir.path().join("cache"));
+    opts.progress = ProgressMode::Quiet;
+    let none = DriverOverrides::default();
+    let e = prepare_driver(driver, &none, &opts, Prepare::Trust, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has no checksum in the registry and the profile pins none"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(
+            "add the line it prints under `[driver]` in the profile:\n    sha256 = \"HEX\""
+        ),
+        "{e}"
+    );
+    // With a copy in the cache, the error gives the line for that copy.
+    std::fs::create_dir_all(&opts.cache_dir).unwrap();
+    std::fs::write(opts.cache_dir.join(&driver.filename), b"a driver").unwrap();
+    let sha = vgpu_bake::hash::digest_bytes(b"a driver").sha256;
+    let e = prepare_driver(driver, &none, &opts, Prepare::Trust, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(&format!(
+            "under `[driver]` in the profile:\n    sha256 = \"{sha}\""
+        )),
+        "{e}"
     );
 }

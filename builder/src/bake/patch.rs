@@ -9,6 +9,7 @@ use vgpu_plan::plan::Sha256;
 use super::{BakeError, input_err};
 use crate::fetch;
 use crate::hash::{self, Digests};
+use crate::input::{PATCH_LIMIT, read_limited};
 
 fn patch_file_name(patch: &Path) -> String {
     patch
@@ -28,7 +29,7 @@ pub(super) fn apply_patch(
     cache_dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<(PathBuf, Digests, Sha256), BakeError> {
-    let patch_bytes = std::fs::read(patch).map_err(|e| input_err(patch, format!("cannot read `unlock.patch`: {e}; point it at the patch in your copy of the vgpu-proxmox repository")))?;
+    let patch_bytes = read_limited(patch, PATCH_LIMIT).map_err(|e| input_err(patch, format!("cannot read `unlock.patch`: {e}; point it at the patch in your copy of the vgpu-proxmox repository")))?;
     let patch_sha = hash::digest_bytes(&patch_bytes).sha256();
     let stem = driver
         .file_name()
@@ -52,7 +53,10 @@ pub(super) fn apply_patch(
         .tempdir_in(cache_dir)
         .map_err(|e| input_err(cache_dir, format!("cannot make a work directory: {e}")))?;
     let staged = work.path().join(&stem);
-    std::os::unix::fs::symlink(driver, &staged)
+    // The link lives in the work directory: a relative `driver` (from a
+    // relative `--cache`) would point nowhere from there.
+    let driver_abs = std::path::absolute(driver).map_err(|e| input_err(driver, e.to_string()))?;
+    std::os::unix::fs::symlink(&driver_abs, &staged)
         .map_err(|e| input_err(&staged, format!("cannot stage the driver: {e}")))?;
     let patch_abs = std::path::absolute(patch).map_err(|e| input_err(patch, e.to_string()))?;
     let command = format!("sh {stem} --apply-patch {}", patch_abs.display());

@@ -231,11 +231,6 @@ pub(super) fn resolved_unlock(
             shown(&section.library_sha256)
         ))
     })?;
-    if is_zero(sha256.as_str()) {
-        return Err(cx.err(
-            "`unlock.library-sha256` is 64 zeros, the example's placeholder and not a checksum: run `sha256sum` on your libvgpu_unlock_rs.so and paste the hash",
-        ));
-    }
     check_profile_override(&section.profile_override, cx)?;
     Ok(Some(ResolvedUnlock {
         library: LibrarySource {
@@ -252,7 +247,7 @@ pub(super) fn resolved_unlock(
 pub const PROFILE_OVERRIDE_BYTES: usize = 64 * 1024;
 
 /// Whether a digest is all zeros: a placeholder, never a real checksum.
-fn is_zero(hex: &str) -> bool {
+pub(super) fn is_zero(hex: &str) -> bool {
     hex.bytes().all(|b| b == b'0')
 }
 
@@ -266,7 +261,10 @@ fn check_profile_override(text: &str, cx: &Ctx) -> Result<(), ResolveError> {
             text.len()
         )));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(cx.err(format!(
             "`{KEY}` holds control characters other than tabs and line breaks: write plain TOML text"
         )));

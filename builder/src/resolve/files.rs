@@ -7,12 +7,15 @@
 //! profile directory copied elsewhere bakes the same bytes.
 //!
 //! [`profile_path`] is the lexical half (pure, part of `resolve`);
-//! [`check_files`] is the half that looks at the disk: run by `validate`,
-//! `plan`, `fetch` and `bake` right after `resolve`, before anything is read.
+//! [`check_files`] is the half about the payload inputs, which looks at the
+//! disk: run by `validate`, `plan`, `fetch` and `bake` right after
+//! `resolve`, before anything is read (`check`, which judges a plan's
+//! target against hosts' facts, needs no payload and skips it).
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Ctx, Resolved, ResolveError};
+use super::driver::is_zero;
+use super::{Ctx, ResolveError, Resolved};
 use crate::input::kind_of;
 use crate::text::{has_controls, shown};
 
@@ -65,6 +68,13 @@ pub fn check_files(resolved: &Resolved, file: &Path) -> Result<(), ResolveError>
         named.push(("unlock.patch".into(), &p.source));
     }
     if let Some(u) = &resolved.unlock {
+        // The unlock example ships this placeholder; `check` may judge the
+        // template against hosts, but nothing can read or bake it.
+        if is_zero(u.library.sha256.as_str()) {
+            return Err(cx.err(
+                "`unlock.library-sha256` is 64 zeros, the example's placeholder and not a checksum: run `sha256sum` on your libvgpu_unlock_rs.so and paste the hash",
+            ));
+        }
         named.push(("unlock.library".into(), &u.library.source));
     }
     for (i, deb) in resolved.host.offline_debs.iter().enumerate() {
@@ -95,9 +105,9 @@ pub fn check_files(resolved: &Resolved, file: &Path) -> Result<(), ResolveError>
                 "`{key}`: {shown_path} {what}: put the file there ({RULE})"
             ))
         })?;
-        let real = source.canonicalize().map_err(|e| {
-            cx.err(format!("`{key}`: {shown_path} cannot be resolved: {e}"))
-        })?;
+        let real = source
+            .canonicalize()
+            .map_err(|e| cx.err(format!("`{key}`: {shown_path} cannot be resolved: {e}")))?;
         if !real.starts_with(&root) {
             return Err(cx.err(format!(
                 "`{key}`: {shown_path} is a symbolic link that leads outside the profile's directory: {RULE}; copy the file itself next to the profile"

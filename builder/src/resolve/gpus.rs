@@ -4,10 +4,10 @@ use vgpu_plan::compat::Support;
 use vgpu_plan::plan::{GpuRole, GpuRule, Mode};
 
 use super::{Ctx, ResolveError};
-use crate::text::{has_controls, shown};
 use crate::gpudb::{Classification, GpuDb, parse_device_id};
 use crate::profile::{CardModeWord, Profile};
 use crate::registry::Release;
+use crate::text::{has_controls, shown};
 
 fn support_words(s: Support) -> &'static str {
     match s {

@@ -9,9 +9,9 @@ pub const OFFLINE_DEBS_PAYLOAD: &str = "debs";
 use super::files::profile_path;
 use super::sources::DebSource;
 use super::{Ctx, ResolveError};
-use crate::text::shown;
 use crate::profile::Profile;
 use crate::registry::Release;
+use crate::text::shown;
 
 pub(super) fn host_plan(
     profile: &Profile,
@@ -204,7 +204,10 @@ fn check_kernel_args(args: &[String], iommu: Iommu, cx: &Ctx) -> Result<(), Reso
         }
         iommu_conflict(&key, arg, iommu, cx)?;
         if args[..i].contains(arg) {
-            return Err(cx.err(format!("`{key}` = {} is listed twice: list it once", shown(arg))));
+            return Err(cx.err(format!(
+                "`{key}` = {} is listed twice: list it once",
+                shown(arg)
+            )));
         }
     }
     let ours = plan_iommu_args(iommu);
