@@ -143,7 +143,7 @@ pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> R
         if cached_driver.is_none() && d.sha256.is_none() {
             errln!(
                 "vgpu-bake: note: the driver's sha256 is pinned once it is fetched (`vgpu-bake fetch {}`)",
-                profile.display()
+                shown_path(profile)
             );
         }
     }
@@ -176,7 +176,7 @@ pub fn fetch(
     let Some(driver) = &resolved.driver else {
         outln!(
             "{}: {} mode needs no driver",
-            profile.display(),
+            shown_path(profile),
             resolved.mode
         );
         return Ok(());

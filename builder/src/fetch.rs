@@ -348,7 +348,13 @@ fn import(
     }
     // Opened without blocking and refused unless a regular file: a FIFO
     // would hang here, `/dev/zero` would never end.
-    let (mut input, _) = open_regular(src).map_err(io_err("opening the driver file", src))?;
+    let (mut input, _) = open_regular(src).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => FetchError::NotAFile {
+            path: src.to_path_buf(),
+            reason: e.to_string(),
+        },
+        _ => io_err("opening the driver file", src)(e),
+    })?;
     let mut out = AtomicFile::create(dest)?;
     let mut hasher = DualHasher::new();
     let mut buf = vec![0u8; 1 << 20];

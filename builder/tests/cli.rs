@@ -786,7 +786,7 @@ fn fifos_and_devices_are_refused_without_blocking() {
         assert_eq!(code, Some(1), "{file}: {err}");
         assert!(
             err.contains(&format!(
-                "opening the driver file {file}: it is {kind}, not a regular file"
+                "{file}: it is {kind}, not a regular file; pass the downloaded .run file itself"
             )),
             "{file}: {err}"
         );

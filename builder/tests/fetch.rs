@@ -599,3 +599,45 @@ fn fetch_writes_a_sidecar_cached_digests_can_use() {
     assert!(text.contains(&f.digests.sha256), "{text}");
     assert_eq!(cached_digests(dir.path(), NAME).unwrap(), Some(f.digests));
 }
+
+/// `fetch` in a thread, failing the test if it has not returned after 20 s.
+fn fetch_guarded(req: FetchRequest, dir: &Path) -> Result<Fetched, FetchError> {
+    let o = opts(dir);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(fetch(&req, &o));
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("fetch blocked on a file that is not a regular file")
+}
+
+#[test]
+fn a_driver_file_that_is_a_fifo_or_a_device_is_refused_without_blocking() {
+    let dl = tempfile::tempdir().unwrap();
+    let fifo = dl.path().join("driver.run");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let dir = tempfile::tempdir().unwrap();
+    for (path, kind) in [
+        (fifo, "a FIFO (named pipe)"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+    ] {
+        let req = FetchRequest {
+            driver_file: Some(path.clone()),
+            sha256: Some("ab".repeat(32)),
+            ..request(None, None)
+        };
+        let msg = fetch_guarded(req, dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{}: it is {kind}, not a regular file; pass the downloaded .run file itself with --driver-file FILE",
+                path.display()
+            )
+        );
+        assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+    }
+}

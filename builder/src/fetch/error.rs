@@ -55,6 +55,15 @@ pub enum FetchError {
         path: PathBuf,
     },
 
+    /// `--driver-file` names a FIFO, a device or a directory.
+    #[error("{path}: {reason}; pass the downloaded .run file itself with --driver-file FILE")]
+    NotAFile {
+        /// The user's path.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
+
     /// The registry has no URL for this release.
     #[error(
         "{filename}: no download URL is known for this release; download it yourself \
