@@ -219,14 +219,20 @@ impl Default for AgentSection {
 /// A profile that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// The file could not be read, is not a regular file, is larger than
-    /// [`PROFILE_LIMIT`] or is not UTF-8.
+    /// The file could not be read, is not a regular file or is larger
+    /// than [`PROFILE_LIMIT`].
     #[error("{}: cannot read the profile: {source}; give the path of a profile .toml file (a regular file of at most 1 MiB)", escape_controls(&path.display().to_string()))]
     Read {
         /// The profile file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{}: the profile is not UTF-8 text: save it as UTF-8", escape_controls(&path.display().to_string()))]
+    NotUtf8 {
+        /// The profile file.
+        path: PathBuf,
     },
     /// TOML syntax or schema error.
     #[error("{}:{line}:{column}: {message}", escape_controls(&path.display().to_string()))]
@@ -250,11 +256,8 @@ impl Profile {
             source,
         };
         let bytes = read_limited(path, PROFILE_LIMIT).map_err(read)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            read(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "it is not UTF-8 text",
-            ))
+        let text = String::from_utf8(bytes).map_err(|_| ProfileError::NotUtf8 {
+            path: path.to_path_buf(),
         })?;
         Self::parse(&text, path)
     }

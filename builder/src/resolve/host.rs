@@ -266,3 +266,51 @@ fn iommu_conflict(key: &str, arg: &str, iommu: Iommu, cx: &Ctx) -> Result<(), Re
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn cx() -> Ctx<'static> {
+        Ctx {
+            file: Path::new("p.toml"),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Distinct arguments of `len` bytes each (`len` >= 8).
+    fn args(count: usize, len: usize) -> Vec<String> {
+        (0..count)
+            .map(|i| format!("a{i:06}={}", "x".repeat(len - 8)))
+            .collect()
+    }
+
+    #[test]
+    fn the_budget_counts_the_iommu_arguments_and_every_space() {
+        // intel_iommu=on iommu=pt: 15 + 9 bytes with their spaces.
+        let iommu = 24;
+        // 6 arguments of 251 bytes: 6 * 252 = 1512, + 24 = 1536 exactly.
+        let fits = args(6, 251);
+        assert!(check_kernel_args(&fits, Iommu::Intel, &cx()).is_ok());
+        assert_eq!(iommu + 6 * 252, KERNEL_ARGS_BUDGET);
+        let mut over = fits.clone();
+        over[0].push('x');
+        let e = check_kernel_args(&over, Iommu::Intel, &cx()).unwrap_err();
+        assert!(e.message.contains("take 1537 bytes"), "{}", e.message);
+        // `auto` counts the longer vendor's arguments (intel's).
+        assert!(check_kernel_args(&fits, Iommu::Auto, &cx()).is_ok());
+        assert!(check_kernel_args(&over, Iommu::Auto, &cx()).is_err());
+    }
+
+    #[test]
+    fn iommu_options_that_neither_repeat_nor_fight_the_plan_are_kept() {
+        let ok = vec!["intel_iommu=igfx_off".to_string()];
+        assert!(check_kernel_args(&ok, Iommu::Intel, &cx()).is_ok());
+        assert!(check_kernel_args(&ok, Iommu::Amd, &cx()).is_err());
+        assert!(check_kernel_args(&ok, Iommu::Auto, &cx()).is_err());
+        let pt = vec!["iommu=pt".to_string()];
+        assert!(check_kernel_args(&pt, Iommu::Auto, &cx()).is_err());
+    }
+}

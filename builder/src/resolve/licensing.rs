@@ -159,3 +159,48 @@ fn is_host_name(s: &str) -> bool {
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn servers_are_host_names_or_addresses() {
+        let cx = Ctx {
+            file: Path::new("p.toml"),
+            warnings: Vec::new(),
+        };
+        for ok in [
+            "dls.example.lan",
+            "dls",
+            "10.0.0.5",
+            "fd00::5",
+            "[fd00::5]",
+            "dead::beef",
+            "::1",
+            "a-b.c.",
+        ] {
+            assert!(check_server(ok, &cx).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "gopher:",
+            "https://dls",
+            "--insecure",
+            "-x",
+            "dls.lan:443",
+            "1.2.3",
+            "dls_x",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "[dls.lan]",
+            "dls lan",
+            &"a".repeat(64),
+        ] {
+            assert!(check_server(bad, &cx).is_err(), "{bad}");
+        }
+    }
+}
