@@ -14,10 +14,10 @@ use vgpu_bake::bundle::{
     BakeOptions, BakeOutput, BundleError, BundleSpec, Entry, Source, write_bundle,
 };
 use vgpu_bake::hash::digest_bytes;
-use vgpu_bake::inspect::{EntryKind, InspectError, Problem, inspect, render_report};
+use vgpu_bake::inspect::{Checksum, EntryKind, InspectError, Problem, inspect, render_report};
 use vgpu_bake::newc::{NewcError, NewcWriter};
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA, mode_string};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;
@@ -161,35 +161,39 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// Writes a bundle by hand: `files` are the archive's regular files (parent
-/// directories synthesised), and the manifest lists `listed`, so the two can
-/// disagree.
+/// directories synthesised, mode 0755), and the manifest lists `listed`
+/// (and every synthesised directory), so the two can disagree.
 fn hand_bundle(out: &Path, files: &[(&str, u32, &[u8])], listed: &[(&str, u32, &[u8])]) {
-    let manifest = Manifest {
-        schema: SCHEMA,
-        name: "hand".into(),
-        entries: listed
-            .iter()
-            .map(|(path, mode, body)| {
-                ManifestEntry::file(
-                    path.to_string(),
-                    *mode,
-                    body.len() as u64,
-                    digest_bytes(body).sha256.parse().unwrap(),
-                )
-            })
-            .collect(),
-    };
-    let text = manifest.to_toml().into_bytes();
     let mut all: BTreeMap<String, Option<(u32, &[u8])>> = BTreeMap::new();
-    for (path, mode, body) in files.iter().copied() {
-        all.insert(path.into(), Some((mode, body)));
-    }
-    all.insert(layout::MANIFEST_FILE.into(), Some((0o644, &text)));
-    for path in all.keys().cloned().collect::<Vec<_>>() {
+    let paths = files.iter().chain(listed).map(|(p, _, _)| *p);
+    for path in paths.chain([layout::MANIFEST_FILE]) {
         for (i, _) in path.match_indices('/') {
             all.entry(path[..i].to_string()).or_insert(None);
         }
     }
+    let mut entries: Vec<ManifestEntry> = all
+        .keys()
+        .map(|dir| ManifestEntry::dir(dir.clone(), 0o755))
+        .chain(listed.iter().map(|(path, mode, body)| {
+            ManifestEntry::file(
+                path.to_string(),
+                *mode,
+                body.len() as u64,
+                digest_bytes(body).sha256.parse().unwrap(),
+            )
+        }))
+        .collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let manifest = Manifest {
+        schema: SCHEMA,
+        name: "hand".into(),
+        entries,
+    };
+    let text = manifest.to_toml().into_bytes();
+    for (path, mode, body) in files.iter().copied() {
+        all.insert(path.into(), Some((mode, body)));
+    }
+    all.insert(layout::MANIFEST_FILE.into(), Some((0o644, &text)));
     let mut w = NewcWriter::new(Vec::new(), 0).unwrap();
     for (path, e) in &all {
         match e {
@@ -438,11 +442,13 @@ fn inspect_verifies_a_good_bundle() {
         .filter(|e| e.verified)
         .map(|e| e.path.as_str())
         .collect();
-    let listed: Vec<&str> = o.manifest.files().map(|f| f.path.as_str()).collect();
+    // Every entry is listed and checked, except the manifest itself.
+    let listed: Vec<&str> = o.manifest.entries.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(verified, listed);
+    assert_eq!(r.checksum, Checksum::Matched(o.sha256_file.clone()));
 
     let human = render_report(&r, false);
-    assert_eq!(human.lines().count(), r.entries.len() + 1, "{human}");
+    assert_eq!(human.lines().count(), r.entries.len() + 2, "{human}");
     assert!(
         human.contains(&format!(
             "0755 file    {:>12}  {}  ok (sha256)\n",
@@ -455,7 +461,12 @@ fn inspect_verifies_a_good_bundle() {
         human.contains("-> ../vgpu-firstboot.service  ok"),
         "{human}"
     );
-    assert!(human.lines().last().unwrap().contains(&o.sha256), "{human}");
+    let summary: Vec<&str> = human.lines().rev().take(2).collect();
+    assert!(summary[1].contains(&o.sha256), "{human}");
+    assert!(
+        summary[0].contains(&format!("{} matches", o.sha256_file.display())),
+        "{human}"
+    );
     let json: serde_json::Value = serde_json::from_str(&render_report(&r, true)).unwrap();
     assert_eq!(json["schema"], vgpu_bake::inspect::JSON_SCHEMA);
     assert_eq!(json["bundle-sha256"], o.sha256.as_str());
@@ -466,6 +477,10 @@ fn inspect_verifies_a_good_bundle() {
     assert_eq!(json["files"], 7);
     assert_eq!(json["symlinks"], 1);
     assert_eq!(json["ok"], true);
+    assert_eq!(
+        json["checksum-file"],
+        o.sha256_file.display().to_string().as_str()
+    );
     assert_eq!(json["has-plan"], r.plan_toml.is_some());
     let bytes: u64 = r
         .entries
@@ -504,17 +519,37 @@ fn inspect_rejects_altered_file_bytes() {
     );
     assert!(msg.contains(entry), "{msg}");
 
-    // Same bytes, different mode.
+    // Same bytes, different mode: refused on the header, before the body.
+    hand_bundle(&bundle, &[(entry, 0o750, b"x")], &[(entry, 0o755, b"x")]);
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry: e, problem: Problem::Mode { .. }, .. } if e == entry),
+        "{msg}"
+    );
+    // A mode no bundle carries, even when the manifest agrees.
     hand_bundle(&bundle, &[(entry, 0o777, b"x")], &[(entry, 0o755, b"x")]);
-    let (err, _) = inspect_err(&bundle);
-    assert!(matches!(
-        err,
-        InspectError::Entry {
-            problem: Problem::Mode { .. },
-            ..
-        }
-    ));
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry: e, problem: Problem::BadMode { .. }, .. } if e == entry),
+        "{msg}"
+    );
+    assert!(msg.contains("world-writable"), "{msg}");
+    // A header size that differs from the manifest: refused before the body.
+    hand_bundle(
+        &bundle,
+        &[(entry, 0o755, b"longer body")],
+        &[(entry, 0o755, b"x")],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry: e, problem: Problem::Size { expected: 1, actual: 11 }, .. } if e == entry),
+        "{msg}"
+    );
 }
+
+const LISTED: &str = "var/lib/vgpu-firstboot/payload/listed";
+const SNEAKY: &str = "var/lib/vgpu-firstboot/payload/sneaky";
+const GONE: &str = "var/lib/vgpu-firstboot/payload/gone";
 
 #[test]
 fn inspect_rejects_extra_and_missing_files() {
@@ -522,22 +557,45 @@ fn inspect_rejects_extra_and_missing_files() {
     let bundle = dir.path().join("extra.cpio.zst");
     hand_bundle(
         &bundle,
-        &[("etc/listed", 0o644, b"a"), ("etc/sneaky", 0o644, b"b")],
-        &[("etc/listed", 0o644, b"a")],
+        &[(LISTED, 0o644, b"a"), (SNEAKY, 0o644, b"b")],
+        &[(LISTED, 0o644, b"a")],
     );
     let (err, msg) = inspect_err(&bundle);
     assert!(
-        matches!(&err, InspectError::Entry { entry, problem: Problem::NotInManifest, .. } if entry == "etc/sneaky"),
+        matches!(&err, InspectError::Entry { entry, problem: Problem::NotInManifest, .. } if entry == SNEAKY),
         "{msg}"
     );
+    // Listed but missing: refused at the first entry that sorts after it.
     hand_bundle(
         &bundle,
-        &[("etc/listed", 0o644, b"a")],
-        &[("etc/listed", 0o644, b"a"), ("etc/gone", 0o644, b"b")],
+        &[(LISTED, 0o644, b"a")],
+        &[(GONE, 0o644, b"b"), (LISTED, 0o644, b"a")],
     );
     let (err, msg) = inspect_err(&bundle);
     assert!(
-        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == "etc/gone"),
+        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == GONE),
+        "{msg}"
+    );
+    // ... or at the trailer.
+    hand_bundle(
+        &bundle,
+        &[(LISTED, 0o644, b"a")],
+        &[(LISTED, 0o644, b"a"), (SNEAKY, 0o644, b"b")],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == SNEAKY),
+        "{msg}"
+    );
+    // A path outside the layout: refused on its header even if listed.
+    hand_bundle(
+        &bundle,
+        &[("etc/passwd", 0o644, b"root::0:0::/:/bin/sh\n")],
+        &[],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry, problem: Problem::Layout(_), .. } if entry == "etc/passwd"),
         "{msg}"
     );
 }
@@ -554,7 +612,9 @@ fn inspect_rejects_truncated_and_corrupt_bundles() {
         assert!(matches!(err, InspectError::Read { .. }), "cut {cut}: {msg}");
         assert!(msg.contains("truncated or corrupt"), "{msg}");
     }
-    // Flip bytes in the middle: zstd's checksum or block decoding catches it.
+    // Flip bytes in the middle: zstd's block decoding catches it, or the
+    // entry's sha256 does (entries are checked as they stream, before the
+    // frame's checksum at its end is reached).
     let mut corrupt = bytes.clone();
     let mid = corrupt.len() / 2;
     for b in &mut corrupt[mid..mid + 16] {
@@ -562,7 +622,17 @@ fn inspect_rejects_truncated_and_corrupt_bundles() {
     }
     fs::write(&bundle, &corrupt).unwrap();
     let (err, msg) = inspect_err(&bundle);
-    assert!(matches!(err, InspectError::Read { .. }), "{msg}");
+    assert!(
+        matches!(
+            err,
+            InspectError::Read { .. }
+                | InspectError::Entry {
+                    problem: Problem::Sha256 { .. },
+                    ..
+                }
+        ),
+        "{msg}"
+    );
     // Not zstd at all.
     fs::write(&bundle, b"this is not a zstd stream").unwrap();
     let (err, msg) = inspect_err(&bundle);
