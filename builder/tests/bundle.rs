@@ -740,3 +740,118 @@ fn bench_write_bundle_200mb() {
     let secs = start.elapsed().as_secs_f64();
     eprintln!("inspect: {:.0} MB/s", mb / secs);
 }
+
+/// `NAME.cpio.zst.sha256` beside a bundle is checked when it is there: a
+/// mismatch, another file's name or a malformed line is refused naming both
+/// files; without one the report says nothing was checked.
+#[test]
+fn inspect_checks_the_sha256_file_beside_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, bytes) = bake(&layout_spec(dir.path(), "sums", 10_000), dir.path(), 1);
+    let sums = o.sha256_file.clone();
+    assert_eq!(sums, vgpu_bake::inspect::checksum_path(&o.bundle));
+    assert_eq!(
+        inspect(&o.bundle).unwrap().checksum,
+        Checksum::Matched(sums.clone())
+    );
+
+    let good = fs::read_to_string(&sums).unwrap();
+    let other = "0".repeat(64);
+    let cases = [
+        (
+            format!("{other}  sums.cpio.zst\n"),
+            "the checksum file says 0000",
+        ),
+        (
+            good.replace("sums.cpio.zst", "other.cpio.zst"),
+            "not of \"sums.cpio.zst\"",
+        ),
+        ("not a checksum\n".to_string(), "as sha256sum writes it"),
+        (format!("{good}{good}"), "as sha256sum writes it"),
+    ];
+    for (text, want) in cases {
+        fs::write(&sums, &text).unwrap();
+        let err = inspect(&o.bundle).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, InspectError::Checksum { .. }), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+        assert!(msg.contains(&sums.display().to_string()), "{msg}");
+        assert!(msg.contains(&o.bundle.display().to_string()), "{msg}");
+    }
+    // The sha256sum binary form (`HEX *NAME`) and upper-case hex are fine.
+    fs::write(
+        &sums,
+        good.to_uppercase()
+            .replace("  SUMS.CPIO.ZST", " *sums.cpio.zst"),
+    )
+    .unwrap();
+    assert!(inspect(&o.bundle).is_ok());
+    // A bundle altered after baking, next to its original checksum.
+    let mut altered = bytes.clone();
+    let n = altered.len();
+    altered[n - 5] ^= 1;
+    fs::write(&o.bundle, &altered).unwrap();
+    fs::write(&sums, &good).unwrap();
+    let msg = inspect(&o.bundle).unwrap_err().to_string();
+    assert!(msg.contains("does not match its checksum file"), "{msg}");
+    // Absent: not checked, and the report says so.
+    fs::write(&o.bundle, &bytes).unwrap();
+    fs::remove_file(&sums).unwrap();
+    let r = inspect(&o.bundle).unwrap();
+    assert_eq!(r.checksum, Checksum::Absent(sums.clone()));
+    assert!(render_report(&r, false).contains("absent: the bundle's sha256 was not checked"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&render_report(&r, true)).unwrap()["checksum-file"],
+        serde_json::Value::Null
+    );
+    // A checksum "file" that is a FIFO is refused, not waited on.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&sums)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let msg = inspect(&o.bundle).unwrap_err().to_string();
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+}
+
+/// The signature (written by a signed bake) is the one entry besides the
+/// manifest a bundle may hold unlisted; it is capped like the other small
+/// fixed files.
+#[test]
+fn the_signature_may_be_unlisted_and_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sig.cpio.zst");
+    let payload = "var/lib/vgpu-firstboot/payload/a.run";
+    let sig = vec![b's'; 200];
+    hand_bundle(
+        &bundle,
+        &[
+            (payload, 0o644, b"a"),
+            (layout::SIGNATURE_FILE, 0o644, &sig),
+        ],
+        &[(payload, 0o644, b"a")],
+    );
+    let r = inspect(&bundle).unwrap();
+    let e = r
+        .entries
+        .iter()
+        .find(|e| e.path == layout::SIGNATURE_FILE)
+        .unwrap();
+    assert!(!e.verified);
+    let big = vec![b's'; vgpu_bake::inspect::MAX_SMALL as usize + 1];
+    hand_bundle(
+        &bundle,
+        &[
+            (payload, 0o644, b"a"),
+            (layout::SIGNATURE_FILE, 0o644, &big),
+        ],
+        &[(payload, 0o644, b"a")],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry, problem: Problem::TooLarge { .. }, .. } if entry == layout::SIGNATURE_FILE),
+        "{msg}"
+    );
+}

@@ -136,9 +136,10 @@ fn check_sums(bundle: &Path, file: &mut File) -> Result<(Checksum, Option<String
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (hex_sum, listed) = line
-        .split_once("  ")
-        .or_else(|| line.split_once(" *"))
+    let (hex_sum, listed) = Some(line)
+        .filter(|l| !l.contains('\n'))
+        .and_then(|l| l.split_once("  "))
+        .or_else(|| line.split_once(" *").filter(|_| !line.contains('\n')))
         .filter(|(h, _)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| {
             refuse(format!(
