@@ -309,7 +309,8 @@ fn every_hostile_class_is_refused_and_the_target_is_unchanged() {
 #[test]
 fn a_preplanted_conflict_leaves_the_target_byte_identical() {
     let valid = fixtures().join("valid.cpio.zst");
-    let plants: &[(&str, fn(&Path))] = &[
+    type Plant = fn(&Path);
+    let plants: &[(&str, Plant)] = &[
         ("a directory where a payload file goes", |root| {
             fs::create_dir_all(root.join("var/lib/vgpu-firstboot/payload/driver.run")).unwrap()
         }),
