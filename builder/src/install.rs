@@ -14,18 +14,22 @@
 //!    ([`transaction`]); a failure at any step removes what this install
 //!    created and restores what it replaced.
 //!
-//! Symlinks already in the target are never followed: every component under
-//! the root is checked with `symlink_metadata`, and `rename` replaces a
-//! final-component symlink rather than following it. The root itself is the
-//! operator's choice and may be a symlink.
+//! Every path is resolved through a [`Root`] (`openat2` with
+//! `RESOLVE_IN_ROOT`): nothing can land outside the root, even if the target
+//! changes during the install. Symlinks already in the target are refused
+//! rather than followed: every component under the root is checked without
+//! following it, and `rename` replaces a final-component symlink rather than
+//! following it. The root itself is the operator's choice and may be a
+//! symlink.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::atomic::{AtomicError, AtomicFile};
+use vgpu_rootfs::Root;
+
+use crate::atomic::AtomicError;
 use crate::inspect::{
     Checker, CopyError, EntryInfo, EntryKind, InspectError, Opened, Problem, copy_body, inspect,
     keeps_text, read_error, read_target,
@@ -107,25 +111,23 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
             source: io::Error::other("not a directory"),
         });
     }
-    check_conflicts(bundle, root, &report.entries)?;
+    let root = Root::at(root).map_err(|e| InstallError::Root {
+        root: root.to_path_buf(),
+        source: e.source,
+    })?;
+    check_conflicts(bundle, &root, &report.entries)?;
     let digests = report
         .entries
         .into_iter()
         .filter_map(|e| Some((e.path, e.sha256?)))
         .collect();
-    let mut tx = Transaction::default();
-    let done = lay_out(Opened::open(bundle)?, root, &digests, &mut tx)?;
-    tx.commit().map_err(|(dest, source)| {
-        let entry = dest
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| dest.to_string_lossy().into_owned());
-        InstallError::Write {
-            bundle: bundle.to_path_buf(),
-            root: root.to_path_buf(),
-            entry,
-            source,
-        }
+    let mut tx = Transaction::new(&root);
+    let done = lay_out(Opened::open(bundle)?, &root, &digests, &mut tx)?;
+    tx.commit().map_err(|(entry, source)| InstallError::Write {
+        bundle: bundle.to_path_buf(),
+        root: root.base().to_path_buf(),
+        entry,
+        source,
     })?;
     Ok(done)
 }
@@ -146,19 +148,18 @@ fn conflict(kind: &EntryKind, existing: Option<fs::FileType>) -> Option<&'static
 }
 
 /// The conflict pass: every destination, before anything is written.
-fn check_conflicts(bundle: &Path, root: &Path, entries: &[EntryInfo]) -> Result<(), InstallError> {
+fn check_conflicts(bundle: &Path, root: &Root, entries: &[EntryInfo]) -> Result<(), InstallError> {
     for e in entries {
         let at = Target::new(bundle, root, &e.path);
-        if let Some(parent) = at.path.parent()
-            && parent != root
+        if let Some((parent, _)) = e.path.rsplit_once('/')
             && at.existing(parent)?.is_none()
         {
             // Its directory will be created: nothing can be in the way.
             continue;
         }
         at.check_ancestors()?;
-        if let Some(what) = conflict(&e.kind, at.existing(&at.path)?) {
-            return Err(at.refuse(format!("{} is {what}", at.path.display())));
+        if let Some(what) = conflict(&e.kind, at.existing(&e.path)?) {
+            return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
         }
     }
     Ok(())
@@ -169,7 +170,7 @@ fn check_conflicts(bundle: &Path, root: &Path, entries: &[EntryInfo]) -> Result<
 /// pass verified; a file whose bytes differ now is not staged.
 fn lay_out(
     mut opened: Opened,
-    root: &Path,
+    root: &Root,
     digests: &BTreeMap<String, String>,
     tx: &mut Transaction,
 ) -> Result<Vec<Installed>, InstallError> {
@@ -182,8 +183,8 @@ fn lay_out(
         let path = h.name.clone();
         let at = Target::new(&bundle, root, &path);
         at.check_ancestors()?;
-        if let Some(what) = conflict(&kind, at.existing(&at.path)?) {
-            return Err(at.refuse(format!("{} is {what}", at.path.display())));
+        if let Some(what) = conflict(&kind, at.existing(&path)?) {
+            return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
         }
         let mode = h.mode & 0o7777;
         let mut sha256 = None;
@@ -202,15 +203,21 @@ fn lay_out(
                 tx.stage(at.symlink(target)?);
             }
             EntryKind::File => {
-                let mut file = AtomicFile::create(&at.path).map_err(|e| at.write_error(e))?;
+                let mut file = root
+                    .atomic_file(&path, None)
+                    .map_err(|e| at.write_error(e))?;
                 let copied =
                     copy_body(&mut entry, keeps_text(&path), |chunk| file.write_all(chunk));
                 drop(entry);
                 let (sha, t) = match copied {
                     Ok(c) => c,
                     Err(CopyError::Read(e)) => return Err(read_error(&bundle, &path, e).into()),
-                    Err(CopyError::Sink(e)) => {
-                        return Err(at.io_error("writing", &at.path, e));
+                    Err(CopyError::Sink(source)) => {
+                        return Err(at.write_error(AtomicError {
+                            action: "writing",
+                            path: at.host_path(),
+                            source,
+                        }));
                     }
                 };
                 if digests.get(&path) != Some(&sha) {
@@ -224,7 +231,10 @@ fn lay_out(
                 file.set_mode(mode).map_err(|e| at.write_error(e))?;
                 sha256 = Some(sha);
                 text = t;
-                tx.stage(Staged::File(file));
+                tx.stage(Staged::File {
+                    file,
+                    rel: path.clone(),
+                });
             }
         }
         let info = EntryInfo {
@@ -267,25 +277,28 @@ fn entry_error(bundle: &Path, entry: &str, problem: Problem) -> InspectError {
 /// One entry's destination under the root.
 struct Target<'a> {
     bundle: &'a Path,
-    root: &'a Path,
+    root: &'a Root,
     entry: &'a str,
-    path: PathBuf,
 }
 
 impl<'a> Target<'a> {
-    fn new(bundle: &'a Path, root: &'a Path, entry: &'a str) -> Self {
+    fn new(bundle: &'a Path, root: &'a Root, entry: &'a str) -> Self {
         Self {
             bundle,
             root,
             entry,
-            path: root.join(entry),
         }
+    }
+
+    /// The entry as the host sees it, for messages.
+    fn host_path(&self) -> PathBuf {
+        self.root.host_path(self.entry)
     }
 
     fn refuse(&self, reason: String) -> InstallError {
         InstallError::Refused {
             bundle: self.bundle.to_path_buf(),
-            root: self.root.to_path_buf(),
+            root: self.root.base().to_path_buf(),
             entry: self.entry.into(),
             reason,
         }
@@ -294,88 +307,73 @@ impl<'a> Target<'a> {
     fn write_error(&self, source: AtomicError) -> InstallError {
         InstallError::Write {
             bundle: self.bundle.to_path_buf(),
-            root: self.root.to_path_buf(),
+            root: self.root.base().to_path_buf(),
             entry: self.entry.into(),
             source,
         }
     }
 
-    fn io_error(&self, action: &'static str, path: &Path, source: io::Error) -> InstallError {
-        self.write_error(AtomicError {
-            action,
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    /// What is at `path` now, without following a final symlink.
-    fn existing(&self, path: &Path) -> Result<Option<fs::FileType>, InstallError> {
-        match fs::symlink_metadata(path) {
-            Ok(m) => Ok(Some(m.file_type())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io_error("checking", path, e)),
-        }
+    /// What is at `rel` now, without following a final symlink.
+    fn existing(&self, rel: &str) -> Result<Option<fs::FileType>, InstallError> {
+        self.root
+            .symlink_metadata(rel)
+            .map(|m| m.map(|m| m.file_type()))
+            .map_err(|e| self.write_error(e))
     }
 
     /// Every directory between the root and the entry must be a real
     /// directory in the target, not a symlink.
     fn check_ancestors(&self) -> Result<(), InstallError> {
-        let mut dir = self.root.to_path_buf();
-        let mut components = self.entry.split('/').peekable();
-        while let Some(c) = components.next() {
-            if components.peek().is_none() {
-                break;
-            }
-            dir.push(c);
-            match self.existing(&dir)? {
+        for (i, _) in self.entry.match_indices('/') {
+            let dir = &self.entry[..i];
+            let shown = self.root.host_path(dir);
+            match self.existing(dir)? {
                 Some(t) if t.is_dir() => {}
                 Some(t) if t.is_symlink() => {
                     return Err(self.refuse(format!(
                         "{} is a symlink in the target, and install never follows symlinks",
-                        dir.display()
+                        shown.display()
                     )));
                 }
                 Some(_) => {
-                    return Err(self.refuse(format!("{} is not a directory", dir.display())));
+                    return Err(self.refuse(format!("{} is not a directory", shown.display())));
                 }
                 None => {
-                    return Err(
-                        self.refuse(format!("{} disappeared during the install", dir.display()))
-                    );
+                    return Err(self.refuse(format!(
+                        "{} disappeared during the install",
+                        shown.display()
+                    )));
                 }
             }
         }
         Ok(())
     }
 
-    fn parent(&self) -> &Path {
-        self.path.parent().unwrap_or(self.root)
-    }
-
     fn dir(&self, mode: u32, tx: &mut Transaction) -> Result<(), InstallError> {
-        if self.existing(&self.path)?.is_some() {
+        if self.existing(self.entry)?.is_some() {
             // A real directory: `conflict` refused anything else.
             return Ok(());
         }
-        DirBuilder::new()
-            .mode(mode)
-            .create(&self.path)
-            .map_err(|e| self.io_error("creating the directory", &self.path, e))?;
-        tx.created_dir(self.path.clone());
+        self.root
+            .create_dir_all(self.entry, mode)
+            .map_err(|e| self.write_error(e))?;
+        tx.created_dir(self.entry);
         // The umask may have cleared bits of `mode`.
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(mode))
-            .map_err(|e| self.io_error("setting the mode of", &self.path, e))?;
-        crate::atomic::sync_dir(self.parent()).map_err(|e| self.write_error(e))
+        self.root
+            .set_mode(self.entry, mode)
+            .map_err(|e| self.write_error(e))
     }
 
     /// Creates the symlink under a temporary name beside its destination.
     fn symlink(&self, target: &str) -> Result<Staged, InstallError> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".vgpu-bake-link.")
-            .suffix(".tmp")
-            .make_in(self.parent(), |p| std::os::unix::fs::symlink(target, p))
-            .map_err(|e| self.io_error("creating a temporary symlink in", self.parent(), e))?;
-        Ok(Staged::Link(tmp.into_temp_path(), self.path.clone()))
+        let tmp = transaction::temp_name(self.entry, "vgpu-bake-link");
+        self.root
+            .symlink(target, &tmp)
+            .map_err(|e| self.write_error(e))?;
+        Ok(Staged::Link {
+            tmp,
+            rel: self.entry.into(),
+        })
     }
 }
 

@@ -66,8 +66,9 @@ fn second_pass(
     root: &Path,
     digests: &BTreeMap<String, String>,
 ) -> Result<Vec<Installed>, InstallError> {
-    let mut tx = Transaction::default();
-    let done = lay_out(Opened::open(bundle).unwrap(), root, digests, &mut tx)?;
+    let root_dir = Root::at(root).unwrap();
+    let mut tx = Transaction::new(&root_dir);
+    let done = lay_out(Opened::open(bundle).unwrap(), &root_dir, digests, &mut tx)?;
     tx.commit().map_err(|(_, e)| InstallError::Write {
         bundle: bundle.into(),
         root: root.into(),
@@ -181,13 +182,14 @@ fn a_commit_that_fails_part_way_is_undone() {
         .into_iter()
         .filter_map(|e| Some((e.path, e.sha256?)))
         .collect();
-    let mut tx = Transaction::default();
-    lay_out(Opened::open(&bundle).unwrap(), &root, &digests, &mut tx).unwrap();
+    let root_dir = Root::at(&root).unwrap();
+    let mut tx = Transaction::new(&root_dir);
+    lay_out(Opened::open(&bundle).unwrap(), &root_dir, &digests, &mut tx).unwrap();
     // Something appears where b goes after staging: a non-empty directory,
     // which no rename can replace.
     fs::create_dir_all(payload.join("b.run/x")).unwrap();
-    let (dest, _) = tx.commit().unwrap_err();
-    assert_eq!(dest, payload.join("b.run"));
+    let (entry, _) = tx.commit().unwrap_err();
+    assert_eq!(entry, format!("{}/b.run", layout::PAYLOAD_DIR));
     // a, renamed into place first, is back as it was (the same inode).
     assert_eq!(fs::read(payload.join("a.run")).unwrap(), b"the old a");
     assert_eq!(fs::metadata(payload.join("a.run")).unwrap().ino(), old_ino);
@@ -219,6 +221,7 @@ fn ancestors_are_rechecked_for_every_entry() {
     std::os::unix::fs::symlink(dir.path(), root.join("a/b")).unwrap();
     fs::write(root.join("f"), b"").unwrap();
     let bundle = dir.path().join("x.cpio.zst");
+    let root = Root::at(&root).unwrap();
     let ok = Target::new(&bundle, &root, "a/new");
     ok.check_ancestors().unwrap();
     for entry in ["a/b/c", "a/b/c/d", "f/x"] {

@@ -1,63 +1,127 @@
 //! What one install changed, so a refused install leaves nothing of itself
-//! behind: directories it created, files and symlinks staged under
+//! behind: directories it created, files and the symlink staged under
 //! temporary names beside their destinations (nothing replaced until every
 //! entry is staged), then renamed into place together. An existing file or
 //! symlink about to be replaced is first hard-linked to a backup name, so a
-//! rename that fails part way can put every earlier one back.
+//! rename that fails part way can put every earlier one back. Every path is
+//! resolved through the install's [`Root`].
 
-use std::fs;
+use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::atomic::{self, AtomicError, AtomicFile};
+use rustix::fs::AtFlags;
+use vgpu_rootfs::Root;
+
+use crate::atomic::{AtomicError, AtomicFile};
 
 /// A file or symlink under its temporary name.
 pub(super) enum Staged {
-    /// A regular file.
-    File(AtomicFile),
-    /// A symlink, created under a temporary name in the destination's
-    /// directory (removed if dropped).
-    Link(tempfile::TempPath, PathBuf),
+    /// A regular file (its temp file goes when dropped).
+    File {
+        /// The temp file.
+        file: AtomicFile,
+        /// Its destination, root-relative.
+        rel: String,
+    },
+    /// A symlink under the temporary name `tmp` beside `rel`.
+    Link {
+        /// The temporary name, root-relative.
+        tmp: String,
+        /// Its destination, root-relative.
+        rel: String,
+    },
 }
 
 impl Staged {
-    fn dest(&self) -> PathBuf {
+    fn rel(&self) -> &str {
         match self {
-            Staged::File(f) => f.dest(),
-            Staged::Link(_, dest) => dest.clone(),
+            Staged::File { rel, .. } | Staged::Link { rel, .. } => rel,
         }
     }
 }
 
-/// A rename done, and how to undo it.
-struct Done {
-    dest: PathBuf,
-    backup: Option<PathBuf>,
+static TEMPS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh hidden name beside `rel`: `.NAME.KIND.PID.N.tmp`.
+pub(super) fn temp_name(rel: &str, kind: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), rel),
+    };
+    let n = TEMPS.fetch_add(1, Ordering::Relaxed);
+    format!("{dir}.{name}.{kind}.{}.{n}.tmp", std::process::id())
 }
 
-static BACKUPS: AtomicU32 = AtomicU32::new(0);
-
-/// Everything one install changed or staged.
-#[derive(Default)]
-pub(super) struct Transaction {
-    created_dirs: Vec<PathBuf>,
-    staged: Vec<Staged>,
+/// `rel`'s directory (opened inside the root) and its last component.
+fn parent<'r>(root: &Root, rel: &'r str) -> Result<(OwnedFd, &'r str), AtomicError> {
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let opened = root.open(dir)?.ok_or_else(|| AtomicError {
+        action: "opening the directory of",
+        path: root.host_path(rel),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })?;
+    Ok((OwnedFd::from(opened), name))
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AtomicError {
-    let path = path.to_path_buf();
-    move |source| AtomicError {
+fn at_err(
+    root: &Root,
+    action: &'static str,
+    rel: &str,
+) -> impl FnOnce(rustix::io::Errno) -> AtomicError {
+    let path = root.host_path(rel);
+    move |e| AtomicError {
         action,
         path,
-        source,
+        source: e.into(),
     }
 }
 
-impl Transaction {
+/// Hard-links an existing destination to a backup name beside it
+/// (`linkat` without `AT_SYMLINK_FOLLOW`: a symlink itself is kept).
+fn backup(root: &Root, rel: &str) -> Result<Option<String>, AtomicError> {
+    if root.symlink_metadata(rel)?.is_none() {
+        return Ok(None);
+    }
+    let b = temp_name(rel, "vgpu-bake-backup");
+    let (dir, name) = parent(root, rel)?;
+    let (_, bname) = b.rsplit_once('/').unwrap_or(("", &b));
+    rustix::fs::linkat(&dir, name, &dir, bname, AtFlags::empty()).map_err(at_err(
+        root,
+        "keeping a backup link of",
+        rel,
+    ))?;
+    Ok(Some(b))
+}
+
+/// Removes the empty directory `rel` (never one with contents).
+fn remove_dir(root: &Root, rel: &str) {
+    if let Ok((dir, name)) = parent(root, rel) {
+        let _ = rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR);
+        let _ = File::from(dir).sync_all();
+    }
+}
+
+/// Everything one install changed or staged.
+pub(super) struct Transaction<'r> {
+    root: &'r Root,
+    created_dirs: Vec<String>,
+    staged: Vec<Staged>,
+}
+
+impl<'r> Transaction<'r> {
+    pub(super) fn new(root: &'r Root) -> Self {
+        Self {
+            root,
+            created_dirs: Vec::new(),
+            staged: Vec::new(),
+        }
+    }
+
     /// Records a directory this install created.
-    pub(super) fn created_dir(&mut self, dir: PathBuf) {
-        self.created_dirs.push(dir);
+    pub(super) fn created_dir(&mut self, rel: &str) {
+        self.created_dirs.push(rel.to_owned());
     }
 
     /// Adds a staged file or symlink.
@@ -66,111 +130,80 @@ impl Transaction {
     }
 
     /// Renames every staged entry into place. On failure everything done
-    /// so far is undone (see [`Transaction::rollback`]) and the error of
-    /// the entry that failed is returned with its destination.
-    pub(super) fn commit(mut self) -> Result<(), (PathBuf, AtomicError)> {
+    /// so far is undone, and the entry that failed is returned with the
+    /// error.
+    pub(super) fn commit(mut self) -> Result<(), (String, AtomicError)> {
+        let root = self.root;
         let staged = std::mem::take(&mut self.staged);
-        let mut done: Vec<Done> = Vec::new();
-        let mut failed = None;
         // Backups first: nothing is replaced until each has one.
-        let mut backups = Vec::new();
+        let mut backups: Vec<Option<String>> = Vec::new();
+        let mut failed = None;
         for s in &staged {
-            let dest = s.dest();
-            match backup(&dest) {
+            match backup(root, s.rel()) {
                 Ok(b) => backups.push(b),
                 Err(e) => {
-                    failed = Some((dest, e));
+                    failed = Some((s.rel().to_owned(), e));
                     break;
                 }
             }
         }
+        // (destination, its backup) of each rename done.
+        let mut done: Vec<(String, Option<String>)> = Vec::new();
         if failed.is_none() {
-            for (s, backup) in staged.into_iter().zip(backups.iter_mut()) {
-                let dest = s.dest();
-                let renamed = match s {
-                    Staged::File(f) => f.rename_into_place().map(drop),
-                    Staged::Link(tmp, dest) => tmp
-                        .persist(&dest)
-                        .map_err(|e| io_err("renaming a temporary symlink to", &dest)(e.error)),
+            for (s, b) in staged.into_iter().zip(backups.iter_mut()) {
+                let (rel, renamed) = match s {
+                    Staged::File { file, rel } => {
+                        let r = file.rename_into_place().and_then(|sync| sync.sync());
+                        (rel, r)
+                    }
+                    Staged::Link { tmp, rel } => {
+                        let r = root.rename(&tmp, &rel);
+                        if r.is_err() {
+                            let _ = root.remove_file(&tmp);
+                        }
+                        (rel, r)
+                    }
                 };
                 match renamed {
-                    Ok(()) => done.push(Done {
-                        dest,
-                        backup: backup.take(),
-                    }),
+                    Ok(()) => done.push((rel, b.take())),
                     Err(e) => {
-                        failed = Some((dest, e));
+                        failed = Some((rel, e));
                         break;
                     }
                 }
             }
         }
-        match failed {
-            None => {
-                for b in backups
-                    .into_iter()
-                    .chain(done.iter().map(|d| d.backup.clone()))
-                    .flatten()
-                {
-                    let _ = fs::remove_file(&b);
-                }
-                let mut dirs: Vec<PathBuf> = done
-                    .iter()
-                    .filter_map(|d| d.dest.parent().map(Path::to_path_buf))
-                    .collect();
-                dirs.dedup();
-                for d in dirs {
-                    atomic::sync_dir(&d).map_err(|e| (d.clone(), e))?;
-                }
-                self.created_dirs.clear();
-                Ok(())
+        let Some(failure) = failed else {
+            for b in done.iter().filter_map(|(_, b)| b.as_ref()) {
+                let _ = root.remove_file(b);
             }
-            Some(e) => {
-                for d in done.into_iter().rev() {
-                    match d.backup {
-                        Some(b) => {
-                            let _ = fs::rename(&b, &d.dest);
-                        }
-                        None => {
-                            let _ = fs::remove_file(&d.dest);
-                        }
-                    }
-                }
-                for b in backups.into_iter().flatten() {
-                    let _ = fs::remove_file(&b);
-                }
-                Err(e)
-            }
+            self.created_dirs.clear();
+            return Ok(());
+        };
+        for (rel, b) in done.into_iter().rev() {
+            let _ = match b {
+                Some(b) => root.rename(&b, &rel),
+                None => root.remove_file(&rel).map(drop),
+            };
         }
+        for b in backups.into_iter().flatten() {
+            let _ = root.remove_file(&b);
+        }
+        Err(failure)
     }
 }
 
-impl Drop for Transaction {
-    /// An install that did not commit: staged temps go (their own drop),
-    /// then the directories it created, deepest first.
+impl Drop for Transaction<'_> {
+    /// An install that did not commit: staged temps go, then the
+    /// directories it created, deepest first.
     fn drop(&mut self) {
-        self.staged.clear();
-        for dir in self.created_dirs.drain(..).rev() {
-            let _ = fs::remove_dir(&dir);
+        for s in self.staged.drain(..) {
+            if let Staged::Link { tmp, .. } = s {
+                let _ = self.root.remove_file(&tmp);
+            }
+        }
+        for rel in self.created_dirs.drain(..).rev() {
+            remove_dir(self.root, &rel);
         }
     }
-}
-
-/// Hard-links an existing destination to a backup name beside it (link(2)
-/// does not follow a symlink: the symlink itself is kept).
-fn backup(dest: &Path) -> Result<Option<PathBuf>, AtomicError> {
-    match fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("checking", dest)(e)),
-        Ok(_) => {}
-    }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let n = BACKUPS.fetch_add(1, Ordering::Relaxed);
-    let b = dir.join(format!(
-        ".{name}.vgpu-bake-backup.{}.{n}",
-        std::process::id()
-    ));
-    fs::hard_link(dest, &b).map_err(io_err("keeping a backup link of", dest))?;
-    Ok(Some(b))
 }
