@@ -437,3 +437,66 @@ fn the_signature_may_be_unlisted_and_is_capped() {
         "{msg}"
     );
 }
+
+/// After the trailer only NUL padding up to the next 512-byte boundary may
+/// follow (GNU cpio pads to blocks); one byte more, or anything else, is
+/// refused.
+#[test]
+fn only_block_padding_may_follow_the_trailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = bake(&layout_spec(dir.path(), "pad", 5000), dir.path(), 1);
+    let archive = zstd::decode_all(&bytes[..]).unwrap();
+    let pad = (512 - archive.len() % 512) % 512;
+    assert!(pad > 0, "the writer does not pad: {} bytes", archive.len());
+    let bundle = dir.path().join("padded.cpio.zst");
+    let with = |tail: &[u8]| {
+        let mut a = archive.clone();
+        a.extend_from_slice(tail);
+        fs::write(&bundle, zstd::encode_all(&a[..], 3).unwrap()).unwrap();
+    };
+    with(&vec![0; pad]);
+    inspect(&bundle).unwrap();
+    with(&vec![0; pad + 1]);
+    let (err, msg) = inspect_err(&bundle);
+    assert!(matches!(err, InspectError::Trailing { .. }), "{msg}");
+    assert!(
+        msg.contains("more NUL bytes than the block padding"),
+        "{msg}"
+    );
+    with(b"\0\0x");
+    let (err, msg) = inspect_err(&bundle);
+    assert!(matches!(err, InspectError::Trailing { .. }), "{msg}");
+    assert!(msg.contains("data after the TRAILER!!! entry"), "{msg}");
+}
+
+/// Entries before the manifest (the agent, its unit) are compared with it
+/// as soon as it is read: altered agent bytes are refused naming the agent.
+#[test]
+fn entries_before_the_manifest_are_checked_when_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("agent.cpio.zst");
+    hand_bundle(
+        &bundle,
+        &[(layout::AGENT_BIN, 0o755, b"a trojan agent!")],
+        &[(layout::AGENT_BIN, 0o755, b"the baked agent")],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry, problem: Problem::Sha256 { .. }, .. } if entry == layout::AGENT_BIN),
+        "{msg}"
+    );
+    // Listed before the manifest but never in the archive.
+    hand_bundle(
+        &bundle,
+        &[(layout::PLAN_FILE, 0o600, b"p")],
+        &[
+            (layout::AGENT_BIN, 0o755, b"x"),
+            (layout::PLAN_FILE, 0o600, b"p"),
+        ],
+    );
+    let (err, msg) = inspect_err(&bundle);
+    assert!(
+        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == layout::AGENT_BIN),
+        "{msg}"
+    );
+}
