@@ -1,8 +1,8 @@
 //! `vgpu-bake inspect`: verify a bundle in one streaming pass, refusing a
 //! hostile one at the first header that gives it away.
 //!
-//! [`open`] refuses a path that is not a regular file and checks the
-//! `NAME.cpio.zst.sha256` beside it; [`check`] checks every header as it is
+//! `open` refuses a path that is not a regular file and checks the
+//! `NAME.cpio.zst.sha256` beside it; `check` checks every header as it is
 //! read (name, type, owner, mode, layout, size caps, and the manifest once
 //! read: it sits after `etc/` and `usr/`), then every body against the
 //! manifest; after the trailer only block padding may follow. Nothing is

@@ -11,7 +11,7 @@
 //!    first pass's digest; it creates missing directories and stages files
 //!    and the symlink under temporary names beside their destinations.
 //! 4. Only when everything is staged is it renamed into place
-//!    ([`transaction`]); a failure at any step removes what this install
+//!    (`install/transaction.rs`); a failure at any step removes what this install
 //!    created and restores what it replaced.
 //!
 //! Every path is resolved through a [`Root`] (`openat2` with
