@@ -1,27 +1,42 @@
-//! `vgpu-bake install --root DIR`: lay a verified bundle onto a root.
+//! `vgpu-bake install --root DIR`: lay a verified bundle onto a root,
+//! all of it or nothing.
 //!
-//! Two passes over the bundle: [`inspect`] verifies all of it first, so a
-//! corrupt bundle writes nothing; the second pass writes, and checks each
-//! file again against the first pass's digest before renaming it into place
-//! (the bundle could change between the passes).
+//! 1. [`inspect`] verifies the whole bundle (every check of a header before
+//!    its body), so a bad bundle writes nothing.
+//! 2. A conflict pass checks every destination in the target (a symlink,
+//!    a special file or a directory where the bundle has something else):
+//!    a conflict anywhere writes nothing.
+//! 3. The second pass over the bundle runs every check again (the bundle
+//!    could change between the passes) and compares each file with the
+//!    first pass's digest; it creates missing directories and stages files
+//!    and the symlink under temporary names beside their destinations.
+//! 4. Only when everything is staged is it renamed into place
+//!    (`install/transaction.rs`); a failure at any step removes what this install
+//!    created and restores what it replaced.
 //!
-//! Symlinks already in the target are never followed: every component under
-//! the root is checked with `symlink_metadata`, files and symlinks are
-//! created under a temporary name in their directory and renamed into place
-//! (`rename` replaces a final-component symlink rather than following it).
-//! The root itself is the operator's choice and may be a symlink.
+//! Every path is resolved through a [`Root`] (`openat2` with
+//! `RESOLVE_IN_ROOT`): nothing can land outside the root, even if the target
+//! changes during the install. Symlinks already in the target are refused
+//! rather than followed: every component under the root is checked without
+//! following it, and `rename` replaces a final-component symlink rather than
+//! following it. The root itself is the operator's choice and may be a
+//! symlink.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use vgpu_rootfs::Root;
 
-use crate::atomic::{self, AtomicError, AtomicFile};
-use crate::hash::hex;
-use crate::inspect::{EntryKind, InspectError, Opened, Seen, inspect, kind_of, read_target};
+use crate::atomic::AtomicError;
+use crate::inspect::{
+    Checker, CopyError, EntryInfo, EntryKind, InspectError, Opened, Problem, copy_body, inspect,
+    keeps_text, read_error, read_target,
+};
+
+mod transaction;
+use transaction::{Staged, Transaction};
 
 /// One entry laid onto the root, in archive order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +96,9 @@ pub enum InstallError {
 
 /// Lays the bundle onto `root` and returns what it installed, in archive
 /// order (directories that already existed included; their mode is left
-/// alone). Verifies the whole bundle first, so a corrupt bundle writes
-/// nothing. Refuses unsafe paths and any symlink, or non-directory, in the
-/// target where the bundle has a directory, and an existing symlink or
-/// directory where a file goes. Files are written atomically with their mode;
-/// a failure part way leaves no half-written file.
+/// alone). Refuses everything `inspect` refuses, and any symlink, special
+/// file or directory in the target where the bundle has something else.
+/// A refused or failed install leaves the target as it was.
 pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallError> {
     let report = inspect(bundle)?;
     let meta = fs::metadata(root).map_err(|source| InstallError::Root {
@@ -98,117 +111,194 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
             source: io::Error::other("not a directory"),
         });
     }
+    let root = Root::at(root).map_err(|e| InstallError::Root {
+        root: root.to_path_buf(),
+        source: e.source,
+    })?;
+    check_conflicts(bundle, &root, &report.entries)?;
     let digests = report
         .entries
         .into_iter()
         .filter_map(|e| Some((e.path, e.sha256?)))
         .collect();
-    lay_out(Opened::open(bundle)?, root, &digests)
+    let mut tx = Transaction::new(&root);
+    let done = lay_out(Opened::open(bundle)?, &root, &digests, &mut tx)?;
+    tx.commit().map_err(|(entry, source)| InstallError::Write {
+        bundle: bundle.to_path_buf(),
+        root: root.base().to_path_buf(),
+        entry,
+        source,
+    })?;
+    Ok(done)
 }
 
-/// The second pass. `digests` maps each file to the sha256 the first pass
-/// verified; a file whose bytes differ now is not renamed into place.
+/// What in the target is in the way of an entry of `kind`, if anything.
+fn conflict(kind: &EntryKind, existing: Option<fs::FileType>) -> Option<&'static str> {
+    let t = existing?;
+    match kind {
+        EntryKind::Dir if t.is_dir() => None,
+        EntryKind::Dir if t.is_symlink() => Some("a symlink where the bundle has a directory"),
+        EntryKind::Dir => Some("not a directory where the bundle has one"),
+        _ if t.is_dir() => Some("a directory where the bundle has a file or symlink"),
+        EntryKind::File if t.is_symlink() => Some("a symlink where the bundle has a file"),
+        EntryKind::Symlink { .. } if t.is_symlink() => None,
+        _ if t.is_file() => None,
+        _ => Some("a special file (device, FIFO or socket) where the bundle has a file or symlink"),
+    }
+}
+
+/// The conflict pass: every destination, before anything is written.
+fn check_conflicts(bundle: &Path, root: &Root, entries: &[EntryInfo]) -> Result<(), InstallError> {
+    for e in entries {
+        let at = Target::new(bundle, root, &e.path);
+        if let Some((parent, _)) = e.path.rsplit_once('/')
+            && at.existing(parent)?.is_none()
+        {
+            // Its directory will be created: nothing can be in the way.
+            continue;
+        }
+        at.check_ancestors()?;
+        if let Some(what) = conflict(&e.kind, at.existing(&e.path)?) {
+            return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
+        }
+    }
+    Ok(())
+}
+
+/// The second pass: every check again, directories created, files and the
+/// symlink staged in `tx`. `digests` maps each file to the sha256 the first
+/// pass verified; a file whose bytes differ now is not staged.
 fn lay_out(
     mut opened: Opened,
-    root: &Path,
+    root: &Root,
     digests: &BTreeMap<String, String>,
+    tx: &mut Transaction,
 ) -> Result<Vec<Installed>, InstallError> {
-    let mut seen = Seen::default();
-    let mut done = Vec::new();
     let bundle = opened.bundle.clone();
+    let mut checker = Checker::new(bundle.clone(), opened.len);
+    let mut done = Vec::new();
     while let Some(mut entry) = opened.next_entry()? {
         let h = entry.header.clone();
+        let mut kind = checker.header(&h)?;
         let path = h.name.clone();
         let at = Target::new(&bundle, root, &path);
-        let checked = kind_of(&h).and_then(|kind| seen.check(&path, &kind).map(|()| kind));
-        let kind = match checked {
-            Ok(kind) => kind,
-            Err(problem) => {
-                drop(entry);
-                return Err(opened.entry_error(&path, problem).into());
-            }
-        };
         at.check_ancestors()?;
+        if let Some(what) = conflict(&kind, at.existing(&path)?) {
+            return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
+        }
         let mode = h.mode & 0o7777;
-        let size = match kind {
+        let mut sha256 = None;
+        let mut text = None;
+        match &mut kind {
             EntryKind::Dir => {
                 drop(entry);
-                at.dir(mode)?;
-                0
+                at.dir(mode, tx)?;
             }
-            EntryKind::Symlink { .. } => {
-                let target = read_target(&mut entry, h.filesize);
+            EntryKind::Symlink { target } => {
+                let read = read_target(&mut entry);
                 drop(entry);
-                match target {
-                    Err(e) => return Err(opened.read_error(&path, e).into()),
-                    Ok(Err(problem)) => return Err(opened.entry_error(&path, problem).into()),
-                    Ok(Ok(target)) => at.symlink(&target)?,
-                }
+                *target = read
+                    .map_err(|e| read_error(&bundle, &path, e))?
+                    .map_err(|problem| entry_error(&bundle, &path, problem))?;
+                tx.stage(at.symlink(target)?);
             }
             EntryKind::File => {
-                let written = at.file(&mut entry, mode);
+                let mut file = root
+                    .atomic_file(&path, None)
+                    .map_err(|e| at.write_error(e))?;
+                let copied =
+                    copy_body(&mut entry, keeps_text(&path), |chunk| file.write_all(chunk));
                 drop(entry);
-                let (file, sha256, size) = match written {
-                    Ok(w) => w,
-                    Err(Failure::Read(e)) => return Err(opened.read_error(&path, e).into()),
-                    Err(Failure::Install(e)) => return Err(e),
+                let (sha, t) = match copied {
+                    Ok(c) => c,
+                    Err(CopyError::Read(e)) => return Err(read_error(&bundle, &path, e).into()),
+                    Err(CopyError::Sink(source)) => {
+                        return Err(at.write_error(AtomicError {
+                            action: "writing",
+                            path: at.host_path(),
+                            source,
+                        }));
+                    }
                 };
-                if digests.get(&path) != Some(&sha256) {
-                    let problem = crate::inspect::Problem::Sha256 {
+                if digests.get(&path) != Some(&sha) {
+                    let problem = Problem::Sha256 {
                         expected: digests.get(&path).cloned().unwrap_or_default(),
-                        actual: sha256,
+                        actual: sha,
                     };
                     // `file` is dropped here: its temp file goes with it.
-                    drop(file);
-                    return Err(opened.entry_error(&path, problem).into());
+                    return Err(entry_error(&bundle, &path, problem).into());
                 }
-                file.commit().map_err(|e| at.write_error(e))?;
-                size
+                file.set_mode(mode).map_err(|e| at.write_error(e))?;
+                sha256 = Some(sha);
+                text = t;
+                tx.stage(Staged::File {
+                    file,
+                    rel: path.clone(),
+                });
             }
-        };
-        done.push(Installed {
+        }
+        let info = EntryInfo {
             path,
-            kind: kind.name(),
             mode: if matches!(kind, EntryKind::Symlink { .. }) {
                 0o777
             } else {
                 mode
             },
-            size,
+            size: u64::from(h.filesize),
+            kind,
+            sha256,
+            verified: true,
+        };
+        checker.body(&info, text.as_deref())?;
+        done.push(Installed {
+            kind: info.kind.name(),
+            path: info.path,
+            mode: info.mode,
+            size: if info.kind == EntryKind::Dir {
+                0
+            } else {
+                info.size
+            },
         });
     }
+    checker.end()?;
     opened.finish()?;
     Ok(done)
 }
 
-/// Why writing a file failed: the bundle or the target.
-enum Failure {
-    Read(io::Error),
-    Install(InstallError),
+fn entry_error(bundle: &Path, entry: &str, problem: Problem) -> InspectError {
+    InspectError::Entry {
+        bundle: bundle.to_path_buf(),
+        entry: entry.into(),
+        problem,
+    }
 }
 
 /// One entry's destination under the root.
 struct Target<'a> {
     bundle: &'a Path,
-    root: &'a Path,
+    root: &'a Root,
     entry: &'a str,
-    path: PathBuf,
 }
 
 impl<'a> Target<'a> {
-    fn new(bundle: &'a Path, root: &'a Path, entry: &'a str) -> Self {
+    fn new(bundle: &'a Path, root: &'a Root, entry: &'a str) -> Self {
         Self {
             bundle,
             root,
             entry,
-            path: root.join(entry),
         }
+    }
+
+    /// The entry as the host sees it, for messages.
+    fn host_path(&self) -> PathBuf {
+        self.root.host_path(self.entry)
     }
 
     fn refuse(&self, reason: String) -> InstallError {
         InstallError::Refused {
             bundle: self.bundle.to_path_buf(),
-            root: self.root.to_path_buf(),
+            root: self.root.base().to_path_buf(),
             entry: self.entry.into(),
             reason,
         }
@@ -217,154 +307,73 @@ impl<'a> Target<'a> {
     fn write_error(&self, source: AtomicError) -> InstallError {
         InstallError::Write {
             bundle: self.bundle.to_path_buf(),
-            root: self.root.to_path_buf(),
+            root: self.root.base().to_path_buf(),
             entry: self.entry.into(),
             source,
         }
     }
 
-    fn io_error(&self, action: &'static str, path: &Path, source: io::Error) -> InstallError {
-        self.write_error(AtomicError {
-            action,
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-
-    /// What is at `path` now, without following a final symlink.
-    fn existing(&self, path: &Path) -> Result<Option<fs::FileType>, InstallError> {
-        match fs::symlink_metadata(path) {
-            Ok(m) => Ok(Some(m.file_type())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io_error("checking", path, e)),
-        }
+    /// What is at `rel` now, without following a final symlink.
+    fn existing(&self, rel: &str) -> Result<Option<fs::FileType>, InstallError> {
+        self.root
+            .symlink_metadata(rel)
+            .map(|m| m.map(|m| m.file_type()))
+            .map_err(|e| self.write_error(e))
     }
 
     /// Every directory between the root and the entry must be a real
     /// directory in the target, not a symlink.
     fn check_ancestors(&self) -> Result<(), InstallError> {
-        let mut dir = self.root.to_path_buf();
-        let mut components = self.entry.split('/').peekable();
-        while let Some(c) = components.next() {
-            if components.peek().is_none() {
-                break;
-            }
-            dir.push(c);
-            match self.existing(&dir)? {
+        for (i, _) in self.entry.match_indices('/') {
+            let dir = &self.entry[..i];
+            let shown = self.root.host_path(dir);
+            match self.existing(dir)? {
                 Some(t) if t.is_dir() => {}
                 Some(t) if t.is_symlink() => {
                     return Err(self.refuse(format!(
                         "{} is a symlink in the target, and install never follows symlinks",
-                        dir.display()
+                        shown.display()
                     )));
                 }
                 Some(_) => {
-                    return Err(self.refuse(format!("{} is not a directory", dir.display())));
+                    return Err(self.refuse(format!("{} is not a directory", shown.display())));
                 }
                 None => {
-                    return Err(
-                        self.refuse(format!("{} disappeared during the install", dir.display()))
-                    );
+                    return Err(self.refuse(format!(
+                        "{} disappeared during the install",
+                        shown.display()
+                    )));
                 }
             }
         }
         Ok(())
     }
 
-    fn parent(&self) -> &Path {
-        self.path.parent().unwrap_or(self.root)
-    }
-
-    fn dir(&self, mode: u32) -> Result<(), InstallError> {
-        match self.existing(&self.path)? {
-            Some(t) if t.is_dir() => return Ok(()),
-            Some(t) if t.is_symlink() => {
-                return Err(self.refuse(format!(
-                    "{} is a symlink in the target where the bundle has a directory",
-                    self.path.display()
-                )));
-            }
-            Some(_) => {
-                return Err(self.refuse(format!(
-                    "{} exists and is not a directory",
-                    self.path.display()
-                )));
-            }
-            None => {}
+    fn dir(&self, mode: u32, tx: &mut Transaction) -> Result<(), InstallError> {
+        if self.existing(self.entry)?.is_some() {
+            // A real directory: `conflict` refused anything else.
+            return Ok(());
         }
-        DirBuilder::new()
-            .mode(mode)
-            .create(&self.path)
-            .map_err(|e| self.io_error("creating the directory", &self.path, e))?;
+        self.root
+            .create_dir_all(self.entry, mode)
+            .map_err(|e| self.write_error(e))?;
+        tx.created_dir(self.entry);
         // The umask may have cleared bits of `mode`.
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(mode))
-            .map_err(|e| self.io_error("setting the mode of", &self.path, e))?;
-        atomic::sync_dir(self.parent()).map_err(|e| self.write_error(e))
+        self.root
+            .set_mode(self.entry, mode)
+            .map_err(|e| self.write_error(e))
     }
 
-    /// Creates the symlink under a temporary name, then renames it over
-    /// the destination (which may be an older symlink or file).
-    fn symlink(&self, target: &str) -> Result<u64, InstallError> {
-        if let Some(t) = self.existing(&self.path)?
-            && t.is_dir()
-        {
-            return Err(self.refuse(format!(
-                "{} is a directory where the bundle has a symlink",
-                self.path.display()
-            )));
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix(".vgpu-bake-link.")
-            .suffix(".tmp")
-            .make_in(self.parent(), |p| std::os::unix::fs::symlink(target, p))
-            .map_err(|e| self.io_error("creating a temporary symlink in", self.parent(), e))?;
-        tmp.persist(&self.path)
-            .map_err(|e| self.io_error("renaming a temporary symlink to", &self.path, e.error))?;
-        atomic::sync_dir(self.parent()).map_err(|e| self.write_error(e))?;
-        Ok(target.len() as u64)
-    }
-
-    /// Streams the body into a temp file beside the destination; the caller
-    /// commits it once the digest is checked.
-    fn file(&self, body: &mut impl Read, mode: u32) -> Result<(AtomicFile, String, u64), Failure> {
-        let install = |e| Failure::Install(e);
-        match self.existing(&self.path).map_err(install)? {
-            Some(t) if t.is_symlink() || t.is_dir() => {
-                let what = if t.is_dir() {
-                    "a directory"
-                } else {
-                    "a symlink"
-                };
-                return Err(install(self.refuse(format!(
-                    "{} is {what} in the target where the bundle has a file",
-                    self.path.display()
-                ))));
-            }
-            Some(t) if !t.is_file() => {
-                return Err(install(self.refuse(format!(
-                    "{} is a special file where the bundle has a file",
-                    self.path.display()
-                ))));
-            }
-            _ => {}
-        }
-        let mut file = AtomicFile::create(&self.path).map_err(|e| install(self.write_error(e)))?;
-        let mut sha256 = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = body.read(&mut buf).map_err(Failure::Read)?;
-            if n == 0 {
-                break;
-            }
-            sha256.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|e| install(self.io_error("writing", &self.path, e)))?;
-            size += n as u64;
-        }
-        file.set_mode(mode)
-            .map_err(|e| install(self.write_error(e)))?;
-        Ok((file, hex(&sha256.finalize()), size))
+    /// Creates the symlink under a temporary name beside its destination.
+    fn symlink(&self, target: &str) -> Result<Staged, InstallError> {
+        let tmp = transaction::temp_name(self.entry, "vgpu-bake-link");
+        self.root
+            .symlink(target, &tmp)
+            .map_err(|e| self.write_error(e))?;
+        Ok(Staged::Link {
+            tmp,
+            rel: self.entry.into(),
+        })
     }
 }
 

@@ -522,7 +522,17 @@ impl<R: Read> NewcReader<R> {
         if name.pop() != Some(0) || name.contains(&0) {
             return Err(bad("the name is not NUL-terminated".into()));
         }
-        let name = String::from_utf8(name).map_err(|_| bad("the name is not UTF-8".into()))?;
+        let name = String::from_utf8(name).map_err(|e| {
+            bad(format!(
+                "the name {:?} is not UTF-8 (a bundle's names are)",
+                String::from_utf8_lossy(e.as_bytes())
+            ))
+        })?;
+        if name != TRAILER
+            && let Err(reason) = vgpu_plan::manifest::check_name(&name)
+        {
+            return Err(bad(format!("entry {name:?}: {reason}")));
+        }
         self.skip(pad_len(self.offset) as u64)?;
         let header = Header {
             ino: f[0],

@@ -14,13 +14,15 @@ use vgpu_bake::bundle::{
     BakeOptions, BakeOutput, BundleError, BundleSpec, Entry, Source, write_bundle,
 };
 use vgpu_bake::hash::digest_bytes;
-use vgpu_bake::inspect::{EntryKind, InspectError, Problem, inspect, render_report};
+use vgpu_bake::inspect::{Checksum, EntryKind, InspectError, Problem, inspect, render_report};
 use vgpu_bake::newc::{NewcError, NewcWriter};
 use vgpu_plan::layout;
-use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA, mode_string};
+use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;
+#[path = "bundle/inspect.rs"]
+mod inspect;
 #[path = "bundle/install.rs"]
 mod install;
 
@@ -158,47 +160,6 @@ fn listing(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Writes a bundle by hand: `files` are the archive's regular files (parent
-/// directories synthesised), and the manifest lists `listed`, so the two can
-/// disagree.
-fn hand_bundle(out: &Path, files: &[(&str, u32, &[u8])], listed: &[(&str, u32, &[u8])]) {
-    let manifest = Manifest {
-        schema: SCHEMA,
-        name: "hand".into(),
-        entries: listed
-            .iter()
-            .map(|(path, mode, body)| {
-                ManifestEntry::file(
-                    path.to_string(),
-                    *mode,
-                    body.len() as u64,
-                    digest_bytes(body).sha256.parse().unwrap(),
-                )
-            })
-            .collect(),
-    };
-    let text = manifest.to_toml().into_bytes();
-    let mut all: BTreeMap<String, Option<(u32, &[u8])>> = BTreeMap::new();
-    for (path, mode, body) in files.iter().copied() {
-        all.insert(path.into(), Some((mode, body)));
-    }
-    all.insert(layout::MANIFEST_FILE.into(), Some((0o644, &text)));
-    for path in all.keys().cloned().collect::<Vec<_>>() {
-        for (i, _) in path.match_indices('/') {
-            all.entry(path[..i].to_string()).or_insert(None);
-        }
-    }
-    let mut w = NewcWriter::new(Vec::new(), 0).unwrap();
-    for (path, e) in &all {
-        match e {
-            None => w.append_dir(path, 0o755).unwrap(),
-            Some((mode, body)) => w.append_file(path, *mode, body).unwrap(),
-        }
-    }
-    let archive = w.finish().unwrap();
-    fs::write(out, zstd::encode_all(&archive[..], 3).unwrap()).unwrap();
 }
 
 #[test]
@@ -396,215 +357,6 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
     let fresh = dir.path().join("fresh");
     assert!(write_bundle(&spec, &fresh, &BakeOptions::default()).is_err());
     assert_eq!(listing(&fresh), Vec::<String>::new());
-}
-
-#[test]
-fn inspect_verifies_a_good_bundle() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = layout_spec(dir.path(), "good", 200_000);
-    let (o, _) = bake(&spec, dir.path(), 2);
-    let r = inspect(&o.bundle).unwrap();
-    assert_eq!(r.bundle_sha256, o.sha256);
-    assert_eq!(r.manifest, o.manifest);
-    assert_eq!(
-        r.plan_toml.as_deref(),
-        Some("schema = 1\nname = \"test\"\n")
-    );
-    assert_eq!(r.entries.len(), o.entries);
-    let paths: Vec<&str> = r.entries.iter().map(|e| e.path.as_str()).collect();
-    let mut sorted = paths.clone();
-    sorted.sort();
-    assert_eq!(paths, sorted, "archive order is byte order");
-    let link = r
-        .entries
-        .iter()
-        .find(|e| e.path == layout::UNIT_WANTS_LINK)
-        .unwrap();
-    assert_eq!(
-        link.kind,
-        EntryKind::Symlink {
-            target: layout::UNIT_WANTS_TARGET.into()
-        }
-    );
-    let state = r
-        .entries
-        .iter()
-        .find(|e| e.path == layout::STATE_DIR)
-        .unwrap();
-    assert_eq!((state.kind.clone(), state.mode), (EntryKind::Dir, 0o700));
-    let verified: Vec<&str> = r
-        .entries
-        .iter()
-        .filter(|e| e.verified)
-        .map(|e| e.path.as_str())
-        .collect();
-    let listed: Vec<&str> = o.manifest.files().map(|f| f.path.as_str()).collect();
-    assert_eq!(verified, listed);
-
-    let human = render_report(&r, false);
-    assert_eq!(human.lines().count(), r.entries.len() + 1, "{human}");
-    assert!(
-        human.contains(&format!(
-            "0755 file    {:>12}  {}  ok (sha256)\n",
-            TEST_AGENT.len(),
-            layout::AGENT_BIN
-        )),
-        "{human}"
-    );
-    assert!(
-        human.contains("-> ../vgpu-firstboot.service  ok"),
-        "{human}"
-    );
-    assert!(human.lines().last().unwrap().contains(&o.sha256), "{human}");
-    let json: serde_json::Value = serde_json::from_str(&render_report(&r, true)).unwrap();
-    assert_eq!(json["schema"], vgpu_bake::inspect::JSON_SCHEMA);
-    assert_eq!(json["bundle-sha256"], o.sha256.as_str());
-    assert_eq!(json["name"], "good");
-    assert_eq!(json["entries"].as_array().unwrap().len(), r.entries.len());
-    assert_eq!(json["entries"][0]["path"], "etc");
-    assert_eq!(json["entries"][0]["mode"], "0755");
-    assert_eq!(json["files"], 7);
-    assert_eq!(json["symlinks"], 1);
-    assert_eq!(json["ok"], true);
-    assert_eq!(json["has-plan"], r.plan_toml.is_some());
-    let bytes: u64 = r
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .map(|e| e.size)
-        .sum();
-    assert_eq!(json["file-bytes"], bytes);
-}
-
-fn inspect_err(bundle: &Path) -> (InspectError, String) {
-    let err = inspect(bundle).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&bundle.display().to_string()),
-        "names the bundle: {msg}"
-    );
-    assert!(msg.contains("re-bake"), "says what to do: {msg}");
-    (err, msg)
-}
-
-#[test]
-fn inspect_rejects_altered_file_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("altered.cpio.zst");
-    let entry = "var/lib/vgpu-firstboot/payload/a.run";
-    hand_bundle(
-        &bundle,
-        &[(entry, 0o755, b"tampered bytes")],
-        &[(entry, 0o755, b"original bytes")],
-    );
-    let (err, msg) = inspect_err(&bundle);
-    assert!(
-        matches!(&err, InspectError::Entry { entry: e, problem: Problem::Sha256 { .. }, .. } if e == entry),
-        "{msg}"
-    );
-    assert!(msg.contains(entry), "{msg}");
-
-    // Same bytes, different mode.
-    hand_bundle(&bundle, &[(entry, 0o777, b"x")], &[(entry, 0o755, b"x")]);
-    let (err, _) = inspect_err(&bundle);
-    assert!(matches!(
-        err,
-        InspectError::Entry {
-            problem: Problem::Mode { .. },
-            ..
-        }
-    ));
-}
-
-#[test]
-fn inspect_rejects_extra_and_missing_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("extra.cpio.zst");
-    hand_bundle(
-        &bundle,
-        &[("etc/listed", 0o644, b"a"), ("etc/sneaky", 0o644, b"b")],
-        &[("etc/listed", 0o644, b"a")],
-    );
-    let (err, msg) = inspect_err(&bundle);
-    assert!(
-        matches!(&err, InspectError::Entry { entry, problem: Problem::NotInManifest, .. } if entry == "etc/sneaky"),
-        "{msg}"
-    );
-    hand_bundle(
-        &bundle,
-        &[("etc/listed", 0o644, b"a")],
-        &[("etc/listed", 0o644, b"a"), ("etc/gone", 0o644, b"b")],
-    );
-    let (err, msg) = inspect_err(&bundle);
-    assert!(
-        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == "etc/gone"),
-        "{msg}"
-    );
-}
-
-#[test]
-fn inspect_rejects_truncated_and_corrupt_bundles() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = layout_spec(dir.path(), "t", 300_000);
-    let (_, bytes) = bake(&spec, &dir.path().join("out"), 2);
-    let bundle = dir.path().join("t.cpio.zst");
-    for cut in [bytes.len() / 2, bytes.len() - 1, 20] {
-        fs::write(&bundle, &bytes[..cut]).unwrap();
-        let (err, msg) = inspect_err(&bundle);
-        assert!(matches!(err, InspectError::Read { .. }), "cut {cut}: {msg}");
-        assert!(msg.contains("truncated or corrupt"), "{msg}");
-    }
-    // Flip bytes in the middle: zstd's checksum or block decoding catches it.
-    let mut corrupt = bytes.clone();
-    let mid = corrupt.len() / 2;
-    for b in &mut corrupt[mid..mid + 16] {
-        *b ^= 0x5a;
-    }
-    fs::write(&bundle, &corrupt).unwrap();
-    let (err, msg) = inspect_err(&bundle);
-    assert!(matches!(err, InspectError::Read { .. }), "{msg}");
-    // Not zstd at all.
-    fs::write(&bundle, b"this is not a zstd stream").unwrap();
-    let (err, msg) = inspect_err(&bundle);
-    assert!(matches!(err, InspectError::Read { .. }), "{msg}");
-    // Garbage after the frame.
-    let mut trailing = bytes.clone();
-    trailing.extend_from_slice(b"junk");
-    fs::write(&bundle, &trailing).unwrap();
-    inspect_err(&bundle);
-}
-
-#[test]
-fn inspect_rejects_a_bad_cpio_magic() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut w = NewcWriter::new(Vec::new(), 0).unwrap();
-    w.append_dir("etc", 0o755).unwrap();
-    let mut archive = w.finish().unwrap();
-    archive[..6].copy_from_slice(b"070707"); // the old portable format
-    let bundle = dir.path().join("magic.cpio.zst");
-    fs::write(&bundle, zstd::encode_all(&archive[..], 3).unwrap()).unwrap();
-    let (err, msg) = inspect_err(&bundle);
-    assert!(
-        matches!(
-            err,
-            InspectError::Archive {
-                source: NewcError::BadMagic { offset: 0, .. },
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(msg.contains("070701"), "{msg}");
-    // A valid archive without a manifest.
-    let mut w = NewcWriter::new(Vec::new(), 0).unwrap();
-    w.append_dir("etc", 0o755).unwrap();
-    let archive = w.finish().unwrap();
-    fs::write(&bundle, zstd::encode_all(&archive[..], 3).unwrap()).unwrap();
-    let (err, msg) = inspect_err(&bundle);
-    assert!(
-        matches!(&err, InspectError::Entry { entry, problem: Problem::Missing(_), .. } if entry == layout::MANIFEST_FILE),
-        "{msg}"
-    );
 }
 
 /// Throughput of `write_bundle` on a 200 MB payload, half incompressible,

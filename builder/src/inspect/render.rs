@@ -3,7 +3,7 @@
 use serde::Serialize;
 use vgpu_plan::manifest::mode_string;
 
-use super::{EntryInfo, EntryKind, InspectReport};
+use super::{Checksum, EntryInfo, EntryKind, InspectReport};
 
 /// Version of the `inspect --json` document.
 pub const JSON_SCHEMA: u32 = 1;
@@ -12,7 +12,9 @@ pub const JSON_SCHEMA: u32 = 1;
 /// bundle that passed every check (a bad bundle is an error, not a
 /// document).
 ///
-/// Keys: `schema`, `name`, `bundle-sha256`, `ok` (always `true`), `files`,
+/// Keys: `schema`, `name`, `bundle-sha256`, `checksum-file` (the
+/// `.sha256` beside the bundle that matched it, or `null` when there was
+/// none), `ok` (always `true`), `files`,
 /// `dirs`, `symlinks`, `file-bytes`, `has-plan` and `entries`
 /// ([`EntryJson`], in archive order).
 #[derive(Debug, Serialize)]
@@ -24,6 +26,8 @@ pub struct InspectJson<'a> {
     pub name: &'a str,
     /// sha256 of the bundle file.
     pub bundle_sha256: &'a str,
+    /// The checksum file that matched, if there was one.
+    pub checksum_file: Option<String>,
     /// Every check passed.
     pub ok: bool,
     /// Regular files.
@@ -71,6 +75,10 @@ impl<'a> InspectJson<'a> {
             schema: JSON_SCHEMA,
             name: &report.manifest.name,
             bundle_sha256: &report.bundle_sha256,
+            checksum_file: match &report.checksum {
+                Checksum::Matched(p) => Some(p.display().to_string()),
+                Checksum::Absent(_) => None,
+            },
             ok: true,
             files: count("file"),
             dirs: count("dir"),
@@ -142,5 +150,12 @@ pub fn render_report(report: &InspectReport, json: bool) -> String {
         count("symlink"),
         report.bundle_sha256,
     ));
+    out.push_str(&match &report.checksum {
+        Checksum::Matched(p) => format!("checksum file {} matches the bundle\n", p.display()),
+        Checksum::Absent(p) => format!(
+            "checksum file {} is absent: the bundle's sha256 was not checked against one\n",
+            p.display()
+        ),
+    });
     out
 }

@@ -1,8 +1,15 @@
 //! The second pass on its own: hostile archives that skip `inspect` must
-//! still be refused, and a file that changed since the first pass must not
-//! land.
+//! still be refused with nothing written, a file that changed since the
+//! first pass must not land, and a commit that fails part way is undone.
+
+use std::os::unix::fs::MetadataExt;
+
+use sha2::{Digest, Sha256};
+use vgpu_plan::layout;
 
 use super::*;
+use crate::bundle::{BakeOptions, BundleSpec, Source, write_bundle};
+use crate::hash::hex;
 use crate::inspect::Problem;
 use crate::newc::{Header, S_IFDIR, S_IFLNK, S_IFREG};
 
@@ -38,12 +45,37 @@ fn raw_bundle(dir: &Path, entries: &[RawEntry<'_>]) -> PathBuf {
     path
 }
 
+/// A real bundle with two payload files, `a.run` and `b.run`.
+fn two_file_bundle(dir: &Path) -> PathBuf {
+    let mut spec = BundleSpec::new("two");
+    for (name, body) in [("a.run", &b"verified"[..]), ("b.run", b"the real b")] {
+        spec.add_file(
+            &format!("{}/{name}", layout::PAYLOAD_DIR),
+            0o644,
+            Source::Bytes(body.to_vec()),
+        )
+        .unwrap();
+    }
+    write_bundle(&spec, dir, &BakeOptions::default())
+        .unwrap()
+        .bundle
+}
+
 fn second_pass(
     bundle: &Path,
     root: &Path,
     digests: &BTreeMap<String, String>,
 ) -> Result<Vec<Installed>, InstallError> {
-    lay_out(Opened::open(bundle).unwrap(), root, digests)
+    let root_dir = Root::at(root).unwrap();
+    let mut tx = Transaction::new(&root_dir);
+    let done = lay_out(Opened::open(bundle).unwrap(), &root_dir, digests, &mut tx)?;
+    tx.commit().map_err(|(_, e)| InstallError::Write {
+        bundle: bundle.into(),
+        root: root.into(),
+        entry: String::new(),
+        source: e,
+    })?;
+    Ok(done)
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -71,15 +103,19 @@ fn second_pass_refuses_hostile_paths_on_its_own() {
         (
             "through a symlink",
             vec![
-                ("link", S_IFLNK | 0o777, link_target.as_bytes()),
-                ("link/evil", S_IFREG | 0o644, b"x"),
+                ("etc", S_IFLNK | 0o777, link_target.as_bytes()),
+                ("etc/passwd", S_IFREG | 0o644, b"x"),
             ],
         ),
         (
             "duplicate",
-            vec![("d", S_IFDIR | 0o755, b""), ("d", S_IFREG | 0o644, b"x")],
+            vec![
+                ("etc", S_IFDIR | 0o755, b""),
+                ("etc", S_IFREG | 0o644, b"x"),
+            ],
         ),
-        ("device", vec![("dev", 0o020644, b"")]),
+        ("outside the layout", vec![("evil", S_IFREG | 0o644, b"x")]),
+        ("device", vec![("etc", 0o020644, b"")]),
     ];
     for (what, entries) in cases {
         let root = dir.path().join(format!("root-{}", what.replace(' ', "-")));
@@ -91,7 +127,10 @@ fn second_pass_refuses_hostile_paths_on_its_own() {
             .collect();
         let err = second_pass(&bundle, &root, &digests).unwrap_err();
         assert!(
-            matches!(err, InstallError::Bundle(InspectError::Entry { .. })),
+            matches!(
+                err,
+                InstallError::Bundle(InspectError::Entry { .. } | InspectError::Archive { .. })
+            ),
             "{what}: {err}"
         );
         assert_eq!(
@@ -99,47 +138,73 @@ fn second_pass_refuses_hostile_paths_on_its_own() {
             Vec::<String>::new(),
             "{what}: wrote outside"
         );
+        assert_eq!(names(&root), Vec::<String>::new(), "{what}: wrote inside");
     }
 }
 
 #[test]
-fn a_file_that_changed_since_verification_is_not_renamed_into_place() {
+fn a_file_that_changed_since_verification_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
-    let bundle = raw_bundle(
-        dir.path(),
-        &[
-            ("a", S_IFREG | 0o644, b"verified"),
-            ("b", S_IFREG | 0o644, b"swapped after verification"),
-        ],
-    );
-    let digests = BTreeMap::from([
-        ("a".to_string(), hex(&Sha256::digest(b"verified"))),
-        ("b".to_string(), hex(&Sha256::digest(b"what inspect saw"))),
-    ]);
+    let bundle = two_file_bundle(dir.path());
+    let report = inspect(&bundle).unwrap();
+    let mut digests: BTreeMap<String, String> = report
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.path, e.sha256?)))
+        .collect();
+    let b = format!("{}/b.run", layout::PAYLOAD_DIR);
+    // What the first pass saw of b differs from what the second pass reads.
+    digests.insert(b.clone(), hex(&Sha256::digest(b"what inspect saw")));
     let err = second_pass(&bundle, &root, &digests).unwrap_err();
     assert!(
-        matches!(&err, InstallError::Bundle(InspectError::Entry { entry, problem: Problem::Sha256 { .. }, .. }) if entry == "b"),
+        matches!(&err, InstallError::Bundle(InspectError::Entry { entry, problem: Problem::Sha256 { .. }, .. }) if *entry == b),
         "{err}"
     );
-    // `a` landed whole; `b` and its temp file are gone.
-    assert_eq!(names(&root), ["a"]);
-    assert_eq!(fs::read(root.join("a")).unwrap(), b"verified");
+    // a was staged but never renamed into place; the directories the
+    // second pass created are gone again.
+    assert_eq!(names(&root), Vec::<String>::new());
+}
+
+#[test]
+fn a_commit_that_fails_part_way_is_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let payload = root.join(layout::PAYLOAD_DIR);
+    fs::create_dir_all(&payload).unwrap();
+    fs::write(payload.join("a.run"), b"the old a").unwrap();
+    let old_ino = fs::metadata(payload.join("a.run")).unwrap().ino();
+    let bundle = two_file_bundle(dir.path());
+    let report = inspect(&bundle).unwrap();
+    let digests = report
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.path, e.sha256?)))
+        .collect();
+    let root_dir = Root::at(&root).unwrap();
+    let mut tx = Transaction::new(&root_dir);
+    lay_out(Opened::open(&bundle).unwrap(), &root_dir, &digests, &mut tx).unwrap();
+    // Something appears where b goes after staging: a non-empty directory,
+    // which no rename can replace.
+    fs::create_dir_all(payload.join("b.run/x")).unwrap();
+    let (entry, _) = tx.commit().unwrap_err();
+    assert_eq!(entry, format!("{}/b.run", layout::PAYLOAD_DIR));
+    // a, renamed into place first, is back as it was (the same inode).
+    assert_eq!(fs::read(payload.join("a.run")).unwrap(), b"the old a");
+    assert_eq!(fs::metadata(payload.join("a.run")).unwrap().ino(), old_ino);
+    assert_eq!(names(&payload), ["a.run", "b.run"]);
+    assert_eq!(names(&payload.join("b.run")), ["x"]);
 }
 
 #[test]
 fn a_root_that_is_not_a_directory_is_refused() {
-    use crate::bundle::{BakeOptions, BundleSpec, Source, write_bundle};
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = BundleSpec::new("r");
-    spec.add_file("etc/a", 0o644, Source::Bytes(b"a".to_vec()))
-        .unwrap();
-    let out = write_bundle(&spec, dir.path(), &BakeOptions::default()).unwrap();
+    let bundle = two_file_bundle(dir.path());
     let file = dir.path().join("file");
     fs::write(&file, b"").unwrap();
     for root in [file, dir.path().join("missing")] {
-        let err = install(&out.bundle, &root).unwrap_err();
+        let err = install(&bundle, &root).unwrap_err();
         assert!(matches!(err, InstallError::Root { .. }), "{err}");
         assert!(err.to_string().contains("--root"), "{err}");
     }
@@ -156,6 +221,7 @@ fn ancestors_are_rechecked_for_every_entry() {
     std::os::unix::fs::symlink(dir.path(), root.join("a/b")).unwrap();
     fs::write(root.join("f"), b"").unwrap();
     let bundle = dir.path().join("x.cpio.zst");
+    let root = Root::at(&root).unwrap();
     let ok = Target::new(&bundle, &root, "a/new");
     ok.check_ancestors().unwrap();
     for entry in ["a/b/c", "a/b/c/d", "f/x"] {

@@ -292,3 +292,46 @@ fn reader_reports_bad_magic_bad_fields_and_truncation() {
         );
     }
 }
+
+/// Names are checked as the reader reads them: not UTF-8, or with a
+/// control character, `..`, or a leading `/`, is a bad header naming the
+/// entry (escaped, so a name cannot write to the terminal).
+#[test]
+fn reader_refuses_bad_names_on_the_header() {
+    let header = |name: &[u8]| {
+        let mut h = Header {
+            ino: 1,
+            mode: S_IFREG | 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 0,
+            filesize: 0,
+            devmajor: 0,
+            devminor: 0,
+            rdevmajor: 0,
+            rdevminor: 0,
+            check: 0,
+            name: "x".repeat(name.len()),
+        }
+        .encode();
+        h[HEADER_LEN..HEADER_LEN + name.len()].copy_from_slice(name);
+        h
+    };
+    for (name, want) in [
+        (&b"a\xffb"[..], "is not UTF-8"),
+        (b"a\nb", "\"a\\nb\": the name has a control character"),
+        (b"a\x1b[2Jb", "control character"),
+        (b"a/../b", "`..` component"),
+        (b"/etc/x", "absolute"),
+    ] {
+        let bytes = header(name);
+        let err = NewcReader::new(&bytes[..]).next_entry().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, NewcError::BadHeader { .. }), "{msg}");
+        assert!(msg.contains(want), "want {want:?} in {msg}");
+        assert!(!msg.contains('\n') && !msg.contains('\x1b'), "{msg:?}");
+    }
+    let ok = header(b"etc/ok");
+    assert!(NewcReader::new(&ok[..]).next_entry().unwrap().is_some());
+}
