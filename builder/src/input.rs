@@ -19,8 +19,10 @@ pub const DEB_LIMIT: u64 = 512 << 20;
 pub const LIBRARY_LIMIT: u64 = 64 << 20;
 /// `unlock.patch` (the vgpu-proxmox patches are a few KiB).
 pub const PATCH_LIMIT: u64 = 16 << 20;
-/// The agent binary baked into the bundle (the release build is under 1 MiB).
-pub const AGENT_LIMIT: u64 = 64 << 20;
+/// The agent binary baked into the bundle (the release build is under
+/// 1 MiB): the cap `inspect` and `install` hold it to, so a bake never makes
+/// a bundle they refuse.
+pub const AGENT_LIMIT: u64 = crate::inspect::MAX_AGENT;
 
 /// What kind of file `meta` describes, for an error message.
 pub fn kind_of(meta: &Metadata) -> &'static str {

@@ -353,7 +353,8 @@ mod tests {
 
     #[test]
     fn every_rule_is_enforced() {
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|m| m.entries.swap(0, 1)), "sorted"),
             (Box::new(|m| m.entries[9].mode = "4755".into()), "setuid"),
             (Box::new(|m| m.entries[9].mode = "2755".into()), "setgid"),

@@ -97,20 +97,32 @@ fn plans_read_and_fail_as_through_toml_table() {
 
 #[test]
 fn a_manifest_reads_and_fails_as_through_toml_table() {
-    let text = r#"schema = 1
+    let text = r#"schema = 2
 name = "demo"
 
-[[file]]
-path = "usr/local/sbin/vgpu-firstboot"
-sha256 = "1706899d43583aeb94329bb08987cb477ef62158b15de8af058fb549f6409a7c"
-size = 36
-mode = "0755"
+[[entry]]
+path = "etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service"
+type = "symlink"
+mode = "0777"
+uid = 0
+gid = 0
+target = "../vgpu-firstboot.service"
 
-[[file]]
-path = "var/lib/vgpu-firstboot/plan.toml"
-sha256 = "6bb7dd23e49667c48c2e7b6ea981e553ef70c3d19530ee3abe817e1824339d24"
-size = 66
-mode = "0644"
+[[entry]]
+path = "usr/local/sbin"
+type = "dir"
+mode = "0755"
+uid = 0
+gid = 0
+
+[[entry]]
+path = "usr/local/sbin/vgpu-firstboot"
+type = "file"
+mode = "0755"
+uid = 0
+gid = 0
+size = 36
+sha256 = "1706899d43583aeb94329bb08987cb477ef62158b15de8af058fb549f6409a7c"
 "#;
     // Values of the right type still read (a mode or a name of "x").
     assert!(variants::<Manifest>(text) > 0);
