@@ -24,5 +24,6 @@ fn main() {
         && !flags.contains("link")
     {
         println!("{bin}=-Wl,--icf=all");
+        println!("{bin}=-Wl,-z,pack-relative-relocs");
     }
 }
