@@ -31,3 +31,4 @@ pub mod prepare;
 pub mod profile;
 pub mod registry;
 pub mod resolve;
+pub mod sign;
