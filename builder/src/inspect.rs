@@ -77,6 +77,9 @@ pub struct InspectReport {
     pub manifest: Manifest,
     /// The plan, if the bundle has one at the layout's path.
     pub plan_toml: Option<String>,
+    /// The manifest's signature: `None` unsigned; checked when trusted keys
+    /// were given (`verified_by`).
+    pub signature: Option<crate::sign::SignatureInfo>,
     /// sha256 of the compressed bundle file.
     pub bundle_sha256: String,
 }
@@ -158,6 +161,9 @@ pub enum Problem {
 /// Error inspecting a bundle; names the bundle and entry and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// The signature is missing or does not verify with a trusted key.
+    #[error(transparent)]
+    Signature(#[from] crate::sign::SignError),
     /// The bundle file cannot be opened.
     #[error("cannot open bundle {}: {source}", bundle.display())]
     Open {
@@ -413,6 +419,17 @@ fn hash_body(body: &mut impl Read, keep: bool) -> io::Result<(String, Option<Vec
 /// each against the manifest (sha256, size, mode); every manifest file must
 /// be present, with no extra regular file, duplicate or unsafe path.
 pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
+    inspect_trusted(bundle, &[])
+}
+
+/// [`inspect`], and the manifest's signature checked with
+/// [`crate::sign::check_bundle`]: with `keys`, an unsigned or wrongly
+/// signed bundle is refused.
+pub fn inspect_trusted(
+    bundle: &Path,
+    keys: &[crate::sign::TrustedKey],
+) -> Result<InspectReport, InspectError> {
+    let mut signature_text = None;
     let mut opened = Opened::open(bundle)?;
     let mut seen = Seen::default();
     let mut entries = Vec::new();
@@ -437,7 +454,8 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
             }
             EntryKind::File => {
                 let is_manifest = path == layout::MANIFEST_FILE;
-                let wanted = is_manifest || path == layout::PLAN_FILE;
+                let is_signature = path == layout::SIGNATURE_FILE;
+                let wanted = is_manifest || is_signature || path == layout::PLAN_FILE;
                 hash_body(&mut entry, wanted).map(|(sha, text)| {
                     sha256 = Some(sha);
                     match text.map(String::from_utf8) {
@@ -445,6 +463,8 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
                         Some(Ok(t)) => {
                             let slot = if is_manifest {
                                 &mut manifest_text
+                            } else if is_signature {
+                                &mut signature_text
                             } else {
                                 &mut plan_toml
                             };
@@ -475,7 +495,7 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
     // reported as such rather than as a manifest mismatch.
     let bundle = opened.bundle.clone();
     let bundle_sha256 = opened.finish()?;
-    let manifest = match manifest_text {
+    let manifest = match &manifest_text {
         None => {
             return Err(entry_error(
                 &bundle,
@@ -483,7 +503,7 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
                 Problem::Missing("no such file"),
             ));
         }
-        Some(text) => Manifest::from_toml(&text).map_err(|e| {
+        Some(text) => Manifest::from_toml(text).map_err(|e| {
             entry_error(
                 &bundle,
                 layout::MANIFEST_FILE,
@@ -491,11 +511,19 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
             )
         })?,
     };
+    let signature = crate::sign::check_bundle(
+        &bundle,
+        manifest_text.as_deref().unwrap_or_default().as_bytes(),
+        signature_text.as_deref(),
+        &manifest.name,
+        keys,
+    )?;
     check_against_manifest(&bundle, &manifest, &mut entries)?;
     Ok(InspectReport {
         entries,
         manifest,
         plan_toml,
+        signature,
         bundle_sha256,
     })
 }

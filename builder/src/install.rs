@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::{self, AtomicError, AtomicFile};
 use crate::hash::hex;
-use crate::inspect::{EntryKind, InspectError, Opened, Seen, inspect, kind_of, read_target};
+use crate::inspect::{EntryKind, InspectError, Opened, Seen, kind_of, read_target};
 
 /// One entry laid onto the root, in archive order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,18 @@ pub enum InstallError {
 /// directory where a file goes. Files are written atomically with their mode;
 /// a failure part way leaves no half-written file.
 pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallError> {
-    let report = inspect(bundle)?;
+    install_trusted(bundle, root, &[]).map(|(written, _)| written)
+}
+
+/// [`install`] of a bundle whose signature is checked first
+/// ([`crate::inspect::inspect_trusted`]): with `keys`, an unsigned or
+/// wrongly signed bundle writes nothing. Also returns the signature.
+pub fn install_trusted(
+    bundle: &Path,
+    root: &Path,
+    keys: &[crate::sign::TrustedKey],
+) -> Result<(Vec<Installed>, Option<crate::sign::SignatureInfo>), InstallError> {
+    let report = crate::inspect::inspect_trusted(bundle, keys)?;
     let meta = fs::metadata(root).map_err(|source| InstallError::Root {
         root: root.to_path_buf(),
         source,
@@ -98,12 +109,13 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
             source: io::Error::other("not a directory"),
         });
     }
+    let signature = report.signature.clone();
     let digests = report
         .entries
         .into_iter()
         .filter_map(|e| Some((e.path, e.sha256?)))
         .collect();
-    lay_out(Opened::open(bundle)?, root, &digests)
+    Ok((lay_out(Opened::open(bundle)?, root, &digests)?, signature))
 }
 
 /// The second pass. `digests` maps each file to the sha256 the first pass

@@ -234,8 +234,7 @@ impl SigningKey {
     /// the password in [`PASSWORD_ENV`].
     pub fn load(path: &Path) -> Result<Self, SignError> {
         const WHAT: &str = "secret key";
-        const FIX: &str =
-            "pass the .key file `vgpu-bake keygen` wrote (or minisign's minisign.key), not the .pub";
+        const FIX: &str = "pass the .key file `vgpu-bake keygen` wrote (or minisign's minisign.key), not the .pub";
         let text = read_small(path, WHAT)?;
         let bad = |reason: String| SignError::BadKey {
             what: WHAT,
@@ -476,11 +475,7 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<NewKey, SignError> {
         .to_box(Some(&format!("vgpu-bake secret key {id}")))
         .map_err(sign_err)?
         .into_string();
-    let public_text = pair
-        .pk
-        .to_box()
-        .map_err(sign_err)?
-        .into_string();
+    let public_text = pair.pk.to_box().map_err(sign_err)?.into_string();
     // The secret key's temp file is 0600 before a byte of it is written.
     let mut f = AtomicFile::create(&secret_path)?;
     f.set_mode(0o600)?;

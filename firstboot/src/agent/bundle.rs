@@ -76,7 +76,8 @@ fn read_bounded(fs: &Root, rel: &str, max: u64) -> Result<Option<Vec<u8>>, StepE
 /// key the operator meant to trust is never skipped silently.
 pub fn trusted_keys(fs: &Root) -> Result<Vec<(String, PublicKey)>, StepError> {
     let dir = layout::TRUSTED_KEYS_DIR;
-    let fix = "keep only minisign public keys (`*.pub` from `vgpu-bake keygen` or `minisign -G`) there";
+    let fix =
+        "keep only minisign public keys (`*.pub` from `vgpu-bake keygen` or `minisign -G`) there";
     match fs.symlink_metadata(dir)? {
         None => return Ok(Vec::new()),
         Some(m) if !m.is_dir() => {
@@ -107,7 +108,9 @@ pub fn trusted_keys(fs: &Root) -> Result<Vec<(String, PublicKey)>, StepError> {
         let bad = |why: &dyn std::fmt::Display| {
             StepError::new(format!("trusted key {}: {why}; {fix}", shown(&rel)))
         };
-        let meta = fs.symlink_metadata(&rel)?.ok_or_else(|| bad(&"went away"))?;
+        let meta = fs
+            .symlink_metadata(&rel)?
+            .ok_or_else(|| bad(&"went away"))?;
         if !meta.is_file() {
             return Err(bad(&"not a regular file"));
         }
@@ -115,7 +118,8 @@ pub fn trusted_keys(fs: &Root) -> Result<Vec<(String, PublicKey)>, StepError> {
             return Err(bad(&format_args!("larger than {MAX_SMALL} bytes")));
         }
         let text = fs.read_to_string(&rel)?.ok_or_else(|| bad(&"went away"))?;
-        let key = PublicKey::decode(&text).map_err(|e| bad(&format_args!("not a minisign public key ({e})")))?;
+        let key = PublicKey::decode(&text)
+            .map_err(|e| bad(&format_args!("not a minisign public key ({e})")))?;
         keys.push((n, key));
     }
     Ok(keys)
@@ -200,12 +204,15 @@ pub fn check(
         )));
     }
     let plan_rel = layout::PLAN_FILE;
-    let entry = manifest.get(plan_rel).filter(|e| e.size.is_some()).ok_or_else(|| {
-        StepError::new(format!(
-            "{manifest_name} does not list the plan {}: {REINSTALL}",
-            shown(plan_rel)
-        ))
-    })?;
+    let entry = manifest
+        .get(plan_rel)
+        .filter(|e| e.size.is_some())
+        .ok_or_else(|| {
+            StepError::new(format!(
+                "{manifest_name} does not list the plan {}: {REINSTALL}",
+                shown(plan_rel)
+            ))
+        })?;
     let listed = entry.sha256.as_deref().unwrap_or_default();
     if entry.size != Some(plan_size) || !listed.eq_ignore_ascii_case(plan_sha256) {
         return Err(StepError::new(format!(

@@ -3,8 +3,8 @@
 //! plan included, was checked when phase 1 began: `agent::bundle`).
 
 use super::payload_paths::{RECOPY, payload_rel};
-use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::bundle::{Hashed, check_file as check_file_in};
+use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::shown::shown;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::manifest::Manifest;
