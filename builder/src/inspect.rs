@@ -163,7 +163,7 @@ pub enum Problem {
 pub enum InspectError {
     /// The signature is missing or does not verify with a trusted key.
     #[error(transparent)]
-    Signature(#[from] crate::sign::SignError),
+    Signature(#[from] Box<crate::sign::SignError>),
     /// The bundle file cannot be opened.
     #[error("cannot open bundle {}: {source}", bundle.display())]
     Open {
@@ -517,7 +517,8 @@ pub fn inspect_trusted(
         signature_text.as_deref(),
         &manifest.name,
         keys,
-    )?;
+    )
+    .map_err(Box::new)?;
     check_against_manifest(&bundle, &manifest, &mut entries)?;
     Ok(InspectReport {
         entries,

@@ -148,12 +148,11 @@ fn bad_key_files_are_named() {
 }
 
 fn minisign(args: &[&str], dir: &Path) -> std::process::Output {
-    let out = Command::new("minisign")
+    Command::new("minisign")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("these tests run the real minisign: apt-get install minisign");
-    out
+        .expect("these tests run the real minisign: apt-get install minisign")
 }
 
 #[test]
