@@ -178,6 +178,14 @@ fn tampered(how: &str) -> SimHost {
             );
             fs::write(&p, t).unwrap();
         }
+        "link" => {
+            // The right bytes, but through a symlink to a copy elsewhere.
+            let dir = host.root().join(layout::PAYLOAD_DIR).join("debs");
+            let deb = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+            let copy = host.root().join("copy.deb");
+            fs::rename(&deb, &copy).unwrap();
+            std::os::unix::fs::symlink("/copy.deb", &deb).unwrap();
+        }
         "deb" => {
             let dir = host.root().join(layout::PAYLOAD_DIR).join("debs");
             let deb = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
@@ -205,6 +213,8 @@ fn without_keys_an_unsigned_bundle_runs_but_tampering_is_caught_before_phase_1()
     );
     let host = tampered("deb");
     refused(&host, "is corrupt");
+    let host = tampered("link");
+    refused(&host, "is not a regular file");
 }
 
 #[test]

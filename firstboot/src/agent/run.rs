@@ -236,8 +236,8 @@ fn host_gate(
 }
 
 /// The installed bundle checked ([`bundle::check`]) whenever phase 1 is
-/// entered or re-entered (the state has no reboot done): a fresh run, a
-/// run after a power cut in phase 1, a run after `retry`. The state, not
+/// entered or re-entered (the state records no reboot done or asked for):
+/// a fresh run, a run after a power cut in phase 1, a run after `retry`. The state, not
 /// the plan, says which phase it is, so a changed plan cannot skip this.
 /// A difference fails the first pending step with nothing changed.
 fn bundle_gate(
@@ -247,11 +247,15 @@ fn bundle_gate(
     plan_sha: &str,
     plan_size: u64,
 ) -> Result<Option<RunEnd>, RunError> {
+    // Past phase 1: the reboot step is done, or the agent asked for the
+    // reboot (its step runs again after it, to see it took effect).
     let reboot = StepKind::Reboot.id();
-    if matches!(
-        st.step(reboot).map(|r| &r.status),
-        Some(state::StepState::Done { .. })
-    ) {
+    if st.reboots > 0
+        || matches!(
+            st.step(reboot).map(|r| &r.status),
+            Some(state::StepState::Done { .. })
+        )
+    {
         return Ok(None);
     }
     let checked = host
