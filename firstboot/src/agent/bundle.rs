@@ -5,8 +5,6 @@
 //! the GPU table) by size and sha256. The agent acts on nothing that is not
 //! what was baked (and, with a trusted key on the host, signed).
 
-use std::io::Read;
-
 use minisign_verify::{PublicKey, Signature};
 use vgpu_plan::layout;
 use vgpu_plan::manifest::Manifest;
@@ -55,17 +53,21 @@ fn read_bounded(fs: &Root, rel: &str, max: u64) -> Result<Option<Vec<u8>>, StepE
             "{name} is not a regular file: {REINSTALL}"
         )));
     }
-    let file = fs
-        .open(rel)?
+    // Checked before and after reading: the directory is root's, so the
+    // file does not grow in between unless root writes it.
+    let too_large = |len: u64| {
+        StepError::new(format!(
+            "{name} is larger than {max} bytes ({len}): it is not what vgpu-bake writes; {REINSTALL}"
+        ))
+    };
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    let bytes = fs
+        .read(rel)?
         .ok_or_else(|| StepError::new(format!("{name} went away while being read")))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
     if bytes.len() as u64 > max {
-        return Err(StepError::new(format!(
-            "{name} is larger than {max} bytes: it is not what vgpu-bake writes; {REINSTALL}"
-        )));
+        return Err(too_large(bytes.len() as u64));
     }
     Ok(Some(bytes))
 }
@@ -101,7 +103,8 @@ pub fn trusted_keys(fs: &Root) -> Result<Vec<(String, PublicKey)>, StepError> {
             names.push(n);
         }
     }
-    names.sort();
+    // Unstable: names are unique, and the agent already links this sort.
+    names.sort_unstable();
     let mut keys = Vec::new();
     for n in names {
         let rel = format!("{dir}/{n}");
