@@ -13,7 +13,7 @@ pub const JSON_SCHEMA: u32 = 1;
 /// document).
 ///
 /// Keys: `schema`, `name`, `bundle-sha256`, `ok` (always `true`), `files`,
-/// `dirs`, `symlinks`, `file-bytes`, `has-plan` and `entries`
+/// `dirs`, `symlinks`, `file-bytes`, `has-plan`, `signature` and `entries`
 /// ([`EntryJson`], in archive order).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
