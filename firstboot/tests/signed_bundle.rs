@@ -244,3 +244,32 @@ fn tampering_is_caught_with_keys_too_and_again_after_a_power_cut_in_phase_1() {
     assert!(text(&out).contains("is corrupt"), "{}", text(&out));
     assert_eq!(host.commands().len(), ran, "{:?}", host.commands());
 }
+
+#[test]
+fn only_regular_pub_files_are_keys_and_none_is_skipped() {
+    // A README beside the key is not a key; the signed bundle runs.
+    let host = SimHost::new("pve8-grub", "demo");
+    let key = keypair(&host, "fleet");
+    sign(&host, &key, "vgpu-bake bundle demo");
+    trust(&host, &key, "fleet.pub");
+    let dir = host.root().join(layout::TRUSTED_KEYS_DIR);
+    fs::write(dir.join("README"), "keys for this host\n").unwrap();
+    let out = host.boot_run(&[]).unwrap();
+    assert!(text(&out).contains("rebooting"), "{}", text(&out));
+
+    // A key file that is a symlink is refused, not followed or skipped.
+    let host = SimHost::new("pve8-grub", "demo");
+    let key = keypair(&host, "fleet");
+    sign(&host, &key, "vgpu-bake bundle demo");
+    trust(&host, &key, "fleet.pub");
+    let dir = host.root().join(layout::TRUSTED_KEYS_DIR);
+    std::os::unix::fs::symlink("fleet.pub", dir.join("link.pub")).unwrap();
+    refused(&host, "link.pub: not a regular file");
+
+    // The keys directory must be a directory.
+    let host = SimHost::new("pve8-grub", "demo");
+    let dir = host.root().join(layout::TRUSTED_KEYS_DIR);
+    fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    fs::write(&dir, "").unwrap();
+    refused(&host, "trusted-keys is not a directory");
+}
