@@ -26,9 +26,10 @@ pub const PASSWORD_ENV: &str = "VGPU_BAKE_KEY_PASSWORD";
 /// Largest key or signature file read.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
-/// The trusted (signed) comment of a bundle's signature.
+/// The trusted (signed) comment of a bundle's signature
+/// ([`layout::signature_comment`], shared with the agent).
 pub fn trusted_comment(bundle: &str) -> String {
-    format!("vgpu-bake bundle {bundle}")
+    layout::signature_comment(bundle)
 }
 
 /// A key id as minisign prints it: 16 upper-case hex digits.

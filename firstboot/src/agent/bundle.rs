@@ -24,11 +24,6 @@ const MAX_SMALL: u64 = 4096;
 /// Largest manifest read.
 const MAX_MANIFEST: u64 = 4 << 20;
 
-/// The trusted comment the builder signs a bundle's manifest with.
-pub fn trusted_comment(bundle: &str) -> String {
-    format!("vgpu-bake bundle {bundle}")
-}
-
 /// What [`check`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
@@ -192,7 +187,7 @@ pub fn check(
     let manifest = Manifest::from_toml(text)
         .map_err(|e| StepError::new(format!("{manifest_name}: {e}: {REINSTALL}")))?;
     if let Some((key, comment)) = &signed {
-        let want = trusted_comment(&manifest.name);
+        let want = layout::signature_comment(&manifest.name);
         if *comment != want {
             return Err(StepError::new(format!(
                 "the signature {} (key {key}) has the trusted comment {comment:?}, not {want:?}: it was made for another bundle; install the bundle it belongs to",
