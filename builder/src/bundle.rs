@@ -74,8 +74,8 @@ pub enum BundleError {
         /// An existing entry below it.
         child: String,
     },
-    /// The manifest path belongs to [`write_bundle`].
-    #[error("{path} is reserved: write_bundle writes the manifest itself")]
+    /// The manifest and signature paths belong to [`write_bundle`].
+    #[error("{path} is reserved: write_bundle writes the manifest and its signature itself")]
     Reserved {
         /// The path.
         path: String,
@@ -144,6 +144,9 @@ pub enum BundleError {
         #[source]
         source: NewcError,
     },
+    /// Signing the manifest failed.
+    #[error("signing the bundle: {0}")]
+    Sign(#[from] Box<crate::sign::SignError>),
     /// Creating, syncing or renaming an output file failed.
     #[error("writing the bundle: {0}")]
     Atomic(#[from] AtomicError),
@@ -159,6 +162,8 @@ pub struct BakeOptions {
     /// zstd worker threads; 0 is treated as 1 (multithreaded mode is always
     /// on because its output differs from single-threaded mode).
     pub workers: u32,
+    /// Sign the manifest with this key: adds [`layout::SIGNATURE_FILE`].
+    pub sign: Option<crate::sign::SigningKey>,
 }
 
 impl Default for BakeOptions {
@@ -169,6 +174,7 @@ impl Default for BakeOptions {
             workers: std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
                 .unwrap_or(1),
+            sign: None,
         }
     }
 }
@@ -212,12 +218,23 @@ pub fn write_bundle(
 ) -> Result<BakeOutput, BundleError> {
     check_name(&spec.name)?;
     let manifest = spec.manifest();
-    let manifest_source = Source::Bytes(manifest.to_toml().into_bytes());
+    let manifest_text = manifest.to_toml();
+    let manifest_source = Source::Bytes(manifest_text.clone().into_bytes());
     let placeholder = Entry::File {
         mode: MANIFEST_MODE,
         source: Source::Bytes(Vec::new()),
     };
     spec.check_new(layout::MANIFEST_FILE, &placeholder)?;
+    let signature_source = match &opts.sign {
+        Some(key) => {
+            spec.check_new(layout::SIGNATURE_FILE, &placeholder)?;
+            Some(Source::Bytes(
+                key.sign_manifest(&spec.name, manifest_text.as_bytes()).map_err(Box::new)?
+                    .into_bytes(),
+            ))
+        }
+        None => None,
+    };
 
     let mut items: BTreeMap<&str, Item<'_>> = BTreeMap::new();
     for (path, e) in spec.entries() {
@@ -232,6 +249,9 @@ pub fn write_bundle(
         layout::MANIFEST_FILE,
         Item::File(MANIFEST_MODE, &manifest_source),
     );
+    if let Some(sig) = &signature_source {
+        items.insert(layout::SIGNATURE_FILE, Item::File(MANIFEST_MODE, sig));
+    }
     let paths: Vec<&str> = items.keys().copied().collect();
     for path in paths {
         for a in ancestors(path) {

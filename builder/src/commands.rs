@@ -13,6 +13,7 @@ use vgpu_bake::prepare::{Prepare, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
 use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
+use vgpu_bake::sign::{self, SignatureInfo, SigningKey, TrustedKey};
 use vgpu_bake::text::escape_controls;
 use vgpu_bake::{inspect, install};
 use vgpu_plan::plan::LicensingMode;
@@ -210,15 +211,18 @@ pub fn fetch(
     Ok(())
 }
 
-/// `bake`: the bundle into `out`.
+/// `bake`: the bundle into `out`, signed with `sign_key` when given.
 pub fn bake(
     profile: &Path,
     out: PathBuf,
     agent: Option<PathBuf>,
+    sign_key: Option<&Path>,
     overrides: DriverOverrides,
     cache: Option<PathBuf>,
     db: &GpuDb,
 ) -> Result<()> {
+    // The key first: a wrong key fails before any download or bake.
+    let sign = sign_key.map(SigningKey::load).transpose()?;
     let agent = match agent {
         Some(a) => a,
         None => default_agent()?,
@@ -232,6 +236,7 @@ pub fn bake(
         out_dir: out,
         options: BakeOptions {
             mtime: source_date_epoch()?,
+            sign,
             ..BakeOptions::default()
         },
     };
@@ -253,20 +258,80 @@ pub fn bake(
         baked.output.size,
         baked.output.sha256
     );
+    if let Some(key) = &inputs.options.sign {
+        errln!(
+            "signed {} with key id {} ({})",
+            vgpu_plan::layout::SIGNATURE_FILE,
+            key.key_id(),
+            key.path().display()
+        );
+    }
     outln!("{}", baked.output.bundle.display());
     Ok(())
 }
 
+/// The `--trusted-key` files, read.
+fn trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>> {
+    Ok(paths
+        .iter()
+        .map(|p| TrustedKey::load(p))
+        .collect::<Result<_, _>>()?)
+}
+
+/// One line on a bundle's signature.
+fn signature_line(bundle: &Path, signature: Option<&SignatureInfo>) -> String {
+    match signature {
+        None => format!(
+            "{}: unsigned-unverified (no signature; pass --trusted-key to require one)",
+            bundle.display()
+        ),
+        Some(s) => match &s.verified_by {
+            Some(key) => format!(
+                "{}: signature verified: key id {} ({}), {:?}",
+                bundle.display(),
+                s.key_id,
+                key.display(),
+                s.trusted_comment
+            ),
+            None => format!(
+                "{}: signed by key id {} ({:?}), not verified: pass --trusted-key KEY.pub to check it",
+                bundle.display(),
+                s.key_id,
+                s.trusted_comment
+            ),
+        },
+    }
+}
+
 /// `inspect`: list and verify a bundle.
-pub fn inspect(bundle: &Path, json: bool) -> Result<()> {
-    let report = inspect::inspect(bundle)?;
+pub fn inspect(bundle: &Path, json: bool, trusted: &[PathBuf]) -> Result<()> {
+    let keys = trusted_keys(trusted)?;
+    let report = inspect::inspect_trusted(bundle, &keys)?;
     out!("{}", inspect::render_report(&report, json));
+    if !json {
+        outln!("{}", signature_line(bundle, report.signature.as_ref()));
+    }
+    Ok(())
+}
+
+/// `keygen`: a minisign key pair for signing bundles.
+pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
+    let made = sign::keygen(prefix, force)?;
+    outln!("{}", made.secret.display());
+    outln!("{}", made.public.display());
+    errln!(
+        "key id {}: sign with `vgpu-bake bake --sign-key {}`; copy {} into /etc/vgpu-firstboot/trusted-keys/ on the hosts (and pass it to `inspect`/`install --trusted-key`); keep the .key secret",
+        made.key_id,
+        made.secret.display(),
+        made.public.display()
+    );
     Ok(())
 }
 
 /// `install`: lay a bundle onto a root directory.
-pub fn install(bundle: &Path, root: &Path) -> Result<()> {
-    let written = install::install(bundle, root)?;
+pub fn install(bundle: &Path, root: &Path, trusted: &[PathBuf]) -> Result<()> {
+    let keys = trusted_keys(trusted)?;
+    let (written, signature) = install::install_trusted(bundle, root, &keys)?;
     for w in &written {
         outln!(
             "{:<7} {:04o} {:>10} {}",
@@ -281,6 +346,7 @@ pub fn install(bundle: &Path, root: &Path) -> Result<()> {
         written.len(),
         root.display()
     );
+    outln!("{}", signature_line(bundle, signature.as_ref()));
     Ok(())
 }
 

@@ -80,6 +80,9 @@ pub struct InspectReport {
     pub manifest: Manifest,
     /// The plan, if the bundle has one at the layout's path.
     pub plan_toml: Option<String>,
+    /// The manifest's signature: `None` unsigned; checked when trusted keys
+    /// were given (`verified_by`).
+    pub signature: Option<crate::sign::SignatureInfo>,
     /// sha256 of the compressed bundle file.
     pub bundle_sha256: String,
     /// Whether the `.sha256` beside the bundle was there and matched.
@@ -158,9 +161,20 @@ pub(crate) fn copy_body<E>(
 /// Streams the bundle once, every check as the entry is read (see the
 /// module doc); returns the verified entries.
 pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
+    inspect_trusted(bundle, &[])
+}
+
+/// [`inspect`], with the manifest's signature checked against `keys` as
+/// soon as the signature entry (right after the manifest) is read: with
+/// keys, an unsigned or wrongly signed bundle is refused before any payload
+/// is decompressed.
+pub fn inspect_trusted(
+    bundle: &Path,
+    keys: &[crate::sign::TrustedKey],
+) -> Result<InspectReport, InspectError> {
     let mut opened = Opened::open(bundle)?;
     let bundle = opened.bundle.clone();
-    let mut checker = Checker::new(bundle.clone(), opened.len);
+    let mut checker = Checker::new(bundle.clone(), opened.len, keys);
     let mut entries = Vec::new();
     let mut plan_toml = None;
     while let Some(mut entry) = opened.next_entry()? {
@@ -214,13 +228,14 @@ pub fn inspect(bundle: &Path) -> Result<InspectReport, InspectError> {
         }
         entries.push(info);
     }
-    let manifest = checker.end()?.clone();
+    let (manifest, signature) = checker.end()?;
     let checksum = opened.checksum.clone();
     let bundle_sha256 = opened.finish()?;
     Ok(InspectReport {
         entries,
         manifest,
         plan_toml,
+        signature,
         bundle_sha256,
         checksum,
     })

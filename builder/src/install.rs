@@ -31,8 +31,8 @@ use vgpu_rootfs::Root;
 
 use crate::atomic::AtomicError;
 use crate::inspect::{
-    Checker, CopyError, EntryInfo, EntryKind, InspectError, Opened, Problem, copy_body, inspect,
-    keeps_text, read_error, read_target,
+    Checker, CopyError, EntryInfo, EntryKind, InspectError, Opened, Problem, copy_body, keeps_text,
+    read_error, read_target,
 };
 
 mod transaction;
@@ -100,7 +100,18 @@ pub enum InstallError {
 /// file or directory in the target where the bundle has something else.
 /// A refused or failed install leaves the target as it was.
 pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallError> {
-    let report = inspect(bundle)?;
+    install_trusted(bundle, root, &[]).map(|(written, _)| written)
+}
+
+/// [`install`] of a bundle whose signature is checked first
+/// ([`crate::inspect::inspect_trusted`]): with `keys`, an unsigned or
+/// wrongly signed bundle writes nothing. Also returns the signature.
+pub fn install_trusted(
+    bundle: &Path,
+    root: &Path,
+    keys: &[crate::sign::TrustedKey],
+) -> Result<(Vec<Installed>, Option<crate::sign::SignatureInfo>), InstallError> {
+    let report = crate::inspect::inspect_trusted(bundle, keys)?;
     let meta = fs::metadata(root).map_err(|source| InstallError::Root {
         root: root.to_path_buf(),
         source,
@@ -116,6 +127,7 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
         source: e.source,
     })?;
     check_conflicts(bundle, &root, &report.entries)?;
+    let signature = report.signature.clone();
     let digests = report
         .entries
         .into_iter()
@@ -129,7 +141,7 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
         entry,
         source,
     })?;
-    Ok(done)
+    Ok((done, signature))
 }
 
 /// What in the target is in the way of an entry of `kind`, if anything.
@@ -175,7 +187,9 @@ fn lay_out(
     tx: &mut Transaction,
 ) -> Result<Vec<Installed>, InstallError> {
     let bundle = opened.bundle.clone();
-    let mut checker = Checker::new(bundle.clone(), opened.len);
+    // The first pass checked the signature; this one checks every file
+    // against that pass's digests (the manifest included).
+    let mut checker = Checker::new(bundle.clone(), opened.len, &[]);
     let mut done = Vec::new();
     while let Some(mut entry) = opened.next_entry()? {
         let h = entry.header.clone();

@@ -32,4 +32,5 @@ pub mod prepare;
 pub mod profile;
 pub mod registry;
 pub mod resolve;
+pub mod sign;
 pub mod text;

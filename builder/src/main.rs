@@ -112,18 +112,29 @@ enum Cmd {
         /// next to this vgpu-bake].
         #[arg(long, value_name = "FILE")]
         agent: Option<PathBuf>,
+        /// Sign the manifest with this minisign secret key (`keygen`, or
+        /// `minisign -G -W`; an encrypted key reads its password from
+        /// VGPU_BAKE_KEY_PASSWORD): the bundle then carries
+        /// var/lib/vgpu-firstboot/manifest.toml.minisig.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
         #[command(flatten)]
         source: SourceArgs,
         #[command(flatten)]
         db: DbArgs,
     },
-    /// List a bundle's entries and verify every file against its manifest.
+    /// List a bundle's entries and verify every file against its manifest,
+    /// and report its signature.
     Inspect {
         /// Bundle file (.cpio.zst).
         bundle: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Require a signature by this minisign public key (repeatable: any
+        /// one of them); an unsigned or wrongly signed bundle is refused.
+        #[arg(long, value_name = "KEY.pub")]
+        trusted_key: Vec<PathBuf>,
     },
     /// Lay a bundle onto a root directory (e.g. a mounted new host).
     Install {
@@ -132,6 +143,19 @@ enum Cmd {
         /// Target root directory.
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
+        /// Require a signature by this minisign public key (repeatable: any
+        /// one of them); an unsigned or wrongly signed bundle writes nothing.
+        #[arg(long, value_name = "KEY.pub")]
+        trusted_key: Vec<PathBuf>,
+    },
+    /// Make an unencrypted minisign key pair for signing bundles:
+    /// PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files, e.g. keys/fleet.
+        prefix: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
     },
     /// Query the GPU compatibility database (with NVIDIA-sourced corrections).
     Gpus {
@@ -203,15 +227,33 @@ fn run(cli: Cli) -> Result<()> {
             profile,
             out,
             agent,
+            sign_key,
             source,
             db,
         } => {
             let db = commands::open_db(db.gpu_db.as_deref())?;
             let (overrides, cache) = source.split();
-            commands::bake(&profile, out, agent, overrides, cache, &db)
+            commands::bake(
+                &profile,
+                out,
+                agent,
+                sign_key.as_deref(),
+                overrides,
+                cache,
+                &db,
+            )
         }
-        Cmd::Inspect { bundle, json } => commands::inspect(&bundle, json),
-        Cmd::Install { bundle, root } => commands::install(&bundle, &root),
+        Cmd::Inspect {
+            bundle,
+            json,
+            trusted_key,
+        } => commands::inspect(&bundle, json, &trusted_key),
+        Cmd::Install {
+            bundle,
+            root,
+            trusted_key,
+        } => commands::install(&bundle, &root, &trusted_key),
+        Cmd::Keygen { prefix, force } => commands::keygen(&prefix, force),
         Cmd::Gpus { ids, json, db } => {
             commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
         }

@@ -139,6 +139,7 @@ fn golden_opts() -> BakeOptions {
         mtime: 0,
         level: 3,
         workers: 1,
+        sign: None,
     }
 }
 

@@ -135,15 +135,6 @@ fn planted_symlinks_never_lead_a_write_out_of_the_root() {
     // take it for its own (the harness's `boot_run` would: it runs the
     // agent directly here).
     plant(&root.join(layout::DONE_MARKER), &outside.join("done"));
-    // A payload file that is a link to an outside copy with the right
-    // content: following it would pass the sha256 check.
-    let installer = fs::read_dir(root.join(layout::PAYLOAD_DIR).join("driver"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".run"))
-        .unwrap();
-    fs::copy(&installer, outside.join("installer.run")).unwrap();
-    plant(&installer, &outside.join("installer.run"));
 
     // Everything outside the root: the sibling `outside` and the test dir.
     let skip = [
@@ -179,6 +170,26 @@ fn planted_symlinks_never_lead_a_write_out_of_the_root() {
         root.join("outside/lock").is_file(),
         "the lock is in the root"
     );
+
+    // A payload file that is a link to an outside copy with the right
+    // content: following it would pass the sha256 check. Planted after
+    // phase 1, which checks every bundle file first and would refuse it
+    // before the writes above (tests/signed_bundle.rs).
+    let installer = fs::read_dir(root.join(layout::PAYLOAD_DIR).join("driver"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".run"))
+        .unwrap();
+    fs::copy(&installer, outside.join("installer.run")).unwrap();
+    plant(&installer, &outside.join("installer.run"));
+    let before = snapshot(&dir, &skip);
+    let unchanged = |when: &str| {
+        assert_eq!(
+            snapshot(&dir, &skip),
+            before,
+            "{when}: something outside the root changed"
+        );
+    };
 
     // Boot 2: the payload link is refused, with what to do.
     reboot(&mut host);

@@ -78,6 +78,21 @@ fn host(fixture: &str, plan: &str, edit: impl FnOnce(&Path, &mut Plan)) -> SimHo
         toml::to_string(&hosts::table()).unwrap(),
     )
     .unwrap();
+    // As a re-bake would: the manifest lists the edited plan and table
+    // (the agent refuses a plan that does not match it).
+    let mpath = root.join(layout::MANIFEST_FILE);
+    let mut m =
+        vgpu_plan::manifest::Manifest::from_toml(&fs::read_to_string(&mpath).unwrap()).unwrap();
+    for e in m
+        .entries
+        .iter_mut()
+        .filter(|e| e.path == layout::PLAN_FILE || e.path == layout::COMPAT_FILE)
+    {
+        let b = fs::read(root.join(&e.path)).unwrap();
+        e.size = Some(b.len() as u64);
+        e.sha256 = Some(vgpu_firstboot::sha256::sha256_hex(&b).parse().unwrap());
+    }
+    fs::write(&mpath, m.to_toml()).unwrap();
     host
 }
 

@@ -23,6 +23,13 @@ pub const MANIFEST_FILE: &str = "var/lib/vgpu-firstboot/manifest.toml";
 /// plan's and every other entry's digest, so this covers the whole bundle).
 /// Written by `vgpu-bake bake --sign-key`; absent from an unsigned bundle.
 pub const SIGNATURE_FILE: &str = "var/lib/vgpu-firstboot/manifest.toml.minisig";
+
+/// The trusted (signed) comment of bundle `name`'s [`SIGNATURE_FILE`]: the
+/// agent and `vgpu-bake inspect --trusted-key` refuse a signature whose
+/// comment names another bundle.
+pub fn signature_comment(name: &str) -> String {
+    format!("vgpu-bake bundle {name}")
+}
 /// Public keys (minisign format, `*.pub`) the host trusts. Provisioned on the
 /// host by its operator, never by a bundle: when any key is here the agent
 /// refuses an unsigned or wrongly signed bundle before phase 1.

@@ -221,7 +221,7 @@ impl BundleSpec {
     }
 
     fn insert(&mut self, path: &str, entry: Entry) -> Result<(), BundleError> {
-        if path == layout::MANIFEST_FILE {
+        if path == layout::MANIFEST_FILE || path == layout::SIGNATURE_FILE {
             return Err(BundleError::Reserved { path: path.into() });
         }
         self.check_new(path, &entry)?;

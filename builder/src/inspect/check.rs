@@ -19,6 +19,7 @@ use vgpu_plan::manifest::{EntryType, Manifest, ManifestEntry, check_mode, mode_s
 
 use super::{EntryInfo, EntryKind, InspectError, Problem};
 use crate::newc::{self, Header};
+use crate::sign::{self, SignatureInfo, TrustedKey};
 
 /// Largest agent binary (the release build is about 1 MiB).
 pub const MAX_AGENT: u64 = 16 << 20;
@@ -45,7 +46,7 @@ fn cap(path: &str) -> Option<u64> {
 
 /// Whether a file's text is kept (the manifest and the plan).
 pub(crate) fn keeps_text(path: &str) -> bool {
-    path == layout::MANIFEST_FILE || path == layout::PLAN_FILE
+    path == layout::MANIFEST_FILE || path == layout::SIGNATURE_FILE || path == layout::PLAN_FILE
 }
 
 /// Kind of a header's file type, or the problem with it.
@@ -165,10 +166,17 @@ pub(crate) struct Checker {
     manifest: Option<Manifest>,
     /// Listed entries not yet in the archive.
     pending: BTreeSet<String>,
+    /// Keys the signature must verify with (none: reported, not required).
+    keys: Vec<TrustedKey>,
+    /// The manifest's bytes, for the signature check.
+    manifest_bytes: Vec<u8>,
+    /// `None` until the signature was checked (on its entry, or at the
+    /// first entry after where it would be: unsigned).
+    signature: Option<Option<SignatureInfo>>,
 }
 
 impl Checker {
-    pub(crate) fn new(bundle: PathBuf, compressed: u64) -> Self {
+    pub(crate) fn new(bundle: PathBuf, compressed: u64, keys: &[TrustedKey]) -> Self {
         Self {
             bundle,
             compressed,
@@ -177,7 +185,37 @@ impl Checker {
             before: Vec::new(),
             manifest: None,
             pending: BTreeSet::new(),
+            keys: keys.to_vec(),
+            manifest_bytes: Vec::new(),
+            signature: None,
         }
+    }
+
+    /// Checks the signature (`text`: its entry's body, `None`: the bundle
+    /// has none) against the manifest's bytes and the keys, once.
+    fn check_signature(&mut self, text: Option<&[u8]>) -> Result<(), InspectError> {
+        if self.signature.is_some() {
+            return Ok(());
+        }
+        let name = self
+            .manifest
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let text = match text.map(std::str::from_utf8) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(_)) => {
+                return Err(self.error(
+                    layout::SIGNATURE_FILE,
+                    Problem::BadText("the signature is not UTF-8".into()),
+                ));
+            }
+        };
+        let info = sign::check_bundle(&self.bundle, &self.manifest_bytes, text, &name, &self.keys)
+            .map_err(Box::new)?;
+        self.signature = Some(info);
+        Ok(())
     }
 
     fn error(&self, entry: &str, problem: Problem) -> InspectError {
@@ -190,6 +228,11 @@ impl Checker {
 
     /// Every check on a header, before its body is read.
     pub(crate) fn header(&mut self, h: &Header) -> Result<EntryKind, InspectError> {
+        // Past the signature's place without it: an unsigned bundle, refused
+        // here (before any payload) when keys are required.
+        if self.manifest.is_some() && h.name.as_str() > layout::SIGNATURE_FILE {
+            self.check_signature(None)?;
+        }
         // A listed entry that sorts before this one never came.
         if let Some(missing) = self
             .pending
@@ -285,9 +328,13 @@ impl Checker {
                 .map_err(|r| self.error(path, Problem::Layout(r)))?;
         }
         if path == layout::SIGNATURE_FILE {
-            return Ok(());
+            if self.manifest.is_none() {
+                return Err(self.error(path, Problem::BeforeManifest));
+            }
+            return self.check_signature(Some(text.unwrap_or_default()));
         }
         if path == layout::MANIFEST_FILE {
+            self.manifest_bytes = text.unwrap_or_default().to_vec();
             return self.read_manifest(text.unwrap_or_default());
         }
         match &self.manifest {
@@ -346,14 +393,17 @@ impl Checker {
         Ok(())
     }
 
-    /// At the trailer: the manifest was read and every listed entry came.
-    pub(crate) fn end(&self) -> Result<&Manifest, InspectError> {
-        let Some(m) = &self.manifest else {
+    /// At the trailer: the manifest was read, every listed entry came, and
+    /// the signature (if the bundle ends right after the manifest) checked.
+    pub(crate) fn end(mut self) -> Result<(Manifest, Option<SignatureInfo>), InspectError> {
+        if self.manifest.is_none() {
             return Err(self.error(layout::MANIFEST_FILE, Problem::Missing("no such file")));
-        };
+        }
         if let Some(missing) = self.pending.iter().next() {
             return Err(self.error(missing, Problem::Missing("no such entry")));
         }
-        Ok(m)
+        self.check_signature(None)?;
+        let signature = self.signature.take().flatten();
+        Ok((self.manifest.take().expect("checked above"), signature))
     }
 }

@@ -142,6 +142,9 @@ pub enum Problem {
 /// Error inspecting a bundle; names the bundle and entry and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// The signature is missing or does not verify with a trusted key.
+    #[error(transparent)]
+    Signature(#[from] Box<crate::sign::SignError>),
     /// The bundle file cannot be opened.
     #[error("cannot open bundle {}: {source}", bundle.display())]
     Open {

@@ -14,8 +14,8 @@ pub const JSON_SCHEMA: u32 = 1;
 ///
 /// Keys: `schema`, `name`, `bundle-sha256`, `checksum-file` (the
 /// `.sha256` beside the bundle that matched it, or `null` when there was
-/// none), `ok` (always `true`), `files`,
-/// `dirs`, `symlinks`, `file-bytes`, `has-plan` and `entries`
+/// none), `ok` (always `true`), `files`, `dirs`, `symlinks`, `file-bytes`,
+/// `has-plan`, `signature` and `entries`
 /// ([`EntryJson`], in archive order).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,8 +40,24 @@ pub struct InspectJson<'a> {
     pub file_bytes: u64,
     /// The bundle carries a plan.
     pub has_plan: bool,
+    /// The manifest's signature (`key-id`, `trusted-comment`,
+    /// `verified-by`: the `--trusted-key` file that verified it, `null`
+    /// when none was given); `null` for an unsigned bundle.
+    pub signature: Option<SignatureJson<'a>>,
     /// Every entry.
     pub entries: Vec<EntryJson<'a>>,
+}
+
+/// [`InspectJson`]'s `signature`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SignatureJson<'a> {
+    /// The signing key's id, as minisign prints it.
+    pub key_id: &'a str,
+    /// The signed comment (`vgpu-bake bundle NAME`).
+    pub trusted_comment: &'a str,
+    /// The trusted key file that verified it, if one was given.
+    pub verified_by: Option<String>,
 }
 
 /// One entry in [`InspectJson`]: `path`, `kind` (`file`, `dir`,
@@ -85,6 +101,11 @@ impl<'a> InspectJson<'a> {
             symlinks: count("symlink"),
             file_bytes: file_bytes(report),
             has_plan: report.plan_toml.is_some(),
+            signature: report.signature.as_ref().map(|s| SignatureJson {
+                key_id: &s.key_id,
+                trusted_comment: &s.trusted_comment,
+                verified_by: s.verified_by.as_ref().map(|p| p.display().to_string()),
+            }),
             entries: report.entries.iter().map(EntryJson::new).collect(),
         }
     }

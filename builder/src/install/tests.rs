@@ -2,6 +2,7 @@
 //! still be refused with nothing written, a file that changed since the
 //! first pass must not land, and a commit that fails part way is undone.
 
+use crate::inspect::inspect;
 use std::os::unix::fs::MetadataExt;
 
 use sha2::{Digest, Sha256};

@@ -1,6 +1,7 @@
 //! The agent: applies the plan's steps across boots, recording each in the
 //! state file.
 
+pub mod bundle;
 pub mod confine;
 mod fault;
 pub mod gate;

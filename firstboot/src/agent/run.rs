@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::Path;
 
+use super::bundle;
 use super::fault::fault;
 use super::gate;
 use super::host::{Host, StepError, StepOutcome};
@@ -18,7 +19,7 @@ use crate::runner::{CommandSpec, Runner};
 use crate::state::{self, Event, Failure, RetryTarget, State, StateError, StateStore, Status};
 use vgpu_plan::gate::Kind;
 use vgpu_plan::layout;
-use vgpu_plan::plan::Plan;
+use vgpu_plan::plan::{Plan, StepKind};
 use vgpu_rootfs::Root;
 
 /// How a run ended.
@@ -66,6 +67,11 @@ impl From<StateError> for RunError {
 
 /// Reads and parses the plan under `root`, with its sha256.
 pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
+    read_plan(root).map(|(plan, sha, _)| (plan, sha))
+}
+
+/// [`load_plan`], with the plan file's size.
+fn read_plan(root: &Path) -> Result<(Plan, String, u64), RunError> {
     let path = root.join(layout::PLAN_FILE);
     let cannot = |e: &dyn fmt::Display| {
         RunError(format!(
@@ -84,7 +90,7 @@ pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
         ))
     })?;
     let plan = Plan::from_toml(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
-    Ok((plan, crate::sha256::sha256_hex(&bytes)))
+    Ok((plan, crate::sha256::sha256_hex(&bytes), bytes.len() as u64))
 }
 
 /// Runs the plan's next steps on the host under `root`.
@@ -97,7 +103,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         );
         return Ok(RunEnd::Done);
     }
-    let (plan, plan_sha) = load_plan(root)?;
+    let (plan, plan_sha, plan_size) = read_plan(root)?;
     let (mut store, mut st) = StateStore::open_locked(root)?;
     for note in store.take_notes() {
         errln!("vgpu-firstboot: {note}");
@@ -132,6 +138,9 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
     let mut host = Host::new(root, runner, &plan, &facts);
+    if let Some(end) = bundle_gate(&mut host, &mut store, &mut st, &plan_sha, plan_size)? {
+        return Ok(end);
+    }
     if let Some(end) = host_gate(&mut host, &mut store, &mut st)? {
         return Ok(end);
     }
@@ -221,6 +230,69 @@ fn host_gate(
                 "host gate: this plan does not fit this host, nothing was changed: {}",
                 reasons.join("; ")
             );
+            fail(host, store, st, id, StepError::new(reason)).map(Some)
+        }
+    }
+}
+
+/// The installed bundle checked ([`bundle::check`]) whenever phase 1 is
+/// entered or re-entered (the state records no reboot done or asked for):
+/// a fresh run, a run after a power cut in phase 1, a run after `retry`. The state, not
+/// the plan, says which phase it is, so a changed plan cannot skip this.
+/// A difference fails the first pending step with nothing changed.
+fn bundle_gate(
+    host: &mut Host,
+    store: &mut StateStore,
+    st: &mut State,
+    plan_sha: &str,
+    plan_size: u64,
+) -> Result<Option<RunEnd>, RunError> {
+    // Past phase 1: the reboot step is done, or the agent asked for the
+    // reboot (its step runs again after it, to see it took effect).
+    let reboot = StepKind::Reboot.id();
+    if st.reboots > 0
+        || matches!(
+            st.step(reboot).map(|r| &r.status),
+            Some(state::StepState::Done { .. })
+        )
+    {
+        return Ok(None);
+    }
+    let checked = host
+        .fs()
+        .and_then(|fs| bundle::check(&fs, &host.plan.name, plan_sha, plan_size));
+    match checked {
+        Ok(c) => {
+            host.note(match (&c.signed_by, c.signed) {
+                (Some(key), _) => format!(
+                    "bundle verified: signature by trusted key {key}, plan and {} files match the manifest",
+                    c.files
+                ),
+                (None, true) => format!(
+                    "bundle verified: plan and {} files match the manifest (signed, but {} holds no trusted key: signature not checked)",
+                    c.files,
+                    layout::absolute(layout::TRUSTED_KEYS_DIR)
+                ),
+                (None, false) => format!(
+                    "bundle verified: plan and {} files match the manifest (unsigned; {} holds no trusted key)",
+                    c.files,
+                    layout::absolute(layout::TRUSTED_KEYS_DIR)
+                ),
+            });
+            Ok(None)
+        }
+        Err(e) => {
+            let Some(step) = host.plan.steps.iter().find(|s| {
+                !matches!(
+                    st.step(s.kind.id()).map(|r| &r.status),
+                    Some(state::StepState::Done { .. })
+                )
+            }) else {
+                return Err(RunError(format!("bundle check: {}", e.reason)));
+            };
+            let id = step.kind.id();
+            store.apply(st, Event::Begin(id.to_owned()))?;
+            let reason = format!("bundle check, nothing was run: {}", e.reason);
             fail(host, store, st, id, StepError::new(reason)).map(Some)
         }
     }

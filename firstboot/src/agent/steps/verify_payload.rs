@@ -1,16 +1,13 @@
-//! Step verify-payload: the payload checked against the manifest and the
-//! plan before anything uses it.
+//! Step verify-payload: the payload checked again against the manifest and
+//! the plan right before phase 2 uses it (the whole bundle, signature and
+//! plan included, was checked when phase 1 began: `agent::bundle`).
 
 use super::payload_paths::{RECOPY, payload_rel};
+use crate::agent::bundle::{Hashed, check_file as check_file_in};
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::shown::shown;
-use crate::sha256::sha256_reader;
 use vgpu_plan::layout::{MANIFEST_FILE, PAYLOAD_DIR};
 use vgpu_plan::manifest::Manifest;
-
-/// sha256 and size per file already hashed in this step: the installer is
-/// hundreds of MB and is listed both in the manifest and in the plan.
-type Hashed = Vec<(String, (String, u64))>;
 
 /// Checks the file `rel` is a regular file of `size` bytes with this sha256.
 fn check_file(
@@ -20,49 +17,8 @@ fn check_file(
     sha256: &str,
     size: u64,
 ) -> Result<(), StepError> {
-    let name = shown(rel);
     host.path(rel)?;
-    let root = host.fs()?;
-    let meta = match root.symlink_metadata(rel) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return Err(StepError::new(format!(
-                "payload file {name} is missing (expected {size} bytes, sha256 {sha256}): {RECOPY}"
-            )));
-        }
-        Err(e) => return Err(StepError::new(format!("reading {name}: {}", e.source))),
-    };
-    if !meta.is_file() {
-        return Err(StepError::new(format!(
-            "payload file {name} is not a regular file: {RECOPY}"
-        )));
-    }
-    // A size mismatch (a truncated copy) needs no hashing.
-    if meta.len() != size {
-        return Err(StepError::new(format!(
-            "payload file {name} has the wrong size: expected {size} bytes (sha256 {sha256}), found {} bytes: {RECOPY}",
-            meta.len()
-        )));
-    }
-    let actual = match hashed.iter().find(|(p, _)| p == rel) {
-        Some((_, h)) => h.clone(),
-        None => {
-            let h = root
-                .open(rel)
-                .map_err(|e| e.source)
-                .and_then(|f| sha256_reader(f.ok_or_else(|| std::io::Error::from_raw_os_error(2))?))
-                .map_err(|e| StepError::new(format!("reading {name}: {e}")))?;
-            hashed.push((rel.to_owned(), h.clone()));
-            h
-        }
-    };
-    if !actual.0.eq_ignore_ascii_case(sha256) || actual.1 != size {
-        return Err(StepError::new(format!(
-            "payload file {name} is corrupt: expected sha256 {sha256} ({size} bytes), found sha256 {} ({} bytes): {RECOPY}",
-            actual.0, actual.1
-        )));
-    }
-    Ok(())
+    check_file_in(&host.fs()?, hashed, rel, sha256, size, RECOPY)
 }
 
 fn manifest(host: &Host) -> Result<Manifest, StepError> {
