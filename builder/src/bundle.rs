@@ -229,7 +229,8 @@ pub fn write_bundle(
         Some(key) => {
             spec.check_new(layout::SIGNATURE_FILE, &placeholder)?;
             Some(Source::Bytes(
-                key.sign_manifest(&spec.name, manifest_text.as_bytes()).map_err(Box::new)?
+                key.sign_manifest(&spec.name, manifest_text.as_bytes())
+                    .map_err(Box::new)?
                     .into_bytes(),
             ))
         }
