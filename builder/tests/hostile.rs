@@ -117,6 +117,50 @@ const CLASSES: &[(&str, &str)] = &[
     ("truncated", "the zstd stream is truncated or corrupt"),
 ];
 
+/// Signed classes: run with `--trusted-key keys/test.pub` (inspect and
+/// install), each refused with this fragment.
+const SIGNED_CLASSES: &[(&str, &str)] = &[
+    (
+        "wrong-signature",
+        "the signature (key id B30E2AE382CD467E) does not verify with any trusted key",
+    ),
+    (
+        "unsigned-with-key",
+        "it is unsigned (no var/lib/vgpu-firstboot/manifest.toml.minisig), but --trusted-key",
+    ),
+    (
+        "signature-other-manifest",
+        "the signature (key id 99991D95F45D37EF) does not verify with any trusted key",
+    ),
+    (
+        "signature-other-bundle-comment",
+        "has the trusted comment \"vgpu-bake bundle other-bundle\", not \"vgpu-bake bundle signature-other-bundle-comment\": it belongs to another bundle",
+    ),
+    (
+        "signature-garbled",
+        "manifest.toml.minisig is not a minisign signature",
+    ),
+    (
+        "signature-bitflip",
+        "keys/test.pub: Signature verification failed",
+    ),
+    (
+        "signature-before-manifest",
+        "entry var/lib/vgpu-firstboot/manifest.toml.minisig: it comes before the manifest",
+    ),
+    (
+        "signature-listed-in-manifest",
+        "the manifest cannot list itself or its signature",
+    ),
+];
+
+/// The controls: every other fixture is a variant of one of these.
+const CONTROLS: &[&str] = &["valid", "signed-valid"];
+
+fn test_key(name: &str) -> PathBuf {
+    fixtures().join("keys").join(name)
+}
+
 /// A file tree as kind, mode and content or target, by path.
 fn tree(root: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
@@ -180,16 +224,18 @@ const OUTSIDE: &[&str] = &[
     "/tmp/vgpu-bake-fixture-through-symlink",
 ];
 
-/// Runs inspect and install on `bundle`; both must fail with `fragment`
-/// (install with `install_fragment`), and the target must not change.
+/// Runs inspect and install on `bundle` (each with the arguments `extra`
+/// after the rest); both must fail with `fragment` (install with
+/// `install_fragment`), and the target must not change.
 fn assert_refused(
     class: &str,
     bundle: &Path,
     fragment: &str,
     install_fragment: Option<&str>,
     plant: fn(&Path),
+    extra: &[&Path],
 ) {
-    let out = vgpu_bake(&[Path::new("inspect"), bundle]);
+    let out = vgpu_bake(&[&[Path::new("inspect"), bundle], extra].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     match install_fragment {
         None => {
@@ -211,7 +257,13 @@ fn assert_refused(
     let root = populated_root(parent.path());
     plant(&root);
     let before = tree(parent.path());
-    let out = vgpu_bake(&[Path::new("install"), bundle, Path::new("--root"), &root]);
+    let out = vgpu_bake(
+        &[
+            &[Path::new("install"), bundle, Path::new("--root"), &root],
+            extra,
+        ]
+        .concat(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{class}: install accepted it");
     let want = install_fragment.unwrap_or(fragment);
@@ -275,6 +327,7 @@ fn every_hostile_class_is_refused_and_the_target_is_unchanged() {
             fragment,
             None,
             |_| {},
+            &[],
         );
     }
     // Every fixture has its class here, and its generator beside it.
@@ -284,10 +337,14 @@ fn every_hostile_class_is_refused_and_the_target_is_unchanged() {
             let name = e.unwrap().file_name().into_string().unwrap();
             name.strip_suffix(".cpio.zst").map(str::to_owned)
         })
-        .filter(|n| n != "valid")
+        .filter(|n| !CONTROLS.contains(&n.as_str()))
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = CLASSES.iter().map(|(c, _)| c.to_string()).collect();
+    let mut listed: Vec<String> = CLASSES
+        .iter()
+        .chain(SIGNED_CLASSES)
+        .map(|(c, _)| c.to_string())
+        .collect();
     listed.sort();
     assert_eq!(on_disk, listed);
     for c in &on_disk {
@@ -338,6 +395,7 @@ fn a_preplanted_conflict_leaves_the_target_byte_identical() {
             "",
             Some("move it out of the way and install again"),
             *plant,
+            &[],
         );
     }
 }
@@ -424,5 +482,128 @@ fn fixtures_match_their_generators() {
             fs::remove_file(&made).unwrap();
         }
     }
-    assert_eq!(scripts, CLASSES.len() + 1);
+    assert_eq!(
+        scripts,
+        CLASSES.len() + SIGNED_CLASSES.len() + CONTROLS.len()
+    );
+}
+
+/// The signed control: accepted with the test key it was signed by (inspect
+/// and install, which lays the signature beside the manifest), reported as
+/// signed but not verified without a key, refused with another key.
+#[test]
+fn the_signed_control_fixture_passes_with_its_key_only() {
+    let bundle = fixtures().join("signed-valid.cpio.zst");
+    let key = test_key("test.pub");
+    let args = [
+        Path::new("inspect"),
+        &bundle,
+        Path::new("--trusted-key"),
+        &key,
+    ];
+    let out = vgpu_bake(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("signature verified: key id 99991D95F45D37EF")
+            && stdout.contains("\"vgpu-bake bundle signed-valid\""),
+        "{stdout}"
+    );
+    let out = vgpu_bake(&[Path::new("inspect"), &bundle]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("not verified"), "{stdout}");
+
+    let parent = tempfile::tempdir().unwrap();
+    let root = populated_root(parent.path());
+    let out = vgpu_bake(&[
+        Path::new("install"),
+        &bundle,
+        Path::new("--root"),
+        &root,
+        Path::new("--trusted-key"),
+        &key,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let laid = tree(&root);
+    assert!(
+        laid["var/lib/vgpu-firstboot/manifest.toml.minisig"].starts_with("file 0644 "),
+        "{laid:?}"
+    );
+
+    assert_refused(
+        "signed-valid with another key",
+        &bundle,
+        "the signature (key id 99991D95F45D37EF) does not verify with any trusted key",
+        None,
+        |_| {},
+        &[Path::new("--trusted-key"), &test_key("other.pub")],
+    );
+}
+
+/// Every signed class, with the test key required, is refused by inspect
+/// and install, the target unchanged. The ones that are structurally sound
+/// pass without a key: only the signature refuses them.
+#[test]
+fn every_signed_class_is_refused_with_a_trusted_key() {
+    let key = test_key("test.pub");
+    for (class, fragment) in SIGNED_CLASSES {
+        assert_refused(
+            class,
+            &fixtures().join(format!("{class}.cpio.zst")),
+            fragment,
+            None,
+            |_| {},
+            &[Path::new("--trusted-key"), &key],
+        );
+    }
+    for class in [
+        "wrong-signature",
+        "unsigned-with-key",
+        "signature-other-manifest",
+        "signature-other-bundle-comment",
+        "signature-bitflip",
+    ] {
+        let out = vgpu_bake(&[
+            Path::new("inspect"),
+            &fixtures().join(format!("{class}.cpio.zst")),
+        ]);
+        assert!(
+            out.status.success(),
+            "{class} without a key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `regenerated-manifest` without the original's `.sha256` beside it is a
+/// consistent bundle: accepted without a key, refused as unsigned when a
+/// key is required.
+#[test]
+fn a_regenerated_manifest_without_its_checksum_is_refused_when_a_key_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("regenerated-manifest.cpio.zst");
+    fs::copy(fixtures().join("regenerated-manifest.cpio.zst"), &bundle).unwrap();
+    let out = vgpu_bake(&[Path::new("inspect"), &bundle]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_refused(
+        "regenerated-manifest without .sha256",
+        &bundle,
+        "it is unsigned (no var/lib/vgpu-firstboot/manifest.toml.minisig), but --trusted-key",
+        None,
+        |_| {},
+        &[Path::new("--trusted-key"), &test_key("test.pub")],
+    );
 }

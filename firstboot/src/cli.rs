@@ -27,9 +27,10 @@ Commands:
                         waiting for an operator, never past --timeout
                         (default 600 s)
   plan                  dry run on this host: the host gate's verdict and
-                        reasons first, then every file, kernel argument,
-                        module, repository, package and service the plan
-                        would change, and why
+                        reasons first, the bundle check (signature, files,
+                        whether `run` would refuse the bundle), then every
+                        file, kernel argument, module, repository, package
+                        and service the plan would change, and why
   facts [--json]        what the agent sees on this host
   retry [STEP]          let a failed step (default: every failed step) run
                         again at the next `run`

@@ -273,3 +273,99 @@ fn only_regular_pub_files_are_keys_and_none_is_skipped() {
     fs::write(&dir, "").unwrap();
     refused(&host, "trusted-keys is not a directory");
 }
+
+/// `plan` (the dry run) previews the bundle check: the signature's status,
+/// the files checked, and plainly whether `run` would refuse; it runs and
+/// writes nothing either way, and `run` then does what it said.
+#[test]
+fn the_dry_run_previews_the_bundle_check() {
+    let plan = |host: &SimHost| {
+        let out = host.agent(&["plan"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(host.commands().is_empty(), "{:?}", host.commands());
+        assert!(
+            !host
+                .root()
+                .join("var/lib/vgpu-firstboot/state.toml")
+                .exists(),
+            "the dry run wrote the state"
+        );
+        text(&out)
+    };
+
+    // Unsigned, no key: passes, every checked file listed.
+    let host = SimHost::new("pve8-grub", "demo");
+    let t = plan(&host);
+    assert!(
+        t.contains(
+            "bundle check: passes; signature none, not required: no trusted key in /etc/vgpu-firstboot/trusted-keys;"
+        ),
+        "{t}"
+    );
+    let manifest = fs::read_to_string(host.root().join(layout::MANIFEST_FILE)).unwrap();
+    let listed = manifest.matches("/payload/").count() + 1;
+    assert!(
+        t.contains(&format!(
+            "; {listed} files match the manifest (size, sha256):"
+        )),
+        "{listed}: {t}"
+    );
+    assert!(
+        t.contains("\n    /var/lib/vgpu-firstboot/plan.toml\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\n    /var/lib/vgpu-firstboot/payload/debs/"),
+        "{t}"
+    );
+
+    // Signed, the key trusted: verified by it; `run` agrees.
+    let host = SimHost::new("pve8-grub", "demo");
+    let key = keypair(&host, "fleet");
+    sign(&host, &key, "vgpu-bake bundle demo");
+    let t = plan(&host);
+    assert!(
+        t.contains(
+            "signature present, not checked: no trusted key in /etc/vgpu-firstboot/trusted-keys;"
+        ),
+        "{t}"
+    );
+    trust(&host, &key, "fleet.pub");
+    let t = plan(&host);
+    assert!(
+        t.contains("bundle check: passes; signature verified by the trusted key fleet.pub;"),
+        "{t}"
+    );
+    let out = host.boot_run(&[]).unwrap();
+    assert!(text(&out).contains("rebooting"), "{}", text(&out));
+
+    // Signed by another key: the dry run says `run` would refuse, and why;
+    // `run` then refuses with the same reason.
+    let host = SimHost::new("pve8-grub", "demo");
+    let key = keypair(&host, "fleet");
+    let other = keypair(&host, "other");
+    sign(&host, &other, "vgpu-bake bundle demo");
+    trust(&host, &key, "fleet.pub");
+    let t = plan(&host);
+    assert!(
+        t.contains("bundle check: REFUSED: `run` would stop before phase 1 and change nothing: the signature /var/lib/vgpu-firstboot/manifest.toml.minisig of /var/lib/vgpu-firstboot/manifest.toml does not verify with any key in /etc/vgpu-firstboot/trusted-keys (fleet.pub)"),
+        "{t}"
+    );
+    assert!(!t.contains("bundle check: passes"), "{t}");
+    refused(&host, "does not verify with any key");
+
+    // Unsigned where a key is required, and a tampered plan.
+    let host = SimHost::new("pve8-grub", "demo");
+    let key = keypair(&host, "fleet");
+    trust(&host, &key, "fleet.pub");
+    let t = plan(&host);
+    assert!(t.contains("bundle check: REFUSED:"), "{t}");
+    assert!(t.contains("the bundle is unsigned"), "{t}");
+    let host = tampered("plan");
+    let t = plan(&host);
+    assert!(t.contains("bundle check: REFUSED:"), "{t}");
+    assert!(
+        t.contains("the plan /var/lib/vgpu-firstboot/plan.toml is not the one baked"),
+        "{t}"
+    );
+}

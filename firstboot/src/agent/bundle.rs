@@ -32,8 +32,9 @@ pub struct Checked {
     pub signed_by: Option<String>,
     /// Whether the bundle carries a signature (checked or not).
     pub signed: bool,
-    /// Files checked, the plan included.
-    pub files: usize,
+    /// Files checked besides the plan (every file the manifest lists under
+    /// [`layout::STATE_DIR`]), root-relative, with their sha256 and size.
+    pub files: Hashed,
 }
 
 /// Reads the regular file `rel` (not a symlink), refusing more than `max`
@@ -233,13 +234,47 @@ pub fn check(
     Ok(Checked {
         signed_by: signed.map(|(key, _)| key),
         signed: sig.is_some(),
-        files: hashed.len() + 1,
+        files: hashed,
     })
+}
+
+/// The bundle check `run` makes before phase 1 ([`check`]), as the dry
+/// run's text: the trusted keys, the signature's status, the files checked
+/// and a verdict; `false` when `run` would refuse the bundle. Reads only.
+pub fn preview(fs: &Root, plan_name: &str, plan_sha256: &str, plan_size: u64) -> (String, bool) {
+    let c = match check(fs, plan_name, plan_sha256, plan_size) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                format!(
+                    "bundle check: REFUSED: `run` would stop before phase 1 and change nothing: {}",
+                    e.reason
+                ),
+                false,
+            );
+        }
+    };
+    let sig = match (&c.signed_by, c.signed) {
+        (Some(_), _) => "verified by the trusted key ",
+        (None, true) => "present, not checked: no trusted key in ",
+        (None, false) => "none, not required: no trusted key in ",
+    };
+    let mut text = format!(
+        "bundle check: passes; signature {sig}{}; {} files match the manifest (size, sha256):",
+        c.signed_by
+            .unwrap_or_else(|| shown(layout::TRUSTED_KEYS_DIR)),
+        c.files.len() + 1
+    );
+    for f in std::iter::once(layout::PLAN_FILE).chain(c.files.iter().map(|f| f.0.as_str())) {
+        text.push_str("\n    ");
+        text.push_str(&shown(f));
+    }
+    (text, true)
 }
 
 /// sha256 and size per file already hashed: the installer is hundreds of
 /// MB and may be listed both in the manifest and in the plan.
-pub(crate) type Hashed = Vec<(String, (String, u64))>;
+pub type Hashed = Vec<(String, (String, u64))>;
 
 /// Checks the file `rel` is a regular file (not a symlink) of `size` bytes
 /// with this sha256; `fix` says what to do when it is not.

@@ -71,7 +71,7 @@ pub fn load_plan(root: &Path) -> Result<(Plan, String), RunError> {
 }
 
 /// [`load_plan`], with the plan file's size.
-fn read_plan(root: &Path) -> Result<(Plan, String, u64), RunError> {
+pub(crate) fn read_plan(root: &Path) -> Result<(Plan, String, u64), RunError> {
     let path = root.join(layout::PLAN_FILE);
     let cannot = |e: &dyn fmt::Display| {
         RunError(format!(
@@ -266,16 +266,16 @@ fn bundle_gate(
             host.note(match (&c.signed_by, c.signed) {
                 (Some(key), _) => format!(
                     "bundle verified: signature by trusted key {key}, plan and {} files match the manifest",
-                    c.files
+                    c.files.len() + 1
                 ),
                 (None, true) => format!(
                     "bundle verified: plan and {} files match the manifest (signed, but {} holds no trusted key: signature not checked)",
-                    c.files,
+                    c.files.len() + 1,
                     layout::absolute(layout::TRUSTED_KEYS_DIR)
                 ),
                 (None, false) => format!(
                     "bundle verified: plan and {} files match the manifest (unsigned; {} holds no trusted key)",
-                    c.files,
+                    c.files.len() + 1,
                     layout::absolute(layout::TRUSTED_KEYS_DIR)
                 ),
             });

@@ -24,7 +24,8 @@ impl Runner for NoRunner {
 }
 
 /// Prints the host gate's verdict and reasons (what `run` checks before
-/// its first change), then every step with its state and what it would change; writes and
+/// its first change), the bundle check's preview (trusted keys, signature,
+/// files; whether `run` would refuse the bundle), then every step with its state and what it would change; writes and
 /// runs nothing. 0, or 1 when there is no plan or the plan or the facts
 /// cannot be read.
 pub fn dry_run(root: &Path) -> u8 {
@@ -34,8 +35,8 @@ pub fn dry_run(root: &Path) -> u8 {
             root.join(layout::PLAN_FILE).display()
         ));
     }
-    let plan = match run::load_plan(root) {
-        Ok((p, _)) => p,
+    let (plan, plan_sha, plan_size) = match run::read_plan(root) {
+        Ok(p) => p,
         Err(e) => return super::fail(e),
     };
     let facts = match facts::read_facts(root) {
@@ -58,6 +59,13 @@ pub fn dry_run(root: &Path) -> u8 {
     outln!("");
     for line in crate::agent::gate::check(root, &plan, &facts).lines() {
         outln!("{line}");
+    }
+    outln!("");
+    let preview = vgpu_rootfs::Root::at(root)
+        .map(|fs| crate::agent::bundle::preview(&fs, &plan.name, &plan_sha, plan_size).0);
+    match preview {
+        Ok(text) => outln!("{text}"),
+        Err(e) => outln!("bundle check: {e}"),
     }
     for step in &plan.steps {
         let done = st

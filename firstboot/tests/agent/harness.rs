@@ -341,7 +341,13 @@ impl SimHost {
     /// The command [`SimHost::agent`] runs, for a test that sets its own
     /// stdio (a closed pipe, say).
     pub fn agent_command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"));
+        self.agent_command_of(Path::new(env!("CARGO_BIN_EXE_vgpu-firstboot")), args, env)
+    }
+
+    /// [`SimHost::agent_command`] for the agent binary `program` (one laid
+    /// from a bundle, say).
+    pub fn agent_command_of(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg("--root")
             .arg(self.root())
             .args(args)
