@@ -4,6 +4,9 @@
 #   bash tests/vm/two-boot.sh               # clean run: boot 1, boot 2, boot 3
 #   bash tests/vm/two-boot.sh --power-cuts  # the same with qemu killed (kill -9)
 #                                           # at several points of both phases
+#   bash tests/vm/two-boot.sh --random-cuts N [--seed S]
+#                                           # N boots killed at random delays
+#                                           # (reproducible with the seed)
 #
 # Runs as root on a Debian 12 machine with the Debian mirror reachable. It
 # installs its own tools (qemu-system-x86 from bookworm-backports, debootstrap,
@@ -44,13 +47,33 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${VGPU_VM_WORK:-$REPO/target/vm}
 BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MODE=clean
-case ${1:-} in
-    "") ;;
-    --power-cuts) MODE=power-cuts ;;
-    --check) MODE=check ;; # only the read-back checks, on the last run's image
-                           # (with that run's mode and serial logs)
-    *) echo "usage: $0 [--power-cuts | --check]" >&2; exit 2 ;;
-esac
+RANDOM_CUTS=0 # --random-cuts N
+SEED=         # --seed S (default: drawn from /dev/urandom, printed)
+usage() {
+    echo "usage: $0 [--power-cuts | --random-cuts N [--seed S] | --check]" >&2
+    exit 2
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --power-cuts) MODE=power-cuts ;;
+        --random-cuts)
+            MODE=random-cuts
+            RANDOM_CUTS=${2:-}
+            [[ $RANDOM_CUTS =~ ^[1-9][0-9]*$ ]] || usage
+            shift
+            ;;
+        --seed)
+            SEED=${2:-}
+            [[ $SEED =~ ^[0-9]+$ ]] || usage
+            shift
+            ;;
+        --check) MODE=check ;; # only the read-back checks, on the last run's image
+                               # (with that run's mode and serial logs)
+        *) usage ;;
+    esac
+    shift
+done
+[ -z "$SEED" ] || [ "$MODE" = random-cuts ] || usage
 
 export DEBIAN_FRONTEND=noninteractive
 ROOT=$WORK/root         # the tree the image is made from
@@ -474,6 +497,9 @@ final_state() {
     done
 }
 
+# Whether this run cut the power (--power-cuts, --random-cuts).
+cut_mode() { [ "$MODE" = power-cuts ] || [ "$MODE" = random-cuts ]; }
+
 # Checks the image after the flow completed.
 check_final() {
     say "reading the results back from the image"
@@ -527,7 +553,7 @@ check_final() {
     local log
     log=$(agent_log)
     [ -n "$log" ] || fail "no vgpu-firstboot.service messages in the image's journal (/var/log/journal)"
-    if [ "$MODE" != power-cuts ]; then
+    if ! cut_mode; then
         has "$log" "plan demo complete" "the agent's log (journal)"
         has "$log" "vgpu-firstboot: step post-check:" "the agent's log (journal)"
     fi
@@ -545,7 +571,7 @@ check_final() {
     if [ ${#SERIALS[@]} -gt 0 ]; then
         again=$(cat "${SERIALS[@]}" | grep -c 'vgpu-firstboot: an earlier run of the driver installer did not finish' || true)
     fi
-    if [ "$MODE" = power-cuts ]; then
+    if cut_mode; then
         [ "$runs" -ge 1 ] && [ "$runs" -le $((1 + again)) ] \
             || fail "the demo installer ran $runs times, but the agent found an unfinished run only $again times: $demo"
         say "driver installer runs: $runs (the agent found an unfinished run $again times)"
@@ -562,7 +588,7 @@ check_final() {
     # (seen here): then only the dpkg database above tells.
     local hello
     hello=$(img_cat /var/log/dpkg.log | grep ' status installed hello:' || true)
-    if [ "$MODE" = power-cuts ]; then
+    if cut_mode; then
         [ -z "$hello" ] || [ "$(cut -d' ' -f6 <<<"$hello" | sort -u)" = "2.10-3" ] \
             || fail "dpkg.log shows another version of hello installed: $hello"
     else
@@ -616,14 +642,33 @@ check_console() {
 clean_run() {
     make_image
     boot 1
+    local d1=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase1
     img_exists /var/lib/vgpu-firstboot/done && fail "done after boot 1: no reboot happened"
     boot 2
+    local d2=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase2
     boot 3
+    local d3=$((SECONDS - BOOT_T))
     check_console "$SERIAL" idle
     check_final
     final_state >"$WORK/final-clean.txt"
+    # How long each boot took (phase 1, phase 2, idle): --random-cuts draws
+    # its cut delays within these.
+    echo "$d1 $d2 $d3" >"$WORK/clean-durations"
+}
+
+# A clean run first, unless one for this build already left its results.
+ensure_clean_run() {
+    if [ ! -s "$WORK/final-clean.txt" ] || [ ! -s "$WORK/clean-durations" ] \
+        || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
+        say "no clean run's results for this build yet: doing a clean run first"
+        local mode=$MODE
+        MODE=clean
+        clean_run
+        MODE=$mode
+        SERIALS=()
+    fi
 }
 
 # Cut points: "regex|seconds after the line", armed one after the other.
@@ -645,13 +690,7 @@ CUTS=(
 )
 
 power_cut_run() {
-    if [ ! -s "$WORK/final-clean.txt" ] || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
-        say "no clean run's results for this build yet: doing a clean run first"
-        MODE=clean
-        clean_run
-        MODE=power-cuts
-        SERIALS=()
-    fi
+    ensure_clean_run
     make_image
     local n=0 cuts=0 converged=0 next=0
     while [ $n -lt 20 ]; do
@@ -682,6 +721,95 @@ power_cut_run() {
     echo "power cuts: $cuts, converged: $converged"
 }
 
+# Which boot of a clean run the next boot is like: 1 (phase 1: the reboot
+# step not done yet), 2 (phase 2) or 3 (done: the agent has nothing to do).
+next_phase() {
+    if img_exists /var/lib/vgpu-firstboot/done; then
+        echo 3
+    elif img_cat /var/lib/vgpu-firstboot/state.toml | awk '
+        /^\[\[step\]\]/ { id = "" } /^id = / { id = $3 }
+        /^\[step.status\]/ { getline; if (id == "\"reboot\"" && $3 == "\"done\"") found = 1 }
+        END { exit !found }'; then
+        echo 2
+    else
+        echo 1
+    fi
+}
+
+# Boots and kills qemu (kill -9) $2 seconds after it started, unless the
+# boot ends by itself first. Returns 0 after a cut, 1 if the boot ended.
+boot_and_cut_at() {
+    local name=$1 delay=$2 pid
+    start_boot "$name"
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
+            pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
+            if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
+                wait "$QEMU_PID" || true
+                # As in boot_and_cut: replay the ext4 journal only.
+                e2fsck -E journal_only -p "$IMG" >/dev/null 2>&1 || true
+                return 0
+            fi
+        fi
+        sleep 0.2
+    done
+    wait_boot "$name"
+    return 1
+}
+
+# --random-cuts N: boots killed at a random delay within the duration of the
+# clean run's boot of the same phase (1 s to that duration), one after the
+# other, until N cuts have happened (a boot that ends before its delay is
+# not a cut); then boots without cuts until the plan is done and a boot
+# finds nothing to do. The host must end as a clean run ends.
+random_cut_run() {
+    ensure_clean_run
+    local durations
+    read -r -a durations <"$WORK/clean-durations"
+    [ -n "$SEED" ] || SEED=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+    RANDOM=$SEED
+    say "random cuts: $RANDOM_CUTS, seed $SEED; clean boots took ${durations[*]} s"
+    make_image
+    local n=0 cuts=0 missed=0 converged=0 phase span delay log=()
+    while [ $cuts -lt "$RANDOM_CUTS" ]; do
+        [ $n -lt $((3 * RANDOM_CUTS + 10)) ] || fail "only $cuts of $RANDOM_CUTS cuts in $n boots"
+        n=$((n + 1))
+        phase=$(next_phase)
+        span=${durations[$((phase - 1))]}
+        [ "$span" -ge 2 ] || span=2
+        delay=$((1 + RANDOM % (span - 1)))
+        if boot_and_cut_at "$n" "$delay"; then
+            cuts=$((cuts + 1))
+            log+=("boot $n (phase $phase, clean ${span}s): cut at ${delay}s: $(landed)")
+            say "power cut $cuts/$RANDOM_CUTS at +${delay}s (boot $n, like clean boot $phase of ${span}s): $(landed)"
+        else
+            missed=$((missed + 1))
+            log+=("boot $n (phase $phase, clean ${span}s): ended by itself before ${delay}s")
+        fi
+    done
+    say "now boots without cuts until the plan is done"
+    local settle=0
+    while :; do
+        [ $settle -lt 6 ] || fail "not done after $settle boots without cuts"
+        n=$((n + 1)) settle=$((settle + 1))
+        boot "$n"
+        if img_exists /var/lib/vgpu-firstboot/done && ! agent_ran "$SERIAL"; then
+            check_console "$SERIAL" idle
+            break
+        fi
+    done
+    check_final
+    final_state >"$WORK/final-random.txt"
+    if diff -u "$WORK/final-clean.txt" "$WORK/final-random.txt"; then
+        converged=$cuts
+    else
+        fail "the final state after random power cuts differs from a clean run's (diff above)"
+    fi
+    say "boots: $n ($missed ended before their cut)"
+    printf '  %s\n' "${log[@]}"
+    echo "random cuts: $cuts, converged: $converged, seed: $SEED"
+}
+
 main() {
     [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 2; }
     mkdir -p "$WORK"
@@ -698,6 +826,7 @@ main() {
     case $MODE in
         clean) clean_run ;;
         power-cuts) power_cut_run ;;
+        random-cuts) random_cut_run ;;
     esac
     say "PASS ($MODE) in $((SECONDS - T0))s"
 }

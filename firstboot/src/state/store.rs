@@ -283,11 +283,16 @@ pub fn load(root: &Path) -> Result<State, StateError> {
 }
 
 fn read_state(fs: &Root, path: &Path) -> Result<State, StateError> {
-    let bytes = match fs.read_bounded(layout::STATE_FILE, STATE_LIMIT) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(State::default()),
-        Err(e) => return Err(fs_err(e)),
-    };
+    match fs.read_bounded(layout::STATE_FILE, STATE_LIMIT) {
+        Ok(Some(bytes)) => decode(bytes, path),
+        Ok(None) => Ok(State::default()),
+        Err(e) => Err(fs_err(e)),
+    }
+}
+
+/// The state in `bytes`, the content of the state file `path` (named in
+/// errors): what [`load`] does once the file is read.
+pub fn decode(bytes: Vec<u8>, path: &Path) -> Result<State, StateError> {
     let corrupt = |detail: String| StateError::Corrupt {
         path: path.to_path_buf(),
         detail,
