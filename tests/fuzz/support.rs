@@ -20,9 +20,14 @@ const CASE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `test` on values of `strategy`: `cases` of them, or with
 /// `VGPU_FUZZ_SECS` set, batches of them until that many seconds have
-/// passed. Prints `fuzz NAME: N executions in S s` to stderr.
-pub fn fuzz<S>(name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+/// passed. `test` says whether the input was accepted (parsed); prints
+/// `fuzz NAME: N executions (M accepted) in S s` to stderr.
+pub fn fuzz<S>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) where
     S: Strategy,
     S::Value: Debug,
 {
@@ -48,6 +53,7 @@ where
         }
     });
     let executions = std::cell::Cell::new(0u64);
+    let accepted = std::cell::Cell::new(0u64);
     loop {
         let batch = if secs.is_some() { 2000 } else { cases };
         let mut config = Config::with_cases(batch);
@@ -59,7 +65,9 @@ where
             let r = test(value);
             began.store(u64::MAX, Ordering::Relaxed);
             executions.set(executions.get() + 1);
-            r
+            let ok = r?;
+            accepted.set(accepted.get() + u64::from(ok));
+            Ok(())
         });
         if let Err(e) = result {
             panic!("fuzz {name}: {e}");
@@ -71,7 +79,8 @@ where
     let executions = executions.get();
     let elapsed = start.elapsed().as_secs_f64();
     eprintln!(
-        "fuzz {name}: {executions} executions in {elapsed:.1} s ({:.0}/s)",
+        "fuzz {name}: {executions} executions ({} accepted) in {elapsed:.1} s ({:.0}/s)",
+        accepted.get(),
         executions as f64 / elapsed
     );
 }
@@ -152,7 +161,12 @@ pub fn apply(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
 /// Text mutations: edits on the text's lines (drop, repeat, swap, insert
 /// a line from a pool of TOML-ish fragments), then byte edits, lossily back
 /// to text.
-pub fn mutate_text(seed: &str, line_edits: &[(u8, usize, usize)], pool: &[&str], bytes: &[Edit]) -> String {
+pub fn mutate_text(
+    seed: &str,
+    line_edits: &[(u8, usize, usize)],
+    pool: &[&str],
+    bytes: &[Edit],
+) -> String {
     let mut lines: Vec<String> = seed.lines().map(str::to_string).collect();
     for &(op, a, b) in line_edits {
         if lines.is_empty() {
