@@ -41,9 +41,14 @@ done
 
 LOGS=${VGPU_FUZZ_LOGS:-target/fuzz}
 mkdir -p "$LOGS"
+# The test executables are run directly, so cargo's lock on the target
+# directory is not held for the whole run.
 echo "==> building the fuzz tests (release)"
+declare -A EXE=()
 for t in "${TARGETS[@]}"; do
-    cargo test --release --quiet -p "${CRATE[$t]}" --test "${FILE[$t]}" --no-run 2>&1 | grep -v '^ *Executable' || true
+    EXE[$t]=$(cargo test --release -p "${CRATE[$t]}" --test "${FILE[$t]}" --no-run 2>&1 \
+        | sed -n 's/^ *Executable .*(\(.*\))$/\1/p' | tail -n 1)
+    [ -x "${EXE[$t]}" ] || { echo "cannot build the fuzz test ${FILE[$t]} of ${CRATE[$t]}" >&2; exit 1; }
 done
 
 # Runs target $1's functions, SECS shared among them; output in $LOGS/$1.log.
@@ -54,8 +59,7 @@ run_target() {
     each=$(((SECS + n - 1) / n))
     : >"$LOGS/$t.log"
     for f in "${fns[@]}"; do
-        VGPU_FUZZ_SECS=$each cargo test --release --quiet -p "${CRATE[$t]}" --test "${FILE[$t]}" \
-            -- --exact "$f" --nocapture >>"$LOGS/$t.log" 2>&1 || return 1
+        VGPU_FUZZ_SECS=$each "${EXE[$t]}" --exact "$f" --nocapture >>"$LOGS/$t.log" 2>&1 || return 1
     done
 }
 

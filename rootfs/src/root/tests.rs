@@ -290,7 +290,7 @@ fn reads_refuse_fifos_and_devices_at_once() {
     fs::create_dir_all(f.root.join("dev")).unwrap();
     let zero = rustix::fs::mknodat(
         rustix::fs::CWD,
-        &f.root.join("dev/zero"),
+        f.root.join("dev/zero"),
         FileType::CharacterDevice,
         Mode::from_raw_mode(0o644),
         rustix::fs::makedev(1, 5),
