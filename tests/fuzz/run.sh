@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/fuzz/run.sh: the long fuzz run. Runs each target (newc, profile,
+# tests/fuzz/run.sh: the long fuzz run. Runs each target (newc, inspect, profile,
 # plan, manifest, state) for SECS seconds (default 600), in release mode,
 # and prints the executions per target; a failure prints proptest's shrunk
 # input and makes the script exit non-zero.
@@ -19,24 +19,25 @@ shift || true
 
 # target: crate, test file, functions.
 declare -A CRATE=(
-    [newc]=vgpu-bake [profile]=vgpu-bake [plan]=vgpu-plan [manifest]=vgpu-plan
-    [state]=vgpu-firstboot
+    [newc]=vgpu-bake [inspect]=vgpu-bake [profile]=vgpu-bake [plan]=vgpu-plan
+    [manifest]=vgpu-plan [state]=vgpu-firstboot
 )
 declare -A FILE=(
-    [newc]=fuzz_newc [profile]=fuzz_profile [plan]=fuzz_plan [manifest]=fuzz_plan
-    [state]=fuzz_state
+    [newc]=fuzz_newc [inspect]=fuzz_inspect [profile]=fuzz_profile [plan]=fuzz_plan
+    [manifest]=fuzz_plan [state]=fuzz_state
 )
 declare -A FNS=(
     [newc]="fuzz_newc_arbitrary_bytes fuzz_newc_mutations fuzz_newc_header_fields fuzz_newc_names"
+    [inspect]="fuzz_inspect_mutations fuzz_inspect_body_changes_are_refused"
     [profile]="fuzz_profile_mutations fuzz_profile_arbitrary_text"
     [plan]="fuzz_plan_mutations fuzz_plan_arbitrary_text"
     [manifest]="fuzz_manifest_mutations fuzz_manifest_arbitrary_text"
     [state]="fuzz_state_round_trip fuzz_state_mutations fuzz_state_arbitrary_bytes"
 )
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(newc profile plan manifest state)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(newc inspect profile plan manifest state)
 for t in "${TARGETS[@]}"; do
-    [ -n "${CRATE[$t]:-}" ] || { echo "unknown target $t (newc profile plan manifest state)" >&2; exit 2; }
+    [ -n "${CRATE[$t]:-}" ] || { echo "unknown target $t (newc inspect profile plan manifest state)" >&2; exit 2; }
 done
 
 LOGS=${VGPU_FUZZ_LOGS:-target/fuzz}
