@@ -723,13 +723,14 @@ power_cut_run() {
 }
 
 # Which boot of a clean run the next boot is like: 1 (phase 1: the reboot
-# step not done yet), 2 (phase 2) or 3 (done: the agent has nothing to do).
+# step not begun yet), 2 (phase 2: the reboot step begun, i.e. requested,
+# or done) or 3 (done: the agent has nothing to do).
 next_phase() {
     if img_exists /var/lib/vgpu-firstboot/done; then
         echo 3
     elif img_cat /var/lib/vgpu-firstboot/state.toml | awk '
         /^\[\[step\]\]/ { id = "" } /^id = / { id = $3 }
-        /^\[step.status\]/ { getline; if (id == "\"reboot\"" && $3 == "\"done\"") found = 1 }
+        /^\[step.status\]/ { getline; if (id == "\"reboot\"" && ($3 == "\"done\"" || $3 == "\"begun\"")) found = 1 }
         END { exit !found }'; then
         echo 2
     else
