@@ -355,7 +355,7 @@ fn bounded(f: File, limit: u64) -> io::Result<Vec<u8>> {
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, a device or a socket?): replace it with a regular file",
+            "not a regular file (a directory, FIFO, device or socket): replace it with a regular file",
         ));
     }
     let mut buf = Vec::new();
