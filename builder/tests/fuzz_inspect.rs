@@ -53,14 +53,13 @@ fn demo_archive(dir: &Path) -> Vec<u8> {
 fn bodies(archive: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut r = NewcReader::new(Cursor::new(archive));
-    loop {
-        let (regular, size) = match r.next_entry().unwrap() {
-            Some(e) => (
-                e.header.mode & S_IFMT == S_IFREG,
-                e.header.filesize as usize,
-            ),
-            None => break,
-        };
+    let kind = |e: vgpu_bake::newc::NewcEntry<'_, _>| {
+        (
+            e.header.mode & S_IFMT == S_IFREG,
+            e.header.filesize as usize,
+        )
+    };
+    while let Some((regular, size)) = r.next_entry().unwrap().map(kind) {
         // The body was not read: the reader stands at its start.
         let start = r.offset() as usize;
         if regular && size > 0 {
