@@ -16,6 +16,8 @@ use proptest::prelude::*;
 use support::{apply, edits, fuzz};
 use vgpu_bake::inspect::inspect;
 use vgpu_bake::newc::{NewcReader, S_IFMT, S_IFREG};
+use vgpu_plan::layout;
+use vgpu_plan::manifest::Manifest;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,21 +51,19 @@ fn demo_archive(dir: &Path) -> Vec<u8> {
     zstd::decode_all(std::fs::File::open(bundle).unwrap()).unwrap()
 }
 
-/// Byte ranges of the regular files' bodies in the archive.
-fn bodies(archive: &[u8]) -> Vec<(usize, usize)> {
+/// Byte ranges of the regular files' bodies in the archive, with names.
+fn bodies(archive: &[u8]) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut r = NewcReader::new(Cursor::new(archive));
     let kind = |e: vgpu_bake::newc::NewcEntry<'_, _>| {
-        (
-            e.header.mode & S_IFMT == S_IFREG,
-            e.header.filesize as usize,
-        )
+        let regular = e.header.mode & S_IFMT == S_IFREG;
+        (regular, e.header.filesize as usize, e.header.name.clone())
     };
-    while let Some((regular, size)) = r.next_entry().unwrap().map(kind) {
+    while let Some((regular, size, name)) = r.next_entry().unwrap().map(kind) {
         // The body was not read: the reader stands at its start.
         let start = r.offset() as usize;
         if regular && size > 0 {
-            out.push((start, start + size));
+            out.push((start, start + size, name));
         }
     }
     out
@@ -136,6 +136,24 @@ fn fuzz_inspect_mutations() {
     });
 }
 
+/// Whether inspect accepting `changed` (the archive with one body byte of
+/// entry `name` changed) is wrong: always for a file the manifest lists
+/// (its sha256 covers it); for the manifest itself (listed by nothing
+/// inside the bundle; the signature covers its bytes) only if an entry it
+/// lists changed.
+fn wrongly_accepted(archive: &[u8], changed: &[u8], range: &(usize, usize, String)) -> bool {
+    let (start, end, name) = range;
+    if name != layout::MANIFEST_FILE {
+        return true;
+    }
+    let entries = |b: &[u8]| {
+        Manifest::from_toml(std::str::from_utf8(&b[*start..*end]).unwrap())
+            .unwrap()
+            .entries
+    };
+    entries(archive) != entries(changed)
+}
+
 #[test]
 fn fuzz_inspect_body_changes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,12 +163,19 @@ fn fuzz_inspect_body_changes_are_refused() {
     let path = dir.path().join("fuzz.cpio.zst");
     let strategy = (0..ranges.len(), any::<usize>(), 1..=255u8);
     fuzz("inspect-bodies", 200, strategy, |(file, at, flip)| {
-        let (start, end) = ranges[file];
+        let (start, end, name) = &ranges[file];
         let mut bytes = archive.clone();
-        bytes[start + at % (end - start)] ^= flip;
+        let i = start + at % (end - start);
+        bytes[i] ^= flip;
         let accepted = inspect_archive(&bytes, &path)?;
-        prop_assert!(!accepted, "a changed body of file {file} was accepted");
-        Ok(false)
+        prop_assert!(
+            !accepted || !wrongly_accepted(&archive, &bytes, &ranges[file]),
+            "a changed byte {} of {name} ({:?} to {:?}) was accepted",
+            i - start,
+            archive[i] as char,
+            bytes[i] as char
+        );
+        Ok(accepted)
     });
 }
 
@@ -162,4 +187,32 @@ fn a_bundle_that_is_no_zstd_is_refused() {
     std::fs::write(&path, b"070701 not compressed").unwrap();
     let e = inspect(&path).unwrap_err().to_string();
     assert!(e.contains(&path.display().to_string()), "{e}");
+}
+
+/// The long run's finding (2 December 2026): one changed byte of the
+/// manifest (file 3 of the demo bundle, offset 9314457034986336031 modulo
+/// its size, xor 41: a space turned into a tab) was accepted. Right: the
+/// manifest lists nothing else differently, and inside an unsigned bundle
+/// nothing covers its bytes (its signature does). So the target now
+/// asserts that an accepted manifest change lists the same entries.
+#[test]
+fn regression_a_changed_manifest_byte_that_changes_no_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = demo_archive(dir.path());
+    let ranges = bodies(&archive);
+    let (start, end, name) = &ranges[3];
+    assert_eq!(name, layout::MANIFEST_FILE);
+    let i = start + 9314457034986336031 % (end - start);
+    let mut bytes = archive.clone();
+    bytes[i] ^= 41;
+    assert_eq!((archive[i], bytes[i]), (b' ', b'\t'));
+    let path = dir.path().join("fuzz.cpio.zst");
+    assert!(inspect_archive(&bytes, &path).unwrap());
+    assert!(!wrongly_accepted(&archive, &bytes, &ranges[3]));
+    // A change to an entry the manifest lists is refused.
+    let text = std::str::from_utf8(&archive[*start..*end]).unwrap();
+    let at = start + text.find("mode = \"0755\"").unwrap() + 10;
+    let mut bytes = archive.clone();
+    bytes[at] = b'0';
+    assert!(!inspect_archive(&bytes, &path).unwrap());
 }
