@@ -788,9 +788,11 @@ random_cut_run() {
             phase=$(next_phase)
             if [ "$phase" -eq 3 ] || [ $cuts -ge "$RANDOM_CUTS" ] || [ $progress -eq 1 ]; then
                 boot "r$round-$n"
-                if [ "$phase" -ne 3 ]; then
+                if [ "$phase" -ne 3 ] && [ $progress -eq 1 ]; then
                     uncut=$((uncut + 1))
                     log+=("round $round boot $n (phase $phase): not cut, to move on")
+                elif [ "$phase" -ne 3 ]; then
+                    log+=("round $round boot $n (phase $phase): not cut, the $RANDOM_CUTS cuts are done")
                 fi
                 progress=0
                 if img_exists /var/lib/vgpu-firstboot/done && ! agent_ran "$SERIAL"; then
