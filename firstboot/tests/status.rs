@@ -379,3 +379,98 @@ fn no_command_panics_on_a_closed_stdout_or_stderr() {
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(status_json(&host.root(), "phase 2")["status"], "done");
 }
+
+/// `status --json` on `root`, killed and failed if it has not answered
+/// within 10 s (a read blocked on a FIFO or fed by /dev/zero never would).
+fn status_json_within_10s(root: &Path, what: &str) -> serde_json::Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"))
+        .arg("--root")
+        .arg(root)
+        .args(["status", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{what}: `status` did not answer within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(6), "{what}: {}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["status"], "state-unreadable", "{what}: {doc}");
+    assert_eq!(doc["exit-code"], 6, "{what}: {doc}");
+    doc
+}
+
+fn mknod(path: &Path, kind: rustix::fs::FileType, dev: rustix::fs::Dev) -> rustix::io::Result<()> {
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    rustix::fs::mknodat(rustix::fs::CWD, path, kind, mode, dev)
+}
+
+#[test]
+fn a_state_or_plan_that_is_no_regular_file_or_too_big_is_unreadable_at_once() {
+    use rustix::fs::FileType;
+    let host = SimHost::new("pve8-grub", "demo");
+    let first = host.boot_run(&[]).unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let root = host.root();
+    let state = root.join(layout::STATE_FILE);
+    let real = std::fs::read(&state).unwrap();
+    let reason = |doc: &serde_json::Value| doc["reason"].as_str().unwrap().to_string();
+
+    // A FIFO: opening it for reading would wait for a writer forever.
+    std::fs::remove_file(&state).unwrap();
+    mknod(&state, FileType::Fifo, 0).unwrap();
+    let doc = status_json_within_10s(&root, "a FIFO");
+    assert!(reason(&doc).contains("not a regular file"), "{doc}");
+    assert!(reason(&doc).contains("state.toml"), "{doc}");
+
+    // A link to /dev/zero (in the root, where the link resolves): it would
+    // be read until memory runs out.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    let _ = std::fs::remove_file(root.join("dev/zero"));
+    mknod(
+        &root.join("dev/zero"),
+        FileType::CharacterDevice,
+        rustix::fs::makedev(1, 5),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
+    let doc = status_json_within_10s(&root, "a link to /dev/zero");
+    assert!(reason(&doc).contains("not a regular file"), "{doc}");
+
+    // A state file larger than any the agent writes (the real one, then
+    // a comment padding it past 1 MiB).
+    std::fs::remove_file(&state).unwrap();
+    let mut big = real.clone();
+    big.extend_from_slice(b"#");
+    big.resize((1 << 20) + 1, b'x');
+    big.push(b'\n');
+    std::fs::write(&state, &big).unwrap();
+    let doc = status_json_within_10s(&root, "a 1 MiB state file");
+    assert!(
+        reason(&doc).contains("larger than the 1048576 bytes"),
+        "{doc}"
+    );
+    // The same content within the limit is read as before.
+    big.truncate((1 << 20) - 1);
+    big.push(b'\n');
+    std::fs::write(&state, &big).unwrap();
+    assert_eq!(status_json(&root, "1 MiB")["status"], "in-progress");
+
+    // The plan a FIFO.
+    std::fs::write(&state, &real).unwrap();
+    let plan = root.join(layout::PLAN_FILE);
+    std::fs::remove_file(&plan).unwrap();
+    mknod(&plan, FileType::Fifo, 0).unwrap();
+    let doc = status_json_within_10s(&root, "the plan a FIFO");
+    assert!(reason(&doc).contains("plan.toml"), "{doc}");
+    assert!(reason(&doc).contains("not a regular file"), "{doc}");
+}

@@ -19,7 +19,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use atomic::{AtomicFile, DirSync};
-pub use root::Root;
+pub use root::{READ_LIMIT, Root};
 
 /// A filesystem operation that failed: what was being done, to which path
 /// (as the host sees it), and why.

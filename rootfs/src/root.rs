@@ -129,14 +129,24 @@ impl Root {
         opt(self.resolve(rel, flags, 0).map(File::from)).map_err(self.err("opening", rel))
     }
 
-    /// Contents of `rel`, or `None` if it does not exist.
+    /// Contents of the regular file `rel` (at most [`READ_LIMIT`] bytes),
+    /// or `None` if it does not exist. See [`Root::read_bounded`].
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
-        let Some(mut f) = self.open(rel)? else {
+        self.read_bounded(rel, READ_LIMIT)
+    }
+
+    /// Contents of `rel`, or `None` if it does not exist. It must be a
+    /// regular file (a FIFO, a device or a socket is refused before any
+    /// read, so one can neither block the reader nor feed it forever) of
+    /// at most `limit` bytes (a longer one is refused, having read at most
+    /// `limit + 1` bytes).
+    pub fn read_bounded(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+        let Some(f) = self.open(rel)? else {
             return Ok(None);
         };
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(self.err("reading", rel))?;
-        Ok(Some(buf))
+        bounded(f, limit)
+            .map(Some)
+            .map_err(self.err("reading", rel))
     }
 
     /// Contents of `rel` as UTF-8, or `None` if it does not exist.
@@ -334,6 +344,31 @@ impl Root {
             .map(File::from)
             .map_err(self.err("opening", rel))
     }
+}
+
+/// The most [`Root::read`] reads: 16 MiB (a plan, a manifest, a config file
+/// is far smaller).
+pub const READ_LIMIT: u64 = 16 << 20;
+
+/// Reads all of `f`, a regular file of at most `limit` bytes.
+fn bounded(f: File, limit: u64) -> io::Result<Vec<u8>> {
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, FIFO, device or socket): replace it with a regular file",
+        ));
+    }
+    let mut buf = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "larger than the {limit} bytes allowed: not the file this program wrote or expects"
+            ),
+        ));
+    }
+    Ok(buf)
 }
 
 /// Names in an open directory.

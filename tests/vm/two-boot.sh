@@ -4,6 +4,10 @@
 #   bash tests/vm/two-boot.sh               # clean run: boot 1, boot 2, boot 3
 #   bash tests/vm/two-boot.sh --power-cuts  # the same with qemu killed (kill -9)
 #                                           # at several points of both phases
+#   bash tests/vm/two-boot.sh --random-cuts N [--seed S]
+#                                           # N cuts at random delays, in rounds
+#                                           # on fresh images (the seed, printed,
+#                                           # draws the same delays again)
 #
 # Runs as root on a Debian 12 machine with the Debian mirror reachable. It
 # installs its own tools (qemu-system-x86 from bookworm-backports, debootstrap,
@@ -44,13 +48,33 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${VGPU_VM_WORK:-$REPO/target/vm}
 BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MODE=clean
-case ${1:-} in
-    "") ;;
-    --power-cuts) MODE=power-cuts ;;
-    --check) MODE=check ;; # only the read-back checks, on the last run's image
-                           # (with that run's mode and serial logs)
-    *) echo "usage: $0 [--power-cuts | --check]" >&2; exit 2 ;;
-esac
+RANDOM_CUTS=0 # --random-cuts N
+SEED=         # --seed S (default: drawn from /dev/urandom, printed)
+usage() {
+    echo "usage: $0 [--power-cuts | --random-cuts N [--seed S] | --check]" >&2
+    exit 2
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --power-cuts) MODE=power-cuts ;;
+        --random-cuts)
+            MODE=random-cuts
+            RANDOM_CUTS=${2:-}
+            [[ $RANDOM_CUTS =~ ^[1-9][0-9]*$ ]] || usage
+            shift
+            ;;
+        --seed)
+            SEED=${2:-}
+            [[ $SEED =~ ^[0-9]+$ ]] || usage
+            shift
+            ;;
+        --check) MODE=check ;; # only the read-back checks, on the last run's image
+                               # (with that run's mode and serial logs)
+        *) usage ;;
+    esac
+    shift
+done
+[ -z "$SEED" ] || [ "$MODE" = random-cuts ] || usage
 
 export DEBIAN_FRONTEND=noninteractive
 ROOT=$WORK/root         # the tree the image is made from
@@ -474,6 +498,9 @@ final_state() {
     done
 }
 
+# Whether this run cut the power (--power-cuts, --random-cuts).
+cut_mode() { [ "$MODE" = power-cuts ] || [ "$MODE" = random-cuts ]; }
+
 # Checks the image after the flow completed.
 check_final() {
     say "reading the results back from the image"
@@ -527,7 +554,7 @@ check_final() {
     local log
     log=$(agent_log)
     [ -n "$log" ] || fail "no vgpu-firstboot.service messages in the image's journal (/var/log/journal)"
-    if [ "$MODE" != power-cuts ]; then
+    if ! cut_mode; then
         has "$log" "plan demo complete" "the agent's log (journal)"
         has "$log" "vgpu-firstboot: step post-check:" "the agent's log (journal)"
     fi
@@ -545,7 +572,7 @@ check_final() {
     if [ ${#SERIALS[@]} -gt 0 ]; then
         again=$(cat "${SERIALS[@]}" | grep -c 'vgpu-firstboot: an earlier run of the driver installer did not finish' || true)
     fi
-    if [ "$MODE" = power-cuts ]; then
+    if cut_mode; then
         [ "$runs" -ge 1 ] && [ "$runs" -le $((1 + again)) ] \
             || fail "the demo installer ran $runs times, but the agent found an unfinished run only $again times: $demo"
         say "driver installer runs: $runs (the agent found an unfinished run $again times)"
@@ -562,7 +589,7 @@ check_final() {
     # (seen here): then only the dpkg database above tells.
     local hello
     hello=$(img_cat /var/log/dpkg.log | grep ' status installed hello:' || true)
-    if [ "$MODE" = power-cuts ]; then
+    if cut_mode; then
         [ -z "$hello" ] || [ "$(cut -d' ' -f6 <<<"$hello" | sort -u)" = "2.10-3" ] \
             || fail "dpkg.log shows another version of hello installed: $hello"
     else
@@ -616,14 +643,33 @@ check_console() {
 clean_run() {
     make_image
     boot 1
+    local d1=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase1
     img_exists /var/lib/vgpu-firstboot/done && fail "done after boot 1: no reboot happened"
     boot 2
+    local d2=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase2
     boot 3
+    local d3=$((SECONDS - BOOT_T))
     check_console "$SERIAL" idle
     check_final
     final_state >"$WORK/final-clean.txt"
+    # How long each boot took (phase 1, phase 2, idle): --random-cuts draws
+    # its cut delays within these.
+    echo "$d1 $d2 $d3" >"$WORK/clean-durations"
+}
+
+# A clean run first, unless one for this build already left its results.
+ensure_clean_run() {
+    if [ ! -s "$WORK/final-clean.txt" ] || [ ! -s "$WORK/clean-durations" ] \
+        || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
+        say "no clean run's results for this build yet: doing a clean run first"
+        local mode=$MODE
+        MODE=clean
+        clean_run
+        MODE=$mode
+        SERIALS=()
+    fi
 }
 
 # Cut points: "regex|seconds after the line", armed one after the other.
@@ -645,13 +691,7 @@ CUTS=(
 )
 
 power_cut_run() {
-    if [ ! -s "$WORK/final-clean.txt" ] || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
-        say "no clean run's results for this build yet: doing a clean run first"
-        MODE=clean
-        clean_run
-        MODE=power-cuts
-        SERIALS=()
-    fi
+    ensure_clean_run
     make_image
     local n=0 cuts=0 converged=0 next=0
     while [ $n -lt 20 ]; do
@@ -682,6 +722,112 @@ power_cut_run() {
     echo "power cuts: $cuts, converged: $converged"
 }
 
+# Which boot of a clean run the next boot is like: 1 (phase 1: the reboot
+# step not begun yet), 2 (phase 2: the reboot step begun, i.e. requested,
+# or done) or 3 (done: the agent has nothing to do).
+next_phase() {
+    if img_exists /var/lib/vgpu-firstboot/done; then
+        echo 3
+    elif img_cat /var/lib/vgpu-firstboot/state.toml | awk '
+        /^\[\[step\]\]/ { id = "" } /^id = / { id = $3 }
+        /^\[step.status\]/ { getline; if (id == "\"reboot\"" && ($3 == "\"done\"" || $3 == "\"begun\"")) found = 1 }
+        END { exit !found }'; then
+        echo 2
+    else
+        echo 1
+    fi
+}
+
+# Boots and kills qemu (kill -9) $2 seconds after it started, unless the
+# boot ends by itself first. Returns 0 after a cut, 1 if the boot ended.
+boot_and_cut_at() {
+    local name=$1 delay=$2 pid
+    start_boot "$name"
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
+            pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
+            if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
+                wait "$QEMU_PID" || true
+                # As in boot_and_cut: replay the ext4 journal only.
+                e2fsck -E journal_only -p "$IMG" >/dev/null 2>&1 || true
+                return 0
+            fi
+        fi
+        sleep 0.2
+    done
+    wait_boot "$name"
+    return 1
+}
+
+# --random-cuts N: rounds of the whole flow on a fresh image, until N cuts
+# have happened. In a round, boots are killed at a random delay within the
+# duration of the clean run's boot of the same phase (1 s to that
+# duration). A boot that ends before its delay is not a cut. When a cut
+# lands where the round's previous one did (the same step begun: update-
+# initramfs takes most of a phase-1 boot, so every cut would land in it),
+# the next boot runs uncut so the flow moves on to later steps and phase 2,
+# as on a host whose power fails now and then, not at every boot. Boots of
+# a finished host are not cut: the round ends with one that finds nothing
+# to do, and the host must then be as a clean run leaves it.
+random_cut_run() {
+    ensure_clean_run
+    local durations
+    read -r -a durations <"$WORK/clean-durations"
+    [ -n "$SEED" ] || SEED=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+    RANDOM=$SEED
+    say "random cuts: $RANDOM_CUTS, seed $SEED; clean boots took ${durations[*]} s"
+    local round=0 boots=0 cuts=0 missed=0 uncut=0 converged=0 log=()
+    local n phase span delay where last round_cuts progress
+    while [ $cuts -lt "$RANDOM_CUTS" ]; do
+        round=$((round + 1)) n=0 last= round_cuts=0 progress=0
+        SERIALS=()
+        make_image
+        while :; do
+            [ $n -lt 30 ] || fail "round $round: not done after $n boots"
+            n=$((n + 1)) boots=$((boots + 1))
+            phase=$(next_phase)
+            if [ "$phase" -eq 3 ] || [ $cuts -ge "$RANDOM_CUTS" ] || [ $progress -eq 1 ]; then
+                boot "r$round-$n"
+                if [ "$phase" -ne 3 ] && [ $progress -eq 1 ]; then
+                    uncut=$((uncut + 1))
+                    log+=("round $round boot $n (phase $phase): not cut, to move on")
+                elif [ "$phase" -ne 3 ]; then
+                    log+=("round $round boot $n (phase $phase): not cut, the $RANDOM_CUTS cuts are done")
+                fi
+                progress=0
+                if img_exists /var/lib/vgpu-firstboot/done && ! agent_ran "$SERIAL"; then
+                    check_console "$SERIAL" idle
+                    break
+                fi
+                continue
+            fi
+            span=${durations[$((phase - 1))]}
+            [ "$span" -ge 2 ] || span=2
+            delay=$((1 + RANDOM % (span - 1)))
+            if boot_and_cut_at "r$round-$n" "$delay"; then
+                cuts=$((cuts + 1)) round_cuts=$((round_cuts + 1))
+                where=$(landed)
+                log+=("round $round boot $n (phase $phase, clean ${span}s): cut at ${delay}s: $where")
+                say "power cut $cuts/$RANDOM_CUTS at +${delay}s (round $round boot $n, like clean boot $phase of ${span}s): $where"
+                [ "$where" != "$last" ] || progress=1
+                last=$where
+            else
+                missed=$((missed + 1))
+                log+=("round $round boot $n (phase $phase, clean ${span}s): ended by itself before ${delay}s")
+            fi
+        done
+        check_final
+        final_state >"$WORK/final-random.txt"
+        diff -u "$WORK/final-clean.txt" "$WORK/final-random.txt" \
+            || fail "round $round: the final state after random power cuts differs from a clean run's (diff above)"
+        converged=$((converged + round_cuts))
+        say "round $round converged after $round_cuts cuts in $n boots"
+    done
+    say "rounds: $round, boots: $boots ($missed ended before their cut, $uncut left uncut to move on)"
+    printf '  %s\n' "${log[@]}"
+    echo "random cuts: $cuts, converged: $converged, seed: $SEED"
+}
+
 main() {
     [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 2; }
     mkdir -p "$WORK"
@@ -698,6 +844,7 @@ main() {
     case $MODE in
         clean) clean_run ;;
         power-cuts) power_cut_run ;;
+        random-cuts) random_cut_run ;;
     esac
     say "PASS ($MODE) in $((SECONDS - T0))s"
 }

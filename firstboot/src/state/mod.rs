@@ -35,12 +35,15 @@ mod machine;
 mod render;
 mod store;
 
+pub use codec::to_toml as encode;
 pub use found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found, Installed, found};
 pub use render::{
     EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, found_report,
     render_found_human, render_found_json, render_human, render_json, utc,
 };
-pub use store::{LOCK_FILE, StateStore, TEMP_NAME, load, read_boot_id, read_machine_id};
+pub use store::{
+    LOCK_FILE, STATE_LIMIT, StateStore, TEMP_NAME, decode, load, read_boot_id, read_machine_id,
+};
 
 /// Current state file format version.
 pub const SCHEMA: u32 = 1;

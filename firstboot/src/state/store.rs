@@ -18,6 +18,10 @@ pub const LOCK_FILE: &str = "var/lib/vgpu-firstboot/lock";
 /// one means a save was cut short and is removed on the next open.
 pub const TEMP_NAME: &str = "state.toml.tmp";
 
+/// The largest state file read: 1 MiB. A plan's state is a few KB (its
+/// event log is capped); anything larger is not a file the agent wrote.
+pub const STATE_LIMIT: u64 = 1 << 20;
+
 /// `/etc/machine-id`, relative to the root.
 const MACHINE_ID: &str = "etc/machine-id";
 /// The kernel's id for the current boot, relative to the root.
@@ -279,11 +283,16 @@ pub fn load(root: &Path) -> Result<State, StateError> {
 }
 
 fn read_state(fs: &Root, path: &Path) -> Result<State, StateError> {
-    let bytes = match fs.read(layout::STATE_FILE) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(State::default()),
-        Err(e) => return Err(fs_err(e)),
-    };
+    match fs.read_bounded(layout::STATE_FILE, STATE_LIMIT) {
+        Ok(Some(bytes)) => decode(bytes, path),
+        Ok(None) => Ok(State::default()),
+        Err(e) => Err(fs_err(e)),
+    }
+}
+
+/// The state in `bytes`, the content of the state file `path` (named in
+/// errors): what [`load`] does once the file is read.
+pub fn decode(bytes: Vec<u8>, path: &Path) -> Result<State, StateError> {
     let corrupt = |detail: String| StateError::Corrupt {
         path: path.to_path_buf(),
         detail,

@@ -262,3 +262,76 @@ fn errors_name_the_host_path() {
         )
     );
 }
+
+/// Runs `f` on another thread; fails the test if it takes over 10 s (a read
+/// that blocks on a FIFO would otherwise hang the test run).
+fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the read blocked for 10 s")
+}
+
+#[test]
+fn reads_refuse_fifos_and_devices_at_once() {
+    let f = fixture();
+    let fifo = f.root.join("etc/fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    // /dev/zero, inside the root: never ends.
+    fs::create_dir_all(f.root.join("dev")).unwrap();
+    let zero = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        f.root.join("dev/zero"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o644),
+        rustix::fs::makedev(1, 5),
+    );
+    symlink("/dev/zero", f.root.join("etc/zero")).unwrap();
+    let base = f.root.clone();
+    let results = within_10s(move || {
+        let root = Root::at(&base).unwrap();
+        ["etc/fifo", "etc/zero", "etc"].map(|rel| (rel, root.read(rel).map(|_| ())))
+    });
+    for (rel, r) in results {
+        if rel == "etc/zero" && zero.is_err() {
+            continue; // no CAP_MKNOD here: the FIFO case still ran
+        }
+        let e = r.expect_err(rel);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{rel}: {e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&f.root.join(rel).display().to_string()),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn reads_stop_at_the_limit() {
+    let f = fixture();
+    fs::write(f.root.join("etc/big"), vec![b'x'; 4097]).unwrap();
+    let root = Root::at(&f.root).unwrap();
+    let e = root.read_bounded("etc/big", 4096).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::FileTooLarge, "{e}");
+    assert!(e.to_string().contains("larger than the 4096 bytes"), "{e}");
+    assert_eq!(
+        root.read_bounded("etc/big", 4097).unwrap().unwrap().len(),
+        4097
+    );
+    assert_eq!(root.read_bounded("etc/missing", 1).unwrap(), None);
+    // Exactly the limit is allowed.
+    assert_eq!(
+        root.read_bounded("etc/hostname", 7).unwrap().unwrap(),
+        b"inside\n"
+    );
+}
