@@ -414,7 +414,7 @@ fn a_bundle_that_is_not_a_regular_file_is_refused_at_once() {
             .success()
     );
     for (path, what) in [
-        (fifo.as_path(), "is a FIFO, not a regular file"),
+        (fifo.as_path(), "is a FIFO (named pipe), not a regular file"),
         (
             Path::new("/dev/zero"),
             "is a character device, not a regular file",

@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -74,20 +74,10 @@ fn open_regular(path: &Path, bundle: &Path) -> Result<Option<(File, u64)>, Inspe
         Err(e) => return Err(open_err(e)),
     };
     let meta = file.metadata().map_err(open_err)?;
-    let t = meta.file_type();
-    let what = if t.is_file() {
+    if meta.is_file() {
         return Ok(Some((file, meta.len())));
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_dir() {
-        "a directory"
-    } else {
-        "a socket"
-    };
+    }
+    let what = crate::input::kind_of(&meta);
     if path == bundle {
         Err(InspectError::NotRegular {
             bundle: bundle.to_path_buf(),
