@@ -395,7 +395,10 @@ fn inspect_checks_the_sha256_file_beside_the_bundle() {
             .success()
     );
     let msg = inspect(&o.bundle).unwrap_err().to_string();
-    assert!(msg.contains("is a FIFO (named pipe), not a regular file"), "{msg}");
+    assert!(
+        msg.contains("is a FIFO (named pipe), not a regular file"),
+        "{msg}"
+    );
 }
 
 /// The signature (written by a signed bake) is the one entry besides the
