@@ -89,19 +89,6 @@ pub struct InspectReport {
     pub checksum: Checksum,
 }
 
-/// Why an archive path is unsafe to lay onto a root, if it is.
-pub(crate) fn unsafe_path(path: &str) -> Option<&'static str> {
-    if path.starts_with('/') {
-        Some("it is absolute")
-    } else if path.split('/').any(|c| c == "..") {
-        Some("it has a `..` component")
-    } else if path.is_empty() || path.split('/').any(|c| c.is_empty() || c == ".") {
-        Some("it has an empty or `.` component")
-    } else {
-        None
-    }
-}
-
 /// A read error of `entry`'s body.
 pub(crate) fn read_error(bundle: &Path, entry: &str, source: io::Error) -> InspectError {
     InspectError::Read {

@@ -388,31 +388,20 @@ impl<W: Write> NewcWriter<W> {
     }
 }
 
-/// Names must be relative, without empty, `.` or `..` components, and
-/// without NUL (the format's terminator).
+/// Names follow [`vgpu_plan::manifest::check_name`] (the reader holds
+/// them to it too), and `TRAILER!!!` is reserved.
 fn check_name(path: &str) -> Result<(), NewcError> {
-    let bad = |reason| {
-        Err(NewcError::BadName {
-            path: path.into(),
-            reason,
-        })
+    let reason = if path == TRAILER {
+        "reserved for the archive's end"
+    } else if let Err(reason) = vgpu_plan::manifest::check_name(path) {
+        reason
+    } else {
+        return Ok(());
     };
-    if path.is_empty() || path == TRAILER {
-        return bad("empty or reserved");
-    }
-    if path.contains('\0') {
-        return bad("contains NUL");
-    }
-    if path.starts_with('/') {
-        return bad("absolute");
-    }
-    if path
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return bad("has an empty, `.` or `..` component");
-    }
-    Ok(())
+    Err(NewcError::BadName {
+        path: path.into(),
+        reason,
+    })
 }
 
 /// Streaming newc reader: [`NewcReader::next_entry`] yields each header with

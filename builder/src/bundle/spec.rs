@@ -279,24 +279,11 @@ fn checked_digest(
     Ok(value.to_ascii_lowercase())
 }
 
-/// Bundle paths: relative, `/`-separated, no empty, `.` or `..` component.
+/// Bundle paths: the rule every reader holds them to
+/// ([`vgpu_plan::manifest::check_name`]: relative, no empty, `.` or `..`
+/// component, no control character, shorter than `PATH_MAX`).
 fn check_path(path: &str) -> Result<(), BundleError> {
-    let reason = if path.is_empty() {
-        "it is empty"
-    } else if path.starts_with('/') {
-        "it is absolute; bundle paths are relative to the target root"
-    } else if path.contains('\0') {
-        "it contains NUL"
-    } else if path.len() >= MAX_NAME as usize {
-        "it is longer than 4095 bytes"
-    } else if path.split('/').any(|c| c == "..") {
-        "it has a `..` component"
-    } else if path.split('/').any(|c| c.is_empty() || c == ".") {
-        "it has an empty or `.` component"
-    } else {
-        return Ok(());
-    };
-    Err(BundleError::BadPath {
+    vgpu_plan::manifest::check_name(path).map_err(|reason| BundleError::BadPath {
         path: path.into(),
         reason,
     })

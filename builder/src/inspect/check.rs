@@ -70,7 +70,8 @@ fn entry_type(kind: &EntryKind) -> EntryType {
     }
 }
 
-/// Paths seen so far and what they are: detects duplicates, and children
+/// Paths seen so far and what they are (names were checked by the reader,
+/// `manifest::check_name`): detects duplicates, and children
 /// whose parent is not a directory written before them (which also catches
 /// a file written "through" a symlink of the same archive).
 #[derive(Debug, Default)]
@@ -78,9 +79,6 @@ pub(crate) struct Seen(BTreeMap<String, &'static str>);
 
 impl Seen {
     pub(crate) fn check(&mut self, path: &str, kind: &EntryKind) -> Result<(), Problem> {
-        if let Some(reason) = super::unsafe_path(path) {
-            return Err(Problem::UnsafePath(reason));
-        }
         if self.0.contains_key(path) {
             return Err(Problem::Duplicate);
         }

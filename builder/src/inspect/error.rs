@@ -12,9 +12,6 @@ pub const REMEDY: &str = "the bundle is damaged or was altered: copy it again, o
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    /// Absolute, `..`, `.` or empty component.
-    #[error("unsafe path: {0}")]
-    UnsafePath(&'static str),
     /// The path appears twice.
     #[error("the path appears more than once in the archive")]
     Duplicate,

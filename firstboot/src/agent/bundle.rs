@@ -37,35 +37,27 @@ pub struct Checked {
     pub files: Hashed,
 }
 
-/// Reads the regular file `rel` (not a symlink), refusing more than `max`
-/// bytes; `None` if it does not exist.
+/// Reads the regular file `rel` (not a symlink: the bundle lays none
+/// there), refusing more than `max` bytes (`Root::read_bounded`); `None`
+/// if it does not exist.
 fn read_bounded(fs: &Root, rel: &str, max: u64) -> Result<Option<Vec<u8>>, StepError> {
-    let name = shown(rel);
-    let Some(meta) = fs.symlink_metadata(rel)? else {
-        return Ok(None);
-    };
-    if !meta.is_file() {
-        return Err(StepError::new(format!(
-            "{name} is not a regular file: {REINSTALL}"
-        )));
+    match fs.symlink_metadata(rel)? {
+        None => return Ok(None),
+        Some(m) if !m.is_file() => {
+            return Err(StepError::new(format!(
+                "{} is not a regular file: {REINSTALL}",
+                shown(rel)
+            )));
+        }
+        Some(_) => {}
     }
-    // Checked before and after reading: the directory is root's, so the
-    // file does not grow in between unless root writes it.
-    let too_large = |len: u64| {
-        StepError::new(format!(
-            "{name} is larger than {max} bytes ({len}): it is not what vgpu-bake writes; {REINSTALL}"
-        ))
-    };
-    if meta.len() > max {
-        return Err(too_large(meta.len()));
+    match fs.read_bounded(rel, max)? {
+        None => Err(StepError::new(format!(
+            "{} went away while being read",
+            shown(rel)
+        ))),
+        bytes => Ok(bytes),
     }
-    let bytes = fs
-        .read(rel)?
-        .ok_or_else(|| StepError::new(format!("{name} went away while being read")))?;
-    if bytes.len() as u64 > max {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(Some(bytes))
 }
 
 /// The host's trusted keys, `(file name, key)`, in name order: every
@@ -113,10 +105,11 @@ pub fn trusted_keys(fs: &Root) -> Result<Vec<(String, PublicKey)>, StepError> {
         if !meta.is_file() {
             return Err(bad(&"not a regular file"));
         }
-        if meta.len() > MAX_SMALL {
-            return Err(bad(&format_args!("larger than {MAX_SMALL} bytes")));
-        }
-        let text = fs.read_to_string(&rel)?.ok_or_else(|| bad(&"went away"))?;
+        let bytes = fs
+            .read_bounded(&rel, MAX_SMALL)
+            .map_err(|e| bad(&e.source))?
+            .ok_or_else(|| bad(&"went away"))?;
+        let text = String::from_utf8(bytes).map_err(|_| bad(&"not UTF-8 text"))?;
         let key = PublicKey::decode(&text)
             .map_err(|e| bad(&format_args!("not a minisign public key ({e})")))?;
         keys.push((n, key));
