@@ -32,5 +32,6 @@ pub mod prepare;
 pub mod profile;
 pub mod registry;
 pub mod resolve;
+pub mod rollout;
 pub mod sign;
 pub mod text;

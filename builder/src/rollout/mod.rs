@@ -1,0 +1,15 @@
+//! Rollout: what the Proxmox automated installer's first-boot hook carries
+//! and how it picks a host's bundle.
+//!
+//! - [`index`]: a fleet's index: content-addressed bundles, the hosts that
+//!   take each (by MAC address, DMI serial or system UUID) and an optional
+//!   default; [`index::Index::select`] is the pure choice the hook makes.
+//! - [`config`]: the hook's configuration (the index, where to look for the
+//!   bundles, the trusted keys) and the trailer that carries it at the end
+//!   of the hook executable.
+//!
+//! `vgpu-bake hook` and `vgpu-bake fleet` write these; the `vgpu-hook`
+//! binary (crate `hook/`) reads them back from its own executable.
+
+pub mod config;
+pub mod index;
