@@ -12,4 +12,5 @@
 //! binary (crate `hook/`) reads them back from its own executable.
 
 pub mod config;
+pub mod hook;
 pub mod index;

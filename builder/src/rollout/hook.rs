@@ -1,0 +1,85 @@
+//! Writing a hook: the `vgpu-hook` template with a [`HookConfig`] appended.
+
+use std::path::{Path, PathBuf};
+
+use super::config::{ConfigError, HookConfig};
+
+/// Why a hook could not be written; names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The template could not be read.
+    #[error("cannot read the hook template {}: {source}; build it with `cargo build --release -p vgpu-hook` or pass --hook-template FILE", path.display())]
+    Template {
+        /// The template.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No template was found where one is looked for.
+    #[error("no vgpu-hook template found (looked in {looked}): build it with `cargo build --release -p vgpu-hook`, or pass --hook-template FILE")]
+    NoTemplate {
+        /// The places looked in.
+        looked: String,
+    },
+    /// The configuration is not usable, or the hook would be too big.
+    #[error("cannot make the hook {}: {source}", out.display())]
+    Config {
+        /// The hook being written.
+        out: PathBuf,
+        /// The cause.
+        #[source]
+        source: ConfigError,
+    },
+    /// The hook could not be written.
+    #[error("cannot write the hook {}: {source}; check the directory exists and is writable", out.display())]
+    Write {
+        /// The hook being written.
+        out: PathBuf,
+        /// The cause.
+        #[source]
+        source: vgpu_rootfs::atomic::AtomicError,
+    },
+}
+
+/// The template: `explicit` if given, else `vgpu-hook` next to `exe` (an
+/// installed vgpu-bake), else `../release/vgpu-hook` from it (a cargo
+/// build tree), in that order.
+pub fn find_template(explicit: Option<&Path>, exe: &Path) -> Result<PathBuf, HookError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [dir.join("vgpu-hook"), dir.join("../release/vgpu-hook")];
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| HookError::NoTemplate {
+            looked: candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+        })
+}
+
+/// Writes `out` (mode 0755, atomically): `template` with `config` appended.
+/// Returns the hook's size in bytes.
+pub fn write_hook(template: &Path, config: &HookConfig, out: &Path) -> Result<u64, HookError> {
+    let bytes = std::fs::read(template).map_err(|source| HookError::Template {
+        path: template.to_owned(),
+        source,
+    })?;
+    let hook = config
+        .append_to(&bytes)
+        .map_err(|source| HookError::Config {
+            out: out.to_owned(),
+            source,
+        })?;
+    vgpu_rootfs::atomic::write(out, &hook, 0o755).map_err(|source| HookError::Write {
+        out: out.to_owned(),
+        source,
+    })?;
+    Ok(hook.len() as u64)
+}
