@@ -59,9 +59,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
     let mut root = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let text = arg.to_str().ok_or_else(|| {
-            UsageError(format!("argument {arg:?} is not UTF-8"))
-        })?;
+        let text = arg
+            .to_str()
+            .ok_or_else(|| UsageError(format!("argument {arg:?} is not UTF-8")))?;
         match text {
             "-h" | "--help" => return Ok(Command::Help),
             "--root" => {

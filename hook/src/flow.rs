@@ -56,7 +56,9 @@ pub enum HookError {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// systemctl failed.
-    #[error("{0}; the bundle is laid: start the agent with `systemctl start vgpu-firstboot.service`, or let the hook try again at the next boot")]
+    #[error(
+        "{0}; the bundle is laid: start the agent with `systemctl start vgpu-firstboot.service`, or let the hook try again at the next boot"
+    )]
     Start(#[from] CommandError),
 }
 

@@ -8,9 +8,12 @@
 //!   bundles, the trusted keys) and the trailer that carries it at the end
 //!   of the hook executable.
 //!
+//! - [`hook`]: the template and writing a hook; [`make`]: `vgpu-bake hook`.
+//!
 //! `vgpu-bake hook` and `vgpu-bake fleet` write these; the `vgpu-hook`
 //! binary (crate `hook/`) reads them back from its own executable.
 
 pub mod config;
 pub mod hook;
 pub mod index;
+pub mod make;
