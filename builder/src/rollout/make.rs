@@ -216,15 +216,18 @@ pub fn fleet_index(path: &Path, keys: &[TrustedKey]) -> Result<Index, MakeError>
                 b.size
             )));
         }
-        let report = inspect_trusted(&file, keys)?;
-        if report.bundle_sha256 != b.sha256.as_str() {
+        let sha256 = std::fs::File::open(&file)
+            .and_then(crate::hash::digest_reader)
+            .map_err(|e| mismatch(format!("{}: {e}", file.display())))?
+            .sha256;
+        if sha256 != b.sha256.as_str() {
             return Err(mismatch(format!(
-                "{} has sha256 {}, the index says {}",
+                "{} has sha256 {sha256}, the index says {}",
                 file.display(),
-                report.bundle_sha256,
                 b.sha256.as_str()
             )));
         }
+        let report = inspect_trusted(&file, keys)?;
         if report.manifest.name != b.name {
             return Err(mismatch(format!(
                 "{} holds plan {:?}, the index says {:?}",
