@@ -23,6 +23,12 @@ fn lays_what_install_lays_then_starts_the_agent() {
     let bundle = fixture("valid.cpio.zst");
     let index = single_index(&bundle);
     host.place("/srv/vgpu", "valid.cpio.zst", &bundle);
+    // A staging directory left by a run cut off by a power loss.
+    let stale = host
+        .root
+        .join("var/lib/proxmox-first-boot/.vgpu-hook-staging-OLD");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join("valid.cpio.zst"), "partial").unwrap();
     host.make_hook(&config(
         index.clone(),
         vec![path_source("/srv/vgpu")],
