@@ -210,6 +210,13 @@ fn refuses_and_writes_nothing() {
         &["--bundle", &unsigned, "--from-path", "/srv"],
         "over the installer's 1 MiB (1048576 bytes) by",
     );
+    // A debug build as the template.
+    fs::write(d.p("template"), vec![0u8; HOOK_MAX as usize + 1]).unwrap();
+    refused(
+        &d,
+        &["--bundle", &unsigned, "--from-path", "/srv"],
+        "the template alone is 1048577 bytes",
+    );
     // No template.
     fs::remove_file(d.p("template")).unwrap();
     refused(

@@ -249,6 +249,12 @@ impl HookConfig {
         out.extend_from_slice(template);
         out.extend_from_slice(&trailer);
         let size = out.len() as u64;
+        if template.len() as u64 + 16 >= HOOK_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "the template alone is {} bytes, over the installer's 1 MiB ({HOOK_MAX} bytes) for the whole hook: use the release build (`cargo build --release -p vgpu-hook`, target/release/vgpu-hook) as --hook-template",
+                template.len()
+            )));
+        }
         if size > HOOK_MAX {
             return Err(ConfigError::Invalid(format!(
                 "the hook would be {size} bytes (template {} + configuration {} + 16): over the installer's 1 MiB ({HOOK_MAX} bytes) by {}; list fewer hosts or bundles per hook",
