@@ -455,6 +455,13 @@ fn a_failing_systemctl_fails_the_hook() {
         ran.stderr
     );
     assert_eq!(host.calls(), ["systemctl daemon-reload"]);
+    // The cause is said once.
+    assert_eq!(
+        ran.stderr.matches("Failed to connect to bus").count(),
+        1,
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
