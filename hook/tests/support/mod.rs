@@ -199,6 +199,13 @@ impl Host {
     /// A stick labelled `label` holding `files` (name, source), reachable
     /// as `<root>/dev/disk/by-label/<label>`.
     pub fn stick(&self, label: &str, files: &[(&str, &Path)]) {
+        let (stick, link) = self.stick_unplugged(label, files);
+        symlink(&stick, link).unwrap();
+    }
+
+    /// The stick's directory and where its by-label link goes, the link
+    /// not made yet (udev has not seen the stick).
+    pub fn stick_unplugged(&self, label: &str, files: &[(&str, &Path)]) -> (PathBuf, PathBuf) {
         let stick = self.dir.path().join("sticks").join(label);
         fs::create_dir_all(&stick).unwrap();
         for (name, src) in files {
@@ -208,7 +215,7 @@ impl Host {
         }
         let link = self.root.join("dev/disk/by-label").join(label);
         fs::create_dir_all(link.parent().unwrap()).unwrap();
-        symlink(&stick, link).unwrap();
+        (stick, link)
     }
 
     /// Runs the hook with `args`, the stand-ins first on PATH.
