@@ -54,15 +54,19 @@ pub fn path_source(p: &str) -> Source {
 fn template() -> &'static Path {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("vgpu-hook-template-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("vgpu-hook-template");
+        // Stripped under a private name, then renamed: a concurrent run
+        // never sees half a file.
+        let tmp = dir.join(format!("vgpu-hook-template.{}", std::process::id()));
         let st = Command::new("strip")
             .arg("-o")
-            .arg(&out)
+            .arg(&tmp)
             .arg(env!("CARGO_BIN_EXE_vgpu-hook"))
             .status()
             .expect("strip (binutils)");
         assert!(st.success());
+        fs::rename(&tmp, &out).unwrap();
         out
     })
 }
