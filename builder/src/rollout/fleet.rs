@@ -184,12 +184,11 @@ pub fn plan(inventory: &Path) -> Result<FleetPlan, FleetError> {
 }
 
 fn read_limited_text(path: &Path) -> Result<String, FleetError> {
-    let bytes = crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|source| {
-        FleetError::Read {
+    let bytes =
+        crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|source| FleetError::Read {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        })?;
     String::from_utf8(bytes).map_err(|_| FleetError::Read {
         path: path.to_owned(),
         source: std::io::Error::other("not UTF-8 text"),
@@ -288,8 +287,8 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
                 }
             })?;
         }
-        let sha = Sha256::parse(&baked.output.sha256)
-            .expect("the writer reports a well-formed sha256");
+        let sha =
+            Sha256::parse(&baked.output.sha256).expect("the writer reports a well-formed sha256");
         shas.push(sha.clone());
         if let Some(s) = summaries.iter_mut().find(|s| s.sha256 == sha) {
             // Two profiles, the same bytes: one bundle.
@@ -342,9 +341,8 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     }
 
     match target {
-        Target::Absent => {
-            std::fs::rename(&made, &inputs.out).map_err(io("cannot move the fleet into", &inputs.out))?
-        }
+        Target::Absent => std::fs::rename(&made, &inputs.out)
+            .map_err(io("cannot move the fleet into", &inputs.out))?,
         Target::Replace => rustix::fs::renameat_with(
             rustix::fs::CWD,
             &made,

@@ -118,10 +118,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Inventory, InventoryError> {
                 format!("line {line}: ")
             })
             .unwrap_or_default();
-        err(format!(
-            "{at}not valid TOML: {}",
-            e.message().trim_end()
-        ))
+        err(format!("{at}not valid TOML: {}", e.message().trim_end()))
     })?;
     let mut default = None;
     let mut hosts = Vec::new();
@@ -129,7 +126,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Inventory, InventoryError> {
         match key.as_str() {
             "default" => {
                 default = Some(string(value).ok_or_else(|| {
-                    err("`default` must be a string: the path of a profile, relative to this file".to_owned())
+                    err(
+                        "`default` must be a string: the path of a profile, relative to this file"
+                            .to_owned(),
+                    )
                 })?);
             }
             "host" => {
@@ -224,7 +224,9 @@ pub fn resolve(
     let mut profiles: Vec<FleetProfile> = Vec::new();
     let mut profile_index = |written: &str, key: &str| -> Result<usize, InventoryError> {
         if written.is_empty() {
-            return Err(err(format!("{key} is empty: give the path of a profile .toml file, relative to this file")));
+            return Err(err(format!(
+                "{key} is empty: give the path of a profile .toml file, relative to this file"
+            )));
         }
         let path = base.join(written);
         let canon = canonical(&path).map_err(|e| {
@@ -389,7 +391,10 @@ profile = "q.toml"
         assert_eq!(plan.default, Some(0));
         assert_eq!(plan.profiles[0].path, Path::new("fleet/p/demo.toml"));
         assert_eq!(plan.hosts[0].profile, 0);
-        assert_eq!(plan.hosts[0].mac, ["52:54:00:ab:cd:ef", "52:54:00:12:34:56"]);
+        assert_eq!(
+            plan.hosts[0].mac,
+            ["52:54:00:ab:cd:ef", "52:54:00:12:34:56"]
+        );
         assert_eq!(plan.hosts[1].profile, 1);
         assert_eq!(
             plan.hosts[1].uuid.as_deref(),
@@ -430,8 +435,14 @@ profile = "q.toml"
                 "host[0].profile = \"missing.toml\": cannot find the profile fleet/missing.toml",
             ),
             ("", "nothing to bake"),
-            ("[[host]]\nmac = 5\nprofile = \"a.toml\"", "host[0].mac must be a string"),
-            ("[[host]]\nmac = \"52:54:00:12:34:56\"", "host[0] has no `profile`"),
+            (
+                "[[host]]\nmac = 5\nprofile = \"a.toml\"",
+                "host[0].mac must be a string",
+            ),
+            (
+                "[[host]]\nmac = \"52:54:00:12:34:56\"",
+                "host[0] has no `profile`",
+            ),
         ];
         for (text, want) in cases {
             let e = run(text).unwrap_err();
