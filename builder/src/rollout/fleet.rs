@@ -107,11 +107,21 @@ pub enum FleetError {
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     /// A profile could not be read.
-    #[error("{0} (a profile of the inventory)")]
-    Profile(#[from] ProfileError),
+    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    Profile {
+        /// The inventory.
+        inventory: PathBuf,
+        /// The cause.
+        source: ProfileError,
+    },
     /// A profile does not resolve.
-    #[error("{0} (a profile of the inventory)")]
-    Resolve(#[from] ResolveError),
+    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    Resolve {
+        /// The inventory.
+        inventory: PathBuf,
+        /// The cause.
+        source: ResolveError,
+    },
     /// A bake failed.
     #[error("baking {}: {source}", profile.display())]
     Bake {
@@ -240,9 +250,18 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut warnings = Vec::new();
     for p in &plan.profiles {
-        let profile = Profile::load(&p.path)?;
-        let r = resolve::resolve(&profile, &p.path, &Registry::builtin(), db)?;
-        resolve::check_files(&r, &p.path)?;
+        let inventory = || inputs.inventory.clone();
+        let profile = Profile::load(&p.path).map_err(|source| FleetError::Profile {
+            inventory: inventory(),
+            source,
+        })?;
+        let in_inventory = |source| FleetError::Resolve {
+            inventory: inventory(),
+            source,
+        };
+        let r =
+            resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
+        resolve::check_files(&r, &p.path).map_err(in_inventory)?;
         warnings.extend(r.warnings.iter().map(|w| (p.path.clone(), w.clone())));
         resolved.push(r);
     }
