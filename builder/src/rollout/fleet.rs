@@ -112,7 +112,7 @@ pub enum FleetError {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: ProfileError,
+        source: Box<ProfileError>,
     },
     /// A profile does not resolve.
     #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
@@ -120,7 +120,7 @@ pub enum FleetError {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: ResolveError,
+        source: Box<ResolveError>,
     },
     /// A bake failed.
     #[error("baking {}: {source}", profile.display())]
@@ -128,7 +128,7 @@ pub enum FleetError {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: BakeError,
+        source: Box<BakeError>,
     },
     /// A baked bundle does not verify with the trusted keys.
     #[error("the bundle of {} does not verify with the --trusted-key keys: {source}; sign it with the matching --sign-key", profile.display())]
@@ -136,7 +136,7 @@ pub enum FleetError {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: crate::inspect::InspectError,
+        source: Box<crate::inspect::InspectError>,
     },
     /// The hook's sources are not usable.
     #[error("{0}")]
@@ -253,11 +253,11 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         let inventory = || inputs.inventory.clone();
         let profile = Profile::load(&p.path).map_err(|source| FleetError::Profile {
             inventory: inventory(),
-            source,
+            source: Box::new(source),
         })?;
         let in_inventory = |source| FleetError::Resolve {
             inventory: inventory(),
-            source,
+            source: Box::new(source),
         };
         let r =
             resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
@@ -294,7 +294,7 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         };
         let baked = bake::bake(r, db, &bake_inputs).map_err(|source| FleetError::Bake {
             profile: p.path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         notes.extend(baked.notes);
         if !inputs.trusted.is_empty() {
@@ -302,7 +302,7 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
             crate::inspect::inspect_trusted(&baked.output.bundle, &keys).map_err(|source| {
                 FleetError::Untrusted {
                     profile: p.path.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }

@@ -45,7 +45,7 @@ pub enum UsbError {
         /// The bundle.
         path: PathBuf,
         /// The cause.
-        source: crate::inspect::InspectError,
+        source: Box<crate::inspect::InspectError>,
     },
     /// The fleet directory is not valid.
     #[error("{}: {message}", dir.display())]
@@ -149,7 +149,7 @@ pub fn usb(
         let report =
             crate::inspect::inspect_trusted(input, &[]).map_err(|source| UsbError::Bundle {
                 path: input.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         let name = input
             .file_name()
@@ -321,7 +321,7 @@ fn check_fleet(dir: &Path) -> Result<usize, UsbError> {
         }
         let d = crate::hash::digest_reader(file)
             .map_err(|e| bad(format!("reading {}: {e}", b.file)))?;
-        if d.sha256 != b.sha256.to_string() {
+        if d.sha256() != b.sha256 {
             return Err(bad(format!(
                 "bundle {} has sha256 {}, index.toml says {}: it is damaged or from another fleet; make the directory again with `vgpu-bake fleet`",
                 b.file, d.sha256, b.sha256
@@ -407,7 +407,7 @@ fn fix_and_hash(
         set_mode(&path, mode)?;
         h.update(item.rel.as_bytes());
         h.update(if item.dir { b"\0d\0" } else { b"\0f\0" });
-        h.update(&[u8::from(item.exec)]);
+        h.update([u8::from(item.exec)]);
         if item.dir {
             content += 4096;
         } else {
