@@ -8,7 +8,6 @@
 //! must print: builder/tests/answer.rs), so the two crates agree on it.
 
 #[path = "agent/harness.rs"]
-#[allow(dead_code)]
 mod agent_harness;
 
 use agent_harness::{SimHost, workspace};
