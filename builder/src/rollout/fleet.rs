@@ -96,58 +96,58 @@ pub struct BundleSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// The inventory file could not be read.
-    #[error("cannot read the inventory {}: {source}; give the path of an inventory .toml file", path.display())]
+    #[error("cannot read the inventory {}: {cause}; give the path of an inventory .toml file", path.display())]
     Read {
         /// The inventory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The inventory is not usable.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     /// A profile could not be read.
-    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    #[error("{cause} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
     Profile {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: Box<ProfileError>,
+        cause: Box<ProfileError>,
     },
     /// A profile does not resolve.
-    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    #[error("{cause} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
     Resolve {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: Box<ResolveError>,
+        cause: Box<ResolveError>,
     },
     /// A bake failed.
-    #[error("baking {}: {source}", profile.display())]
+    #[error("baking {}: {cause}", profile.display())]
     Bake {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: Box<BakeError>,
+        cause: Box<BakeError>,
     },
     /// A baked bundle does not verify with the trusted keys.
-    #[error("the bundle of {} does not verify with the --trusted-key keys: {source}; sign it with the matching --sign-key", profile.display())]
+    #[error("the bundle of {} does not verify with the --trusted-key keys: {cause}; sign it with the matching --sign-key", profile.display())]
     Untrusted {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: Box<crate::inspect::InspectError>,
+        cause: Box<crate::inspect::InspectError>,
     },
     /// The hook's sources are not usable.
     #[error("{0}")]
     Sources(ConfigError),
     /// The index came out invalid (two hosts, one identifier).
-    #[error("{}: {source}", inventory.display())]
+    #[error("{}: {cause}", inventory.display())]
     Index {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: IndexError,
+        cause: IndexError,
     },
     /// The hook could not be made.
     #[error(transparent)]
@@ -159,20 +159,20 @@ pub enum FleetError {
         path: PathBuf,
     },
     /// A file system step failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FleetError {
     let path = path.to_owned();
-    move |source| FleetError::Io { what, path, source }
+    move |cause| FleetError::Io { what, path, cause }
 }
 
 fn atomic_io(what: &'static str, path: &Path) -> impl FnOnce(vgpu_rootfs::Error) -> FleetError {
@@ -180,7 +180,7 @@ fn atomic_io(what: &'static str, path: &Path) -> impl FnOnce(vgpu_rootfs::Error)
     move |e| FleetError::Io {
         what,
         path,
-        source: std::io::Error::other(e.to_string()),
+        cause: std::io::Error::other(e.to_string()),
     }
 }
 
@@ -195,13 +195,13 @@ pub fn plan(inventory: &Path) -> Result<FleetPlan, FleetError> {
 
 fn read_limited_text(path: &Path) -> Result<String, FleetError> {
     let bytes =
-        crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|source| FleetError::Read {
+        crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|cause| FleetError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
     String::from_utf8(bytes).map_err(|_| FleetError::Read {
         path: path.to_owned(),
-        source: std::io::Error::other("not UTF-8 text"),
+        cause: std::io::Error::other("not UTF-8 text"),
     })
 }
 
@@ -242,22 +242,22 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     // Flags before profiles, profiles before any bake: nothing is written
     // when any input is bad.
     check_sources(inputs)?;
-    std::fs::metadata(&inputs.template).map_err(|source| HookError::Template {
+    std::fs::metadata(&inputs.template).map_err(|cause| HookError::Template {
         path: inputs.template.clone(),
-        source,
+        source: cause,
     })?;
     let target = target(&inputs.out)?;
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut warnings = Vec::new();
     for p in &plan.profiles {
         let inventory = || inputs.inventory.clone();
-        let profile = Profile::load(&p.path).map_err(|source| FleetError::Profile {
+        let profile = Profile::load(&p.path).map_err(|cause| FleetError::Profile {
             inventory: inventory(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         })?;
-        let in_inventory = |source| FleetError::Resolve {
+        let in_inventory = |cause| FleetError::Resolve {
             inventory: inventory(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         };
         let r =
             resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
@@ -292,17 +292,17 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
             out_dir,
             options: inputs.options.clone(),
         };
-        let baked = bake::bake(r, db, &bake_inputs).map_err(|source| FleetError::Bake {
+        let baked = bake::bake(r, db, &bake_inputs).map_err(|cause| FleetError::Bake {
             profile: p.path.clone(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         })?;
         notes.extend(baked.notes);
         if !inputs.trusted.is_empty() {
             let keys: Vec<TrustedKey> = inputs.trusted.iter().map(|(k, _)| k.clone()).collect();
-            crate::inspect::inspect_trusted(&baked.output.bundle, &keys).map_err(|source| {
+            crate::inspect::inspect_trusted(&baked.output.bundle, &keys).map_err(|cause| {
                 FleetError::Untrusted {
                     profile: p.path.clone(),
-                    source: Box::new(source),
+                    cause: Box::new(cause),
                 }
             })?;
         }
@@ -345,9 +345,9 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     }
 
     let index = index_of(&plan, &shas, &summaries);
-    index.validate().map_err(|source| FleetError::Index {
+    index.validate().map_err(|cause| FleetError::Index {
         inventory: inputs.inventory.clone(),
-        source,
+        cause,
     })?;
     let index_file = made.join("index.toml");
     vgpu_rootfs::atomic::write(&index_file, index.to_toml().as_bytes(), 0o644)

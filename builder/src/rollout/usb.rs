@@ -40,12 +40,12 @@ pub enum UsbError {
     #[error("{} exists: pass --force to replace it, or choose another --out", .0.display())]
     Exists(PathBuf),
     /// The input bundle is not valid.
-    #[error("{}: not a valid bundle: {source}", path.display())]
+    #[error("{}: not a valid bundle: {cause}", path.display())]
     Bundle {
         /// The bundle.
         path: PathBuf,
         /// The cause.
-        source: Box<crate::inspect::InspectError>,
+        cause: Box<crate::inspect::InspectError>,
     },
     /// The fleet directory is not valid.
     #[error("{}: {message}", dir.display())]
@@ -68,20 +68,20 @@ pub enum UsbError {
         stderr: String,
     },
     /// A file system step failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UsbError {
     let path = path.to_owned();
-    move |source| UsbError::Io { what, path, source }
+    move |cause| UsbError::Io { what, path, cause }
 }
 
 /// What `usb` wrote.
@@ -129,7 +129,10 @@ pub fn usb(
     if !force && std::fs::symlink_metadata(out).is_ok() {
         return Err(UsbError::Exists(out.to_owned()));
     }
-    let meta = std::fs::metadata(input).map_err(io("cannot read", input))?;
+    let meta = std::fs::metadata(input).map_err(io(
+        "cannot read the input (give a bundle NAME.cpio.zst or a fleet directory)",
+        input,
+    ))?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -147,9 +150,9 @@ pub fn usb(
         format!("fleet directory {} ({n} bundles)", input.display())
     } else {
         let report =
-            crate::inspect::inspect_trusted(input, &[]).map_err(|source| UsbError::Bundle {
+            crate::inspect::inspect_trusted(input, &[]).map_err(|cause| UsbError::Bundle {
                 path: input.to_owned(),
-                source: Box::new(source),
+                cause: Box::new(cause),
             })?;
         let name = input
             .file_name()
@@ -229,7 +232,7 @@ pub fn usb(
     vgpu_rootfs::atomic::sync_dir(&parent).map_err(|e| UsbError::Io {
         what: "cannot sync",
         path: parent.clone(),
-        source: std::io::Error::other(e.to_string()),
+        cause: std::io::Error::other(e.to_string()),
     })?;
     Ok(UsbReport {
         out: out.to_owned(),
