@@ -280,5 +280,12 @@ fn bad_labels_and_bundles_are_refused() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("nothing.cpio.zst"), "{err}");
+    // A name the image would not hold as written.
+    fs::remove_file(&sum).unwrap();
+    let odd = tmp.path().join("my demo.cpio.zst");
+    fs::copy(&bundle, &odd).unwrap();
+    let (code, _, err) = vgpu_bake(&["usb", s(&odd), "--out", s(&img), "--label", "VGPU"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("rename the copy"), "{err}");
     assert!(!img.exists());
 }

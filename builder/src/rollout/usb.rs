@@ -106,6 +106,16 @@ pub fn valid_label(label: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// A name the image may hold: letters, digits, `.`, `_`, `-`, `+` (what
+/// `bake` and `fleet` write; also safe inside a debugfs command).
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+}
+
 /// One file or directory of the image, relative to its root.
 struct Item {
     rel: String,
@@ -157,7 +167,7 @@ pub fn usb(
         let name = input
             .file_name()
             .and_then(|n| n.to_str())
-            .filter(|n| n.ends_with(".cpio.zst"))
+            .filter(|n| n.ends_with(".cpio.zst") && plain(n))
             .ok_or_else(|| UsbError::Fleet {
                 dir: input.to_owned(),
                 message:
@@ -346,9 +356,9 @@ fn copy_tree(src: &Path, dest: &Path, rel: &str, items: &mut Vec<Item>) -> Resul
     for name in names {
         let s = src.join(&name);
         let d = dest.join(&name);
-        let name = name.to_str().ok_or_else(|| UsbError::Fleet {
+        let name = name.to_str().filter(|n| plain(n)).ok_or_else(|| UsbError::Fleet {
             dir: s.clone(),
-            message: "the name is not UTF-8: a fleet directory holds only the names `vgpu-bake fleet` writes".into(),
+            message: "the name is not letters, digits, `.`, `_`, `-` or `+`: a fleet directory holds only the names `vgpu-bake fleet` writes".into(),
         })?;
         let r = if rel.is_empty() {
             name.to_owned()
@@ -464,6 +474,15 @@ mod tests {
         assert!(!valid_label(""));
         assert!(!valid_label("has space"));
         assert!(!valid_label("ü"));
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(plain("demo.cpio.zst.sha256"));
+        assert!(plain("first-boot-hook"));
+        assert!(!plain("a b.cpio.zst"));
+        assert!(!plain("a\"b"));
+        assert!(!plain(""));
     }
 
     #[test]
