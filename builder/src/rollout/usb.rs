@@ -171,7 +171,7 @@ pub fn usb(
             .ok_or_else(|| UsbError::Fleet {
                 dir: input.to_owned(),
                 message:
-                    "a bundle's file name must be NAME.cpio.zst, as `vgpu-bake bake` writes it"
+                    "a bundle's file name must be NAME.cpio.zst with NAME of letters, digits, `.`, `_`, `-` or `+`, as `vgpu-bake bake` writes it; rename the copy"
                         .into(),
             })?
             .to_owned();
