@@ -204,6 +204,12 @@ fn three_hosts_two_profiles_bake_two_bundles_reproducibly() {
 
     // The index round-trips and names the bundles it sits beside.
     let text = fs::read_to_string(out.join("index.toml")).unwrap();
+    assert_eq!(
+        text,
+        fs::read_to_string(workspace().join("tests/fleet/three-hosts-two-profiles.index.toml"))
+            .unwrap(),
+        "the command writes the golden index"
+    );
     let index = Index::parse(&text).unwrap();
     assert_eq!(Index::parse(&index.to_toml()).unwrap(), index);
     assert_eq!(index.bundles.len(), 2);
