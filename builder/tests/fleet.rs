@@ -318,6 +318,20 @@ fn a_bad_inventory_or_profile_writes_nothing() {
         assert!(stderr.contains(want), "{stderr}");
         assert_eq!(fs::read_dir(&site).unwrap().count(), 0, "{inventory}");
     }
+    // A bake that fails half way (the second profile's agent is gone by
+    // then: here, from the start): the staging directory goes too.
+    let mut args = fleet_args(
+        tmp.path(),
+        &out,
+        "tests/fleet/three-hosts-two-profiles.toml",
+    );
+    let agent_at = args.iter().position(|a| a == "--agent").unwrap() + 1;
+    args[agent_at] = tmp.path().join("no-agent").display().to_string();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = vgpu_bake(&a);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read the agent binary"), "{stderr}");
+    assert_eq!(fs::read_dir(&site).unwrap().count(), 0);
     // No source for the hook: refused before any bake.
     let (code, _, stderr) = vgpu_bake(&[
         "fleet",
