@@ -288,4 +288,43 @@ fn bad_labels_and_bundles_are_refused() {
     assert_eq!(code, 1);
     assert!(err.contains("rename the copy"), "{err}");
     assert!(!img.exists());
+    // mkfs.ext4 fails (a stand-in first on PATH that always fails, with
+    // one of mke2fs' own messages): its stderr is in the error, and nothing
+    // is left.
+    let bin = tmp.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let fake = bin.join("mkfs.ext4");
+    fs::write(
+        &fake,
+        "#!/bin/sh
+echo 'mke2fs: Device size reported to be zero.' >&2
+exit 1
+",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vgpu-bake"))
+        .args(["usb", s(&bundle), "--out", s(&img), "--label", "VGPU"])
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`mkfs.ext4 -q -F"), "{err}");
+    assert!(
+        err.contains("mke2fs: Device size reported to be zero."),
+        "{err}"
+    );
+    assert!(err.contains("apt-get install e2fsprogs"), "{err}");
+    assert!(!img.exists());
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".vgpu-usb"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
