@@ -476,6 +476,45 @@ mod tests {
         assert!(!valid_label("ü"));
     }
 
+    /// The hook's `--from-label` accepts exactly the labels `usb` writes.
+    #[test]
+    fn the_label_rule_is_the_hooks() {
+        use crate::rollout::config::{HookConfig, SCHEMA, Source};
+        use crate::rollout::index::{Index, IndexBundle};
+        let sha = vgpu_plan::digest::Sha256::parse(&"a".repeat(64)).unwrap();
+        for label in [
+            "VGPU",
+            "a.b_c-d",
+            &"x".repeat(16),
+            &"x".repeat(17),
+            "",
+            "a b",
+            "é",
+            "a/b",
+        ] {
+            let config = HookConfig {
+                schema: SCHEMA,
+                made_by: "test".into(),
+                trusted_keys: vec![],
+                sources: vec![Source::Label {
+                    label: label.to_owned(),
+                }],
+                index: Index {
+                    schema: crate::rollout::index::SCHEMA,
+                    default: Some(sha.clone()),
+                    bundles: vec![IndexBundle {
+                        sha256: sha.clone(),
+                        size: 1,
+                        file: "d.cpio.zst".into(),
+                        name: "d".into(),
+                    }],
+                    hosts: vec![],
+                },
+            };
+            assert_eq!(valid_label(label), config.validate().is_ok(), "{label:?}");
+        }
+    }
+
     #[test]
     fn names_are_plain() {
         assert!(plain("demo.cpio.zst.sha256"));
