@@ -247,24 +247,7 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         source: cause,
     })?;
     let target = target(&inputs.out)?;
-    let mut resolved: Vec<Resolved> = Vec::new();
-    let mut warnings = Vec::new();
-    for p in &plan.profiles {
-        let inventory = || inputs.inventory.clone();
-        let profile = Profile::load(&p.path).map_err(|cause| FleetError::Profile {
-            inventory: inventory(),
-            cause: Box::new(cause),
-        })?;
-        let in_inventory = |cause| FleetError::Resolve {
-            inventory: inventory(),
-            cause: Box::new(cause),
-        };
-        let r =
-            resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
-        resolve::check_files(&r, &p.path).map_err(in_inventory)?;
-        warnings.extend(r.warnings.iter().map(|w| (p.path.clone(), w.clone())));
-        resolved.push(r);
-    }
+    let (resolved, warnings) = load_profiles(&plan, &inputs.inventory, db)?;
 
     let parent = match inputs.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -359,19 +342,7 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         vgpu_rootfs::atomic::sync_dir(d).map_err(atomic_io("cannot sync", d))?;
     }
 
-    match target {
-        Target::Absent => std::fs::rename(&made, &inputs.out)
-            .map_err(io("cannot move the fleet into", &inputs.out))?,
-        Target::Replace => rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &made,
-            rustix::fs::CWD,
-            &inputs.out,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .map_err(|e| io("cannot swap the fleet into", &inputs.out)(e.into()))?,
-    }
-    vgpu_rootfs::atomic::sync_dir(&parent).map_err(atomic_io("cannot sync", &parent))?;
+    move_into_place(&made, &inputs.out, &target, &parent)?;
     // `staging` (with the previous fleet, if any) is removed on drop.
     Ok(FleetReport {
         bundles: summaries,
@@ -381,6 +352,60 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         warnings,
         notes,
     })
+}
+
+/// Every profile loaded, resolved and its files checked, before any bake;
+/// with each one's warnings.
+fn load_profiles(
+    plan: &FleetPlan,
+    inventory: &Path,
+    db: &GpuDb,
+) -> Result<(Vec<Resolved>, Vec<(PathBuf, String)>), FleetError> {
+    let mut resolved: Vec<Resolved> = Vec::new();
+    let mut warnings = Vec::new();
+    for p in &plan.profiles {
+        let named_in = || inventory.to_owned();
+        let profile = Profile::load(&p.path).map_err(|cause| FleetError::Profile {
+            inventory: named_in(),
+            cause: Box::new(cause),
+        })?;
+        let in_inventory = |cause| FleetError::Resolve {
+            inventory: named_in(),
+            cause: Box::new(cause),
+        };
+        let r =
+            resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
+        resolve::check_files(&r, &p.path).map_err(in_inventory)?;
+        warnings.extend(r.warnings.iter().map(|w| (p.path.clone(), w.clone())));
+        resolved.push(r);
+    }
+
+    Ok((resolved, warnings))
+}
+
+/// `made` becomes `out` in one rename; an earlier fleet directory (or an
+/// empty one) at `out` is exchanged atomically and ends up at `made`.
+fn move_into_place(
+    made: &Path,
+    out: &Path,
+    target: &Target,
+    parent: &Path,
+) -> Result<(), FleetError> {
+    match target {
+        Target::Absent => {
+            std::fs::rename(made, out).map_err(io("cannot move the fleet into", out))?
+        }
+        Target::Replace => rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            made,
+            rustix::fs::CWD,
+            out,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io("cannot swap the fleet into", out)(e.into()))?,
+    }
+    vgpu_rootfs::atomic::sync_dir(parent).map_err(atomic_io("cannot sync", parent))?;
+    Ok(())
 }
 
 fn set_dir_mode(dir: &Path) -> Result<(), FleetError> {
