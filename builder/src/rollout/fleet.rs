@@ -354,13 +354,16 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     })
 }
 
+/// A profile's warning, with the profile.
+type Warning = (PathBuf, String);
+
 /// Every profile loaded, resolved and its files checked, before any bake;
 /// with each one's warnings.
 fn load_profiles(
     plan: &FleetPlan,
     inventory: &Path,
     db: &GpuDb,
-) -> Result<(Vec<Resolved>, Vec<(PathBuf, String)>), FleetError> {
+) -> Result<(Vec<Resolved>, Vec<Warning>), FleetError> {
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut warnings = Vec::new();
     for p in &plan.profiles {
