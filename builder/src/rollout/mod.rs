@@ -8,12 +8,23 @@
 //!   bundles, the trusted keys) and the trailer that carries it at the end
 //!   of the hook executable.
 //!
-//! - [`hook`]: the template and writing a hook; [`make`]: `vgpu-bake hook`.
+//! - [`hook`]: the template and writing a hook; [`make`]: `vgpu-bake hook`,
+//!   and the hook's sources and keys from the command line (also `fleet`'s).
+//! - [`inventory`]: a fleet's inventory (hosts -> profiles) and its
+//!   resolution; [`fleet`]: `vgpu-bake fleet`, the inventory into a
+//!   directory of bundles, an index and a hook.
+//! - [`answer`]: `vgpu-bake answer`, the answer file's `[first-boot]`
+//!   section and the installer's kernel arguments for a profile.
+//! - [`usb`]: `vgpu-bake usb`, an ext4 image holding a bundle or a fleet.
 //!
 //! `vgpu-bake hook` and `vgpu-bake fleet` write these; the `vgpu-hook`
 //! binary (crate `hook/`) reads them back from its own executable.
 
+pub mod answer;
 pub mod config;
+pub mod fleet;
 pub mod hook;
 pub mod index;
+pub mod inventory;
 pub mod make;
+pub mod usb;
