@@ -110,6 +110,9 @@ fn read_textfile(path: &Path) -> Seen {
     }
 }
 
+/// What the collector received, in order.
+type Posts = Arc<Mutex<Vec<Received>>>;
+
 /// One POST the collector received, with the textfile as it was then.
 #[derive(Debug)]
 struct Received {
@@ -121,7 +124,7 @@ struct Received {
 /// body (parsed as the status JSON) with the textfile read when it came.
 /// The textfile's path is set once the host (whose plan names the URL)
 /// exists.
-fn collector() -> (String, Arc<Mutex<Vec<Received>>>, Arc<OnceLock<PathBuf>>) {
+fn collector() -> (String, Posts, Arc<OnceLock<PathBuf>>) {
     let textfile = Arc::new(OnceLock::<PathBuf>::new());
     let path = Arc::clone(&textfile);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
