@@ -442,3 +442,31 @@ fn a_collector_that_hangs_does_not_stop_provisioning() {
     // stops it after 20 s at the latest: three POSTs stay well inside this.
     provisioning_goes_on(&url, Duration::from_secs(90));
 }
+
+#[test]
+fn the_dry_run_says_where_progress_goes() {
+    let host = SimHost::with_plan("pve8-grub", "demo", |p| {
+        p.report.url = Some("https://collector.example.net/vgpu".into());
+        p.report.textfile_dir = "/srv/textfiles".into();
+    });
+    let out = host.agent(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "progress: node_exporter textfile /srv/textfiles/vgpu-firstboot.prom",
+        "POSTed to https://collector.example.net/vgpu",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(
+        !host.root().join("srv/textfiles").exists(),
+        "the dry run wrote"
+    );
+    let plain = SimHost::new("pve8-grub", "demo");
+    let text = stdout(&plain.agent(&["plan"], &[]));
+    assert!(
+        text.contains("textfile /var/lib/prometheus/node-exporter/vgpu-firstboot.prom")
+            && text.contains("no POST ([report] url not set)"),
+        "{text}"
+    );
+}
