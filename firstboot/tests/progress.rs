@@ -110,6 +110,9 @@ fn read_textfile(path: &Path) -> Seen {
     }
 }
 
+/// What the collector received, in order.
+type Posts = Arc<Mutex<Vec<Received>>>;
+
 /// One POST the collector received, with the textfile as it was then.
 #[derive(Debug)]
 struct Received {
@@ -121,7 +124,7 @@ struct Received {
 /// body (parsed as the status JSON) with the textfile read when it came.
 /// The textfile's path is set once the host (whose plan names the URL)
 /// exists.
-fn collector() -> (String, Arc<Mutex<Vec<Received>>>, Arc<OnceLock<PathBuf>>) {
+fn collector() -> (String, Posts, Arc<OnceLock<PathBuf>>) {
     let textfile = Arc::new(OnceLock::<PathBuf>::new());
     let path = Arc::clone(&textfile);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -438,4 +441,32 @@ fn a_collector_that_hangs_does_not_stop_provisioning() {
     // wget gives up after --timeout=5 --tries=2 (about 11 s), the runner
     // stops it after 20 s at the latest: three POSTs stay well inside this.
     provisioning_goes_on(&url, Duration::from_secs(90));
+}
+
+#[test]
+fn the_dry_run_says_where_progress_goes() {
+    let host = SimHost::with_plan("pve8-grub", "demo", |p| {
+        p.report.url = Some("https://collector.example.net/vgpu".into());
+        p.report.textfile_dir = "/srv/textfiles".into();
+    });
+    let out = host.agent(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "progress: node_exporter textfile /srv/textfiles/vgpu-firstboot.prom",
+        "POSTed to https://collector.example.net/vgpu",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(
+        !host.root().join("srv/textfiles").exists(),
+        "the dry run wrote"
+    );
+    let plain = SimHost::new("pve8-grub", "demo");
+    let text = stdout(&plain.agent(&["plan"], &[]));
+    assert!(
+        text.contains("textfile /var/lib/prometheus/node-exporter/vgpu-firstboot.prom")
+            && text.contains("no POST ([report] url not set)"),
+        "{text}"
+    );
 }
