@@ -205,6 +205,19 @@ fn args_on_the_boot_line(host: &SimHost) {
     std::fs::remove_dir_all(host.root().join("sys/module/nouveau")).unwrap();
 }
 
+/// Each POST's (status, textfile phase, textfile reboots), in order.
+fn states_phases_reboots(got: &[Received]) -> Vec<(&str, f64, f64)> {
+    got.iter()
+        .map(|r| {
+            (
+                r.status["status"].as_str().unwrap(),
+                r.textfile.phase,
+                r.textfile.reboots,
+            )
+        })
+        .collect()
+}
+
 fn reboots_issued(host: &SimHost) -> usize {
     host.commands()
         .iter()
@@ -227,16 +240,7 @@ fn two_boots_post_and_write_the_textfile_at_every_phase_change() {
     assert!(stdout(&second).contains("done"), "{}", stdout(&second));
 
     let got = got.lock().unwrap();
-    let seen: Vec<(&str, f64, f64)> = got
-        .iter()
-        .map(|r| {
-            (
-                r.status["status"].as_str().unwrap(),
-                r.textfile.phase,
-                r.textfile.reboots,
-            )
-        })
-        .collect();
+    let seen = states_phases_reboots(&got);
     // Phase 1 starts, the reboot is next, phase 2 starts, done.
     assert_eq!(
         seen,
@@ -336,16 +340,7 @@ fn without_a_reboot_the_posts_still_mark_each_phase() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(reboots_issued(&host), 0);
     let got = got.lock().unwrap();
-    let seen: Vec<(&str, f64, f64)> = got
-        .iter()
-        .map(|r| {
-            (
-                r.status["status"].as_str().unwrap(),
-                r.textfile.phase,
-                r.textfile.reboots,
-            )
-        })
-        .collect();
+    let seen = states_phases_reboots(&got);
     assert_eq!(
         seen,
         [
