@@ -394,6 +394,39 @@ fn no_source_has_it_every_reason_is_listed() {
 }
 
 #[test]
+fn an_answer_larger_than_the_bundle_is_cut_off() {
+    let bundle = fixture("valid.cpio.zst");
+    let host = Host::new();
+    // The file the server sends is 64 MiB: far past the index's size.
+    let bytes = fs::read(&bundle).unwrap();
+    let mut huge = bytes.clone();
+    huge.resize(64 << 20, 0);
+    let server = support::http(vec![("/valid.cpio.zst".into(), huge)]);
+    host.make_hook(&config(
+        single_index(&bundle),
+        vec![Source::Url {
+            url: server.base.clone(),
+            cert_fingerprint: None,
+        }],
+        vec![],
+    ));
+    let before = tree(&host.root);
+    let ran = host.run();
+    assert_eq!(ran.code, Some(1), "{}", ran.all());
+    assert!(
+        ran.stderr.contains(&format!(
+            "the answer is larger than the bundle's {} bytes: stopped",
+            bytes.len()
+        )),
+        "{}",
+        ran.stderr
+    );
+    // Nothing stays: not the root's files, not a staged partial download.
+    assert_eq!(tree(&host.root), before);
+    assert!(host.calls().is_empty());
+}
+
+#[test]
 fn https_with_the_pinned_certificate_only() {
     let bundle = fixture("valid.cpio.zst");
     let served = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! A base URL (`--from-url`): `wget` (pve-manager depends on it) fetches
-//! `BASE<file>`. With a certificate fingerprint, `openssl s_client`
+//! `BASE<file>`, its size capped with util-linux's `prlimit --fsize`. With a certificate fingerprint, `openssl s_client`
 //! (pve-cluster depends on openssl) first fetches the server's certificate;
 //! its SHA-256 must be the pinned one, and only then does wget download
 //! with `--no-check-certificate` (the installer's hosts have no CA for a
@@ -13,7 +13,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use vgpu_bake::rollout::config::normalize_fingerprint;
 use vgpu_bake::rollout::index::IndexBundle;
 
@@ -33,27 +32,42 @@ pub fn get(
     scratch: &Path,
 ) -> Result<(), String> {
     let url = format!("{base}{}", bundle.file);
-    let mut args = vec!["-q", "--tries=3", "--timeout=20"];
+    // wget has no size limit for one file: the file-size resource limit
+    // (util-linux's prlimit) stops it one byte past the index's size, so a
+    // wrong or endless answer cannot fill the disk before the hash refuses it.
+    let fsize = format!("--fsize={}", bundle.size + 1);
+    let mut args = vec![
+        fsize.as_str(),
+        "--",
+        "wget",
+        "-nv",
+        "--tries=3",
+        "--timeout=20",
+    ];
     if let Some(pinned) = fingerprint {
         check_certificate(base, pinned, scratch)?;
         args.push("--no-check-certificate");
     }
     let dest_s = dest.display().to_string();
     args.extend(["-O", &dest_s, &url]);
-    Tool::new("wget", &args)
+    Tool::new("prlimit", &args)
         .run(WGET_DEADLINE, scratch)
         .map(|_| ())
         .map_err(|e| match e {
-            CommandError::Failed { status, .. } => format!(
-                "`wget` could not download {url}: {}",
-                wget_reason(status.code())
+            CommandError::Failed { status, stderr, .. } => format!(
+                "`wget` could not download {url}: {}{}",
+                wget_reason(status.code(), bundle.size),
+                match stderr.trim() {
+                    "" => String::new(),
+                    s => format!(" ({})", s.lines().last().unwrap_or(s)),
+                }
             ),
             other => other.to_string(),
         })
 }
 
-/// wget's exit codes (`man wget`, EXIT STATUS).
-fn wget_reason(code: Option<i32>) -> String {
+/// wget's exit codes (`man wget`, EXIT STATUS); a signal is the size limit.
+fn wget_reason(code: Option<i32>, size: u64) -> String {
     let why = match code {
         Some(3) => "file I/O error (is the disk full?)",
         Some(4) => "network failure (no route, no answer or connection refused)",
@@ -65,7 +79,9 @@ fn wget_reason(code: Option<i32>) -> String {
     };
     match code {
         Some(c) => format!("{why} (exit code {c})"),
-        None => format!("{why} (killed by a signal)"),
+        None => format!(
+            "the answer is larger than the bundle's {size} bytes: stopped (a wrong file, or a server that does not stop)"
+        ),
     }
 }
 
@@ -97,7 +113,9 @@ pub fn endpoint(url: &str) -> Option<(String, Option<String>)> {
     Some((connect, (!is_ip).then(|| host.to_owned())))
 }
 
-/// The server's certificate must have the pinned SHA-256.
+/// The server's certificate must have the pinned SHA-256: `openssl
+/// s_client` fetches it, `openssl x509 -fingerprint -sha256` (the command
+/// the admin printed the pin with) reads its fingerprint.
 fn check_certificate(base: &str, pinned: &str, scratch: &Path) -> Result<(), String> {
     let (connect, sni) =
         endpoint(base).ok_or_else(|| format!("{base} has no host and port to connect to"))?;
@@ -109,9 +127,28 @@ fn check_certificate(base: &str, pinned: &str, scratch: &Path) -> Result<(), Str
     let out = Tool::new("openssl", &args)
         .run(S_CLIENT_DEADLINE, scratch)
         .map_err(|e| format!("cannot get the server's certificate: {e}"))?;
-    let der = first_certificate(&out.stdout)
+    let pem = first_certificate(&out.stdout)
         .ok_or_else(|| format!("`openssl s_client -connect {connect}` printed no certificate"))?;
-    let actual = fingerprint(&der);
+    let cert = scratch.join("server-certificate.pem");
+    std::fs::write(&cert, pem).map_err(|e| {
+        format!(
+            "cannot keep the server's certificate in {}: {e}",
+            cert.display()
+        )
+    })?;
+    let cert_s = cert.display().to_string();
+    let out = Tool::new(
+        "openssl",
+        &["x509", "-in", &cert_s, "-noout", "-fingerprint", "-sha256"],
+    )
+    .run(S_CLIENT_DEADLINE, scratch)
+    .map_err(|e| format!("cannot read the server's certificate: {e}"))?;
+    let actual = fingerprint_line(&out.stdout).ok_or_else(|| {
+        format!(
+            "`openssl x509 -fingerprint -sha256` printed no fingerprint: {}",
+            out.stdout.trim()
+        )
+    })?;
     let pinned = normalize_fingerprint(pinned).unwrap_or_else(|| pinned.to_owned());
     if actual != pinned {
         return Err(format!(
@@ -121,69 +158,27 @@ fn check_certificate(base: &str, pinned: &str, scratch: &Path) -> Result<(), Str
     Ok(())
 }
 
-/// `AB:CD:...` of DER bytes, as `openssl x509 -fingerprint -sha256` prints.
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// The fingerprint in `openssl x509 -fingerprint -sha256`'s line
+/// (`sha256 Fingerprint=AB:CD:...`), normalised.
+pub fn fingerprint_line(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.split_once("Fingerprint="))
+        .and_then(|(_, fp)| normalize_fingerprint(fp))
 }
 
-/// The DER bytes of the first PEM certificate in `text` (the server's own:
-/// s_client prints the chain leaf first).
-pub fn first_certificate(text: &str) -> Option<Vec<u8>> {
+/// The first PEM certificate in `text`, markers included (the server's
+/// own: s_client prints the chain leaf first).
+pub fn first_certificate(text: &str) -> Option<&str> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
-    let start = text.find(BEGIN)? + BEGIN.len();
-    let len = text[start..].find(END)?;
-    base64_decode(&text[start..start + len])
-}
-
-/// Standard base64 (RFC 4648, `=` padding), whitespace ignored.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
-    for b in text.bytes().filter(|b| !b.is_ascii_whitespace()) {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            _ => return None,
-        };
-        if pad > 0 {
-            return None; // data after padding
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    (pad <= 2 && acc == 0).then_some(out)
+    let start = text.find(BEGIN)?;
+    let len = text[start..].find(END)? + END.len();
+    Some(&text[start..start + len])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_base64() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVs\nbG8h").unwrap(), b"hello!");
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert!(base64_decode("a$==").is_none());
-        assert!(base64_decode("aG=k").is_none());
-    }
 
     #[test]
     fn finds_the_endpoint() {
@@ -204,12 +199,18 @@ mod tests {
     }
 
     #[test]
-    fn takes_the_first_certificate() {
+    fn takes_the_first_certificate_and_the_fingerprint() {
         let text = "CONNECTED\n-----BEGIN CERTIFICATE-----\naGVs\nbG8=\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\neA==\n-----END CERTIFICATE-----\n";
-        assert_eq!(first_certificate(text).unwrap(), b"hello");
         assert_eq!(
-            fingerprint(b"hello"),
-            "2C:F2:4D:BA:5F:B0:A3:0E:26:E8:3B:2A:C5:B9:E2:9E:1B:16:1E:5C:1F:A7:42:5E:73:04:33:62:93:8B:98:24"
+            first_certificate(text).unwrap(),
+            "-----BEGIN CERTIFICATE-----\naGVs\nbG8=\n-----END CERTIFICATE-----"
         );
+        assert_eq!(first_certificate("no certificate"), None);
+        let fp = "2C:F2:4D:BA:5F:B0:A3:0E:26:E8:3B:2A:C5:B9:E2:9E:1B:16:1E:5C:1F:A7:42:5E:73:04:33:62:93:8B:98:24";
+        assert_eq!(
+            fingerprint_line(&format!("sha256 Fingerprint={fp}\n")).as_deref(),
+            Some(fp)
+        );
+        assert_eq!(fingerprint_line("unable to load certificate"), None);
     }
 }
