@@ -316,9 +316,16 @@ pub struct TrustedKey {
 impl TrustedKey {
     /// Reads a minisign public key file (`NAME.pub`, `minisign.pub`).
     pub fn load(path: &Path) -> Result<Self, SignError> {
+        let text = read_small(path, "public key")?;
+        Self::from_text(&text, path)
+    }
+
+    /// A public key from the text of a `.pub` file (as a hook carries
+    /// it); `origin` names it in messages, as [`TrustedKey::path`] does.
+    pub fn from_text(text: &str, origin: &Path) -> Result<Self, SignError> {
         const WHAT: &str = "public key";
-        let text = read_small(path, WHAT)?;
-        let key = PublicKeyBox::from_string(&text)
+        let path = origin;
+        let key = PublicKeyBox::from_string(text)
             .and_then(PublicKeyBox::into_public_key)
             .map_err(|e| SignError::BadKey {
                 what: WHAT,

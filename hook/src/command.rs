@@ -1,0 +1,148 @@
+//! Running a tool from `PATH` with a deadline, its output captured.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A tool that did not do its job; names the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It could not be started.
+    #[error("`{command}` could not be started: {source} (is it installed and on PATH?)")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// It exited with an error.
+    #[error("`{command}` failed ({status}){}", stderr_part(stderr))]
+    Failed {
+        /// The command line.
+        command: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
+    /// It ran past its deadline and was killed.
+    #[error("`{command}` did not finish within {} s and was stopped", .timeout.as_secs())]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+fn stderr_part(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
+}
+
+/// What a tool printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// One command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    /// The program, looked up in `PATH`.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Tool {
+    /// `program args...`.
+    pub fn new(program: &str, args: &[&str]) -> Self {
+        Self {
+            program: program.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// Runs it with stdin from `/dev/null`; success only on exit code 0
+    /// within `timeout`.
+    pub fn run(&self, timeout: Duration) -> Result<Output, CommandError> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| CommandError::Spawn {
+                command: self.to_string(),
+                source,
+            })?;
+        let out = drain(child.stdout.take());
+        let err = drain(child.stderr.take());
+        let status = wait(&mut child, timeout);
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CommandError::TimedOut {
+                command: self.to_string(),
+                timeout,
+            });
+        };
+        let output = Output {
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        };
+        if status.success() {
+            Ok(output)
+        } else {
+            Err(CommandError::Failed {
+                command: self.to_string(),
+                status,
+                stderr: output.stderr,
+            })
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread (so neither pipe can fill up).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// The exit status, or `None` past the deadline.
+fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
