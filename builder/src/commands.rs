@@ -425,3 +425,111 @@ pub fn check(profiles: &[PathBuf], facts: &[PathBuf], db: &GpuDb) -> Result<()> 
     }
     Ok(())
 }
+
+// --- rollout: fleet, answer, usb ---
+
+/// The hook's parts from the command line (`HookSourceArgs`).
+pub struct HookParts {
+    /// Where the hook looks, in order.
+    pub sources: Vec<vgpu_bake::rollout::config::Source>,
+    /// The trusted keys, with their text.
+    pub trusted: Vec<(TrustedKey, String)>,
+    /// The vgpu-hook template.
+    pub template: PathBuf,
+}
+
+/// `fleet`: an inventory into a fleet directory.
+pub fn fleet(
+    inventory: &Path,
+    out: PathBuf,
+    hook: &HookParts,
+    sign_key: Option<&Path>,
+    cache: Option<PathBuf>,
+    agent: Option<PathBuf>,
+    db: &GpuDb,
+) -> Result<()> {
+    use vgpu_bake::rollout::fleet::{FleetInputs, fleet};
+    let started = std::time::Instant::now();
+    let sign = sign_key.map(SigningKey::load).transpose()?;
+    let agent = match agent {
+        Some(a) => a,
+        None => default_agent()?,
+    };
+    let inputs = FleetInputs {
+        inventory: inventory.to_owned(),
+        out,
+        fetch: fetch_options(cache),
+        agent,
+        options: BakeOptions {
+            mtime: source_date_epoch()?,
+            sign,
+            ..BakeOptions::default()
+        },
+        template: hook.template.clone(),
+        sources: hook.sources.clone(),
+        trusted: hook.trusted.clone(),
+    };
+    let report = fleet(&inputs, db)?;
+    for (profile, w) in &report.warnings {
+        warn(std::slice::from_ref(w), profile);
+    }
+    for n in &report.notes {
+        errln!("{n}");
+    }
+    for b in &report.bundles {
+        let sha = b.sha256.to_string();
+        outln!(
+            "bundle {:<20} sha256 {}  {:>10} bytes  {} host(s){}  {}",
+            b.name,
+            &sha[..12],
+            b.size,
+            b.hosts,
+            if b.default { " + default" } else { "" },
+            b.file
+        );
+    }
+    outln!(
+        "hook   {} ({} bytes; index {}, {} bundle(s)); made in {:.1} s",
+        report.hook.display(),
+        report.hook_size,
+        report.index.display(),
+        report.bundles.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `answer`: the answer file's `[first-boot]` and the boot line.
+pub fn answer(
+    profile: &Path,
+    hook_url: Option<&str>,
+    cert_fingerprint: Option<&str>,
+    json: bool,
+    db: &GpuDb,
+) -> Result<()> {
+    use vgpu_bake::rollout::answer;
+    let resolved = load_target(profile, db)?;
+    let a = answer::answer(&resolved, hook_url, cert_fingerprint)?;
+    if json {
+        out!("{}", answer::render_json(&a));
+    } else {
+        out!("{}", answer::render_text(&a, &shown_path(profile)));
+    }
+    Ok(())
+}
+
+/// `usb`: an ext4 image holding a bundle or a fleet directory.
+pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
+    let r = vgpu_bake::rollout::usb::usb(input, out, label, force, source_date_epoch()?)?;
+    outln!(
+        "wrote {} ({} bytes, {} MiB, ext4 label {}) holding {}; write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
+        r.out.display(),
+        r.size,
+        r.size / (1024 * 1024),
+        r.label,
+        r.holds,
+        r.out.display()
+    );
+    Ok(())
+}
+// --- end rollout ---

@@ -53,6 +53,40 @@ struct SourceArgs {
     url: Option<String>,
 }
 
+/// Where the first-boot hook finds its bundles, and the keys it trusts
+/// (`vgpu-bake hook` and `vgpu-bake fleet`). Tried in the order paths,
+/// labels, URLs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HookSourceArgs {
+    /// A directory on the installed host holding the bundle (or the
+    /// fleet directory's contents). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    from_path: Vec<String>,
+    /// A filesystem label (1-16 of [A-Za-z0-9._-]), e.g. the USB stick
+    /// `vgpu-bake usb --label` made: found as /dev/disk/by-label/LABEL and
+    /// mounted read-only. Repeatable.
+    #[arg(long, value_name = "LABEL")]
+    from_label: Vec<String>,
+    /// A base URL (http:// or https://) the bundle's file name is appended
+    /// to, e.g. a static web server serving the fleet directory. Repeatable.
+    #[arg(long, value_name = "URL")]
+    from_url: Vec<String>,
+    /// SHA-256 fingerprint of the https server's certificate
+    /// (`openssl x509 -noout -fingerprint -sha256 -in CERT.pem`); applies to
+    /// every https --from-url.
+    #[arg(long, value_name = "FP")]
+    cert_fingerprint: Option<String>,
+    /// A minisign public key (.pub): the bundle must be signed by one of
+    /// these, and the hook installs them in /etc/vgpu-firstboot/trusted-keys/.
+    /// Repeatable.
+    #[arg(long, value_name = "KEY.pub")]
+    trusted_key: Vec<PathBuf>,
+    /// The vgpu-hook template [default: vgpu-hook next to this vgpu-bake,
+    /// or ../release/vgpu-hook from it].
+    #[arg(long, value_name = "FILE")]
+    hook_template: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Check profiles: schema, releases, GPUs, licensing.
@@ -157,6 +191,72 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    // --- rollout: fleet, answer, usb ---
+    /// Bake a fleet: each distinct profile of INVENTORY.toml once into
+    /// DIR/bundles/<sha256>.cpio.zst (+ .sha256), DIR/index.toml (which host
+    /// takes which bundle) and DIR/first-boot-hook (the installer's
+    /// first-boot executable, carrying the index). Any static web server can
+    /// serve DIR.
+    Fleet {
+        /// Inventory file: `default = "PROFILE"` and [[host]] entries with
+        /// mac, serial or uuid and a profile (paths relative to it).
+        inventory: PathBuf,
+        /// The fleet directory (made atomically; an earlier fleet directory
+        /// there is replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        hook: HookSourceArgs,
+        /// Sign every bundle's manifest with this minisign secret key.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+        /// Driver cache directory [default: ~/.cache/vgpu-bake/drivers].
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Agent binary to bake [default: the release vgpu-firstboot built
+        /// next to this vgpu-bake].
+        #[arg(long, value_name = "FILE")]
+        agent: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print what the Proxmox automated installer's answer file needs for
+    /// this profile: the [first-boot] section and the kernel arguments for
+    /// the installer's boot line (which spare the agent its reboot).
+    Answer {
+        /// Profile file.
+        profile: PathBuf,
+        /// The hook is fetched from this URL (`source = "from-url"`) instead
+        /// of being on the ISO (`prepare-iso --on-first-boot`).
+        #[arg(long, value_name = "URL")]
+        hook_url: Option<String>,
+        /// SHA-256 fingerprint of the --hook-url server's certificate.
+        #[arg(long, value_name = "FP", requires = "hook_url")]
+        cert_fingerprint: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write an ext4 filesystem image (no partition table; made with
+    /// `mkfs.ext4 -d`, no loop device) holding a bundle (and its .sha256) or
+    /// a fleet directory, labelled for `--from-label`. Write it to a stick
+    /// with `dd`.
+    Usb {
+        /// A bundle (.cpio.zst) or a fleet directory (with index.toml).
+        input: PathBuf,
+        /// The image file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Filesystem label: 1-16 of [A-Za-z0-9._-].
+        #[arg(long, value_name = "LABEL")]
+        label: String,
+        /// Replace an existing --out.
+        #[arg(long)]
+        force: bool,
+    },
+    // --- end rollout ---
     /// Query the GPU compatibility database (with NVIDIA-sourced corrections).
     Gpus {
         /// PCI ids such as 10de:1eb8; none: a summary of the database.
@@ -190,6 +290,34 @@ impl SourceArgs {
             sha256: self.sha256,
         };
         (overrides, self.cache)
+    }
+}
+
+impl HookSourceArgs {
+    /// The hook's sources (in the order tried), the trusted keys (each
+    /// checked to be a minisign public key, with its text) and the
+    /// template (found now, read when the hook is written).
+    fn into_parts(self) -> Result<commands::HookParts> {
+        let sources = vgpu_bake::rollout::flags::sources(
+            &self.from_path,
+            &self.from_label,
+            &self.from_url,
+            self.cert_fingerprint.as_deref(),
+        )?;
+        let texts = vgpu_bake::rollout::flags::trusted_key_texts(&self.trusted_key)?;
+        let keys = self
+            .trusted_key
+            .iter()
+            .map(|p| vgpu_bake::sign::TrustedKey::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let exe = std::env::current_exe()?;
+        let template =
+            vgpu_bake::rollout::hook::find_template(self.hook_template.as_deref(), &exe)?;
+        Ok(commands::HookParts {
+            sources,
+            trusted: keys.into_iter().zip(texts).collect(),
+            template,
+        })
     }
 }
 
@@ -254,6 +382,47 @@ fn run(cli: Cli) -> Result<()> {
             trusted_key,
         } => commands::install(&bundle, &root, &trusted_key),
         Cmd::Keygen { prefix, force } => commands::keygen(&prefix, force),
+        // --- rollout: fleet, answer, usb ---
+        Cmd::Fleet {
+            inventory,
+            out,
+            hook,
+            sign_key,
+            cache,
+            agent,
+            db,
+        } => {
+            let db = commands::open_db(db.gpu_db.as_deref())?;
+            commands::fleet(
+                &inventory,
+                out,
+                &hook.into_parts()?,
+                sign_key.as_deref(),
+                cache,
+                agent,
+                &db,
+            )
+        }
+        Cmd::Answer {
+            profile,
+            hook_url,
+            cert_fingerprint,
+            json,
+            db,
+        } => commands::answer(
+            &profile,
+            hook_url.as_deref(),
+            cert_fingerprint.as_deref(),
+            json,
+            &commands::open_db(db.gpu_db.as_deref())?,
+        ),
+        Cmd::Usb {
+            input,
+            out,
+            label,
+            force,
+        } => commands::usb(&input, &out, &label, force),
+        // --- end rollout ---
         Cmd::Gpus { ids, json, db } => {
             commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
         }

@@ -17,7 +17,9 @@ pub enum HookError {
         source: std::io::Error,
     },
     /// No template was found where one is looked for.
-    #[error("no vgpu-hook template found (looked in {looked}): build it with `cargo build --release -p vgpu-hook`, or pass --hook-template FILE")]
+    #[error(
+        "no vgpu-hook template found (looked in {looked}): build it with `cargo build --release -p vgpu-hook`, or pass --hook-template FILE"
+    )]
     NoTemplate {
         /// The places looked in.
         looked: String,

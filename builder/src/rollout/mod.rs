@@ -8,9 +8,22 @@
 //!   bundles, the trusted keys) and the trailer that carries it at the end
 //!   of the hook executable.
 //!
+//! - [`inventory`]: a fleet's inventory (hosts -> profiles) and its
+//!   resolution; [`fleet`]: `vgpu-bake fleet`, the inventory into a
+//!   directory of bundles, an index and a hook.
+//! - [`flags`]: the hook's sources and keys from the command line.
+//! - [`answer`]: `vgpu-bake answer`, the answer file's `[first-boot]`
+//!   section and the installer's kernel arguments for a profile.
+//! - [`usb`]: `vgpu-bake usb`, an ext4 image holding a bundle or a fleet.
+//!
 //! `vgpu-bake hook` and `vgpu-bake fleet` write these; the `vgpu-hook`
 //! binary (crate `hook/`) reads them back from its own executable.
 
+pub mod answer;
 pub mod config;
+pub mod flags;
+pub mod fleet;
 pub mod hook;
 pub mod index;
+pub mod inventory;
+pub mod usb;
