@@ -70,6 +70,23 @@ VM_MAC=52:54:00:4b:1d:07
 VM_SERIAL=VGPU-VM-0001
 LABEL=VGPUSTICK
 PIDS=() # the host's servers, stopped at exit
+CASE=   # the case running
+SUMMARY=()
+
+# lib.sh's fail, with the tail of each console log of the case (the whole
+# logs stay in $WORK) and the summary so far.
+fail() {
+    echo "FAIL: ${CASE:+case $CASE: }$*" >&2
+    local s
+    for s in "${SERIALS[@]}"; do
+        printf '\n----- serial console: %s (last 60 lines) -----\n' "$s" >&2
+        tail -n 60 "$s" | tr -d '\r' >&2 || true
+    done
+    [ ${#SUMMARY[@]} -eq 0 ] || printf '%s\n' "${SUMMARY[@]}" >&2
+    [ -z "$CASE" ] || printf 'rollout %-9s FAIL %4ds\n' "$CASE" $((SECONDS - CASE_T)) >&2
+    echo "FAIL: ${CASE:+case $CASE: }$*" >&2
+    exit 1
+}
 
 cleanup() {
     local p
@@ -85,6 +102,7 @@ install_rollout_tools() {
     command -v promtool >/dev/null || need+=(prometheus)
     [ ${#need[@]} -gt 0 ] || return 0
     say "installing ${need[*]}"
+    apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}"
 }
 
@@ -326,7 +344,8 @@ make_guest() {
     mkfs.ext4 -q -F -L root -d "$ROOT" "$IMG"
 }
 
-# `vgpu-bake answer` for vm-a: sets ANSWER_ORDERING and ANSWER_ARGS. $@: more flags.
+# `vgpu-bake answer` for vm-a: sets ANSWER_ORDERING and ANSWER_ARGS (the
+# boot line for Intel CPUs, as the guest's). $@: more flags.
 answer() {
     "$BAKE" answer "$P/vm-a.toml" "$@" >"$WORK/answer.txt" 2>&1 \
         || fail "vgpu-bake answer: $(cat "$WORK/answer.txt")"
@@ -337,9 +356,9 @@ answer() {
     read -r ANSWER_ORDERING ANSWER_ARGS < <(python3 - "$WORK/answer.json" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[1]))
-fb = a["first-boot"]
-args = a["kernel-args"]
-print(fb["ordering"], " ".join(args) if isinstance(args, list) else args)
+# The line for the guest's CPUs (qemu64,vendor=GenuineIntel).
+lines = [k["line"] for k in a["kernel-args"] if k["vendor"] == "intel"]
+print(a["first-boot"]["ordering"], *lines)
 EOF
 ) || fail "cannot read ordering and kernel arguments from $WORK/answer.json"
 }
@@ -571,18 +590,19 @@ main() {
     make_profiles
     make_fleet
     write_relay
-    local c t summary=()
+    local c
     for c in "${CASES[@]}"; do
-        t=$SECONDS
+        CASE=$c CASE_T=$SECONDS
         SERIALS=()
         say "case $c"
         "case_$c"
         cleanup
         PIDS=()
-        summary+=("$(printf 'rollout %-9s PASS %4ds' "$c" $((SECONDS - t)))")
-        say "case $c: PASS in $((SECONDS - t))s"
+        SUMMARY+=("$(printf 'rollout %-9s PASS %4ds' "$c" $((SECONDS - CASE_T)))")
+        say "case $c: PASS in $((SECONDS - CASE_T))s"
     done
-    printf '%s\n' "${summary[@]}"
+    CASE=
+    printf '%s\n' "${SUMMARY[@]}"
     say "PASS (${CASES[*]}) in $((SECONDS - T0))s"
 }
 
