@@ -314,6 +314,22 @@ pub fn inspect(bundle: &Path, json: bool, trusted: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// `hook`: the first-boot hook for the Proxmox automated installer.
+pub fn hook(
+    input: &vgpu_bake::rollout::make::HookInput,
+    flags: &vgpu_bake::rollout::make::SourceFlags,
+    trusted: &[PathBuf],
+    template: Option<&Path>,
+    out: &Path,
+) -> Result<()> {
+    use vgpu_bake::rollout::{hook, make};
+    let exe = std::env::current_exe().context("cannot find this vgpu-bake's own path")?;
+    let template = hook::find_template(template, &exe)?;
+    let made = make::make_hook(input, flags, trusted, &template, out)?;
+    outln!("{}", make::summary(&made.out, made.size, &made.config));
+    Ok(())
+}
+
 /// `keygen`: a minisign key pair for signing bundles.
 pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
     let made = sign::keygen(prefix, force)?;

@@ -87,6 +87,38 @@ pub struct HookSourceArgs {
     hook_template: Option<PathBuf>,
 }
 
+/// Where the hook looks for its bundle at first boot, tried paths first,
+/// then labels, then URLs.
+#[derive(Debug, clap::Args)]
+struct HookSources {
+    /// A directory on the installed host holding the bundle (repeatable).
+    #[arg(long, value_name = "DIR")]
+    from_path: Vec<String>,
+    /// A filesystem label (a USB stick made with `vgpu-bake usb --label`),
+    /// mounted read-only (repeatable).
+    #[arg(long, value_name = "LABEL")]
+    from_label: Vec<String>,
+    /// A base URL serving the bundle (http:// or https://; repeatable).
+    #[arg(long, value_name = "URL")]
+    from_url: Vec<String>,
+    /// SHA-256 fingerprint of the https server's certificate (`openssl
+    /// x509 -noout -fingerprint -sha256`); the bundle's sha256 is checked
+    /// either way.
+    #[arg(long, value_name = "FP")]
+    cert_fingerprint: Option<String>,
+}
+
+impl HookSources {
+    fn flags(self) -> vgpu_bake::rollout::make::SourceFlags {
+        vgpu_bake::rollout::make::SourceFlags {
+            paths: self.from_path,
+            labels: self.from_label,
+            urls: self.from_url,
+            cert_fingerprint: self.cert_fingerprint,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Check profiles: schema, releases, GPUs, licensing.
@@ -181,6 +213,42 @@ enum Cmd {
         /// one of them); an unsigned or wrongly signed bundle writes nothing.
         #[arg(long, value_name = "KEY.pub")]
         trusted_key: Vec<PathBuf>,
+    },
+    /// Make the first-boot hook for the Proxmox automated installer
+    /// (`proxmox-auto-install-assistant prepare-iso --on-first-boot HOOK`):
+    /// one executable of at most 1 MiB that, at the installed host's first
+    /// boot, finds its bundle (paths, then labels, then URLs), verifies its
+    /// sha256 (and signature, with --trusted-key) before writing anything,
+    /// lays it as `install` does, installs the trusted keys and starts
+    /// vgpu-firstboot.service.
+    Hook {
+        /// The bundle (.cpio.zst) every host takes; checked now.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "index",
+            conflicts_with = "index"
+        )]
+        bundle: Option<PathBuf>,
+        /// A fleet index (`vgpu-bake fleet`'s DIR/index.toml): each host
+        /// takes its bundle by MAC, serial or UUID; every bundle is checked
+        /// now, relative to the index's directory.
+        #[arg(long, value_name = "FILE")]
+        index: Option<PathBuf>,
+        #[command(flatten)]
+        sources: HookSources,
+        /// Embed this minisign public key: the bundle must be signed by it
+        /// (checked now and at first boot), and it is installed in
+        /// /etc/vgpu-firstboot/trusted-keys/ (repeatable).
+        #[arg(long, value_name = "KEY.pub")]
+        trusted_key: Vec<PathBuf>,
+        /// The vgpu-hook template [default: vgpu-hook next to this
+        /// vgpu-bake, or ../release/vgpu-hook from it].
+        #[arg(long, value_name = "FILE")]
+        hook_template: Option<PathBuf>,
+        /// The hook to write (mode 0755).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Make an unencrypted minisign key pair for signing bundles:
     /// PREFIX.key (secret, mode 0600) and PREFIX.pub.
@@ -381,6 +449,28 @@ fn run(cli: Cli) -> Result<()> {
             root,
             trusted_key,
         } => commands::install(&bundle, &root, &trusted_key),
+        Cmd::Hook {
+            bundle,
+            index,
+            sources,
+            trusted_key,
+            hook_template,
+            out,
+        } => {
+            use vgpu_bake::rollout::make::HookInput;
+            let input = match (bundle, index) {
+                (Some(b), _) => HookInput::Bundle(b),
+                (None, Some(i)) => HookInput::Index(i),
+                (None, None) => unreachable!("clap requires --bundle or --index"),
+            };
+            commands::hook(
+                &input,
+                &sources.flags(),
+                &trusted_key,
+                hook_template.as_deref(),
+                &out,
+            )
+        }
         Cmd::Keygen { prefix, force } => commands::keygen(&prefix, force),
         // --- rollout: fleet, answer, usb ---
         Cmd::Fleet {

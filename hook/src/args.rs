@@ -55,15 +55,18 @@ pub struct UsageError(pub String);
 
 /// Parses the arguments after the program name.
 pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
+    // `--help` wins wherever it is.
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(Command::Help);
+    }
     let mut ordering = None;
     let mut root = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let text = arg.to_str().ok_or_else(|| {
-            UsageError(format!("argument {arg:?} is not UTF-8"))
-        })?;
+        let text = arg
+            .to_str()
+            .ok_or_else(|| UsageError(format!("argument {arg:?} is not UTF-8")))?;
         match text {
-            "-h" | "--help" => return Ok(Command::Help),
             "--root" => {
                 let dir = it
                     .next()

@@ -1,7 +1,8 @@
 //! Running a tool from `PATH` with a deadline, its output captured.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,22 +86,23 @@ impl Tool {
     }
 
     /// Runs it with stdin from `/dev/null`; success only on exit code 0
-    /// within `timeout`.
+    /// within `timeout`. Its output goes to unnamed temporary files (no
+    /// pipe can fill up and stall it, and no reader threads are needed).
     pub fn run(&self, timeout: Duration) -> Result<Output, CommandError> {
+        let spawn_err = |source| CommandError::Spawn {
+            command: self.to_string(),
+            source,
+        };
+        let mut out = tempfile::tempfile().map_err(spawn_err)?;
+        let mut err = tempfile::tempfile().map_err(spawn_err)?;
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(out.try_clone().map_err(spawn_err)?)
+            .stderr(err.try_clone().map_err(spawn_err)?)
             .spawn()
-            .map_err(|source| CommandError::Spawn {
-                command: self.to_string(),
-                source,
-            })?;
-        let out = drain(child.stdout.take());
-        let err = drain(child.stderr.take());
-        let status = wait(&mut child, timeout);
-        let Some(status) = status else {
+            .map_err(spawn_err)?;
+        let Some(status) = wait(&mut child, timeout) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(CommandError::TimedOut {
@@ -109,8 +111,8 @@ impl Tool {
             });
         };
         let output = Output {
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
+            stdout: read_all(&mut out),
+            stderr: read_all(&mut err),
         };
         if status.success() {
             Ok(output)
@@ -124,15 +126,13 @@ impl Tool {
     }
 }
 
-/// Reads a pipe to its end on a thread (so neither pipe can fill up).
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+/// What the tool wrote to `f` (lossy UTF-8).
+fn read_all(f: &mut File) -> String {
+    let mut bytes = Vec::new();
+    let _ = f
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut bytes));
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The exit status, or `None` past the deadline.

@@ -3,7 +3,6 @@
 //! when its size and sha256 are the index's ([`verify`]). A source that
 //! fails is reported and the next is tried.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use vgpu_bake::rollout::config::Source;
@@ -53,27 +52,6 @@ pub struct Place<'a> {
     pub staging: &'a Path,
 }
 
-/// A source, for messages.
-#[derive(Debug)]
-pub struct Shown<'a>(pub &'a Source);
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Source::Path { path } => write!(f, "path {path}"),
-            Source::Label { label } => write!(f, "label {label}"),
-            Source::Url {
-                url,
-                cert_fingerprint: None,
-            } => write!(f, "url {url}"),
-            Source::Url {
-                url,
-                cert_fingerprint: Some(fp),
-            } => write!(f, "url {url} (certificate {fp})"),
-        }
-    }
-}
-
 /// The bundle's file name in the staging directory.
 fn staged_name(bundle: &IndexBundle) -> &str {
     bundle.file.rsplit('/').next().unwrap_or(&bundle.file)
@@ -102,15 +80,13 @@ pub fn fetch(
             Ok(()) => {
                 report::note(&format!(
                     "got bundle {} ({}) from {}: size and sha256 match the index",
-                    bundle.name,
-                    bundle.file,
-                    Shown(source)
+                    bundle.name, bundle.file, source
                 ));
                 return Ok(dest);
             }
             Err(reason) => {
                 let _ = std::fs::remove_file(&dest);
-                let line = format!("{}: {reason}", Shown(source));
+                let line = format!("{}: {reason}", source);
                 report::warn(&line);
                 reasons.push(line);
             }

@@ -56,12 +56,35 @@ pub enum HookError {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// systemctl failed.
-    #[error("{0}; the bundle is laid: start the agent with `systemctl start vgpu-firstboot.service`, or let the hook try again at the next boot")]
+    #[error(
+        "{0}; the bundle is laid: start the agent with `systemctl start vgpu-firstboot.service`, or let the hook try again at the next boot"
+    )]
     Start(#[from] CommandError),
 }
 
 /// Where the staging directory goes, relative to the root.
 const STAGING_PARENT: &str = "var/lib/proxmox-first-boot";
+
+/// The staging directory's name starts with this.
+const STAGING_PREFIX: &str = ".vgpu-hook-staging-";
+
+/// A run that was cut off (power loss) leaves its staging directory: it
+/// holds only a copy of a bundle, so it goes.
+fn remove_stale_staging(parent: &Path) {
+    let Ok(dir) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let is_ours = e.file_name().to_string_lossy().starts_with(STAGING_PREFIX);
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_ours && is_dir && std::fs::remove_dir_all(e.path()).is_ok() {
+            report::note(&format!(
+                "removed {}, left by a run that was cut off",
+                e.path().display()
+            ));
+        }
+    }
+}
 
 /// Reads our configuration and runs [`run`].
 pub fn first_boot(ordering: Ordering, root: &Path) -> Result<(), HookError> {
@@ -96,9 +119,10 @@ pub fn run(config: &HookConfig, ordering: Ordering, root_dir: &Path) -> Result<(
             source,
         };
         std::fs::create_dir_all(&parent).map_err(staging_err)?;
+        remove_stale_staging(&parent);
         // 0700, removed when dropped (on every path out of this block).
         let staging = tempfile::Builder::new()
-            .prefix(".vgpu-hook-staging-")
+            .prefix(STAGING_PREFIX)
             .tempdir_in(&parent)
             .map_err(staging_err)?;
         let place = Place {

@@ -4,8 +4,6 @@ use std::fmt::Write;
 
 use vgpu_bake::rollout::config::HookConfig;
 
-use crate::fetch::Shown;
-
 /// The usage text.
 pub const USAGE: &str = "usage: vgpu-hook ORDERING [--root DIR]
        vgpu-hook --help
@@ -29,7 +27,7 @@ pub fn carried(config: &HookConfig) -> String {
     let mut s = String::new();
     let i = &config.index;
     let _ = writeln!(s, "made by: {}", config.made_by);
-    let sources: Vec<String> = config.sources.iter().map(|x| Shown(x).to_string()).collect();
+    let sources: Vec<String> = config.sources.iter().map(ToString::to_string).collect();
     let _ = writeln!(s, "sources, in order: {}", sources.join(", "));
     let _ = writeln!(s, "bundles: {}", i.bundles.len());
     for b in &i.bundles {

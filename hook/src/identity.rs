@@ -61,7 +61,10 @@ mod tests {
         put("sys/class/net/eno1/address", "52:54:00:AB:CD:EF\n");
         put("sys/class/net/tun0/address", "00:00:00:00:00:00\n");
         put("sys/class/net/eno2/address", "52:54:00:ab:cd:01\n");
-        put("sys/class/dmi/id/product_serial", "To Be Filled By O.E.M.\n");
+        put(
+            "sys/class/dmi/id/product_serial",
+            "To Be Filled By O.E.M.\n",
+        );
         put(
             "sys/class/dmi/id/product_uuid",
             "4C4C4544-0042-3510-8052-B4C04F384E32\n",

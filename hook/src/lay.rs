@@ -95,7 +95,13 @@ pub fn write_keys(root: &Root, keys: &[CarriedKey]) -> Result<Vec<String>, Write
 /// Writes the marker (atomically): `<sha256> <name>`.
 pub fn write_marker(root: &Root, sha256: &Sha256, name: &str) -> Result<(), WriteError> {
     root.create_dir_all("var/lib/proxmox-first-boot", 0o755)
-        .and_then(|()| root.write_atomic(MARKER, format!("{} {name}\n", sha256.as_str()).as_bytes(), 0o644))
+        .and_then(|()| {
+            root.write_atomic(
+                MARKER,
+                format!("{} {name}\n", sha256.as_str()).as_bytes(),
+                0o644,
+            )
+        })
         .map_err(|source| WriteError {
             what: format!("the marker {MARKER}"),
             source,

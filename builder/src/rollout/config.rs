@@ -94,6 +94,24 @@ pub enum Source {
     },
 }
 
+impl std::fmt::Display for Source {
+    /// `path DIR`, `label LABEL`, `url URL` (with `(certificate FP)`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path { path } => write!(f, "path {path}"),
+            Source::Label { label } => write!(f, "label {label}"),
+            Source::Url {
+                url,
+                cert_fingerprint: None,
+            } => write!(f, "url {url}"),
+            Source::Url {
+                url,
+                cert_fingerprint: Some(fp),
+            } => write!(f, "url {url} (certificate {fp})"),
+        }
+    }
+}
+
 impl Source {
     /// Source order by kind: paths first, then labels, then URLs.
     pub fn rank(&self) -> u8 {
@@ -226,21 +244,38 @@ impl HookConfig {
                     .to_owned(),
             ));
         }
-        let text = toml::to_string(self).expect("a hook configuration always serialises");
-        let mut out = Vec::with_capacity(template.len() + text.len() + 16);
+        let trailer = self.trailer()?;
+        let mut out = Vec::with_capacity(template.len() + trailer.len());
         out.extend_from_slice(template);
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&trailer);
         let size = out.len() as u64;
+        if template.len() as u64 + 16 >= HOOK_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "the template alone is {} bytes, over the installer's 1 MiB ({HOOK_MAX} bytes) for the whole hook: use the release build (`cargo build --release -p vgpu-hook`, target/release/vgpu-hook) as --hook-template",
+                template.len()
+            )));
+        }
         if size > HOOK_MAX {
             return Err(ConfigError::Invalid(format!(
                 "the hook would be {size} bytes (template {} + configuration {} + 16): over the installer's 1 MiB ({HOOK_MAX} bytes) by {}; list fewer hosts or bundles per hook",
                 template.len(),
-                text.len(),
+                trailer.len() - 16,
                 size - HOOK_MAX
             )));
         }
+        Ok(out)
+    }
+
+    /// The trailer alone (configuration, length, [`MAGIC`]), without the
+    /// 1 MiB check: [`HookConfig::append_to`] is the way to make a hook;
+    /// this lets tests append it to a debug build (several MiB).
+    pub fn trailer(&self) -> Result<Vec<u8>, ConfigError> {
+        self.validate()?;
+        let text = toml::to_string(self).expect("a hook configuration always serialises");
+        let mut out = Vec::with_capacity(text.len() + 16);
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(MAGIC);
         Ok(out)
     }
 }
@@ -260,8 +295,10 @@ pub fn read_trailer(exe: &[u8]) -> Result<HookConfig, ConfigError> {
         .ok_or_else(|| ConfigError::Damaged(format!("length {len} is not possible")))?;
     let text = std::str::from_utf8(&head[head.len() - text_len..])
         .map_err(|_| ConfigError::Damaged("configuration is not UTF-8".into()))?;
+    // Through `toml::Table` (the agent's reader): smaller in the hook than
+    // a second serde deserializer, and the hook must stay small.
     let config: HookConfig =
-        toml::from_str(text).map_err(|e| ConfigError::Damaged(e.message().to_owned()))?;
+        vgpu_plan::from_toml(text).map_err(|e| ConfigError::Damaged(e.message().to_owned()))?;
     config.validate()?;
     Ok(config)
 }

@@ -7,7 +7,6 @@
 //! - [`config`]: the hook's configuration (the index, where to look for the
 //!   bundles, the trusted keys) and the trailer that carries it at the end
 //!   of the hook executable.
-//!
 //! - [`inventory`]: a fleet's inventory (hosts -> profiles) and its
 //!   resolution; [`fleet`]: `vgpu-bake fleet`, the inventory into a
 //!   directory of bundles, an index and a hook.
@@ -15,6 +14,7 @@
 //! - [`answer`]: `vgpu-bake answer`, the answer file's `[first-boot]`
 //!   section and the installer's kernel arguments for a profile.
 //! - [`usb`]: `vgpu-bake usb`, an ext4 image holding a bundle or a fleet.
+//! - [`hook`]: the template and writing a hook; [`make`]: `vgpu-bake hook`.
 //!
 //! `vgpu-bake hook` and `vgpu-bake fleet` write these; the `vgpu-hook`
 //! binary (crate `hook/`) reads them back from its own executable.
@@ -26,4 +26,5 @@ pub mod fleet;
 pub mod hook;
 pub mod index;
 pub mod inventory;
+pub mod make;
 pub mod usb;

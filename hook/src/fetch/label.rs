@@ -25,7 +25,12 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const OPTIONS: &str = "ro,nosuid,nodev,noexec";
 
 /// Copies `<stick>/<file>` to `dest`.
-pub fn get(place: &Place<'_>, label: &str, bundle: &IndexBundle, dest: &Path) -> Result<(), String> {
+pub fn get(
+    place: &Place<'_>,
+    label: &str,
+    bundle: &IndexBundle,
+    dest: &Path,
+) -> Result<(), String> {
     let dev = place.root.join("dev/disk/by-label").join(label);
     if !appears(&dev, WAIT) {
         return Err(format!(
@@ -69,7 +74,10 @@ fn appears(dev: &Path, wait: Duration) -> bool {
 /// A new private (0700) directory under `<root>/run/vgpu-hook/`.
 fn mount_point(root: &Path) -> std::io::Result<PathBuf> {
     let base = root.join("run/vgpu-hook");
-    DirBuilder::new().recursive(true).mode(0o700).create(&base)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&base)?;
     let tmp = tempfile::Builder::new()
         .prefix("stick-")
         .tempdir_in(&base)?;

@@ -108,9 +108,8 @@ fn check_certificate(base: &str, pinned: &str) -> Result<(), String> {
     let out = Tool::new("openssl", &args)
         .run(S_CLIENT_DEADLINE)
         .map_err(|e| format!("cannot get the server's certificate: {e}"))?;
-    let der = first_certificate(&out.stdout).ok_or_else(|| {
-        format!("`openssl s_client -connect {connect}` printed no certificate")
-    })?;
+    let der = first_certificate(&out.stdout)
+        .ok_or_else(|| format!("`openssl s_client -connect {connect}` printed no certificate"))?;
     let actual = fingerprint(&der);
     let pinned = normalize_fingerprint(pinned).unwrap_or_else(|| pinned.to_owned());
     if actual != pinned {
