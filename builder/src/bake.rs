@@ -196,6 +196,7 @@ pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<
         unlock,
         licensing: resolved.licensing,
         agent: resolved.agent,
+        report: resolved.report,
         gpus: resolved.gpus,
         warnings: resolved.warnings,
         steps: resolved.steps,

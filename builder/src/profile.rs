@@ -42,6 +42,9 @@ pub struct Profile {
     /// Agent behaviour.
     #[serde(default)]
     pub agent: AgentSection,
+    /// Where the agent reports its progress.
+    #[serde(default)]
+    pub report: ReportSection,
 }
 
 /// `[vgpu]`.
@@ -172,6 +175,16 @@ pub struct AgentSection {
     /// initramfs rebuilds are slow on small hosts).
     #[serde(default = "default_command_timeout")]
     pub command_timeout: u64,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReportSection {
+    /// `http://` or `https://` URL the agent POSTs its status to.
+    pub url: Option<String>,
+    /// Directory of the node_exporter textfile (default Debian's).
+    pub textfile_dir: Option<String>,
 }
 
 impl Default for HostSection {

@@ -44,6 +44,10 @@ pub struct Plan {
     pub licensing: LicensingPlan,
     /// How the agent behaves.
     pub agent: AgentPlan,
+    /// Where the agent reports its progress (a plan without the section
+    /// reports to the default textfile directory only).
+    #[serde(default)]
+    pub report: ReportPlan,
     /// Cards the profile names, classified.
     #[serde(default, rename = "gpu")]
     pub gpus: Vec<GpuRule>,
@@ -273,6 +277,42 @@ pub struct AgentPlan {
     pub keep_payload: bool,
     /// Timeout for one command, in seconds.
     pub command_timeout_secs: u64,
+}
+
+/// The directory Debian's prometheus-node-exporter reads `*.prom` files
+/// from with its textfile collector: package prometheus-node-exporter
+/// 1.5.0-1+b6 (bookworm) ships it empty and names it in
+/// `/usr/share/doc/prometheus-node-exporter/README.textfile` ("create files
+/// in the /var/lib/prometheus/node-exporter directory"); its
+/// `/etc/default/prometheus-node-exporter` sets no other (`ARGS=""`).
+pub const DEFAULT_TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+
+/// Where the agent reports its progress (`[report]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReportPlan {
+    /// `http://` or `https://` URL the agent POSTs its `status --json`
+    /// document to at each phase change; none: no POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Absolute directory of the node_exporter textfile
+    /// `vgpu-firstboot.prom` ([`DEFAULT_TEXTFILE_DIR`] by default).
+    #[serde(default = "default_textfile_dir")]
+    pub textfile_dir: String,
+}
+
+fn default_textfile_dir() -> String {
+    DEFAULT_TEXTFILE_DIR.to_owned()
+}
+
+impl Default for ReportPlan {
+    /// No URL, [`DEFAULT_TEXTFILE_DIR`].
+    fn default() -> Self {
+        ReportPlan {
+            url: None,
+            textfile_dir: default_textfile_dir(),
+        }
+    }
 }
 
 /// A card the profile names.

@@ -12,13 +12,16 @@ mod files;
 mod gpus;
 mod host;
 mod licensing;
+mod report;
 mod sources;
 mod steps;
 
 use std::path::Path;
 
 use serde::Serialize;
-use vgpu_plan::plan::{AgentPlan, GpuRule, HostPlan, LicensingPlan, Mode, SCHEMA, Step};
+use vgpu_plan::plan::{
+    AgentPlan, GpuRule, HostPlan, LicensingPlan, Mode, ReportPlan, SCHEMA, Step,
+};
 
 pub use self::files::check_files;
 pub use self::sources::{
@@ -66,6 +69,8 @@ pub struct Resolved {
     pub licensing: LicensingPlan,
     /// How the agent behaves.
     pub agent: AgentPlan,
+    /// Where the agent reports its progress.
+    pub report: ReportPlan,
     /// Cards the profile names, classified.
     #[serde(rename = "gpu")]
     pub gpus: Vec<GpuRule>,
@@ -160,6 +165,7 @@ pub fn resolve(
     let host = host::host_plan(profile, mode, release, &cx)?;
     let licensing = licensing::licensing_plan(profile, release, &mut cx)?;
     let agent = agent_plan(profile, &cx)?;
+    let report = report::report_plan(profile, &cx)?;
     let steps = steps::steps(mode, &host, &gpus, driver.as_ref());
     cx.one_line("description", &profile.description, DESCRIPTION_CHARS)?;
     let description = if profile.description.is_empty() {
@@ -180,6 +186,7 @@ pub fn resolve(
         unlock,
         licensing,
         agent,
+        report,
         gpus,
         warnings: cx.warnings,
         steps,

@@ -12,6 +12,7 @@ use super::bundle;
 use super::fault::fault;
 use super::gate;
 use super::host::{Host, StepError, StepOutcome};
+use super::progress;
 use super::seal::seal;
 use super::steps;
 use crate::facts;
@@ -119,6 +120,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
             let facts = facts::Facts::default();
             let mut host = Host::new(root, runner, &plan, &facts);
             seal(&mut host).map_err(|e| RunError(e.reason))?;
+            progress::publish(&mut host, &st);
             return Ok(RunEnd::Done);
         }
         Status::Failed { step, reason } => {
@@ -138,6 +140,9 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
     let mut host = Host::new(root, runner, &plan, &facts);
+    // The run starts phase 1, or phase 2 after the agent's reboot.
+    let mut phase = progress::phase(&st);
+    progress::publish(&mut host, &st);
     if let Some(end) = bundle_gate(&mut host, &mut store, &mut st, &plan_sha, plan_size)? {
         return Ok(end);
     }
@@ -158,7 +163,14 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         let outcome = steps::execute(step, &mut host);
         fault(id, "applied");
         match outcome {
-            Ok(StepOutcome::Done) => store.apply(&mut st, Event::Complete(id.to_owned()))?,
+            Ok(StepOutcome::Done) => {
+                store.apply(&mut st, Event::Complete(id.to_owned()))?;
+                // Phase 2 starts without a reboot: the system had what it needs.
+                if progress::phase(&st) != phase {
+                    phase = progress::phase(&st);
+                    progress::publish(&mut host, &st);
+                }
+            }
             // One reboot is what the plan needs. If the system still lacks
             // something after the agent's reboot, another one will not fix
             // it: carry on, and verify-reboot fails with what is missing.
@@ -174,6 +186,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
             Ok(StepOutcome::NeedsOperator(action)) => {
                 host.note(format!("step {id} needs an operator: {action}"));
                 store.apply(&mut st, Event::NeedOperator(action.clone()))?;
+                progress::publish(&mut host, &st);
                 return Ok(RunEnd::NeedsOperator(action));
             }
             Err(e) => return fail(&mut host, &mut store, &mut st, id, e),
@@ -183,6 +196,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     fault("finish", "recorded");
     seal(&mut host).map_err(|e| RunError(e.reason))?;
     host.note(format!("plan {} complete", plan.name));
+    progress::publish(&mut host, &st);
     Ok(RunEnd::Done)
 }
 
@@ -221,6 +235,7 @@ fn host_gate(
         Some(Kind::NeedsOperator) => {
             let action = format!("host gate, nothing was changed: {}", reasons.join("; "));
             store.apply(st, Event::NeedOperator(action.clone()))?;
+            progress::publish(host, st);
             Ok(Some(RunEnd::NeedsOperator(action)))
         }
         Some(Kind::Fail) => {
@@ -318,6 +333,7 @@ fn fail(
         stderr_tail: e.stderr_tail.clone(),
     };
     store.apply(st, Event::Fail(step.to_string(), failure))?;
+    progress::publish(host, st);
     host.note("the host is unchanged beyond the completed steps and still boots; fix the cause, then `vgpu-firstboot retry`");
     Ok(RunEnd::Failed(e.reason))
 }
@@ -343,6 +359,9 @@ fn reboot(
         Err(e) => return Err(e.into()),
     }
     host.note(format!("rebooting: {why}"));
+    // Bounded ([`progress::POST_LIMIT`]): a collector that hangs does not
+    // hold the reboot up for longer.
+    progress::publish(host, st);
     let spec = CommandSpec::new("systemctl", ["reboot"])
         .why("reboot into the configuration phase 2 needs");
     match host.runner.run(&spec) {

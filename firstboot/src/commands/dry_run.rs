@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::agent::host::Host;
-use crate::agent::{run, steps};
+use crate::agent::{progress, run, steps};
 use crate::facts;
 use crate::runner::{CommandOutcome, CommandSpec, Runner};
 use crate::state;
@@ -55,6 +55,17 @@ pub fn dry_run(root: &Path) -> u8 {
     );
     if plan.demo {
         outln!("DEMO plan: the driver is a stand-in installer, not an NVIDIA driver");
+    }
+    outln!(
+        "progress: node_exporter textfile {} at each phase change",
+        progress::textfile_path(&plan.report.textfile_dir)
+    );
+    match &plan.report.url {
+        Some(url) => outln!(
+            "progress: the `status --json` document POSTed to {url} at each phase change (wget, at most {}s each; a failure is only a warning)",
+            progress::POST_LIMIT.as_secs()
+        ),
+        None => outln!("progress: no POST ([report] url not set)"),
     }
     outln!("");
     for line in crate::agent::gate::check(root, &plan, &facts).lines() {

@@ -1,0 +1,57 @@
+//! The `status --json` document: what `status` prints and what the agent
+//! POSTs to `[report] url`, from one function.
+
+use std::path::Path;
+
+use crate::agent::run;
+use crate::state::{self, Found, Installed};
+use vgpu_plan::layout;
+use vgpu_rootfs::Root;
+
+/// What `status` finds for the host under `root`.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The state file judged against the installed plan.
+    pub found: Found,
+    /// What `status` exits with.
+    pub code: u8,
+    /// The done marker exists.
+    pub done_marker: bool,
+}
+
+/// Reads the state and the installed plan under `root`.
+pub fn snapshot(root: &Path) -> Snapshot {
+    let found = state::found(state::load(root), installed(root));
+    let done_marker = Root::at(root).is_ok_and(|r| r.resolves(layout::DONE_MARKER));
+    let mut code = found.exit_code();
+    if done_marker && code == 3 {
+        // The done marker is written by the last step; a power cut
+        // before the state recorded it leaves the state one step behind.
+        code = 0;
+    }
+    Snapshot {
+        found,
+        code,
+        done_marker,
+    }
+}
+
+impl Snapshot {
+    /// The `status --json` document, one line.
+    pub fn json(&self) -> Result<String, serde_json::Error> {
+        state::render_found_json(&self.found, self.code)
+    }
+}
+
+/// The installed plan: `None` without a plan file, `Err` when it cannot be
+/// read.
+fn installed(root: &Path) -> Result<Option<Installed>, String> {
+    if !Root::at(root).is_ok_and(|r| r.resolves(layout::PLAN_FILE)) {
+        return Ok(None);
+    }
+    let (plan, sha256) = run::load_plan(root).map_err(|e| e.0)?;
+    Ok(Some(Installed {
+        sha256,
+        reboot_cap: plan.agent.reboot_cap,
+    }))
+}
