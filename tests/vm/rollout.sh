@@ -418,7 +418,8 @@ check_hook_done() {
 # Names in directory $1 of the image.
 img_ls() { debugfs -R "ls -p $1" "$IMG" 2>/dev/null | awk -F/ 'NF > 5 && $6 != "." && $6 != ".." { print $6 }'; }
 
-# The node_exporter textfile(s): read back, checked with promtool.
+# The node_exporter textfile(s): read back, checked with promtool; done,
+# with $1 reboots.
 check_textfile() {
     local dir=/var/lib/prometheus/node-exporter f n=0
     for f in $(img_ls $dir); do
@@ -426,39 +427,33 @@ check_textfile() {
         img_dump "$dir/$f" "$WORK/$f"
         promtool check metrics <"$WORK/$f" >"$WORK/promtool.out" 2>&1 \
             || fail "promtool check metrics $dir/$f: $(cat "$WORK/promtool.out") in: $(cat "$WORK/$f")"
-        has "$(cat "$WORK/$f")" 'plan="vm-a"' "$dir/$f"
-        grep -Eq '^vgpu_firstboot_[a-z_]+(\{[^}]*\})? ' "$WORK/$f" || fail "no vgpu_firstboot_* sample in $dir/$f"
+        has "$(cat "$WORK/$f")" 'vgpu_firstboot_state{plan="vm-a",state="done"} 1' "$dir/$f"
+        has "$(cat "$WORK/$f")" "vgpu_firstboot_reboots{plan=\"vm-a\"} $1" "$dir/$f"
         n=$((n + 1))
         say "textfile $dir/$f: $(grep -c '^vgpu_firstboot_' "$WORK/$f") samples, promtool check metrics: ok"
     done
     [ $n -gt 0 ] || fail "no *.prom textfile in $dir"
 }
 
-# The collector's POSTs: each parses as JSON; the last says done.
+# The collector's POSTs (`status --json` documents): each parses as JSON,
+# the last one says done with $1 reboots and every step done.
 check_posts() {
     local n
     n=$(find "$WORK/posts" -name '*.json' | wc -l)
     [ "$n" -ge 2 ] || fail "the collector got $n POSTs, expected one per phase change and one at the end"
-    python3 - "$WORK/posts" <<'EOF' || fail "the collector's POSTs (above) are not what the agent should send"
+    python3 - "$WORK/posts" "$1" <<'EOF' || fail "the collector's POSTs (above) are not what the agent should send"
 import json, os, sys
-d = sys.argv[1]
-def state(doc):
-    # `status --json`: the state at the top level or under "status".
-    for k in ("state",):
-        if isinstance(doc.get(k), str):
-            return doc[k]
-    st = doc.get("status")
-    if isinstance(st, dict) and isinstance(st.get("state"), str):
-        return st["state"]
-    return None
-states = []
-for f in sorted(os.listdir(d)):
-    doc = json.load(open(os.path.join(d, f)))
-    states.append(state(doc))
-print("POSTs: states", states)
-sys.exit(0 if states and states[-1] == "done" else 1)
+d, reboots = sys.argv[1], int(sys.argv[2])
+docs = [json.load(open(os.path.join(d, f))) for f in sorted(os.listdir(d))]
+print("POSTs: status", [doc["status"] for doc in docs])
+last = docs[-1]
+bad = [s["id"] for s in last["steps"] if s["state"] != "done"]
+ok = last["status"] == "done" and last["reboots"] == reboots and not bad
+if not ok:
+    print("last POST: status", last["status"], "reboots", last["reboots"], "steps not done", bad)
+sys.exit(0 if ok else 1)
 EOF
-    say "collector: $n POSTs, each JSON, the last one done"
+    say "collector: $n POSTs, each JSON, the last one done with $1 reboots"
 }
 
 # A listing of what the flow may touch in the image: path, type, mode,
@@ -505,8 +500,8 @@ case_http() {
     has "$text" "$ANSWER_ARGS" "boot 1 console (/proc/cmdline)"
     check_done 0
     check_hook_done "$ANSWER_ORDERING" "$BUNDLE_A"
-    check_posts
-    check_textfile
+    check_posts 0
+    check_textfile 0
     boot http-2
     text=$(console "$SERIAL")
     has "$text" "vgpu-harness: powering off" "check boot console"
@@ -518,10 +513,18 @@ case_http() {
 case_usb() {
     WORK=$TOP/rollout-usb ROOT=$TOP/rollout-usb/root IMG=$TOP/rollout-usb/disk.img
     mkdir -p "$WORK"
-    make_fleet "$WORK/fleet" --from-label "$LABEL"
-    "$BAKE" usb "$WORK/fleet" --out "$WORK/usb.img" --label "$LABEL" --force | tail -n 1
+    # One bundle (vm-a's, signed), its stick, and a hook for it alone.
+    local bundle sha
+    rm -rf "$WORK/out"
+    bundle=$("$BAKE" bake "$P/vm-a.toml" --out "$WORK/out" --cache "$TOP/cache" \
+        --sign-key "$TOP/rollout-key.key" | tail -n 1)
+    [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
+    sha=$(cut -d' ' -f1 "$bundle.sha256")
+    "$BAKE" usb "$bundle" --out "$WORK/usb.img" --label "$LABEL" --force | tail -n 1
+    "$BAKE" hook --bundle "$bundle" --from-label "$LABEL" \
+        --trusted-key "$TOP/rollout-key.pub" --out "$WORK/hook" | tail -n 1
     answer
-    make_guest "$WORK/fleet/first-boot-hook" "$ANSWER_ORDERING" ""
+    make_guest "$WORK/hook" "$ANSWER_ORDERING" ""
     SERVE_PORT= COLLECT_PORT=
     start_collector
     user_net
@@ -536,9 +539,9 @@ case_usb() {
     has "$text" "plan vm-a complete" "boot 2 console"
     has "$text" "vgpu-harness: powering off" "boot 2 console"
     check_done 1
-    check_hook_done "$ANSWER_ORDERING" "$BUNDLE_A"
-    check_posts
-    check_textfile
+    check_hook_done "$ANSWER_ORDERING" "$sha"
+    check_posts 1
+    check_textfile 1
     say "boots: 2 (phase 1, reboot, phase 2)"
 }
 
