@@ -1,4 +1,5 @@
 # tests/vm/lib.sh: what the VM tests share (two-boot.sh, rollout.sh).
+# shellcheck shell=bash
 # Sourced, not run. The sourcing script sets REPO, WORK, ROOT (the tree the
 # image is made from), IMG (the guest's disk), BOOT_TIMEOUT, SERIALS=() and
 # T0=$SECONDS before it sources this file, and MODE where a function reads it.

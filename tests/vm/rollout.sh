@@ -38,7 +38,6 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TOP=${VGPU_VM_WORK:-$REPO/target/vm}
 WORK=$TOP
 BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
-MODE=rollout
 CASES=()
 for a in "$@"; do
     case $a in
@@ -197,8 +196,8 @@ EOF
 
 # Waits for a server's log ($1) to name its port (regex $2 with one group).
 wait_port() {
-    local i port
-    for i in $(seq 50); do
+    local port
+    for _ in $(seq 50); do
         port=$(sed -nE "s/.*$2.*/\\1/p" "$1" | head -n 1)
         [ -z "$port" ] || { echo "$port"; return; }
         sleep 0.1
@@ -322,6 +321,7 @@ EOF
 installer_boot_line() {
     [ -z "$1" ] || put /etc/default/grub.d/installer.cfg <<<"GRUB_CMDLINE_LINUX=\"\$GRUB_CMDLINE_LINUX $1\""
     local args
+    # shellcheck disable=SC1090,SC1091,SC2086 # the guest's settings, split as grub-mkconfig does
     args=$(
         . "$ROOT/etc/default/grub" || exit 1
         for f in "$ROOT"/etc/default/grub.d/*.cfg; do [ -e "$f" ] || continue; . "$f" || exit 1; done
@@ -343,8 +343,9 @@ make_guest() {
     add_first_boot "$1" "$2"
     installer_boot_line "$3"
     # The guest has never seen the bundle.
-    [ ! -e "$ROOT/usr/local/sbin/vgpu-firstboot" ] && [ ! -e "$ROOT/var/lib/vgpu-firstboot" ] \
-        || fail "the base tree has agent files"
+    if [ -e "$ROOT/usr/local/sbin/vgpu-firstboot" ] || [ -e "$ROOT/var/lib/vgpu-firstboot" ]; then
+        fail "the base tree has agent files"
+    fi
     KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
     KVER=${KVER#vmlinuz-}
     [ -n "$KVER" ] || fail "no kernel in $ROOT/boot"
@@ -422,7 +423,7 @@ img_ls() { debugfs -R "ls -p $1" "$IMG" 2>/dev/null | awk -F/ 'NF > 5 && $6 != "
 # with $1 reboots.
 check_textfile() {
     local dir=/var/lib/prometheus/node-exporter f n=0
-    for f in $(img_ls $dir); do
+    for f in $(img_ls "$dir"); do
         case $f in *.prom) ;; *) continue ;; esac
         img_dump "$dir/$f" "$WORK/$f"
         promtool check metrics <"$WORK/$f" >"$WORK/promtool.out" 2>&1 \
@@ -432,7 +433,7 @@ check_textfile() {
         n=$((n + 1))
         say "textfile $dir/$f: $(grep -c '^vgpu_firstboot_' "$WORK/$f") samples, promtool check metrics: ok"
     done
-    [ $n -gt 0 ] || fail "no *.prom textfile in $dir"
+    [ "$n" -gt 0 ] || fail "no *.prom textfile in $dir"
 }
 
 # The collector's POSTs (`status --json` documents): each parses as JSON,
@@ -484,7 +485,7 @@ case_http() {
     answer --hook-url http://10.0.2.100/first-boot-hook
     [ -n "$ANSWER_ARGS" ] || fail "vgpu-bake answer printed no kernel arguments"
     make_guest "$FLEET/first-boot-hook" "$ANSWER_ORDERING" "$ANSWER_ARGS"
-    SERVE_PORT= COLLECT_PORT=
+    SERVE_PORT='' COLLECT_PORT=''
     serve_dir "$FLEET"
     start_collector
     user_net
@@ -525,7 +526,7 @@ case_usb() {
         --trusted-key "$TOP/rollout-key.pub" --out "$WORK/hook" | tail -n 1
     answer
     make_guest "$WORK/hook" "$ANSWER_ORDERING" ""
-    SERVE_PORT= COLLECT_PORT=
+    SERVE_PORT='' COLLECT_PORT=''
     start_collector
     user_net
     QEMU_EXTRA=(-drive "file=$WORK/usb.img,format=raw,if=virtio,readonly=on")
@@ -554,12 +555,12 @@ case_tampered() {
     size=$(stat -c %s "$f")
     off=$((size / 2))
     byte=$(od -An -tu1 -j "$off" -N1 "$f" | tr -d ' ')
-    printf "$(printf '\\%03o' $((byte ^ 0x01)))" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+    printf '%b' "$(printf '\\0%03o' $((byte ^ 0x01)))" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
     cmp -s "$f" "$FLEET/bundles/$BUNDLE_A.cpio.zst" && fail "the byte flip did not change $f"
     say "flipped one bit of byte $off of $f"
     answer --hook-url http://10.0.2.100/first-boot-hook
     make_guest "$FLEET/first-boot-hook" "$ANSWER_ORDERING" "$ANSWER_ARGS"
-    SERVE_PORT= COLLECT_PORT=
+    SERVE_PORT='' COLLECT_PORT=''
     serve_dir "$WORK/fleet"
     start_collector
     user_net
