@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -86,15 +87,16 @@ impl Tool {
     }
 
     /// Runs it with stdin from `/dev/null`; success only on exit code 0
-    /// within `timeout`. Its output goes to unnamed temporary files (no
-    /// pipe can fill up and stall it, and no reader threads are needed).
-    pub fn run(&self, timeout: Duration) -> Result<Output, CommandError> {
+    /// within `timeout`. Its output goes to unnamed temporary files in
+    /// `scratch`, a directory under the root (no pipe can fill up and stall
+    /// it, and no reader threads are needed).
+    pub fn run(&self, timeout: Duration, scratch: &Path) -> Result<Output, CommandError> {
         let spawn_err = |source| CommandError::Spawn {
             command: self.to_string(),
             source,
         };
-        let mut out = tempfile::tempfile().map_err(spawn_err)?;
-        let mut err = tempfile::tempfile().map_err(spawn_err)?;
+        let mut out = tempfile::tempfile_in(scratch).map_err(spawn_err)?;
+        let mut err = tempfile::tempfile_in(scratch).map_err(spawn_err)?;
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())

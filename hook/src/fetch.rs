@@ -73,7 +73,13 @@ pub fn fetch(
             Source::Url {
                 url,
                 cert_fingerprint,
-            } => url::get(url, cert_fingerprint.as_deref(), bundle, &dest),
+            } => url::get(
+                url,
+                cert_fingerprint.as_deref(),
+                bundle,
+                &dest,
+                place.staging,
+            ),
         }
         .and_then(|()| verify::verify(&dest, bundle));
         match got {

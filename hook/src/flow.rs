@@ -145,7 +145,8 @@ pub fn run(config: &HookConfig, ordering: Ordering, root_dir: &Path) -> Result<(
             }
         ));
     }
-    match systemd::start_agent(root_dir)? {
+    let scratch = root_dir.join(STAGING_PARENT);
+    match systemd::start_agent(root_dir, &scratch)? {
         Started::Started => report::note(&format!(
             "started {} (not waiting for it: `vgpu-firstboot status` follows it)",
             systemd::UNIT

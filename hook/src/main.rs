@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(Command::Run { ordering, root }) => match run(ordering, &root) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                report::failure(&format!("{e:#}"), &root);
+                report::failure(&message(&e), &root);
                 ExitCode::from(1)
             }
         },
@@ -33,6 +33,22 @@ fn main() -> ExitCode {
 fn run(ordering: args::Ordering, root: &std::path::Path) -> anyhow::Result<()> {
     vgpu_hook::first_boot(ordering, root)?;
     Ok(())
+}
+
+/// The error and each cause its text does not already hold (most of
+/// ours name their cause in their own message).
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// What this executable carries, or why it carries nothing.

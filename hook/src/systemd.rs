@@ -26,11 +26,12 @@ pub enum Started {
 
 /// Reloads systemd and starts the agent without waiting, unless the agent
 /// is done already.
-pub fn start_agent(root: &Path) -> Result<Started, CommandError> {
-    Tool::new("systemctl", &["daemon-reload"]).run(DEADLINE)?;
+/// `scratch` holds the commands' output.
+pub fn start_agent(root: &Path, scratch: &Path) -> Result<Started, CommandError> {
+    Tool::new("systemctl", &["daemon-reload"]).run(DEADLINE, scratch)?;
     if root.join(DONE_MARKER).symlink_metadata().is_ok() {
         return Ok(Started::AlreadyDone);
     }
-    Tool::new("systemctl", &["start", "--no-block", UNIT]).run(DEADLINE)?;
+    Tool::new("systemctl", &["start", "--no-block", UNIT]).run(DEADLINE, scratch)?;
     Ok(Started::Started)
 }

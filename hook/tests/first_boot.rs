@@ -455,6 +455,13 @@ fn a_failing_systemctl_fails_the_hook() {
         ran.stderr
     );
     assert_eq!(host.calls(), ["systemctl daemon-reload"]);
+    // The cause is said once.
+    assert_eq!(
+        ran.stderr.matches("Failed to connect to bus").count(),
+        1,
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -517,4 +524,29 @@ fn usage_help_and_the_bare_template() {
         err.contains("this executable carries no hook configuration: it is the vgpu-hook template"),
         "{err}"
     );
+}
+
+#[test]
+fn waits_for_a_stick_udev_has_not_seen_yet() {
+    let bundle = fixture("valid.cpio.zst");
+    let host = Host::new();
+    let (stick, link) = host.stick_unplugged("VGPU", &[("valid.cpio.zst", &bundle)]);
+    host.make_hook(&config(
+        single_index(&bundle),
+        vec![Source::Label {
+            label: "VGPU".into(),
+        }],
+        vec![],
+    ));
+    let plug = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::os::unix::fs::symlink(stick, link).unwrap();
+    });
+    let started = std::time::Instant::now();
+    let ran = host.run();
+    plug.join().unwrap();
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert!(host.calls()[0].starts_with("mount -o ro,nosuid,nodev,noexec "));
+    assert!(host.root.join("usr/local/sbin/vgpu-firstboot").is_file());
 }

@@ -42,11 +42,11 @@ pub fn get(
     let mnt = mount_point(place.root).map_err(|e| format!("cannot make a mount point: {e}"))?;
     let (dev_s, mnt_s) = (dev.display().to_string(), mnt.display().to_string());
     let result = Tool::new("mount", &["-o", OPTIONS, &dev_s, &mnt_s])
-        .run(MOUNT_TIMEOUT)
+        .run(MOUNT_TIMEOUT, place.staging)
         .map_err(|e| e.to_string())
         .and_then(|_| {
             let copied = super::path::copy_from(&mnt, bundle, dest);
-            if let Err(e) = Tool::new("umount", &[&mnt_s]).run(MOUNT_TIMEOUT) {
+            if let Err(e) = Tool::new("umount", &[&mnt_s]).run(MOUNT_TIMEOUT, place.staging) {
                 report::warn(&format!("{e}; {mnt_s} stays mounted read-only"));
                 return copied;
             }

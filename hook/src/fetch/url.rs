@@ -30,17 +30,18 @@ pub fn get(
     fingerprint: Option<&str>,
     bundle: &IndexBundle,
     dest: &Path,
+    scratch: &Path,
 ) -> Result<(), String> {
     let url = format!("{base}{}", bundle.file);
     let mut args = vec!["-q", "--tries=3", "--timeout=20"];
     if let Some(pinned) = fingerprint {
-        check_certificate(base, pinned)?;
+        check_certificate(base, pinned, scratch)?;
         args.push("--no-check-certificate");
     }
     let dest_s = dest.display().to_string();
     args.extend(["-O", &dest_s, &url]);
     Tool::new("wget", &args)
-        .run(WGET_DEADLINE)
+        .run(WGET_DEADLINE, scratch)
         .map(|_| ())
         .map_err(|e| match e {
             CommandError::Failed { status, .. } => format!(
@@ -97,7 +98,7 @@ pub fn endpoint(url: &str) -> Option<(String, Option<String>)> {
 }
 
 /// The server's certificate must have the pinned SHA-256.
-fn check_certificate(base: &str, pinned: &str) -> Result<(), String> {
+fn check_certificate(base: &str, pinned: &str, scratch: &Path) -> Result<(), String> {
     let (connect, sni) =
         endpoint(base).ok_or_else(|| format!("{base} has no host and port to connect to"))?;
     let mut args = vec!["s_client", "-connect", &connect];
@@ -106,7 +107,7 @@ fn check_certificate(base: &str, pinned: &str) -> Result<(), String> {
     }
     args.push("-showcerts");
     let out = Tool::new("openssl", &args)
-        .run(S_CLIENT_DEADLINE)
+        .run(S_CLIENT_DEADLINE, scratch)
         .map_err(|e| format!("cannot get the server's certificate: {e}"))?;
     let der = first_certificate(&out.stdout)
         .ok_or_else(|| format!("`openssl s_client -connect {connect}` printed no certificate"))?;

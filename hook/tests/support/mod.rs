@@ -54,15 +54,19 @@ pub fn path_source(p: &str) -> Source {
 fn template() -> &'static Path {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("vgpu-hook-template-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("vgpu-hook-template");
+        // Stripped under a private name, then renamed: a concurrent run
+        // never sees half a file.
+        let tmp = dir.join(format!("vgpu-hook-template.{}", std::process::id()));
         let st = Command::new("strip")
             .arg("-o")
-            .arg(&out)
+            .arg(&tmp)
             .arg(env!("CARGO_BIN_EXE_vgpu-hook"))
             .status()
             .expect("strip (binutils)");
         assert!(st.success());
+        fs::rename(&tmp, &out).unwrap();
         out
     })
 }
@@ -199,6 +203,13 @@ impl Host {
     /// A stick labelled `label` holding `files` (name, source), reachable
     /// as `<root>/dev/disk/by-label/<label>`.
     pub fn stick(&self, label: &str, files: &[(&str, &Path)]) {
+        let (stick, link) = self.stick_unplugged(label, files);
+        symlink(&stick, link).unwrap();
+    }
+
+    /// The stick's directory and where its by-label link goes, the link
+    /// not made yet (udev has not seen the stick).
+    pub fn stick_unplugged(&self, label: &str, files: &[(&str, &Path)]) -> (PathBuf, PathBuf) {
         let stick = self.dir.path().join("sticks").join(label);
         fs::create_dir_all(&stick).unwrap();
         for (name, src) in files {
@@ -208,7 +219,7 @@ impl Host {
         }
         let link = self.root.join("dev/disk/by-label").join(label);
         fs::create_dir_all(link.parent().unwrap()).unwrap();
-        symlink(&stick, link).unwrap();
+        (stick, link)
     }
 
     /// Runs the hook with `args`, the stand-ins first on PATH.
