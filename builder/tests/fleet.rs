@@ -204,6 +204,12 @@ fn three_hosts_two_profiles_bake_two_bundles_reproducibly() {
 
     // The index round-trips and names the bundles it sits beside.
     let text = fs::read_to_string(out.join("index.toml")).unwrap();
+    assert_eq!(
+        text,
+        fs::read_to_string(workspace().join("tests/fleet/three-hosts-two-profiles.index.toml"))
+            .unwrap(),
+        "the command writes the golden index"
+    );
     let index = Index::parse(&text).unwrap();
     assert_eq!(Index::parse(&index.to_toml()).unwrap(), index);
     assert_eq!(index.bundles.len(), 2);
@@ -312,6 +318,20 @@ fn a_bad_inventory_or_profile_writes_nothing() {
         assert!(stderr.contains(want), "{stderr}");
         assert_eq!(fs::read_dir(&site).unwrap().count(), 0, "{inventory}");
     }
+    // A bake that fails half way (the second profile's agent is gone by
+    // then: here, from the start): the staging directory goes too.
+    let mut args = fleet_args(
+        tmp.path(),
+        &out,
+        "tests/fleet/three-hosts-two-profiles.toml",
+    );
+    let agent_at = args.iter().position(|a| a == "--agent").unwrap() + 1;
+    args[agent_at] = tmp.path().join("no-agent").display().to_string();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = vgpu_bake(&a);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read the agent binary"), "{stderr}");
+    assert_eq!(fs::read_dir(&site).unwrap().count(), 0);
     // No source for the hook: refused before any bake.
     let (code, _, stderr) = vgpu_bake(&[
         "fleet",
@@ -338,4 +358,72 @@ fn a_bad_inventory_or_profile_writes_nothing() {
         "{stderr}"
     );
     assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn signed_fleets_carry_the_trusted_keys_and_refuse_a_wrong_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    stand_ins(tmp.path());
+    let t = tmp.path();
+    for prefix in ["fleet", "other"] {
+        let (code, _, err) = vgpu_bake(&["keygen", t.join(prefix).to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let out = t.join("signed");
+    let mut args = fleet_args(t, &out, "tests/fleet/three-hosts-two-profiles.toml");
+    args.extend(
+        [
+            "--sign-key",
+            t.join("fleet.key").to_str().unwrap(),
+            "--trusted-key",
+            t.join("fleet.pub").to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = vgpu_bake(&a);
+    assert_eq!(code, 0, "{err}");
+    let config = read_trailer(&fs::read(out.join("first-boot-hook")).unwrap()).unwrap();
+    assert_eq!(
+        config.trusted_keys,
+        [fs::read_to_string(t.join("fleet.pub")).unwrap()]
+    );
+    for b in &config.index.bundles {
+        let (code, stdout, err) = vgpu_bake(&[
+            "inspect",
+            out.join(&b.file).to_str().unwrap(),
+            "--trusted-key",
+            t.join("fleet.pub").to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(stdout.contains("signature verified"), "{stdout}");
+    }
+    // Signed with one key, trusting another: refused, nothing written.
+    let out2 = t.join("wrong");
+    let mut args = fleet_args(t, &out2, "tests/fleet/default-only.toml");
+    args.extend(
+        [
+            "--sign-key",
+            t.join("fleet.key").to_str().unwrap(),
+            "--trusted-key",
+            t.join("other.pub").to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = vgpu_bake(&a);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not verify with the --trusted-key keys"),
+        "{err}"
+    );
+    assert!(!out2.exists());
+    // A --trusted-key that is not a key.
+    let mut args = fleet_args(t, &out2, "tests/fleet/default-only.toml");
+    args.extend(["--trusted-key", t.join("agent").to_str().unwrap()].map(String::from));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = vgpu_bake(&a);
+    assert_eq!(code, 1);
+    assert!(err.contains("agent"), "{err}");
+    assert!(!out2.exists());
 }

@@ -55,12 +55,12 @@ pub enum KeyError {
     #[error(transparent)]
     Key(#[from] crate::sign::SignError),
     /// Read as a key but not as text.
-    #[error("{}: cannot read the public key text: {source}", path.display())]
+    #[error("{}: cannot read the public key text: {cause}", path.display())]
     Text {
         /// The key file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -71,9 +71,9 @@ pub fn trusted_key_texts(paths: &[PathBuf]) -> Result<Vec<String>, KeyError> {
         .iter()
         .map(|p| {
             crate::sign::TrustedKey::load(p)?;
-            std::fs::read_to_string(p).map_err(|source| KeyError::Text {
+            std::fs::read_to_string(p).map_err(|cause| KeyError::Text {
                 path: p.clone(),
-                source,
+                cause,
             })
         })
         .collect()

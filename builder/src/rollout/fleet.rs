@@ -96,58 +96,58 @@ pub struct BundleSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// The inventory file could not be read.
-    #[error("cannot read the inventory {}: {source}; give the path of an inventory .toml file", path.display())]
+    #[error("cannot read the inventory {}: {cause}; give the path of an inventory .toml file", path.display())]
     Read {
         /// The inventory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The inventory is not usable.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
     /// A profile could not be read.
-    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    #[error("{cause} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
     Profile {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: ProfileError,
+        cause: Box<ProfileError>,
     },
     /// A profile does not resolve.
-    #[error("{source} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
+    #[error("{cause} (named in the inventory {}; fix the profile, or the entry)", inventory.display())]
     Resolve {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: ResolveError,
+        cause: Box<ResolveError>,
     },
     /// A bake failed.
-    #[error("baking {}: {source}", profile.display())]
+    #[error("baking {}: {cause}", profile.display())]
     Bake {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: BakeError,
+        cause: Box<BakeError>,
     },
     /// A baked bundle does not verify with the trusted keys.
-    #[error("the bundle of {} does not verify with the --trusted-key keys: {source}; sign it with the matching --sign-key", profile.display())]
+    #[error("the bundle of {} does not verify with the --trusted-key keys: {cause}; sign it with the matching --sign-key", profile.display())]
     Untrusted {
         /// The profile.
         profile: PathBuf,
         /// The cause.
-        source: crate::inspect::InspectError,
+        cause: Box<crate::inspect::InspectError>,
     },
     /// The hook's sources are not usable.
     #[error("{0}")]
     Sources(ConfigError),
     /// The index came out invalid (two hosts, one identifier).
-    #[error("{}: {source}", inventory.display())]
+    #[error("{}: {cause}", inventory.display())]
     Index {
         /// The inventory.
         inventory: PathBuf,
         /// The cause.
-        source: IndexError,
+        cause: IndexError,
     },
     /// The hook could not be made.
     #[error(transparent)]
@@ -159,20 +159,20 @@ pub enum FleetError {
         path: PathBuf,
     },
     /// A file system step failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FleetError {
     let path = path.to_owned();
-    move |source| FleetError::Io { what, path, source }
+    move |cause| FleetError::Io { what, path, cause }
 }
 
 fn atomic_io(what: &'static str, path: &Path) -> impl FnOnce(vgpu_rootfs::Error) -> FleetError {
@@ -180,7 +180,7 @@ fn atomic_io(what: &'static str, path: &Path) -> impl FnOnce(vgpu_rootfs::Error)
     move |e| FleetError::Io {
         what,
         path,
-        source: std::io::Error::other(e.to_string()),
+        cause: std::io::Error::other(e.to_string()),
     }
 }
 
@@ -195,13 +195,13 @@ pub fn plan(inventory: &Path) -> Result<FleetPlan, FleetError> {
 
 fn read_limited_text(path: &Path) -> Result<String, FleetError> {
     let bytes =
-        crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|source| FleetError::Read {
+        crate::input::read_limited(path, INVENTORY_LIMIT).map_err(|cause| FleetError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
     String::from_utf8(bytes).map_err(|_| FleetError::Read {
         path: path.to_owned(),
-        source: std::io::Error::other("not UTF-8 text"),
+        cause: std::io::Error::other("not UTF-8 text"),
     })
 }
 
@@ -242,29 +242,12 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     // Flags before profiles, profiles before any bake: nothing is written
     // when any input is bad.
     check_sources(inputs)?;
-    std::fs::metadata(&inputs.template).map_err(|source| HookError::Template {
+    std::fs::metadata(&inputs.template).map_err(|cause| HookError::Template {
         path: inputs.template.clone(),
-        source,
+        source: cause,
     })?;
     let target = target(&inputs.out)?;
-    let mut resolved: Vec<Resolved> = Vec::new();
-    let mut warnings = Vec::new();
-    for p in &plan.profiles {
-        let inventory = || inputs.inventory.clone();
-        let profile = Profile::load(&p.path).map_err(|source| FleetError::Profile {
-            inventory: inventory(),
-            source,
-        })?;
-        let in_inventory = |source| FleetError::Resolve {
-            inventory: inventory(),
-            source,
-        };
-        let r =
-            resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
-        resolve::check_files(&r, &p.path).map_err(in_inventory)?;
-        warnings.extend(r.warnings.iter().map(|w| (p.path.clone(), w.clone())));
-        resolved.push(r);
-    }
+    let (resolved, warnings) = load_profiles(&plan, &inputs.inventory, db)?;
 
     let parent = match inputs.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -292,17 +275,17 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
             out_dir,
             options: inputs.options.clone(),
         };
-        let baked = bake::bake(r, db, &bake_inputs).map_err(|source| FleetError::Bake {
+        let baked = bake::bake(r, db, &bake_inputs).map_err(|cause| FleetError::Bake {
             profile: p.path.clone(),
-            source,
+            cause: Box::new(cause),
         })?;
         notes.extend(baked.notes);
         if !inputs.trusted.is_empty() {
             let keys: Vec<TrustedKey> = inputs.trusted.iter().map(|(k, _)| k.clone()).collect();
-            crate::inspect::inspect_trusted(&baked.output.bundle, &keys).map_err(|source| {
+            crate::inspect::inspect_trusted(&baked.output.bundle, &keys).map_err(|cause| {
                 FleetError::Untrusted {
                     profile: p.path.clone(),
-                    source,
+                    cause: Box::new(cause),
                 }
             })?;
         }
@@ -345,9 +328,9 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
     }
 
     let index = index_of(&plan, &shas, &summaries);
-    index.validate().map_err(|source| FleetError::Index {
+    index.validate().map_err(|cause| FleetError::Index {
         inventory: inputs.inventory.clone(),
-        source,
+        cause,
     })?;
     let index_file = made.join("index.toml");
     vgpu_rootfs::atomic::write(&index_file, index.to_toml().as_bytes(), 0o644)
@@ -359,19 +342,7 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         vgpu_rootfs::atomic::sync_dir(d).map_err(atomic_io("cannot sync", d))?;
     }
 
-    match target {
-        Target::Absent => std::fs::rename(&made, &inputs.out)
-            .map_err(io("cannot move the fleet into", &inputs.out))?,
-        Target::Replace => rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &made,
-            rustix::fs::CWD,
-            &inputs.out,
-            rustix::fs::RenameFlags::EXCHANGE,
-        )
-        .map_err(|e| io("cannot swap the fleet into", &inputs.out)(e.into()))?,
-    }
-    vgpu_rootfs::atomic::sync_dir(&parent).map_err(atomic_io("cannot sync", &parent))?;
+    move_into_place(&made, &inputs.out, &target, &parent)?;
     // `staging` (with the previous fleet, if any) is removed on drop.
     Ok(FleetReport {
         bundles: summaries,
@@ -381,6 +352,63 @@ pub fn fleet(inputs: &FleetInputs, db: &GpuDb) -> Result<FleetReport, FleetError
         warnings,
         notes,
     })
+}
+
+/// A profile's warning, with the profile.
+type Warning = (PathBuf, String);
+
+/// Every profile loaded, resolved and its files checked, before any bake;
+/// with each one's warnings.
+fn load_profiles(
+    plan: &FleetPlan,
+    inventory: &Path,
+    db: &GpuDb,
+) -> Result<(Vec<Resolved>, Vec<Warning>), FleetError> {
+    let mut resolved: Vec<Resolved> = Vec::new();
+    let mut warnings = Vec::new();
+    for p in &plan.profiles {
+        let named_in = || inventory.to_owned();
+        let profile = Profile::load(&p.path).map_err(|cause| FleetError::Profile {
+            inventory: named_in(),
+            cause: Box::new(cause),
+        })?;
+        let in_inventory = |cause| FleetError::Resolve {
+            inventory: named_in(),
+            cause: Box::new(cause),
+        };
+        let r =
+            resolve::resolve(&profile, &p.path, &Registry::builtin(), db).map_err(in_inventory)?;
+        resolve::check_files(&r, &p.path).map_err(in_inventory)?;
+        warnings.extend(r.warnings.iter().map(|w| (p.path.clone(), w.clone())));
+        resolved.push(r);
+    }
+
+    Ok((resolved, warnings))
+}
+
+/// `made` becomes `out` in one rename; an earlier fleet directory (or an
+/// empty one) at `out` is exchanged atomically and ends up at `made`.
+fn move_into_place(
+    made: &Path,
+    out: &Path,
+    target: &Target,
+    parent: &Path,
+) -> Result<(), FleetError> {
+    match target {
+        Target::Absent => {
+            std::fs::rename(made, out).map_err(io("cannot move the fleet into", out))?
+        }
+        Target::Replace => rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            made,
+            rustix::fs::CWD,
+            out,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io("cannot swap the fleet into", out)(e.into()))?,
+    }
+    vgpu_rootfs::atomic::sync_dir(parent).map_err(atomic_io("cannot sync", parent))?;
+    Ok(())
 }
 
 fn set_dir_mode(dir: &Path) -> Result<(), FleetError> {

@@ -40,12 +40,12 @@ pub enum UsbError {
     #[error("{} exists: pass --force to replace it, or choose another --out", .0.display())]
     Exists(PathBuf),
     /// The input bundle is not valid.
-    #[error("{}: not a valid bundle: {source}", path.display())]
+    #[error("{}: not a valid bundle: {cause}", path.display())]
     Bundle {
         /// The bundle.
         path: PathBuf,
         /// The cause.
-        source: crate::inspect::InspectError,
+        cause: Box<crate::inspect::InspectError>,
     },
     /// The fleet directory is not valid.
     #[error("{}: {message}", dir.display())]
@@ -68,20 +68,20 @@ pub enum UsbError {
         stderr: String,
     },
     /// A file system step failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UsbError {
     let path = path.to_owned();
-    move |source| UsbError::Io { what, path, source }
+    move |cause| UsbError::Io { what, path, cause }
 }
 
 /// What `usb` wrote.
@@ -104,6 +104,16 @@ pub fn valid_label(label: &str) -> bool {
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// A name the image may hold: letters, digits, `.`, `_`, `-`, `+` (what
+/// `bake` and `fleet` write; also safe inside a debugfs command).
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
 }
 
 /// One file or directory of the image, relative to its root.
@@ -129,7 +139,10 @@ pub fn usb(
     if !force && std::fs::symlink_metadata(out).is_ok() {
         return Err(UsbError::Exists(out.to_owned()));
     }
-    let meta = std::fs::metadata(input).map_err(io("cannot read", input))?;
+    let meta = std::fs::metadata(input).map_err(io(
+        "cannot read the input (give a bundle NAME.cpio.zst or a fleet directory)",
+        input,
+    ))?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -147,18 +160,18 @@ pub fn usb(
         format!("fleet directory {} ({n} bundles)", input.display())
     } else {
         let report =
-            crate::inspect::inspect_trusted(input, &[]).map_err(|source| UsbError::Bundle {
+            crate::inspect::inspect_trusted(input, &[]).map_err(|cause| UsbError::Bundle {
                 path: input.to_owned(),
-                source,
+                cause: Box::new(cause),
             })?;
         let name = input
             .file_name()
             .and_then(|n| n.to_str())
-            .filter(|n| n.ends_with(".cpio.zst"))
+            .filter(|n| n.ends_with(".cpio.zst") && plain(n))
             .ok_or_else(|| UsbError::Fleet {
                 dir: input.to_owned(),
                 message:
-                    "a bundle's file name must be NAME.cpio.zst, as `vgpu-bake bake` writes it"
+                    "a bundle's file name must be NAME.cpio.zst with NAME of letters, digits, `.`, `_`, `-` or `+`, as `vgpu-bake bake` writes it; rename the copy"
                         .into(),
             })?
             .to_owned();
@@ -229,7 +242,7 @@ pub fn usb(
     vgpu_rootfs::atomic::sync_dir(&parent).map_err(|e| UsbError::Io {
         what: "cannot sync",
         path: parent.clone(),
-        source: std::io::Error::other(e.to_string()),
+        cause: std::io::Error::other(e.to_string()),
     })?;
     Ok(UsbReport {
         out: out.to_owned(),
@@ -321,7 +334,7 @@ fn check_fleet(dir: &Path) -> Result<usize, UsbError> {
         }
         let d = crate::hash::digest_reader(file)
             .map_err(|e| bad(format!("reading {}: {e}", b.file)))?;
-        if d.sha256 != b.sha256.to_string() {
+        if d.sha256() != b.sha256 {
             return Err(bad(format!(
                 "bundle {} has sha256 {}, index.toml says {}: it is damaged or from another fleet; make the directory again with `vgpu-bake fleet`",
                 b.file, d.sha256, b.sha256
@@ -343,9 +356,9 @@ fn copy_tree(src: &Path, dest: &Path, rel: &str, items: &mut Vec<Item>) -> Resul
     for name in names {
         let s = src.join(&name);
         let d = dest.join(&name);
-        let name = name.to_str().ok_or_else(|| UsbError::Fleet {
+        let name = name.to_str().filter(|n| plain(n)).ok_or_else(|| UsbError::Fleet {
             dir: s.clone(),
-            message: "the name is not UTF-8: a fleet directory holds only the names `vgpu-bake fleet` writes".into(),
+            message: "the name is not letters, digits, `.`, `_`, `-` or `+`: a fleet directory holds only the names `vgpu-bake fleet` writes".into(),
         })?;
         let r = if rel.is_empty() {
             name.to_owned()
@@ -407,7 +420,7 @@ fn fix_and_hash(
         set_mode(&path, mode)?;
         h.update(item.rel.as_bytes());
         h.update(if item.dir { b"\0d\0" } else { b"\0f\0" });
-        h.update(&[u8::from(item.exec)]);
+        h.update([u8::from(item.exec)]);
         if item.dir {
             content += 4096;
         } else {
@@ -461,6 +474,54 @@ mod tests {
         assert!(!valid_label(""));
         assert!(!valid_label("has space"));
         assert!(!valid_label("ü"));
+    }
+
+    /// The hook's `--from-label` accepts exactly the labels `usb` writes.
+    #[test]
+    fn the_label_rule_is_the_hooks() {
+        use crate::rollout::config::{HookConfig, SCHEMA, Source};
+        use crate::rollout::index::{Index, IndexBundle};
+        let sha = vgpu_plan::digest::Sha256::parse(&"a".repeat(64)).unwrap();
+        for label in [
+            "VGPU",
+            "a.b_c-d",
+            &"x".repeat(16),
+            &"x".repeat(17),
+            "",
+            "a b",
+            "é",
+            "a/b",
+        ] {
+            let config = HookConfig {
+                schema: SCHEMA,
+                made_by: "test".into(),
+                trusted_keys: vec![],
+                sources: vec![Source::Label {
+                    label: label.to_owned(),
+                }],
+                index: Index {
+                    schema: crate::rollout::index::SCHEMA,
+                    default: Some(sha.clone()),
+                    bundles: vec![IndexBundle {
+                        sha256: sha.clone(),
+                        size: 1,
+                        file: "d.cpio.zst".into(),
+                        name: "d".into(),
+                    }],
+                    hosts: vec![],
+                },
+            };
+            assert_eq!(valid_label(label), config.validate().is_ok(), "{label:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(plain("demo.cpio.zst.sha256"));
+        assert!(plain("first-boot-hook"));
+        assert!(!plain("a b.cpio.zst"));
+        assert!(!plain("a\"b"));
+        assert!(!plain(""));
     }
 
     #[test]
