@@ -30,5 +30,10 @@ fn main() {
         // clear message); it already needed 2.34, so Proxmox VE 8 (bookworm,
         // 2.36) and 9 (trixie) run it as before.
         println!("{bin}=-Wl,-z,pack-relative-relocs");
+        // No .eh_frame_hdr (about 14 KB): with `panic = "abort"` nothing
+        // unwinds; the table only lets a panic under RUST_BACKTRACE walk the
+        // stack, and in this stripped binary that walk could print bare
+        // addresses at best. The panic message itself is printed as before.
+        println!("{bin}=-Wl,--no-eh-frame-hdr");
     }
 }

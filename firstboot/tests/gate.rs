@@ -125,13 +125,21 @@ fn refused(host: &SimHost, code: i32, status: &str, reasons: &[&str]) {
         .collect();
     assert_eq!(listed, reasons, "{stderr}");
     let after = snapshot(&host.root());
-    assert_eq!(
-        changed(&before, &after),
-        [
-            format!("{}/lock", layout::STATE_DIR),
-            layout::STATE_FILE.into()
-        ],
-        "{stderr}"
+    // The state, and the progress textfile that says so.
+    let textfile = agent_harness::TEXTFILE;
+    let mut want = vec![
+        format!("{}/lock", layout::STATE_DIR),
+        layout::STATE_FILE.into(),
+        "var/lib/prometheus/".into(),
+        "var/lib/prometheus/node-exporter/".into(),
+        textfile.into(),
+    ];
+    want.sort();
+    assert_eq!(changed(&before, &after), want, "{stderr}");
+    let progress = String::from_utf8_lossy(&after[textfile].1).into_owned();
+    assert!(
+        progress.contains(&format!("state=\"{status}\"}} 1\n")),
+        "{progress}"
     );
     assert!(host.commands().is_empty(), "ran: {:?}", host.commands());
 

@@ -26,6 +26,7 @@ mod tests {
             "RemainAfterExit=yes",
             "After=network-online.target",
             "Wants=network-online.target",
+            "After=proxmox-first-boot-network-pre.service proxmox-first-boot-network-online.service proxmox-first-boot-multi-user.service",
             "ConditionPathExists=!/var/lib/vgpu-firstboot/done",
             "ExecStart=/usr/local/sbin/vgpu-firstboot run",
             "StandardOutput=journal+console",

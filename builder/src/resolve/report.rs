@@ -31,7 +31,7 @@ pub(super) fn report_plan(profile: &Profile, cx: &Ctx) -> Result<ReportPlan, Res
         None => DEFAULT_TEXTFILE_DIR.to_owned(),
         Some(dir) => {
             let ok = dir.starts_with('/')
-                && dir.trim_matches('/') != ""
+                && !dir.trim_matches('/').is_empty()
                 && !has_controls(dir)
                 && dir.chars().count() <= MAX_CHARS
                 && dir.split('/').all(|c| c != "." && c != "..");

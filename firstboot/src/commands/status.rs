@@ -7,11 +7,10 @@ use crate::agent::progress;
 use crate::state::{self, Found, Status};
 use vgpu_plan::layout;
 
-/// Prints what [`progress::snapshot`] finds (the same document the agent
-/// POSTs to `[report] url`) (human or JSON; the JSON is one
-/// document whatever the state file holds) and returns its exit code; with
-/// `wait`, polls until the plan is no longer in progress or the wait is
-/// over.
+/// Prints what [`progress::snapshot`] finds, human or JSON (one document
+/// whatever the state file holds, the one the agent POSTs to `[report]
+/// url`), and returns its exit code; with `wait`, polls until the plan is
+/// no longer in progress or the wait is over.
 pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
     let start = Instant::now();
     loop {

@@ -38,6 +38,9 @@ fn sha256(bytes: &[u8]) -> String {
 /// first in `PATH`) and the logs. [`SimHost::tree`] leaves it out.
 pub const TEST_DIR: &str = "/vgpu-test";
 
+/// The agent's node_exporter textfile, in the default directory.
+pub const TEXTFILE: &str = "var/lib/prometheus/node-exporter/vgpu-firstboot.prom";
+
 /// `PATH` inside the root.
 pub const PATH: &str = "/vgpu-test/stubs:/vgpu-test/bin";
 
@@ -188,6 +191,11 @@ impl SimHost {
     /// Fixture host `fixture` with the golden plan `plan` installed as a
     /// bundle would lay it (plan, manifest, payload, unit, wants link).
     pub fn new(fixture: &str, plan: &str) -> SimHost {
+        Self::with_plan(fixture, plan, |_| {})
+    }
+
+    /// [`SimHost::new`] with the plan changed by `edit` before it is laid.
+    pub fn with_plan(fixture: &str, plan: &str, edit: impl FnOnce(&mut Plan)) -> SimHost {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let st = Command::new("cp")
@@ -199,8 +207,20 @@ impl SimHost {
         assert!(st.success());
         let host = SimHost { dir, boots: 1 };
         host.install_tools();
-        host.install_bundle(plan);
+        host.install_bundle(plan, edit);
         host
+    }
+
+    /// This machine's real `wget` in the root's `/vgpu-test/bin` (on the
+    /// agent's `PATH`), with its libraries: the agent POSTs its progress
+    /// with it.
+    pub fn install_wget(&self) {
+        copy_with_libs(&self.root(), "/usr/bin/wget", "vgpu-test/bin/wget");
+    }
+
+    /// The node_exporter textfile in the plan's default directory.
+    pub fn textfile(&self) -> PathBuf {
+        self.root().join(TEXTFILE)
     }
 
     pub fn root(&self) -> PathBuf {
@@ -250,7 +270,7 @@ impl SimHost {
         }
     }
 
-    fn install_bundle(&self, plan_name: &str) {
+    fn install_bundle(&self, plan_name: &str, edit: impl FnOnce(&mut Plan)) {
         let root = self.root();
         let text = fs::read_to_string(
             workspace()
@@ -259,6 +279,7 @@ impl SimHost {
         )
         .unwrap();
         let mut plan = Plan::from_toml(&text).unwrap();
+        edit(&mut plan);
         let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
         if let Some(d) = plan.driver.as_mut() {
             let bytes =
@@ -468,6 +489,8 @@ impl SimHost {
                 && !k.starts_with("var/lib/vgpu-firstboot/state.toml")
                 && !k.starts_with("var/lib/vgpu-firstboot/lock")
                 && !k.starts_with("proc/sys/kernel/random/boot_id")
+                // Progress: its done timestamp is the clock's.
+                && k != TEXTFILE
         });
         out
     }

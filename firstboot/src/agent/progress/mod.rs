@@ -17,10 +17,10 @@ use crate::agent::host::Host;
 use crate::state::{State, StepState};
 use vgpu_plan::plan::StepKind;
 
-/// 2 once the agent rebooted or its reboot step is done (the reboot was not
-/// needed), else 1.
+/// 2 once the agent's reboot happened (asked for and a new boot seen) or
+/// its reboot step is done (the reboot was not needed), else 1.
 pub fn phase(st: &State) -> u8 {
-    let rebooted = st.reboots > 0
+    let rebooted = (st.reboots > 0 && st.pending_reboot.is_none())
         || matches!(
             st.step(StepKind::Reboot.id()).map(|r| &r.status),
             Some(StepState::Done { .. })

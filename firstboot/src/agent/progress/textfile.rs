@@ -67,54 +67,64 @@ impl<'a> Progress<'a> {
 
     /// The file's text (the Prometheus text format, version 0.0.4).
     pub fn render(&self) -> String {
-        let plan = escape(self.plan);
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, samples: &[(&str, u64)]| {
+        let plan = escape(self.plan);
+        let step = self.failed_step.map(escape);
+        for (name, help) in GAUGES {
             let _ = write!(
                 out,
                 "# HELP vgpu_firstboot_{name} {help}\n# TYPE vgpu_firstboot_{name} gauge\n"
             );
-            for (labels, value) in samples {
-                let _ = writeln!(
-                    out,
-                    "vgpu_firstboot_{name}{{plan=\"{plan}\"{labels}}} {value}"
-                );
+            let mut sample = |label: Option<(&str, &str)>, v: u64| {
+                let _ = write!(out, "vgpu_firstboot_{name}{{plan=\"{plan}\"");
+                if let Some((key, value)) = label {
+                    let _ = write!(out, ",{key}=\"{value}\"");
+                }
+                let _ = writeln!(out, "}} {v}");
+            };
+            match name {
+                "state" => {
+                    for s in STATES {
+                        sample(Some(("state", s)), (s == self.state).into());
+                    }
+                }
+                "phase" => sample(None, self.phase.into()),
+                "failed_step" => {
+                    if let Some(step) = &step {
+                        sample(Some(("step", step)), 1);
+                    }
+                }
+                "reboots" => sample(None, self.reboots.into()),
+                _ => sample(None, self.done_at),
             }
-        };
-        let states: Vec<(String, u64)> = STATES
-            .iter()
-            .map(|s| (format!(",state=\"{s}\""), u64::from(*s == self.state)))
-            .collect();
-        let states: Vec<(&str, u64)> = states.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        gauge(
-            "state",
-            "Provisioning state of the plan: 1 for the state it is in, 0 for the others.",
-            &states,
-        );
-        gauge(
-            "phase",
-            "Boot phase of the plan: 1 before the agent's reboot, 2 after it or when none was needed.",
-            &[("", self.phase.into())],
-        );
-        let step = self.failed_step.map(|s| format!(",step=\"{}\"", escape(s)));
-        gauge(
-            "failed_step",
-            "1 for the step that failed, labelled step; no sample unless the plan failed.",
-            step.as_deref().map(|l| (l, 1)).as_slice(),
-        );
-        gauge(
-            "reboots",
-            "Reboots the agent requested since it started or since the last retry.",
-            &[("", self.reboots.into())],
-        );
-        gauge(
-            "done_timestamp_seconds",
-            "When the plan completed, in seconds since the epoch; 0 until it is done.",
-            &[("", self.done_at)],
-        );
+        }
         out
     }
 }
+
+/// The gauges, in the file's order, with their help texts.
+const GAUGES: [(&str, &str); 5] = [
+    (
+        "state",
+        "Provisioning state of the plan: 1 for the state it is in, 0 for the others.",
+    ),
+    (
+        "phase",
+        "Boot phase of the plan: 1 before the agent's reboot, 2 after it or when none was needed.",
+    ),
+    (
+        "failed_step",
+        "1 for the step that failed, labelled step; no sample unless the plan failed.",
+    ),
+    (
+        "reboots",
+        "Reboots the agent requested since it started or since the last retry.",
+    ),
+    (
+        "done_timestamp_seconds",
+        "When the plan completed, in seconds since the epoch; 0 until it is done.",
+    ),
+];
 
 /// A label value as the text format needs it: `\`, `"` and line feeds
 /// escaped.
