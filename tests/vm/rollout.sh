@@ -17,7 +17,7 @@
 #   answer` prints are on the installer's boot line (so in the installed
 #   system's boot configuration before its first boot): the agent runs both
 #   phases in one boot, 0 reboots. A collector (python3, 127.0.0.1, guestfwd
-#   10.0.2.101:80) keeps each report POST; the node_exporter textfile is
+#   10.0.2.101:8080) keeps each report POST; the node_exporter textfile is
 #   read back from the image and checked with `promtool check metrics`.
 #   Then a check boot: nothing runs again.
 # - usb: `vgpu-bake usb` of vm-a's bundle (label VGPUSTICK) as a second
