@@ -13,7 +13,7 @@ use vgpu_rootfs::Root;
 pub const MARKER: &str = "var/lib/proxmox-first-boot/vgpu-hook.done";
 
 /// Where the agent reads trusted keys from, relative to the root.
-pub const KEYS_DIR: &str = "etc/vgpu-firstboot/trusted-keys";
+pub use vgpu_plan::layout::TRUSTED_KEYS_DIR as KEYS_DIR;
 
 /// A write under the root failed.
 #[derive(Debug, thiserror::Error)]
