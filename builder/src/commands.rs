@@ -9,6 +9,7 @@ use vgpu_bake::bake::{self, BakeError, BakeInputs};
 use vgpu_bake::bundle::BakeOptions;
 use vgpu_bake::fetch::{self, FetchOptions};
 use vgpu_bake::gpudb::{self, GpuDb};
+use vgpu_bake::guest;
 use vgpu_bake::prepare::{Prepare, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
@@ -367,6 +368,45 @@ pub fn install(bundle: &Path, root: &Path, trusted: &[PathBuf]) -> Result<()> {
 }
 
 /// `gpus`: query the compatibility database.
+/// `guest-drivers --release`/`--os`.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestFilter<'a> {
+    pub release: Option<&'a str>,
+    pub os: Option<&'a str>,
+}
+
+/// `guest-drivers`: the catalog, filtered.
+pub fn guest_drivers(filter: GuestFilter<'_>, json: bool) -> Result<()> {
+    let catalog = guest::Catalog::builtin()?;
+    let drivers = catalog.select(filter.release, filter.os)?;
+    out!("{}", guest::report(&drivers, json)?);
+    Ok(())
+}
+
+/// `guest-drivers --fetch`: one guest driver into the cache, verified
+/// against `sha256` when given, else recorded with the sha256 it had.
+pub fn guest_fetch(
+    filter: GuestFilter<'_>,
+    sha256: Option<&str>,
+    cache: Option<PathBuf>,
+) -> Result<()> {
+    let catalog = guest::Catalog::builtin()?;
+    let (Some(release), Some(os)) = (filter.release, filter.os) else {
+        return Err(guest::GuestError::NotOne {
+            what: "guest-drivers --fetch".into(),
+        }
+        .into());
+    };
+    let driver = catalog.find(release, os)?;
+    let req = guest::fetch_request(driver, sha256)?;
+    let fetched = fetch::fetch(&req, &fetch_options(cache))?;
+    out!(
+        "{}",
+        guest::fetch_summary(driver, &fetched, sha256.is_some())
+    );
+    Ok(())
+}
+
 pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {
     out!("{}", gpudb::gpus_report(db, ids, json)?);
     Ok(())

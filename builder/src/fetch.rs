@@ -42,6 +42,11 @@ pub struct FetchRequest {
     pub sha256: Option<String>,
     /// A file the user downloaded (`--driver-file`): verified and imported.
     pub driver_file: Option<PathBuf>,
+    /// No checksum is published for this file (guest drivers): without
+    /// `md5`/`sha256` it is downloaded anyway (same resume, retries and HTML
+    /// refusal) and the caller reports the sha256 it had, for the user to
+    /// pin. A cached copy is then taken as it is.
+    pub record_unpinned: bool,
 }
 
 /// How to fetch.
@@ -159,7 +164,7 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
     if let Some(src) = &req.driver_file {
         return import(src, &dest, filename, &expect);
     }
-    if expect.is_empty() {
+    if expect.is_empty() && !req.record_unpinned {
         return Err(FetchError::NoChecksum {
             filename: filename.to_owned(),
         });

@@ -23,6 +23,7 @@ pub mod check;
 pub mod csv;
 pub mod fetch;
 pub mod gpudb;
+pub mod guest;
 pub mod hash;
 pub mod input;
 pub mod inspect;

@@ -284,6 +284,31 @@ enum Cmd {
         force: bool,
     },
     // --- end rollout ---
+    /// List the guest (VM) drivers of the bash installer's catalog: release,
+    /// OS, version, file name, URL (or "no link published"), remarks. With
+    /// --fetch, download one (--release and --os) into the driver cache as
+    /// `fetch` does (cache, resume, retries); the catalog has no checksums,
+    /// so it is recorded with the sha256 it had, printed.
+    GuestDrivers {
+        /// Only this vGPU release, e.g. 18.4.
+        #[arg(long, value_name = "R")]
+        release: Option<String>,
+        /// Only this guest OS: linux or windows.
+        #[arg(long, value_name = "OS")]
+        os: Option<String>,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "fetch")]
+        json: bool,
+        /// Download the driver of --release for --os into the cache.
+        #[arg(long)]
+        fetch: bool,
+        /// Driver cache directory [default: ~/.cache/vgpu-bake/drivers].
+        #[arg(long, value_name = "DIR", requires = "fetch")]
+        cache: Option<PathBuf>,
+        /// Expected SHA-256 of the driver (printed by an earlier --fetch).
+        #[arg(long, value_name = "HEX", requires = "fetch")]
+        sha256: Option<String>,
+    },
     /// Query the GPU compatibility database (with NVIDIA-sourced corrections).
     Gpus {
         /// PCI ids such as 10de:1eb8; none: a summary of the database.
@@ -470,6 +495,24 @@ fn run(cli: Cli) -> Result<()> {
             force,
         } => commands::usb(&input, &out, &label, force),
         // --- end rollout ---
+        Cmd::GuestDrivers {
+            release,
+            os,
+            json,
+            fetch,
+            cache,
+            sha256,
+        } => {
+            let filter = commands::GuestFilter {
+                release: release.as_deref(),
+                os: os.as_deref(),
+            };
+            if fetch {
+                commands::guest_fetch(filter, sha256.as_deref(), cache)
+            } else {
+                commands::guest_drivers(filter, json)
+            }
+        }
         Cmd::Gpus { ids, json, db } => {
             commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
         }

@@ -76,6 +76,7 @@ pub fn fetch_request(
         md5,
         sha256,
         driver_file,
+        record_unpinned: false,
     })
 }
 

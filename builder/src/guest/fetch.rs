@@ -1,0 +1,56 @@
+//! `vgpu-bake guest-drivers --fetch`: a guest driver into the driver cache
+//! through [`crate::fetch`] (cache, `.part` resume, retries, HTML refusal).
+
+use std::fmt::Write as _;
+
+use indicatif::HumanBytes;
+
+use super::{GuestDriver, GuestError};
+use crate::fetch::{FetchRequest, Fetched, Outcome};
+
+/// The request for `driver`: its catalog file name and URL; verified
+/// against `sha256` when given, else recorded as it comes
+/// ([`FetchRequest::record_unpinned`]).
+pub fn request(driver: &GuestDriver, sha256: Option<&str>) -> Result<FetchRequest, GuestError> {
+    let (filename, url) = driver.download()?;
+    Ok(FetchRequest {
+        filename: filename.to_owned(),
+        url: Some(url.to_owned()),
+        sha256: sha256.map(str::to_owned),
+        record_unpinned: sha256.is_none(),
+        ..FetchRequest::default()
+    })
+}
+
+/// What to tell the user: how the file got into the cache, its sha256 and,
+/// when it was not verified against one, that it is now recorded and how to
+/// verify that later fetches give the same file.
+pub fn summary(driver: &GuestDriver, fetched: &Fetched, pinned: bool) -> String {
+    let mut out = String::new();
+    let path = fetched.path.display();
+    let size = HumanBytes(fetched.digests.size);
+    if pinned {
+        let _ = writeln!(out, "{}", fetched.describe());
+    } else {
+        let how = match &fetched.outcome {
+            Outcome::CacheHit => "already in the cache".to_owned(),
+            Outcome::Downloaded { attempts, .. } => format!("downloaded ({attempts} attempt(s))"),
+            Outcome::Imported { .. } => "imported".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{path} ({size}): {how}; the catalog publishes no checksum, so it is recorded with the sha256 it has"
+        );
+    }
+    let _ = writeln!(out, "sha256 {}", fetched.digests.sha256);
+    if !pinned {
+        let _ = writeln!(
+            out,
+            "check later fetches give the same file with: vgpu-bake guest-drivers --fetch --release {} --os {} --sha256 {}",
+            driver.release,
+            driver.os.as_str(),
+            fetched.digests.sha256
+        );
+    }
+    out
+}
