@@ -12,6 +12,7 @@
 //! the bundle writer re-hashes every byte while compressing it, failing the
 //! bake if anything changed since.
 
+mod guest;
 mod patch;
 pub mod writer;
 
@@ -244,16 +245,21 @@ impl PayloadBaker for FileBaker<'_> {
 }
 
 /// Bakes a resolved profile into `inputs.out_dir`.
-pub fn bake(resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked, BakeError> {
+pub fn bake(mut resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<Baked, BakeError> {
     let mut baker = FileBaker {
         inputs,
         notes: Vec::new(),
         payload: Vec::new(),
     };
+    let guest_drivers = std::mem::take(&mut resolved.guest_drivers);
     let plan = baked_plan(resolved, &mut baker)?;
+    let guest = guest_drivers
+        .into_iter()
+        .map(|g| guest::bake_guest(g, &inputs.fetch, &mut baker.notes))
+        .collect::<Result<Vec<_>, _>>()?;
     let agent = read_limited(&inputs.agent, AGENT_LIMIT)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
-    let spec = writer::bundle_spec(&plan, baker.payload, agent, db)?;
+    let spec = writer::bundle_spec(&plan, baker.payload, guest, agent, db)?;
     let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &inputs.options)?;
     Ok(Baked {
         plan,

@@ -45,6 +45,26 @@ pub struct Profile {
     /// Where the agent reports its progress.
     #[serde(default)]
     pub report: ReportSection,
+    /// Guest (VM) drivers to carry in the bundle.
+    #[serde(default, rename = "guest-driver")]
+    pub guest_drivers: Vec<GuestDriverSection>,
+}
+
+/// `[[guest-driver]]`: one driver of the guest catalog
+/// (`vgpu-bake guest-drivers`), kept on the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GuestDriverSection {
+    /// vGPU release of the catalog, e.g. `"18.4"`.
+    pub release: String,
+    /// `linux` or `windows`.
+    pub os: String,
+    /// Pins the file's SHA-256 (required for a download: the catalog has
+    /// no checksums; `vgpu-bake guest-drivers --fetch` prints it).
+    pub sha256: Option<String>,
+    /// A file (relative to the profile's directory) instead of the
+    /// catalog's URL.
+    pub file: Option<PathBuf>,
 }
 
 /// `[vgpu]`.

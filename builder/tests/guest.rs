@@ -258,7 +258,8 @@ fn fetch_records_the_sha256_and_resumes() {
         format!(
             "{}/{NAME} (195.32 KiB): downloaded (2 attempt(s)); the catalog publishes no checksum, so it is recorded with the sha256 it has\n\
              sha256 {sha}\n\
-             check later fetches give the same file with: vgpu-bake guest-drivers --fetch --release 20.0 --os linux --sha256 {sha}\n",
+             pin it: add this to the profile to bake it into the bundle\n\
+             [[guest-driver]]\nrelease = \"20.0\"\nos = \"linux\"\nsha256 = \"{sha}\"\n",
             dir.path().display()
         )
     );

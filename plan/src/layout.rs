@@ -38,6 +38,9 @@ pub const TRUSTED_KEYS_DIR: &str = "etc/vgpu-firstboot/trusted-keys";
 pub const COMPAT_FILE: &str = "var/lib/vgpu-firstboot/gpu-compat.toml";
 /// Driver installers, the unlock library, offline packages.
 pub const PAYLOAD_DIR: &str = "var/lib/vgpu-firstboot/payload";
+/// Guest (VM) drivers the profile bakes (`[[guest-driver]]`): one file per
+/// driver, directly in this directory. Not payload: `finish` keeps them.
+pub const GUEST_DRIVERS_DIR: &str = "var/lib/vgpu-firstboot/guest-drivers";
 /// The agent's crash-safe state file.
 pub const STATE_FILE: &str = "var/lib/vgpu-firstboot/state.toml";
 /// Written when the plan is complete; the unit's `ConditionPathExists=!` reads it.
@@ -72,9 +75,20 @@ pub fn in_payload(path: &str) -> bool {
         .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
 }
 
+/// Whether `path` is a file name directly in [`GUEST_DRIVERS_DIR`] (not
+/// hidden, at most 255 bytes).
+pub fn in_guest_drivers(path: &str) -> bool {
+    path.strip_prefix(GUEST_DRIVERS_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| {
+            !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && !name.contains('/')
+        })
+}
+
 /// Why an entry is outside the documented bundle layout, if it is: the
 /// directories in [`DIRS`], [`PAYLOAD_DIR`] and directories below it; the
-/// files in [`FILES`] and regular files below [`PAYLOAD_DIR`]; one symlink,
+/// files in [`FILES`], regular files below [`PAYLOAD_DIR`] and directly in
+/// [`GUEST_DRIVERS_DIR`] (which is also allowed as a directory); one symlink,
 /// [`UNIT_WANTS_LINK`] to [`UNIT_WANTS_TARGET`]. Nothing else: no
 /// `etc/passwd`, no state file, no trusted key, no extra unit.
 pub fn check_entry(
@@ -84,8 +98,13 @@ pub fn check_entry(
 ) -> Result<(), &'static str> {
     use crate::manifest::EntryType;
     let ok = match kind {
-        EntryType::Dir => DIRS.contains(&path) || path == PAYLOAD_DIR || in_payload(path),
-        EntryType::File => FILES.contains(&path) || in_payload(path),
+        EntryType::Dir => {
+            DIRS.contains(&path)
+                || path == PAYLOAD_DIR
+                || in_payload(path)
+                || path == GUEST_DRIVERS_DIR
+        }
+        EntryType::File => FILES.contains(&path) || in_payload(path) || in_guest_drivers(path),
         EntryType::Symlink => {
             if path != UNIT_WANTS_LINK {
                 return Err(

@@ -8,11 +8,13 @@ use super::PayloadEntry;
 use crate::bundle::{BundleError, BundleSpec, Source};
 use crate::gpudb::GpuDb;
 
-/// The bundle's entries for a baked plan. Only a [`Plan`] fits here, and a
+/// The bundle's entries for a baked plan and its guest drivers (each
+/// `path` a file name in [`layout::GUEST_DRIVERS_DIR`]). Only a [`Plan`] fits here, and a
 /// `Plan` cannot hold an unbaked digest or payload path.
 pub fn bundle_spec(
     plan: &Plan,
     payload: Vec<PayloadEntry>,
+    guest: Vec<PayloadEntry>,
     agent: Vec<u8>,
     db: &GpuDb,
 ) -> Result<BundleSpec, BundleError> {
@@ -20,6 +22,13 @@ pub fn bundle_spec(
     for file in payload {
         spec.add_file(
             &format!("{}/{}", layout::PAYLOAD_DIR, file.path),
+            file.mode,
+            file.source,
+        )?;
+    }
+    for file in guest {
+        spec.add_file(
+            &format!("{}/{}", layout::GUEST_DRIVERS_DIR, file.path),
             file.mode,
             file.source,
         )?;

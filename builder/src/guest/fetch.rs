@@ -23,8 +23,8 @@ pub fn request(driver: &GuestDriver, sha256: Option<&str>) -> Result<FetchReques
 }
 
 /// What to tell the user: how the file got into the cache, its sha256 and,
-/// when it was not verified against one, that it is now recorded and how to
-/// verify that later fetches give the same file.
+/// when it was not verified against one, the exact `[[guest-driver]]`
+/// lines that pin it in a profile.
 pub fn summary(driver: &GuestDriver, fetched: &Fetched, pinned: bool) -> String {
     let mut out = String::new();
     let path = fetched.path.display();
@@ -44,9 +44,10 @@ pub fn summary(driver: &GuestDriver, fetched: &Fetched, pinned: bool) -> String 
     }
     let _ = writeln!(out, "sha256 {}", fetched.digests.sha256);
     if !pinned {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "check later fetches give the same file with: vgpu-bake guest-drivers --fetch --release {} --os {} --sha256 {}",
+            "pin it: add this to the profile to bake it into the bundle\n\
+             [[guest-driver]]\nrelease = \"{}\"\nos = \"{}\"\nsha256 = \"{}\"\n",
             driver.release,
             driver.os.as_str(),
             fetched.digests.sha256

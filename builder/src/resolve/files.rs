@@ -80,6 +80,11 @@ pub fn check_files(resolved: &Resolved, file: &Path) -> Result<(), ResolveError>
     for (i, deb) in resolved.host.offline_debs.iter().enumerate() {
         named.push((format!("host.offline-debs[{i}]"), &deb.source));
     }
+    for (i, g) in resolved.guest_drivers.iter().enumerate() {
+        if let super::GuestSource::File(path) = &g.source {
+            named.push((format!("guest-driver[{i}].file"), path));
+        }
+    }
     if named.is_empty() {
         return Ok(());
     }

@@ -10,6 +10,7 @@
 mod driver;
 mod files;
 mod gpus;
+mod guest;
 mod host;
 mod licensing;
 mod report;
@@ -24,6 +25,7 @@ use vgpu_plan::plan::{
 };
 
 pub use self::files::check_files;
+pub use self::guest::{GuestDriverSource, GuestSource};
 pub use self::sources::{
     DebSource, DriverOverrides, DriverSource, LibrarySource, PatchSource, ResolvedDriver,
     ResolvedUnlock,
@@ -79,6 +81,10 @@ pub struct Resolved {
     /// Steps in the order the agent runs them.
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
+    /// Guest drivers the bundle carries (not in the agent's plan: the
+    /// manifest lists and verifies them).
+    #[serde(rename = "guest-driver", skip_serializing_if = "Vec::is_empty")]
+    pub guest_drivers: Vec<GuestDriverSource>,
 }
 
 /// A profile that names something impossible or contradictory.
@@ -167,6 +173,7 @@ pub fn resolve(
     let agent = agent_plan(profile, &cx)?;
     let report = report::report_plan(profile, &cx)?;
     let steps = steps::steps(mode, &host, &gpus, driver.as_ref());
+    let guest_drivers = guest::guest_drivers(profile, &cx)?;
     cx.one_line("description", &profile.description, DESCRIPTION_CHARS)?;
     let description = if profile.description.is_empty() {
         format!("{mode} vGPU host, Proxmox VE {}", profile.proxmox)
@@ -190,6 +197,7 @@ pub fn resolve(
         gpus,
         warnings: cx.warnings,
         steps,
+        guest_drivers,
     })
 }
 
