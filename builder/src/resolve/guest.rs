@@ -93,7 +93,7 @@ pub(super) fn guest_drivers(
             (None, Ok((filename, url))) => {
                 if sha256.is_none() {
                     return Err(cx.err(format!(
-                        "`{key}` (release {}, {}) has no `sha256`: the catalog publishes no checksum, so the download must be pinned. Run `vgpu-bake guest-drivers --fetch --release {} --os {}` and add the line it prints under this [[guest-driver]]:\n    sha256 = \"<hex>\"",
+                        "`{key}` (release {}, {}) has no `sha256`: the catalog publishes no checksum, so the download must be pinned. Run `vgpu-bake guest-drivers --fetch --release {} --os {}` and add the line it prints under this [[guest-driver]]: `sha256 = \"<hex>\"`",
                         g.release, g.os, g.release, g.os
                     )));
                 }
