@@ -321,3 +321,143 @@ fn no_link_has_no_request() {
         }
     );
 }
+
+const WIN_NAME: &str = "553.62_grid_win10_win11_server2019_server2022_dch_64bit_international.exe";
+
+/// A profile directory with two guest drivers: 17.5 windows from the
+/// catalog's URL (already in the cache, so nothing is downloaded) and a
+/// local file for 20.1 linux (no link published). Returns (dir, cache,
+/// windows sha256, linux sha256).
+fn guest_profile(linux_pin: Option<&str>) -> (tempfile::TempDir, String, String) {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    fs::create_dir_all(p.join("guest")).unwrap();
+    fs::create_dir_all(p.join("cache")).unwrap();
+    fs::write(p.join("guest/my-driver.run"), b"guest linux driver\n").unwrap();
+    fs::write(p.join("cache").join(WIN_NAME), b"guest windows driver\n").unwrap();
+    fs::write(p.join("agent"), b"#!/bin/sh\n").unwrap();
+    let win = digest_bytes(b"guest windows driver\n").sha256;
+    let lin = digest_bytes(b"guest linux driver\n").sha256;
+    let pin = linux_pin.map_or(String::new(), |s| format!("sha256 = \"{s}\"\n"));
+    fs::write(
+        p.join("g.toml"),
+        format!(
+            "name = \"g\"\nproxmox = 8\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"demo\"\n\
+             [[guest-driver]]\nrelease = \"17.5\"\nos = \"windows\"\nsha256 = \"{win}\"\n\
+             [[guest-driver]]\nrelease = \"20.1\"\nos = \"linux\"\nfile = \"guest/my-driver.run\"\n{pin}"
+        ),
+    )
+    .unwrap();
+    (t, win, lin)
+}
+
+fn bake_args(p: &Path) -> Vec<String> {
+    [
+        "bake",
+        p.join("g.toml").to_str().unwrap(),
+        "--out",
+        p.join("out").to_str().unwrap(),
+        "--cache",
+        p.join("cache").to_str().unwrap(),
+        "--agent",
+        p.join("agent").to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// The bundle carries both files under the guest driver directory, listed
+/// in the manifest with their sha256 and verified by `inspect`; `plan`
+/// shows them.
+#[test]
+fn bake_carries_guest_drivers() {
+    let (t, win, lin) = guest_profile(None);
+    let p = t.path();
+    let args = bake_args(p);
+    let (code, _, err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "guest driver 17.5 windows: cache hit: {}",
+            p.join("cache").join(WIN_NAME).display()
+        )),
+        "{err}"
+    );
+    let bundle = p.join("out/g.cpio.zst");
+    let (code, out, err) = run(&["inspect", "--json", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entry = |path: &str| {
+        doc["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in the bundle: {out}"))
+            .clone()
+    };
+    let dir = "var/lib/vgpu-firstboot/guest-drivers";
+    assert_eq!(entry(dir)["kind"], "dir");
+    for (name, sha) in [(WIN_NAME, &win), ("my-driver.run", &lin)] {
+        let e = entry(&format!("{dir}/{name}"));
+        assert_eq!(e["sha256"], sha.as_str(), "{name}");
+        assert_eq!(e["mode"], "0644");
+        assert_eq!(e["verified"], true);
+    }
+    // Laid onto a root, the manifest lists both with their sha256 (what
+    // the agent's bundle check verifies, like every file under its
+    // state directory).
+    let root = p.join("root");
+    fs::create_dir(&root).unwrap();
+    let (code, _, err) = run(&[
+        "install",
+        bundle.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = fs::read_to_string(root.join("var/lib/vgpu-firstboot/manifest.toml")).unwrap();
+    let manifest = vgpu_plan::manifest::Manifest::from_toml(&text).unwrap();
+    for (name, sha) in [(WIN_NAME, &win), ("my-driver.run", &lin)] {
+        let path = format!("{dir}/{name}");
+        let e = manifest.files().find(|f| f.path == path).unwrap();
+        assert_eq!(e.sha256.as_deref(), Some(sha.as_str()), "{name}");
+        assert_eq!(
+            fs::read(root.join(&path)).unwrap().len() as u64,
+            e.size.unwrap()
+        );
+    }
+    let (code, plan, _) = run(&["plan", p.join("g.toml").to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        plan.contains(&format!(
+            "[[guest-driver]]\nrelease = \"17.5\"\nos = \"windows\"\nversion = \"553.62\"\npath = \"{WIN_NAME}\"\nsha256 = \"{win}\"\n"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "[[guest-driver]]\nrelease = \"20.1\"\nos = \"linux\"\npath = \"my-driver.run\"\n"
+        ),
+        "{plan}"
+    );
+}
+
+/// A file whose sha256 is not the profile's pin is refused, naming the
+/// file and both checksums; no bundle is written.
+#[test]
+fn bake_refuses_a_guest_file_with_another_sha256() {
+    let wrong = "ab".repeat(32);
+    let (t, _, lin) = guest_profile(Some(&wrong));
+    let p = t.path();
+    let args = bake_args(p);
+    let (code, _, err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "guest/my-driver.run: sha256 is {lin} but the profile's [[guest-driver]] (20.1 linux) pins {wrong}"
+        )),
+        "{err}"
+    );
+    assert!(!p.join("out/g.cpio.zst").exists());
+}
