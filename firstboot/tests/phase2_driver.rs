@@ -9,7 +9,9 @@ use support::step_env::*;
 use vgpu_firstboot::agent::host::{Host, StepError, StepOutcome};
 use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::runner::Response;
-use vgpu_plan::layout::{DONE_MARKER, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK};
+use vgpu_plan::layout::{
+    DONE_MARKER, GUEST_DRIVERS_DIR, MANIFEST_FILE, PAYLOAD_DIR, UNIT_WANTS_LINK,
+};
 use vgpu_plan::plan::StepKind;
 
 mod support {
@@ -411,6 +413,23 @@ fn finish_removes_the_payload_and_seal_disables_the_unit_idempotently() {
     );
     assert!(env.log.is_empty(), "second run changed {:?}", env.log);
     assert!(env.commands().is_empty());
+}
+
+/// `[[guest-driver]]` files are not payload: the host keeps them after
+/// `finish` deletes the payload.
+#[test]
+fn finish_keeps_the_guest_drivers() {
+    let mut env = Env::new("pve8-grub", "demo");
+    env.bake();
+    let guest = env.at(&format!(
+        "{GUEST_DRIVERS_DIR}/NVIDIA-Linux-x86_64-demo-grid.run"
+    ));
+    fs::create_dir_all(guest.parent().unwrap()).unwrap();
+    fs::write(&guest, b"guest driver\n").unwrap();
+    link_unit(&env);
+    env.run(finish_and_seal).unwrap();
+    assert!(!env.at(PAYLOAD_DIR).exists());
+    assert_eq!(fs::read(&guest).unwrap(), b"guest driver\n");
 }
 
 #[test]

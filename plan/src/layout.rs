@@ -130,3 +130,30 @@ pub fn check_entry(
 pub fn absolute(rel: &str) -> String {
     format!("/{rel}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::EntryType;
+
+    #[test]
+    fn guest_drivers_are_files_directly_in_their_directory() {
+        let f = |p: &str| check_entry(p, EntryType::File, None).is_ok();
+        assert!(f(
+            "var/lib/vgpu-firstboot/guest-drivers/NVIDIA-Linux-x86_64-595.58.03-grid.run"
+        ));
+        assert!(check_entry(GUEST_DRIVERS_DIR, EntryType::Dir, None).is_ok());
+        for bad in [
+            "var/lib/vgpu-firstboot/guest-drivers",
+            "var/lib/vgpu-firstboot/guest-drivers/",
+            "var/lib/vgpu-firstboot/guest-drivers/.hidden",
+            "var/lib/vgpu-firstboot/guest-drivers/sub/x.run",
+            "var/lib/vgpu-firstboot/guest-driversx/x.run",
+        ] {
+            assert!(!f(bad), "{bad}");
+        }
+        let long = format!("{GUEST_DRIVERS_DIR}/{}", "a".repeat(256));
+        assert!(!f(&long));
+        assert!(check_entry(&format!("{GUEST_DRIVERS_DIR}/sub"), EntryType::Dir, None).is_err());
+    }
+}
