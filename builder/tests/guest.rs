@@ -265,6 +265,14 @@ fn fetch_records_the_sha256_and_resumes() {
     );
     let again = fetch(&req, &opts(dir.path())).unwrap();
     assert_eq!(again.outcome, Outcome::CacheHit);
+    let text = fetch_summary(driver, &again, false);
+    assert!(
+        text.starts_with(&format!(
+            "{}/{NAME} (195.32 KiB): already in the cache; the catalog publishes no checksum",
+            dir.path().display()
+        )),
+        "{text}"
+    );
     assert_eq!(server.requests().len(), 2);
     let pinned = fetch(
         &fetch_request(driver, Some(&sha)).unwrap(),
