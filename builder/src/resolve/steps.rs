@@ -121,7 +121,7 @@ pub(super) fn steps(
                 Two,
                 StepKind::Sriov,
                 format!(
-                    "enable {unit} on cards that have SR-IOV virtual functions (Ampere and newer)"
+                    "enable {unit} on cards that have SR-IOV virtual functions (Ampere and newer); without it, NVIDIA's sriov-manage -e ALL at every boot"
                 ),
             );
         }
