@@ -15,12 +15,14 @@ pub(super) fn steps(
         out.push(Step { phase, kind, why });
     };
     use Phase::{One, Reboot, Two};
+    // Every mode, like the bash installer: a host left on the enterprise
+    // repositories without a subscription fails every later `apt` run.
+    add(
+        One,
+        StepKind::AptRepositories,
+        "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
+    );
     if !host.packages.is_empty() || !host.offline_debs.is_empty() {
-        add(
-            One,
-            StepKind::AptRepositories,
-            "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
-        );
         add(One, StepKind::AptInstall, {
             let mut what: Vec<String> = host.packages.clone();
             what.extend(
