@@ -22,6 +22,18 @@ pub(super) fn steps(
         StepKind::AptRepositories,
         "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
     );
+    // Before apt-install: `{kernel}` (the headers) is the pinned kernel,
+    // the one the driver is built for after the reboot.
+    if let Some(pin) = &host.kernel_pin {
+        add(
+            One,
+            StepKind::KernelPin,
+            format!(
+                "pin kernel {} when the running kernel is {} or newer: {}",
+                pin.series, pin.when_running_at_least, pin.reason
+            ),
+        );
+    }
     if !host.packages.is_empty() || !host.offline_debs.is_empty() {
         add(One, StepKind::AptInstall, {
             let mut what: Vec<String> = host.packages.clone();
@@ -32,16 +44,6 @@ pub(super) fn steps(
             );
             format!("install {}", what.join(", "))
         });
-    }
-    if let Some(pin) = &host.kernel_pin {
-        add(
-            One,
-            StepKind::KernelPin,
-            format!(
-                "pin kernel {} when the running kernel is {} or newer: {}",
-                pin.series, pin.when_running_at_least, pin.reason
-            ),
-        );
     }
     add(One, StepKind::KernelArgs, "turn the IOMMU on (intel_iommu/amd_iommu=on iommu=pt) in the boot loader's kernel command line".into());
     add(
