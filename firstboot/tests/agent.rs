@@ -165,6 +165,13 @@ fn assert_same_end(
         "{label}: status after convergence: {}",
         stdout(&status)
     );
+    // With what to do next in the Proxmox VE web UI (the demo is native).
+    assert!(
+        stdout(&status)
+            .contains("Resource Mappings > PCI Devices > Add, tick \"Use with Mediated Devices\""),
+        "{label}: {}",
+        stdout(&status)
+    );
 }
 
 fn assert_converges(

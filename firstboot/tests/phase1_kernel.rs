@@ -6,6 +6,7 @@ use std::fs;
 
 use vgpu_firstboot::agent::steps;
 use vgpu_firstboot::runner::Response;
+use vgpu_plan::plan::StepKind;
 
 #[allow(dead_code)]
 mod support {
@@ -161,6 +162,46 @@ fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
         ]
     );
     bed.assert_unchanged(&before);
+}
+
+#[test]
+fn headers_are_installed_for_the_pinned_kernel_in_plan_order() {
+    let bed = pve9_on_617();
+    // The plan's phase 1 package steps, in the order the plan lists them.
+    let order: Vec<StepKind> = bed
+        .plan
+        .steps
+        .iter()
+        .map(|s| s.kind)
+        .filter(|k| matches!(k, StepKind::KernelPin | StepKind::AptInstall))
+        .collect();
+    assert_eq!(order, [StepKind::KernelPin, StepKind::AptInstall]);
+    let mut r = Fake::new(&bed);
+    r.respond("zpool", &["get"], Response::ok().stdout("disabled\n"));
+    r.respond(
+        "dpkg-query",
+        &["proxmox-headers-6.14.11-9-pve"],
+        installed("6.14.11-9"),
+    );
+    run_all(
+        &bed,
+        &mut r,
+        &order
+            .iter()
+            .map(|k| steps::step_impl(*k).run)
+            .collect::<Vec<_>>(),
+    );
+    let lines = r.lines();
+    // Never the running 6.17 kernel's headers: they would be built against
+    // a kernel the host no longer boots.
+    assert!(
+        !lines.iter().any(|l| l.contains("proxmox-headers-6.17")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("{INSTALL} build-essential dkms mdevctl")
+    );
 }
 
 #[test]

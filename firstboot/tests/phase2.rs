@@ -241,6 +241,20 @@ fn verify_payload_checks_the_plan_against_the_files() {
 // ---- unlock ----
 
 #[test]
+fn unlock_setup_refuses_an_unusable_library_path_naming_the_real_keys() {
+    let mut env = Env::new("pve8-grub", "unlock-demo");
+    env.bake();
+    env.plan.unlock.as_mut().unwrap().library_path = "/usr/lib/a b.so".into();
+    let why = reason(env.run(steps::unlock_setup::run));
+    // The profile has `unlock.library` (the file baked in); the host path
+    // is the plan's, written by vgpu-bake.
+    assert!(why.contains("`unlock.library`"), "{why}");
+    assert!(!why.contains("unlock.library-path in the profile"), "{why}");
+    assert!(why.contains("bake the bundle again"), "{why}");
+    assert!(env.commands().is_empty(), "{:?}", env.commands());
+}
+
+#[test]
 fn unlock_setup_writes_once_then_changes_nothing() {
     let mut env = Env::new("pve8-grub", "unlock-demo");
     env.bake();

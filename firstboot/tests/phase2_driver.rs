@@ -324,6 +324,51 @@ fn sriov_enabled_on_capable_cards_and_failure_reported() {
 }
 
 #[test]
+fn sriov_without_the_proxmox_unit_uses_nvidias_sriov_manage() {
+    let mut env = Env::new("pve8-two-gpus", "demo");
+    env.write(
+        "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/sriov_totalvfs",
+        "16\n",
+    );
+    env.refresh();
+    // No pve-nvidia-vgpu-helper: systemd does not know its unit.
+    env.runner
+        .respond("systemctl", &["cat"], Response::exit(1))
+        .respond_once("systemctl", &["is-enabled"], Response::exit(1));
+    // Nor the driver's tool: nothing can enable the virtual functions.
+    let why = reason(env.run(steps::sriov::run));
+    assert!(why.contains("pve-nvidia-vgpu-helper"), "{why}");
+    assert!(why.contains("/usr/lib/nvidia/sriov-manage"), "{why}");
+    env.write("usr/lib/nvidia/sriov-manage", "#!/bin/sh\n");
+    env.run(steps::sriov::run).unwrap();
+    let unit = env.read("etc/systemd/system/vgpu-bake-sriov.service");
+    assert!(
+        unit.contains("ExecStart=/usr/lib/nvidia/sriov-manage -e ALL"),
+        "{unit}"
+    );
+    assert!(unit.contains("Before=nvidia-vgpud.service"), "{unit}");
+    let cmds = env.commands();
+    assert_eq!(
+        cmds[cmds.len() - 3..],
+        [
+            "systemctl daemon-reload",
+            "systemctl is-enabled vgpu-bake-sriov.service",
+            "systemctl enable --now vgpu-bake-sriov.service"
+        ]
+    );
+    // A second run finds the unit written and does not reload again.
+    let before = env.commands().len();
+    env.run(steps::sriov::run).unwrap();
+    assert!(
+        !env.commands()[before..]
+            .iter()
+            .any(|c| c.contains("daemon-reload")),
+        "{:?}",
+        env.commands()
+    );
+}
+
+#[test]
 fn post_check_needs_vgpu_types() {
     let mut env = Env::new("pve8-grub", "demo");
     let why = reason(env.run(steps::post_check::run));

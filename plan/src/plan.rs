@@ -403,10 +403,11 @@ macro_rules! step_kinds {
 step_kinds! {
     /// Enterprise repositories off, no-subscription on.
     AptRepositories = "apt-repositories",
+    /// `host.kernel-pin` (before apt-install, which fills `{kernel}` in
+    /// with the pinned kernel).
+    KernelPin = "kernel-pin",
     /// `host.packages` and `host.offline-debs`.
     AptInstall = "apt-install",
-    /// `host.kernel-pin`.
-    KernelPin = "kernel-pin",
     /// IOMMU kernel arguments for the boot loader.
     KernelArgs = "kernel-args",
     /// `host.vfio-modules`.

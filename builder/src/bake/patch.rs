@@ -48,6 +48,7 @@ pub(super) fn apply_patch(
         ));
         return Ok((dir.join(&custom_name), d, patch_sha));
     }
+    check_gnu_patch(notes)?;
     let work = tempfile::Builder::new()
         .prefix(".patch.")
         .tempdir_in(cache_dir)
@@ -94,4 +95,62 @@ pub(super) fn apply_patch(
         .ok_or_else(|| input_err(&dest, "the patched installer vanished from the cache"))?;
     notes.push(format!("patched installer {custom_name}: {} applied with the installer's --apply-patch (sha256 {})", patch_file_name(patch), d.sha256));
     Ok((dest, d, patch_sha))
+}
+
+/// What to do about a GNU patch that fails on the vgpu_unlock patches.
+const PATCH_FIX: &str = "install GNU patch 2.7.6 first on PATH: Debian 12's `patch` package (2.7.6-7), or build it from https://ftp.gnu.org/gnu/patch/patch-2.7.6.tar.gz (`./configure && make && make install` puts it in /usr/local/bin), then bake again";
+
+/// The driver's `--apply-patch` runs the `patch` on PATH: GNU patch 2.8
+/// (Debian 13) stops on the vgpu_unlock patches with "patch line N contains
+/// NUL byte" where 2.7.6 applies them, so 2.8 and newer are refused before
+/// anything runs. A `patch` that is missing or not GNU is not known to
+/// fail: the installer reports its own error.
+fn check_gnu_patch(notes: &mut Vec<String>) -> Result<(), BakeError> {
+    let out = match Command::new("patch").arg("--version").output() {
+        Ok(out) => out,
+        Err(e) => {
+            notes.push(format!(
+                "`patch --version`: {e}; the driver's --apply-patch needs GNU patch 2.7.6"
+            ));
+            return Ok(());
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default().trim();
+    match gnu_patch_version(first) {
+        Some(v) if v >= [2, 8] => Err(input_err(
+            Path::new("patch"),
+            format!(
+                "`patch --version` says \"{first}\": GNU patch 2.8 and newer fail on the vgpu_unlock patches (\"patch line N contains NUL byte\"); {PATCH_FIX}"
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            notes.push(format!("`patch --version` says \"{first}\", not GNU patch: the driver's --apply-patch needs GNU patch 2.7.6"));
+            Ok(())
+        }
+    }
+}
+
+/// `[major, minor]` from `GNU patch 2.7.6` (the first line of
+/// `patch --version`).
+fn gnu_patch_version(line: &str) -> Option<[u32; 2]> {
+    let mut parts = line.strip_prefix("GNU patch ")?.split(['.', ' ']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+    Some([major, minor])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gnu_patch_version;
+
+    #[test]
+    fn gnu_patch_versions_are_read_from_the_first_line() {
+        assert_eq!(gnu_patch_version("GNU patch 2.7.6"), Some([2, 7]));
+        assert_eq!(gnu_patch_version("GNU patch 2.8"), Some([2, 8]));
+        assert_eq!(gnu_patch_version("GNU patch 3"), Some([3, 0]));
+        assert_eq!(gnu_patch_version("patch 2.8 (BusyBox)"), None);
+        assert_eq!(gnu_patch_version("GNU patch x"), None);
+    }
 }

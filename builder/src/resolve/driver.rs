@@ -15,12 +15,14 @@ pub const UNLOCK_LIBRARY_PATH: &str = "/usr/local/lib/vgpu_unlock/libvgpu_unlock
 /// Payload path of the unlock library.
 pub const UNLOCK_LIBRARY_PAYLOAD: &str = "unlock/libvgpu_unlock_rs.so";
 
-/// The release the profile names, checked against its mode and Proxmox major.
+/// The release the profile names, checked against its mode; a Proxmox major
+/// it is not offered for is a warning, a known failure (an unlock patch that
+/// does not build on the major's kernels) an error.
 pub(super) fn pick_release<'r>(
     profile: &Profile,
     mode: Mode,
     registry: &'r Registry,
-    cx: &Ctx,
+    cx: &mut Ctx,
 ) -> Result<Option<&'r Release>, ResolveError> {
     let Some(section) = &profile.driver else {
         if mode == Mode::Passthrough {
@@ -44,15 +46,18 @@ pub(super) fn pick_release<'r>(
         )));
     };
     if !release.proxmox.contains(&profile.proxmox) {
+        // Not known to fail: the bash installer offers every release on
+        // every major (its per-major list is a hint), so this is a warning.
         let majors: Vec<String> = release.proxmox.iter().map(u8::to_string).collect();
-        return Err(cx.err(format!(
-            "`driver.release` = {:?} does not support Proxmox VE {} (it is offered for Proxmox VE {}); for Proxmox VE {} in {mode} mode use one of {}",
+        cx.warnings.push(format!(
+            "`driver.release` = {:?} is not known to work on Proxmox VE {}: it is offered for Proxmox VE {} only, so its driver may not build on Proxmox VE {}'s kernels; releases offered for Proxmox VE {} in {mode} mode: {}",
             release.release,
             profile.proxmox,
             majors.join(", "),
             profile.proxmox,
+            profile.proxmox,
             offered(registry, profile.proxmox, mode).join(", ")
-        )));
+        ));
     }
     if mode == Mode::Unlock {
         if release.patch.is_none() {

@@ -81,6 +81,13 @@ pub(super) fn host_plan(
         };
         packages.extend(["build-essential", "dkms", "mdevctl", headers].map(String::from));
     }
+    // `pve-nvidia-sriov@.service` (the sriov step) comes with Proxmox's
+    // helper package, offered from Proxmox VE 8.3 on: every 9.x has it, an
+    // 8.x may be older, so there the agent falls back to NVIDIA's
+    // `sriov-manage` when the unit is missing.
+    if mode == Mode::Native && !demo && profile.proxmox >= 9 {
+        packages.push("pve-nvidia-vgpu-helper".into());
+    }
     for p in &h.packages {
         if !packages.contains(p) {
             packages.push(p.clone());

@@ -162,7 +162,7 @@ pub fn resolve(
         }
     };
     let mode = profile.vgpu.mode;
-    let release = driver::pick_release(profile, mode, registry, &cx)?;
+    let release = driver::pick_release(profile, mode, registry, &mut cx)?;
     let gpus = gpus::resolve_gpus(profile, mode, release, db, &mut cx)?;
     let driver = release
         .map(|r| driver::resolved_driver(profile, mode, r, &cx))

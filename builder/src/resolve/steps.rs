@@ -15,22 +15,15 @@ pub(super) fn steps(
         out.push(Step { phase, kind, why });
     };
     use Phase::{One, Reboot, Two};
-    if !host.packages.is_empty() || !host.offline_debs.is_empty() {
-        add(
-            One,
-            StepKind::AptRepositories,
-            "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
-        );
-        add(One, StepKind::AptInstall, {
-            let mut what: Vec<String> = host.packages.clone();
-            what.extend(
-                host.offline_debs
-                    .iter()
-                    .map(|d| format!("{} (offline, from the bundle)", d.path)),
-            );
-            format!("install {}", what.join(", "))
-        });
-    }
+    // Every mode, like the bash installer: a host left on the enterprise
+    // repositories without a subscription fails every later `apt` run.
+    add(
+        One,
+        StepKind::AptRepositories,
+        "disable the enterprise repositories (they need a subscription) and enable pve-no-subscription".into(),
+    );
+    // Before apt-install: `{kernel}` (the headers) is the pinned kernel,
+    // the one the driver is built for after the reboot.
     if let Some(pin) = &host.kernel_pin {
         add(
             One,
@@ -40,6 +33,17 @@ pub(super) fn steps(
                 pin.series, pin.when_running_at_least, pin.reason
             ),
         );
+    }
+    if !host.packages.is_empty() || !host.offline_debs.is_empty() {
+        add(One, StepKind::AptInstall, {
+            let mut what: Vec<String> = host.packages.clone();
+            what.extend(
+                host.offline_debs
+                    .iter()
+                    .map(|d| format!("{} (offline, from the bundle)", d.path)),
+            );
+            format!("install {}", what.join(", "))
+        });
     }
     add(One, StepKind::KernelArgs, "turn the IOMMU on (intel_iommu/amd_iommu=on iommu=pt) in the boot loader's kernel command line".into());
     add(
@@ -121,7 +125,7 @@ pub(super) fn steps(
                 Two,
                 StepKind::Sriov,
                 format!(
-                    "enable {unit} on cards that have SR-IOV virtual functions (Ampere and newer)"
+                    "enable {unit} on cards that have SR-IOV virtual functions (Ampere and newer); without it, NVIDIA's sriov-manage -e ALL at every boot"
                 ),
             );
         }

@@ -11,3 +11,4 @@ pub mod run;
 pub mod seal;
 mod shown;
 pub mod steps;
+pub mod summary;

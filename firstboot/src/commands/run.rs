@@ -19,6 +19,9 @@ pub fn run(root: &Path) -> u8 {
     match run::run(&root, &mut SystemRunner::default()) {
         Ok(end) => {
             outln!("vgpu-firstboot: {end}");
+            if matches!(end, RunEnd::Done) {
+                crate::agent::summary::print(&root);
+            }
             match end {
                 RunEnd::Done | RunEnd::Rebooting(_) => 0,
                 RunEnd::Failed(_) => 1,

@@ -25,6 +25,9 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
                 }
             } else {
                 out!("{}", state::render_found_human(&snap.found));
+                if matches!(&snap.found, Found::State(st) if st.status == Status::Done) {
+                    crate::agent::summary::print(root);
+                }
                 if snap.done_marker
                     && matches!(&snap.found, Found::State(st) if st.status != Status::Done)
                 {

@@ -97,7 +97,7 @@ impl State {
                         "step {step} failed; fix the cause, then run `vgpu-firstboot retry`"
                     ),
                     S::NeedsOperator { action } => {
-                        format!("first: {action}; then run `vgpu-firstboot retry`")
+                        format!("first: {action}; the agent resumes by itself at the next boot")
                     }
                     S::NotStarted if !matches!(event, E::Retry(_)) => {
                         "no step has begun yet".to_string()

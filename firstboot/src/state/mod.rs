@@ -130,7 +130,7 @@ pub enum Status {
     /// Steps are running, or the agent is between boots.
     InProgress,
     /// The agent stopped; a person must act (e.g. enrol a MOK key at the
-    /// console), then run `vgpu-firstboot retry`.
+    /// console); the agent resumes by itself at the next boot.
     NeedsOperator {
         /// What to do, one line.
         action: String,

@@ -81,7 +81,7 @@ pub fn render_human(state: &State) -> String {
         ),
         Status::NeedsOperator { action } => writeln!(
             out,
-            "vgpu-firstboot: NEEDS AN OPERATOR\n  action: {action}\n  next: then run `vgpu-firstboot retry`"
+            "vgpu-firstboot: NEEDS AN OPERATOR\n  action: {action}\n  next: the agent resumes by itself at the next boot"
         ),
     };
     if !state.plan_sha256.is_empty() {

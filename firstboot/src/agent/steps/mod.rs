@@ -77,8 +77,8 @@ pub fn step_impl(kind: StepKind) -> StepImpl {
     use StepKind as K;
     match kind {
         K::AptRepositories => row!(apt_repositories),
-        K::AptInstall => row!(apt_install),
         K::KernelPin => row!(kernel_pin),
+        K::AptInstall => row!(apt_install),
         K::KernelArgs => row!(kernel_args),
         K::VfioModules => row!(vfio_modules),
         K::BlacklistModules => row!(blacklist_modules),

@@ -119,6 +119,22 @@ fn json_status_of_a_failure() {
 }
 
 #[test]
+fn human_status_of_an_operator_stop_says_the_agent_resumes_at_the_next_boot() {
+    let s = after(
+        &bound(),
+        Event::NeedOperator("reboot, and at the blue MOK screen choose Enroll MOK".into()),
+    );
+    let text = render_human(&s);
+    assert!(
+        text.starts_with(
+            "vgpu-firstboot: NEEDS AN OPERATOR\n  action: reboot, and at the blue MOK screen choose Enroll MOK\n  next: the agent resumes by itself at the next boot\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("retry"), "{text}");
+}
+
+#[test]
 fn json_status_of_an_operator_stop_escapes_the_action() {
     let s = after(
         &bound(),
