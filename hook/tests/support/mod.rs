@@ -237,7 +237,7 @@ impl Host {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
+        let out = spawn_retrying_busy(&mut cmd);
         Ran {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -410,5 +410,22 @@ pub fn https(dir: &Path, certs: &Path) -> Https {
         base: format!("https://127.0.0.1:{port}/"),
         fingerprint,
         child,
+    }
+}
+
+/// `cmd.output()`, tried again while exec says ETXTBSY: the hook was just
+/// written, and a test on another thread that forks in that moment holds
+/// the file open for writing until its child execs (close-on-exec).
+fn spawn_retrying_busy(cmd: &mut Command) -> std::process::Output {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            out => return out.unwrap(),
+        }
     }
 }
