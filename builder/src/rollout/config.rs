@@ -142,6 +142,17 @@ pub enum ConfigError {
     Damaged(String),
 }
 
+/// The label rule, shared by `--from-label` and `vgpu-bake usb --label`:
+/// 1-16 bytes of `[A-Za-z0-9._-]` (an ext4 label holds 16 bytes; no
+/// character udev would escape in `/dev/disk/by-label/`).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 16
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// A certificate fingerprint in the form `AB:CD:...` (32 octets, upper
 /// case), from upper or lower case, with or without colons.
 pub fn normalize_fingerprint(text: &str) -> Option<String> {
@@ -191,12 +202,7 @@ impl HookConfig {
                     }
                 }
                 Source::Label { label } => {
-                    if label.is_empty()
-                        || label.len() > 16
-                        || !label
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                    {
+                    if !valid_label(label) {
                         return bad(format!(
                             "--from-label {label:?} must be 1 to 16 letters, digits, `-`, `_` or `.` (an ext4 label holds 16 bytes)"
                         ));
@@ -361,6 +367,18 @@ mod tests {
         let big = vec![0u8; HOOK_MAX as usize];
         let e = config().append_to(&big).unwrap_err().to_string();
         assert!(e.contains("over the installer's 1 MiB"), "{e}");
+    }
+
+    #[test]
+    fn labels_are_short_and_plain() {
+        assert!(valid_label("VGPU"));
+        assert!(valid_label("vgpu-fleet_1.0"));
+        assert!(valid_label(&"a".repeat(16)));
+        assert!(!valid_label(&"a".repeat(17)));
+        assert!(!valid_label(""));
+        assert!(!valid_label("has space"));
+        assert!(!valid_label("ü"));
+        assert!(!valid_label("a/b"));
     }
 
     #[test]

@@ -216,18 +216,33 @@ pub fn fleet_index(path: &Path, keys: &[TrustedKey]) -> Result<Index, MakeError>
                 b.size
             )));
         }
-        let sha256 = std::fs::File::open(&file)
-            .and_then(crate::hash::digest_reader)
-            .map_err(|e| mismatch(format!("{}: {e}", file.display())))?
-            .sha256;
-        if sha256 != b.sha256.as_str() {
-            return Err(mismatch(format!(
+        let changed = |sha256: &str| {
+            mismatch(format!(
                 "{} has sha256 {sha256}, the index says {}",
                 file.display(),
                 b.sha256.as_str()
-            )));
+            ))
+        };
+        // One read on the way that works: inspect hashes the whole file. Only
+        // when it refuses is the file hashed apart, to say it changed since
+        // the index was written rather than how the change breaks it.
+        let report = match inspect_trusted(&file, keys) {
+            Ok(r) => r,
+            Err(e) => {
+                let sha256 = std::fs::File::open(&file)
+                    .and_then(crate::hash::digest_reader)
+                    .map_err(|e| mismatch(format!("{}: {e}", file.display())))?
+                    .sha256;
+                return Err(if sha256 == b.sha256.as_str() {
+                    e.into()
+                } else {
+                    changed(&sha256)
+                });
+            }
+        };
+        if report.bundle_sha256 != b.sha256.as_str() {
+            return Err(changed(&report.bundle_sha256));
         }
-        let report = inspect_trusted(&file, keys)?;
         if report.manifest.name != b.name {
             return Err(mismatch(format!(
                 "{} holds plan {:?}, the index says {:?}",

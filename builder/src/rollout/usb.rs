@@ -23,6 +23,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256 as Hasher};
 
+use super::config::valid_label;
 use super::index::Index;
 
 /// The largest index read.
@@ -95,15 +96,6 @@ pub struct UsbReport {
     pub label: String,
     /// What it holds: `bundle NAME` or `fleet directory (N bundles)`.
     pub holds: String,
-}
-
-/// The label rule: 1-16 bytes of `[A-Za-z0-9._-]` (`Source::Label`'s).
-pub fn valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 16
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// A name the image may hold: letters, digits, `.`, `_`, `-`, `+` (what
@@ -464,56 +456,6 @@ fn uuid_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_follow_the_hook_rule() {
-        assert!(valid_label("VGPU"));
-        assert!(valid_label("vgpu-fleet_1.0"));
-        assert!(valid_label(&"a".repeat(16)));
-        assert!(!valid_label(&"a".repeat(17)));
-        assert!(!valid_label(""));
-        assert!(!valid_label("has space"));
-        assert!(!valid_label("ü"));
-    }
-
-    /// The hook's `--from-label` accepts exactly the labels `usb` writes.
-    #[test]
-    fn the_label_rule_is_the_hooks() {
-        use crate::rollout::config::{HookConfig, SCHEMA, Source};
-        use crate::rollout::index::{Index, IndexBundle};
-        let sha = vgpu_plan::digest::Sha256::parse(&"a".repeat(64)).unwrap();
-        for label in [
-            "VGPU",
-            "a.b_c-d",
-            &"x".repeat(16),
-            &"x".repeat(17),
-            "",
-            "a b",
-            "é",
-            "a/b",
-        ] {
-            let config = HookConfig {
-                schema: SCHEMA,
-                made_by: "test".into(),
-                trusted_keys: vec![],
-                sources: vec![Source::Label {
-                    label: label.to_owned(),
-                }],
-                index: Index {
-                    schema: crate::rollout::index::SCHEMA,
-                    default: Some(sha.clone()),
-                    bundles: vec![IndexBundle {
-                        sha256: sha.clone(),
-                        size: 1,
-                        file: "d.cpio.zst".into(),
-                        name: "d".into(),
-                    }],
-                    hosts: vec![],
-                },
-            };
-            assert_eq!(valid_label(label), config.validate().is_ok(), "{label:?}");
-        }
-    }
 
     #[test]
     fn names_are_plain() {
