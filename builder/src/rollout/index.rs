@@ -33,6 +33,9 @@ use vgpu_plan::digest::Sha256;
 /// The schema this version writes and reads.
 pub const SCHEMA: u32 = 1;
 
+/// The most `index.toml` may hold (read as a regular file, bounded).
+pub const INDEX_LIMIT: u64 = 1024 * 1024;
+
 /// A fleet's bundles and which host takes which.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

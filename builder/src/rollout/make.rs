@@ -45,13 +45,12 @@ pub enum MakeError {
     #[error(transparent)]
     Key(#[from] SignError),
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}; check the path", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message: not a `source`, so it is said once).
+        cause: std::io::Error,
     },
     /// The index is not valid.
     #[error("{}: {source}", path.display())]
@@ -144,12 +143,10 @@ pub fn read_keys(paths: &[PathBuf]) -> Result<(Vec<TrustedKey>, Vec<String>), Ma
     let mut texts = Vec::new();
     for p in paths {
         keys.push(TrustedKey::load(p)?);
-        texts.push(
-            std::fs::read_to_string(p).map_err(|source| MakeError::Read {
-                path: p.clone(),
-                source,
-            })?,
-        );
+        texts.push(std::fs::read_to_string(p).map_err(|cause| MakeError::Read {
+            path: p.clone(),
+            cause,
+        })?);
     }
     Ok((keys, texts))
 }
@@ -158,9 +155,9 @@ pub fn read_keys(paths: &[PathBuf]) -> Result<(Vec<TrustedKey>, Vec<String>), Ma
 pub fn bundle_index(bundle: &Path, keys: &[TrustedKey]) -> Result<Index, MakeError> {
     let report = inspect_trusted(bundle, keys)?;
     let size = std::fs::metadata(bundle)
-        .map_err(|source| MakeError::Read {
+        .map_err(|cause| MakeError::Read {
             path: bundle.to_owned(),
-            source,
+            cause,
         })?
         .len();
     let sha256 = Sha256::parse(&report.bundle_sha256).expect("inspect reports hex sha256");
@@ -190,10 +187,13 @@ pub fn bundle_index(bundle: &Path, keys: &[TrustedKey]) -> Result<Index, MakeErr
 /// Reads a fleet index and checks every bundle it lists: present beside
 /// it, the listed size and sha256, and it passes `inspect` with `keys`.
 pub fn fleet_index(path: &Path, keys: &[TrustedKey]) -> Result<Index, MakeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MakeError::Read {
+    let read_err = |cause| MakeError::Read {
         path: path.to_owned(),
-        source,
-    })?;
+        cause,
+    };
+    let bytes = crate::input::read_limited(path, super::index::INDEX_LIMIT).map_err(read_err)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     let index = Index::parse(&text).map_err(|source| MakeError::Index {
         path: path.to_owned(),
         source,
@@ -206,8 +206,8 @@ pub fn fleet_index(path: &Path, keys: &[TrustedKey]) -> Result<Index, MakeError>
             name: b.name.clone(),
             reason,
         };
-        let meta =
-            std::fs::metadata(&file).map_err(|e| mismatch(format!("{}: {e}", file.display())))?;
+        let meta = std::fs::metadata(&file)
+            .map_err(|e| mismatch(format!("{} is missing or unreadable ({e})", file.display())))?;
         if meta.len() != b.size {
             return Err(mismatch(format!(
                 "{} is {} bytes, the index says {}",

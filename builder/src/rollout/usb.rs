@@ -24,10 +24,6 @@ use std::process::Command;
 use sha2::{Digest, Sha256 as Hasher};
 
 use super::config::valid_label;
-use super::index::Index;
-
-/// The largest index read.
-const INDEX_LIMIT: u64 = 1024 * 1024;
 
 /// Why no image was written; nothing is left under `--out`.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +44,10 @@ pub enum UsbError {
         /// The cause.
         cause: Box<crate::inspect::InspectError>,
     },
-    /// The fleet directory is not valid.
+    /// The fleet directory's index or a bundle it lists is not valid.
+    #[error(transparent)]
+    Index(Box<super::make::MakeError>),
+    /// The fleet directory holds something `fleet` does not write.
     #[error("{}: {message}", dir.display())]
     Fleet {
         /// The directory.
@@ -289,50 +288,20 @@ fn run(cmd: &mut Command, time: u64) -> Result<(), UsbError> {
     Ok(())
 }
 
-/// Checks a fleet directory: its index, and each bundle's presence, size
-/// and sha256. Returns the number of bundles.
+/// Checks a fleet directory as `vgpu-bake hook --index` does
+/// (`make::fleet_index`): its index, and each bundle's presence, size,
+/// sha256 and contents. Returns the number of bundles.
 fn check_fleet(dir: &Path) -> Result<usize, UsbError> {
-    let bad = |message: String| UsbError::Fleet {
-        dir: dir.to_owned(),
-        message,
-    };
     let index_file = dir.join("index.toml");
-    let bytes = crate::input::read_limited(&index_file, INDEX_LIMIT).map_err(|e| {
-        bad(format!(
-            "cannot read index.toml ({e}): give a bundle file or a directory `vgpu-bake fleet` made"
-        ))
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| bad("index.toml is not UTF-8 text".into()))?;
-    let index = Index::parse(&text).map_err(|e| {
-        bad(format!(
-            "index.toml: {e}; make the directory again with `vgpu-bake fleet`"
-        ))
-    })?;
-    for b in &index.bundles {
-        let path = dir.join(&b.file);
-        let (file, meta) = crate::input::open_regular(&path).map_err(|e| {
-            bad(format!(
-                "bundle {} ({}) listed in index.toml is missing or unreadable: {e}; copy the whole fleet directory, or make it again with `vgpu-bake fleet`",
-                b.file, b.name
-            ))
-        })?;
-        if meta.len() != b.size {
-            return Err(bad(format!(
-                "bundle {} is {} bytes, index.toml says {}: it is damaged or from another fleet; make the directory again with `vgpu-bake fleet`",
-                b.file,
-                meta.len(),
-                b.size
-            )));
-        }
-        let d = crate::hash::digest_reader(file)
-            .map_err(|e| bad(format!("reading {}: {e}", b.file)))?;
-        if d.sha256() != b.sha256 {
-            return Err(bad(format!(
-                "bundle {} has sha256 {}, index.toml says {}: it is damaged or from another fleet; make the directory again with `vgpu-bake fleet`",
-                b.file, d.sha256, b.sha256
-            )));
-        }
+    if !index_file.is_file() {
+        return Err(UsbError::Fleet {
+            dir: dir.to_owned(),
+            message: "no index.toml: give a bundle file or a directory `vgpu-bake fleet` made"
+                .into(),
+        });
     }
+    let index =
+        super::make::fleet_index(&index_file, &[]).map_err(|e| UsbError::Index(Box::new(e)))?;
     Ok(index.bundles.len())
 }
 
