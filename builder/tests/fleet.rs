@@ -16,12 +16,9 @@ use vgpu_bake::rollout::config::{Source, read_trailer};
 use vgpu_bake::rollout::fleet::{FleetInputs, fleet};
 use vgpu_bake::rollout::index::{HostIds, Index, IndexError};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{vgpu_bake, workspace};
 
 /// A stand-in agent and hook template: fixed bytes, so the bundles' and
 /// the hook's bytes are fixed too.
@@ -117,21 +114,6 @@ fn golden_inventories() {
         failures.len(),
         failures.join("\n\n")
     );
-}
-
-/// Runs the real binary from the workspace.
-fn vgpu_bake(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vgpu-bake"))
-        .args(args)
-        .current_dir(workspace())
-        .env("SOURCE_DATE_EPOCH", "0")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every file under `dir`, relative, with its bytes.
