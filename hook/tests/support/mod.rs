@@ -245,6 +245,21 @@ impl Host {
         }
     }
 
+    /// Runs `fully-up` and asserts a refusal: exit code 1, each of `says`
+    /// in stderr, the root unchanged (the whole tree compared), no command
+    /// run.
+    pub fn run_refused(&self, says: &[&str]) -> Ran {
+        let before = tree(&self.root);
+        let ran = self.run();
+        assert_eq!(ran.code, Some(1), "{}", ran.all());
+        for text in says {
+            assert!(ran.stderr.contains(text), "no {text:?} in:\n{}", ran.stderr);
+        }
+        assert_eq!(tree(&self.root), before, "the root changed");
+        assert!(self.calls().is_empty(), "{:?}", self.calls());
+        ran
+    }
+
     /// `fully-up --root ROOT`.
     pub fn run(&self) -> Ran {
         self.run_with(&["fully-up", "--root", self.root.to_str().unwrap()], &[])
