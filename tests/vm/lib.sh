@@ -341,3 +341,12 @@ has() { grep -qF -- "$2" <<<"$1" || fail "$3: no \"$2\" in: $1"; }
 # journal forwards its lines as `vgpu-firstboot[PID]: ...`).
 agent_ran() { grep -q 'vgpu-firstboot\[[0-9]*\]:' "$1"; }
 
+# The guest's disk from $ROOT: sets KVER (the newest kernel in /boot) and
+# writes $IMG, an ext4 image made with mkfs.ext4 -d (no loop device).
+image_from_root() {
+    KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
+    KVER=${KVER#vmlinuz-}
+    [ -n "$KVER" ] || fail "no kernel in $ROOT/boot"
+    truncate -s 2G "$IMG"
+    mkfs.ext4 -q -F -L root -d "$ROOT" "$IMG"
+}

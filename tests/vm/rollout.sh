@@ -346,11 +346,7 @@ make_guest() {
     if [ -e "$ROOT/usr/local/sbin/vgpu-firstboot" ] || [ -e "$ROOT/var/lib/vgpu-firstboot" ]; then
         fail "the base tree has agent files"
     fi
-    KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
-    KVER=${KVER#vmlinuz-}
-    [ -n "$KVER" ] || fail "no kernel in $ROOT/boot"
-    truncate -s 2G "$IMG"
-    mkfs.ext4 -q -F -L root -d "$ROOT" "$IMG"
+    image_from_root
 }
 
 # `vgpu-bake answer` for vm-a: sets ANSWER_ORDERING and ANSWER_ARGS (the

@@ -105,11 +105,7 @@ make_image() {
     add_standins
     add_harness_unit
     bake_and_install
-    KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
-    KVER=${KVER#vmlinuz-}
-    [ -n "$KVER" ] || fail "no kernel in $ROOT/boot"
-    truncate -s 2G "$IMG"
-    mkfs.ext4 -q -F -L root -d "$ROOT" "$IMG"
+    image_from_root
 }
 
 # Boots and kills qemu (kill -9) when the console shows the line of a cut
