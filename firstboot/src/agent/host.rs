@@ -70,6 +70,8 @@ pub struct Host<'a> {
     pub facts: &'a Facts,
     /// Lines for the journal (the unit sends stderr there and to the console).
     pub log: Vec<String>,
+    /// The change journal, read on first use ([`crate::agent::journal`]).
+    pub(crate) journal: Option<crate::agent::journal::Journal>,
 }
 
 impl<'a> Host<'a> {
@@ -81,6 +83,7 @@ impl<'a> Host<'a> {
             plan,
             facts,
             log: Vec::new(),
+            journal: None,
         }
     }
 }
@@ -142,10 +145,24 @@ impl Host<'_> {
 
     /// Writes `bytes` to `rel` atomically (temp file in the same directory,
     /// fsync, rename, fsync the directory) with permission bits `mode`,
-    /// creating the parent directories.
-    pub fn write_atomic(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), StepError> {
-        self.path(rel)?;
+    /// creating the parent directories. Journaled first.
+    pub fn write_atomic(&mut self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), StepError> {
+        self.touch(rel)?;
         Ok(self.fs()?.write_atomic(rel, bytes, mode)?)
+    }
+
+    /// Removes the file or symlink `rel`; `false` if it was not there.
+    /// Journaled first.
+    pub fn remove_file(&mut self, rel: &str) -> Result<bool, StepError> {
+        self.touch(rel)?;
+        Ok(self.fs()?.remove_file(rel)?)
+    }
+
+    /// Creates directory `rel` and its missing parents with `mode`.
+    /// Journaled first (each directory that was not there).
+    pub fn create_dir_all(&mut self, rel: &str, mode: u32) -> Result<(), StepError> {
+        self.touch_dir(rel)?;
+        Ok(self.fs()?.create_dir_all(rel, mode)?)
     }
 
     /// Applies file operations, each write atomic ([`Host::write_atomic`]).
@@ -159,6 +176,8 @@ impl Host<'_> {
                 }
                 FileAction::Rename { to } => {
                     let to_path = self.path(to)?;
+                    self.touch(&op.path)?;
+                    self.touch(to)?;
                     self.fs()?.rename(&op.path, to).map_err(|e| {
                         StepError::new(format!(
                             "renaming {} to {}: {}",
@@ -169,7 +188,7 @@ impl Host<'_> {
                     })?;
                 }
                 FileAction::Delete => {
-                    self.fs()?.remove_file(&op.path)?;
+                    self.remove_file(&op.path)?;
                 }
             }
             self.note(format!(

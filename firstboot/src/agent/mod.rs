@@ -6,6 +6,7 @@ pub mod confine;
 mod fault;
 pub mod gate;
 pub mod host;
+pub mod journal;
 pub mod progress;
 pub mod run;
 pub mod seal;

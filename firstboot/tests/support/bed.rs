@@ -116,13 +116,7 @@ impl Bed {
 
     /// A host handle on this bed.
     pub fn host<'a>(&'a self, runner: &'a mut Fake) -> Host<'a> {
-        Host {
-            root: self.root().to_path_buf(),
-            runner,
-            plan: &self.plan,
-            facts: &self.facts,
-            log: Vec::new(),
-        }
+        Host::new(self.root(), runner, &self.plan, &self.facts)
     }
 
     /// Every file and link under the root: path, mode and content (or

@@ -84,26 +84,14 @@ impl Env {
     }
 
     pub fn run(&mut self, step: StepFn) -> Result<StepOutcome, StepError> {
-        let mut host = Host {
-            root: self.root.clone(),
-            runner: &mut self.runner,
-            plan: &self.plan,
-            facts: &self.facts,
-            log: Vec::new(),
-        };
+        let mut host = Host::new(&self.root, &mut self.runner, &self.plan, &self.facts);
         let out = step(&mut host);
         self.log = host.log;
         out
     }
 
     pub fn preview(&mut self, kind: StepKind) -> Vec<String> {
-        let host = Host {
-            root: self.root.clone(),
-            runner: &mut self.runner,
-            plan: &self.plan,
-            facts: &self.facts,
-            log: Vec::new(),
-        };
+        let host = Host::new(&self.root, &mut self.runner, &self.plan, &self.facts);
         (steps::step_impl(kind).preview)(&host).unwrap()
     }
 

@@ -8,6 +8,7 @@ use super::commands::run_or;
 use super::dpkg::{install, installed_version};
 use super::pinned_kernel::read_pin;
 use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::journal::Change;
 use vgpu_plan::layout::PAYLOAD_DIR;
 
 /// Installs the plan's packages (`{kernel}` resolved) and offline `.deb`
@@ -40,6 +41,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         if installed_version(host, &name)?.as_deref() == Some(version.as_str()) {
             host.note(format!("{name} {version} already installed"));
         } else {
+            host.record(Change::Package(name))?;
             debs.push(path);
         }
     }

@@ -3,6 +3,7 @@
 
 use super::commands::run_or;
 use crate::agent::host::{Host, StepError};
+use crate::agent::journal::Change;
 
 /// `apt-get` arguments for a non-interactive install that keeps the admin's
 /// configuration files and pulls in no recommended extras.
@@ -21,6 +22,11 @@ const INSTALL_ARGS: [&str; 7] = [
 pub(super) fn install(host: &mut Host, packages: &[String], why: &str) -> Result<(), StepError> {
     if packages.is_empty() {
         return Ok(());
+    }
+    // Journaled first: undo removes what the agent installed, and only
+    // that (offline `.deb` paths are journaled by name by apt-install).
+    for p in packages.iter().filter(|p| !p.ends_with(".deb")) {
+        host.record(Change::Package(p.clone()))?;
     }
     let mut args: Vec<&str> = INSTALL_ARGS.to_vec();
     args.extend(packages.iter().map(String::as_str));

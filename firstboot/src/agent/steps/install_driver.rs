@@ -7,6 +7,7 @@ use super::payload_paths::payload_rel;
 use super::signing_key;
 use crate::agent::fault::fault;
 use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::journal::Change;
 use crate::agent::shown::shown;
 use crate::runner::CommandSpec;
 
@@ -157,6 +158,11 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     } else {
         host.write_atomic(&intent, stamp.as_bytes(), 0o644)?;
     }
+    // Journaled first: undo and upgrade remove it with its own uninstaller.
+    host.record(Change::Driver {
+        version: d.version.clone(),
+        tool: installed_tool(host).to_owned(),
+    })?;
     let log = if host.plan.demo {
         "/var/log/vgpu-demo-installer.log"
     } else {

@@ -7,6 +7,7 @@ use super::commands::run_or;
 use super::dpkg::{install, installed_version};
 use super::pinned_kernel::{PIN_FILE, read_pin};
 use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::journal::Change;
 use crate::runner::TAIL_BYTES;
 use vgpu_plan::plan::KernelPin;
 
@@ -202,7 +203,14 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     }
     let why = format!("install kernel {version} and its headers: {}", pin.reason);
     install(host, &missing, &why)?;
-    if read_pin(host)?.as_deref() != Some(version.as_str()) {
+    let previous = read_pin(host)?;
+    if previous.as_deref() != Some(version.as_str()) {
+        // Journaled first: the pin file the command writes, and the pin.
+        host.touch(PIN_FILE)?;
+        host.record(Change::KernelPin {
+            version: version.clone(),
+            previous,
+        })?;
         let why = format!("boot kernel {version} from now on: {}", pin.reason);
         let spec = host.command("proxmox-boot-tool", &["kernel", "pin", &version], &why);
         run_or(

@@ -2,6 +2,7 @@
 //! Used by the enable-services and sriov steps.
 
 use crate::agent::host::{Host, StepError};
+use crate::agent::journal::Change;
 
 /// Fails with `missing` unless systemd knows `unit`.
 pub(super) fn require_unit(host: &mut Host, unit: &str, missing: String) -> Result<(), StepError> {
@@ -19,9 +20,14 @@ pub(super) fn enable_now(host: &mut Host, unit: &str, why: &str) -> Result<(), S
         let spec = host.command("systemctl", &[verb, unit], "see whether it is needed");
         host.run_status(&spec).map(|o| o.success())
     };
-    if probe(host, "is-enabled")? && probe(host, "is-active")? {
+    let enabled = probe(host, "is-enabled")?;
+    if enabled && probe(host, "is-active")? {
         host.note(format!("{unit} is enabled and running already"));
         return Ok(());
+    }
+    if !enabled {
+        // Journaled first: undo disables only what the agent enabled.
+        host.record(Change::UnitEnabled(unit.to_owned()))?;
     }
     let spec = host.command("systemctl", &["enable", "--now", unit], why);
     host.run(spec).map_err(|e| StepError {
