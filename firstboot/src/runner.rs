@@ -17,11 +17,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, Signal, kill_process_group};
 
 /// Bytes of stdout and of stderr kept in a [`CommandOutcome`].
@@ -180,6 +178,10 @@ pub struct SystemRunner {
     /// How long to wait for output to end after the command exited (a
     /// daemon it started may hold the pipe open forever).
     pub drain_wait: Duration,
+    /// Pipes still open after `drain_wait`, kept open (as the reader
+    /// threads did) so the process holding the other end is not killed by
+    /// SIGPIPE while the agent runs.
+    lingering: Vec<File>,
 }
 
 impl std::fmt::Debug for SystemRunner {
@@ -205,6 +207,7 @@ impl SystemRunner {
             log,
             kill_grace: Duration::from_secs(5),
             drain_wait: Duration::from_secs(2),
+            lingering: Vec::new(),
         }
     }
 
@@ -219,8 +222,8 @@ impl SystemRunner {
     }
 
     /// SIGTERM the command's process group, then SIGKILL after the grace
-    /// period.
-    fn stop(&mut self, child: &mut Child) -> io::Result<ExitStatus> {
+    /// period; its output is read meanwhile.
+    fn stop(&mut self, child: &mut Child, pipes: &mut [Pipe; 2]) -> io::Result<ExitStatus> {
         let pgid = child.id();
         if !signal_group(Signal::TERM, pgid) {
             let _ = child.kill();
@@ -232,7 +235,7 @@ impl SystemRunner {
                 signal_group(Signal::KILL, pgid);
                 return Ok(status);
             }
-            thread::sleep(Duration::from_millis(10));
+            read_ready(pipes, Duration::from_millis(10));
         }
         signal_group(Signal::KILL, pgid);
         let _ = child.kill();
@@ -280,33 +283,67 @@ impl Tail {
     }
 }
 
-/// Reads `from` (a child's stdout or stderr pipe) to its end on a thread,
-/// keeping the tail; the receiver hears when it ended. One function for
-/// both pipes: each instance of a thread body costs kilobytes in the agent.
-fn drain(from: impl Into<OwnedFd>) -> (Arc<Mutex<Tail>>, mpsc::Receiver<()>) {
-    drain_fd(File::from(from.into()))
+/// A child's stdout or stderr pipe, read to its end (or until the agent
+/// stops waiting for it) with the tail kept. Both pipes are read by the
+/// thread that waits for the command, with poll(2): no reader threads
+/// (about 10 KB of agent).
+#[derive(Debug)]
+struct Pipe {
+    /// `None` once the pipe ended (or could not be read).
+    from: Option<File>,
+    tail: Tail,
 }
 
-fn drain_fd(mut from: File) -> (Arc<Mutex<Tail>>, mpsc::Receiver<()>) {
-    let tail = Arc::new(Mutex::new(Tail::default()));
-    let (tx, rx) = mpsc::channel();
-    let shared = Arc::clone(&tail);
-    thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match from.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+impl Pipe {
+    fn new(from: impl Into<OwnedFd>) -> Self {
+        Pipe {
+            from: Some(File::from(from.into())),
+            tail: Tail::default(),
+        }
+    }
+}
+
+/// Waits up to `wait` for output on the pipes still open and reads what
+/// came (one read per ready pipe: a pipe's read returns what is there).
+fn read_ready(pipes: &mut [Pipe; 2], wait: Duration) {
+    let mut ready = [false; 2];
+    {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2);
+        let mut which = Vec::with_capacity(2);
+        for (i, pipe) in pipes.iter().enumerate() {
+            if let Some(file) = &pipe.from {
+                fds.push(PollFd::new(file, PollFlags::IN));
+                which.push(i);
             }
         }
-        let _ = tx.send(());
-    });
-    (tail, rx)
+        let timeout = Timespec {
+            tv_sec: wait.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: wait.subsec_nanos().into(),
+        };
+        if fds.is_empty() {
+            std::thread::sleep(wait);
+            return;
+        }
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        for (fd, i) in fds.iter().zip(which) {
+            ready[i] = !fd.revents().is_empty();
+        }
+    }
+    let mut chunk = [0u8; 8192];
+    for (pipe, ready) in pipes.iter_mut().zip(ready) {
+        let Some(file) = pipe.from.as_mut().filter(|_| ready) else {
+            continue;
+        };
+        match file.read(&mut chunk) {
+            Ok(0) => pipe.from = None,
+            Ok(n) => pipe.tail.push(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => pipe.from = None,
+        }
+    }
 }
 
 impl Runner for SystemRunner {
@@ -324,8 +361,10 @@ impl Runner for SystemRunner {
             .process_group(0)
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot run `{shown}`: {e}")))?;
-        let (out, out_done) = drain(child.stdout.take().expect("stdout is piped"));
-        let (err, err_done) = drain(child.stderr.take().expect("stderr is piped"));
+        let mut pipes = [
+            Pipe::new(child.stdout.take().expect("stdout is piped")),
+            Pipe::new(child.stderr.take().expect("stderr is piped")),
+        ];
 
         let deadline = start + spec.timeout;
         let mut timed_out = false;
@@ -334,9 +373,9 @@ impl Runner for SystemRunner {
                 Ok(Some(status)) => break Ok(status),
                 Ok(None) if Instant::now() >= deadline => {
                     timed_out = true;
-                    break self.stop(&mut child);
+                    break self.stop(&mut child, &mut pipes);
                 }
-                Ok(None) => thread::sleep(Duration::from_millis(10)),
+                Ok(None) => read_ready(&mut pipes, Duration::from_millis(10)),
                 Err(e) => break Err(e),
             }
         }
@@ -346,15 +385,20 @@ impl Runner for SystemRunner {
         // Pipes normally close when the command exits; give the readers a
         // moment, but do not hang on a background process that inherited them.
         let until = Instant::now() + self.drain_wait;
-        for done in [out_done, err_done] {
-            let _ = done.recv_timeout(until.saturating_duration_since(Instant::now()));
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if pipes.iter().all(|p| p.from.is_none()) || left.is_zero() {
+                break;
+            }
+            read_ready(&mut pipes, left);
         }
-        let text = |t: &Arc<Mutex<Tail>>| t.lock().unwrap_or_else(|e| e.into_inner()).text();
+        let [out, err] = pipes;
+        self.lingering.extend(out.from.into_iter().chain(err.from));
         let outcome = CommandOutcome {
             exit_code: if timed_out { None } else { status.code() },
             timed_out,
-            stdout_tail: text(&out),
-            stderr_tail: text(&err),
+            stdout_tail: out.tail.text(),
+            stderr_tail: err.tail.text(),
             duration,
         };
         if outcome.success() {

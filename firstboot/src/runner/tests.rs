@@ -1,4 +1,6 @@
 use super::*;
+use std::sync::{Arc, Mutex};
+use std::thread;
 
 fn sh(script: &str) -> CommandSpec {
     CommandSpec::new("sh", ["-c", script])
@@ -256,4 +258,34 @@ fn recording_runner_answers_from_its_script() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert!(err.to_string().contains("`dkms status`"));
     assert_eq!(runner.calls().len(), 7);
+}
+
+/// A background process that keeps the command's stdout is not waited for
+/// past `drain_wait`, and its later writes do not kill it (the pipe stays
+/// open while the runner lives: no SIGPIPE).
+#[test]
+fn system_runner_keeps_a_lingering_pipe_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    let spec = sh(&format!(
+        "(sleep 1; echo late; echo late >&2; echo alive > '{}') & echo early",
+        done.display()
+    ));
+    let mut runner = SystemRunner::quiet();
+    runner.drain_wait = Duration::from_millis(200);
+    let started = Instant::now();
+    let out = runner.run(&spec).unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_tail, "early\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done.exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_to_string(&done).unwrap(), "alive\n");
+    drop(runner);
 }
