@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub code: u8,
     /// The done marker exists.
     pub done_marker: bool,
+    /// What the undone marker says, when `undo` reverted the plan.
+    pub undone: Option<String>,
 }
 
 /// Reads the state and the installed plan under `root`.
@@ -29,17 +31,28 @@ pub fn snapshot(root: &Path) -> Snapshot {
         // before the state recorded it leaves the state one step behind.
         code = 0;
     }
+    let undone = Root::at(root)
+        .ok()
+        .and_then(|r| r.read_to_string(crate::agent::undo::UNDONE_MARKER).ok())
+        .flatten();
     Snapshot {
         found,
         code,
         done_marker,
+        undone,
     }
 }
 
 impl Snapshot {
     /// The `status --json` document, one line.
     pub fn json(&self) -> Result<String, serde_json::Error> {
-        state::render_found_json(&self.found, self.code)
+        let text = state::render_found_json(&self.found, self.code)?;
+        let Some(undone) = &self.undone else {
+            return Ok(text);
+        };
+        let mut doc: serde_json::Value = serde_json::from_str(&text)?;
+        doc["undone"] = serde_json::Value::String(undone.trim().to_owned());
+        serde_json::to_string(&doc)
     }
 }
 
