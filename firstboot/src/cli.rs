@@ -284,7 +284,10 @@ mod tests {
             p(&["undo", "--dry-run"]).unwrap().command,
             Command::Undo { dry_run: true }
         );
-        assert_eq!(p(&["undo"]).unwrap().command, Command::Undo { dry_run: false });
+        assert_eq!(
+            p(&["undo"]).unwrap().command,
+            Command::Undo { dry_run: false }
+        );
         assert_eq!(
             p(&["run", "--dry-run"]).unwrap_err(),
             "`run` does not take --dry-run"

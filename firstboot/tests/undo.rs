@@ -98,7 +98,10 @@ fn apply_then_undo(mut host: SimHost) -> (SimHost, String) {
     let json = host.agent(&["status", "--json"], &[]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(
-        doc["undone"].as_str().unwrap().contains("reboot needed: yes"),
+        doc["undone"]
+            .as_str()
+            .unwrap()
+            .contains("reboot needed: yes"),
         "{doc}"
     );
     // A second undo has nothing to do.
@@ -115,7 +118,9 @@ fn demo_plan_undone_gives_back_the_same_tree() {
     host.package_db(&["base-files 12.4"]);
     let (host, out) = apply_then_undo(host);
     assert!(
-        out.contains("reboot needed: yes, because the running kernel still has intel_iommu=on iommu=pt"),
+        out.contains(
+            "reboot needed: yes, because the running kernel still has intel_iommu=on iommu=pt"
+        ),
         "{out}"
     );
     let cmds = host.commands();
@@ -130,7 +135,10 @@ fn demo_plan_undone_gives_back_the_same_tree() {
     }
     // The driver's own uninstaller ran (its log is the demo installer's).
     let demo = fs::read_to_string(host.demo_log_path()).unwrap();
-    assert!(demo.lines().last().unwrap().ends_with("uninstall"), "{demo}");
+    assert!(
+        demo.lines().last().unwrap().ends_with("uninstall"),
+        "{demo}"
+    );
     // Newest first: the services stop before the packages go, and the
     // refreshes come last.
     let at = |c: &str| cmds.iter().rposition(|x| x == c).unwrap();
@@ -155,7 +163,9 @@ fn passthrough_plan_undone_gives_back_the_same_tree() {
     assert!(out.contains("reboot needed: yes"), "{out}");
     let cmds = host.commands();
     assert_eq!(
-        cmds.iter().filter(|c| *c == "proxmox-boot-tool refresh").count(),
+        cmds.iter()
+            .filter(|c| *c == "proxmox-boot-tool refresh")
+            .count(),
         2,
         "once by kernel-args, once by undo: {cmds:?}"
     );
@@ -208,10 +218,15 @@ fn pinned_host() -> SimHost {
 #[test]
 fn pin_packages_and_edited_files_come_back_as_they_were() {
     let host = pinned_host();
-    let enterprise = host.root().join("etc/apt/sources.list.d/pve-enterprise.list");
+    let enterprise = host
+        .root()
+        .join("etc/apt/sources.list.d/pve-enterprise.list");
     let original = fs::read(&enterprise).unwrap();
     let (host, out) = apply_then_undo(host);
-    assert!(out.contains("the kernel pin 6.5.13-6-pve was reverted"), "{out}");
+    assert!(
+        out.contains("the kernel pin 6.5.13-6-pve was reverted"),
+        "{out}"
+    );
     let cmds = host.commands();
     assert!(
         cmds.iter()
@@ -223,7 +238,10 @@ fn pin_packages_and_edited_files_come_back_as_they_were() {
             .any(|c| c == "proxmox-boot-tool kernel pin 6.2.16-3-pve"),
         "the earlier pin is set again: {cmds:?}"
     );
-    let purge: Vec<&String> = cmds.iter().filter(|c| c.starts_with("apt-get purge")).collect();
+    let purge: Vec<&String> = cmds
+        .iter()
+        .filter(|c| c.starts_with("apt-get purge"))
+        .collect();
     assert_eq!(
         purge,
         ["apt-get purge -y proxmox-kernel-6.5.13-6-pve proxmox-headers-6.5.13-6-pve mdevctl hello"],
@@ -309,15 +327,24 @@ fn undo_before_the_agent_finished_disables_it() {
     let dry = host.agent(&["undo", "--dry-run"], &[]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     let d = String::from_utf8_lossy(&dry.stdout).into_owned();
-    assert!(d.contains("would remove /etc/default/grub.d/vgpu-bake.cfg"), "{d}");
-    assert!(d.contains("would remove /etc/systemd/system/multi-user.target.wants"), "{d}");
+    assert!(
+        d.contains("would remove /etc/default/grub.d/vgpu-bake.cfg"),
+        "{d}"
+    );
+    assert!(
+        d.contains("would remove /etc/systemd/system/multi-user.target.wants"),
+        "{d}"
+    );
     let calls = host.commands().len();
     assert_eq!(host.commands().len(), calls, "the dry run ran nothing");
     let out = host.agent(&["undo"], &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("the agent had not finished: removed"), "{t}");
-    assert!(host.boot_run(&[]).is_none(), "the unit does not start again");
+    assert!(
+        host.boot_run(&[]).is_none(),
+        "the unit does not start again"
+    );
     let mut after = host.whole_tree();
     // The link is the one thing not put back: the agent stays off.
     let mut expected = before;

@@ -87,7 +87,12 @@ fn preview(root: &Path) -> Result<String, RunError> {
     for (n, a) in undo::actions(&j).iter().enumerate() {
         out.push_str(&format!("{:>3}. would {}\n", n + 1, a.describe()));
     }
-    if fs.symlink_metadata(UNIT_WANTS_LINK).ok().flatten().is_some() {
+    if fs
+        .symlink_metadata(UNIT_WANTS_LINK)
+        .ok()
+        .flatten()
+        .is_some()
+    {
         out.push_str(&format!(
             "would remove {}: the agent has not finished and must not start again\n",
             shown(UNIT_WANTS_LINK)
@@ -120,7 +125,10 @@ fn revert(root: &Path) -> Result<Vec<String>, RunError> {
     apply::check_backups(&host, &j).map_err(step)?;
     let mut lines = Vec::new();
     // First, so a host half undone does not apply the plan again at boot.
-    if fs.remove_file(UNIT_WANTS_LINK).map_err(|e| RunError(e.to_string()))? {
+    if fs
+        .remove_file(UNIT_WANTS_LINK)
+        .map_err(|e| RunError(e.to_string()))?
+    {
         let line = format!(
             "the agent had not finished: removed {} so it does not start again",
             shown(UNIT_WANTS_LINK)

@@ -46,13 +46,19 @@ pub fn snapshot(root: &Path) -> Snapshot {
 impl Snapshot {
     /// The `status --json` document, one line.
     pub fn json(&self) -> Result<String, serde_json::Error> {
-        let text = state::render_found_json(&self.found, self.code)?;
-        let Some(undone) = &self.undone else {
-            return Ok(text);
-        };
-        let mut doc: serde_json::Value = serde_json::from_str(&text)?;
-        doc["undone"] = serde_json::Value::String(undone.trim().to_owned());
-        serde_json::to_string(&doc)
+        let mut text = state::render_found_json(&self.found, self.code)?;
+        // One more key, `undone`, when the plan was undone: spliced in
+        // before the closing brace (a `serde_json::Value` round trip would
+        // cost the agent's size budget more than this).
+        if let Some(undone) = &self.undone
+            && text.ends_with('}')
+        {
+            text.pop();
+            text.push_str(",\"undone\":");
+            text.push_str(&serde_json::to_string(undone.trim())?);
+            text.push('}');
+        }
+        Ok(text)
     }
 }
 

@@ -160,15 +160,17 @@ impl Action {
     fn changes_boot(&self) -> Option<String> {
         match self {
             Action::Restore { path, .. }
-                if BOOT_TIME_PREFIXES
-                    .iter()
-                    .any(|p| path == p || path.starts_with(&format!("{p}/")) || path.starts_with(&format!("{p}."))) =>
+                if BOOT_TIME_PREFIXES.iter().any(|p| {
+                    path == p
+                        || path.starts_with(&format!("{p}/"))
+                        || path.starts_with(&format!("{p}."))
+                }) =>
             {
                 Some(format!("/{path} changed the modules or the initramfs"))
             }
-            Action::UninstallDriver { version, .. } => {
-                Some(format!("the driver {version} was removed (its modules may be loaded)"))
-            }
+            Action::UninstallDriver { version, .. } => Some(format!(
+                "the driver {version} was removed (its modules may be loaded)"
+            )),
             Action::RestorePin { version, .. } => {
                 Some(format!("the kernel pin {version} was reverted"))
             }
@@ -279,7 +281,9 @@ mod tests {
         assert!(matches!(&a[2], Action::Restore { path, .. } if path == "etc/modprobe.d/x.conf"));
         assert!(matches!(&a[3], Action::Restore { path, .. } if path == "etc/modprobe.d"));
         assert!(matches!(a[4], Action::RestorePin { .. }), "{kinds:#?}");
-        assert!(matches!(&a[5], Action::Restore { path, .. } if path == "etc/kernel/proxmox-boot-pin"));
+        assert!(
+            matches!(&a[5], Action::Restore { path, .. } if path == "etc/kernel/proxmox-boot-pin")
+        );
         assert_eq!(
             a[6],
             Action::Purge(vec!["proxmox-kernel-6.5".into(), "hello".into()])
@@ -296,22 +300,46 @@ mod tests {
             path: "etc/default/grub.d/vgpu-bake.cfg".into(),
             before: Before::Absent,
         }];
-        let v = verdict(&files, "ro quiet intel_iommu=on iommu=pt", &planned, "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"");
+        let v = verdict(
+            &files,
+            "ro quiet intel_iommu=on iommu=pt",
+            &planned,
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+        );
         assert!(v.reboot);
-        assert!(v.to_string().starts_with("reboot needed: yes, because the running kernel still has intel_iommu=on iommu=pt"), "{v}");
+        assert!(
+            v.to_string().starts_with(
+                "reboot needed: yes, because the running kernel still has intel_iommu=on iommu=pt"
+            ),
+            "{v}"
+        );
         // The admin had one of the arguments already: it stays, no reboot for it.
-        let v = verdict(&files, "ro intel_iommu=on", &planned, "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on\"");
+        let v = verdict(
+            &files,
+            "ro intel_iommu=on",
+            &planned,
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on\"",
+        );
         assert!(!v.reboot, "{v}");
-        assert!(v.to_string().starts_with("reboot needed: no, because"), "{v}");
+        assert!(
+            v.to_string().starts_with("reboot needed: no, because"),
+            "{v}"
+        );
         let modules = [Action::Restore {
             path: "etc/modprobe.d/vgpu-bake-blacklist.conf".into(),
             before: Before::Absent,
         }];
         let v = verdict(&modules, "ro", &planned, "");
-        assert!(v.reboot && v.to_string().contains("vgpu-bake-blacklist.conf"), "{v}");
+        assert!(
+            v.reboot && v.to_string().contains("vgpu-bake-blacklist.conf"),
+            "{v}"
+        );
         let modules_file = [Action::Restore {
             path: "etc/modules".into(),
-            before: Before::File { backup: 1, mode: 0o644 },
+            before: Before::File {
+                backup: 1,
+                mode: 0o644,
+            },
         }];
         assert!(verdict(&modules_file, "ro", &planned, "").reboot);
         let unrelated = [Action::Restore {
