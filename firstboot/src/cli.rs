@@ -70,7 +70,8 @@ installed plan is not the state's and has not run (new-plan), 6 the state
 file or the plan cannot be read; the reason says why (state-unreadable).
 --wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
 a failed step or a host the plan does not fit, `plan` no plan, `retry` no
-such step), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+such step, `undo` a damaged journal, the agent running or an action that
+failed), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
 closed stdout or stderr loses the text, never changes the code.
 ";
 

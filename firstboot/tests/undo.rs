@@ -353,3 +353,31 @@ fn undo_before_the_agent_finished_disables_it() {
     after.remove(layout::UNIT_WANTS_LINK);
     assert_same_tree(&expected, &after);
 }
+
+#[test]
+fn undo_refuses_while_the_agent_runs() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.package_db(&[]);
+    provision(&mut host);
+    let before = host.whole_tree();
+    let calls = host.commands().len();
+    // The agent's lock, held as a running agent holds it.
+    let lock = fs::File::options()
+        .write(true)
+        .open(host.root().join(layout::STATE_DIR).join("lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = host.agent(&["undo"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another vgpu-firstboot is running"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(host.commands().len(), calls, "no command ran");
+    assert_eq!(host.whole_tree(), before);
+    assert!(host.root().join(JOURNAL_FILE).exists());
+    drop(lock);
+    let out = host.agent(&["undo"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
