@@ -95,6 +95,11 @@ fn apply_then_undo(mut host: SimHost) -> (SimHost, String) {
         "{}",
         text(&status)
     );
+    assert!(
+        !text(&status).contains("Resource Mappings"),
+        "no web UI steps for an undone plan: {}",
+        text(&status)
+    );
     let json = host.agent(&["status", "--json"], &[]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(

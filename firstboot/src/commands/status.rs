@@ -25,7 +25,10 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
                 }
             } else {
                 out!("{}", state::render_found_human(&snap.found));
-                if matches!(&snap.found, Found::State(st) if st.status == Status::Done) {
+                // After undo the web UI steps no longer apply.
+                if snap.undone.is_none()
+                    && matches!(&snap.found, Found::State(st) if st.status == Status::Done)
+                {
                     crate::agent::summary::print(root);
                 }
                 if let Some(undone) = &snap.undone {
