@@ -34,6 +34,15 @@ Commands:
   facts [--json]        what the agent sees on this host
   retry [STEP]          let a failed step (default: every failed step) run
                         again at the next `run`
+  undo [--dry-run]      revert every change the agent made, from its change
+                        journal (newest first): files restored or removed,
+                        the packages it installed (only those) purged, the
+                        driver removed with its own uninstaller, units it
+                        enabled disabled, the kernel pin put back; then the
+                        initramfs and the boot configuration refreshed, and
+                        whether a reboot is needed. Safe to run again after
+                        an interruption; `run` refuses an undone plan.
+                        --dry-run prints the actions and changes nothing
 
 Options:
   --root DIR            root of the host's filesystem (default /); the agent's
@@ -41,7 +50,7 @@ Options:
   -h, --help            this text
   -V, --version         the version
 
-With --root DIR other than /, `run` and `retry` first enter DIR as
+With --root DIR other than /, `run`, `retry` and `undo` first enter DIR as
 arch-chroot does: in a private mount namespace they mount this machine's
 kernel view (/proc, /sys, /dev) and an empty /run on DIR's directories of
 those names (a directory that already holds files is used as it is), then
@@ -61,7 +70,8 @@ installed plan is not the state's and has not run (new-plan), 6 the state
 file or the plan cannot be read; the reason says why (state-unreadable).
 --wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
 a failed step or a host the plan does not fit, `plan` no plan, `retry` no
-such step), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+such step, `undo` a damaged journal, the agent running or an action that
+failed), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
 closed stdout or stderr loses the text, never changes the code.
 ";
 
@@ -98,6 +108,11 @@ pub enum Command {
         /// The step, or every failed step.
         step: Option<String>,
     },
+    /// `undo [--dry-run]`.
+    Undo {
+        /// `--dry-run`: print the actions, change nothing.
+        dry_run: bool,
+    },
     /// `--help`.
     Help,
     /// `--version`.
@@ -111,6 +126,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     let mut words = Vec::new();
     let mut json = false;
     let mut wait = false;
+    let mut dry_run = false;
     let mut timeout: Option<u64> = None;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -129,6 +145,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             }
             "--json" => json = true,
             "--wait" => wait = true,
+            "--dry-run" => dry_run = true,
             "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
             "--timeout" => {
                 let v = it.next().ok_or("--timeout needs a number of seconds")?;
@@ -161,6 +178,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             ("--json", json),
             ("--wait", wait),
             ("--timeout", timeout.is_some()),
+            ("--dry-run", dry_run),
         ] {
             if set && !allowed.contains(&flag) {
                 return Err(format!("`{cmd}` does not take {flag}"));
@@ -203,6 +221,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             Command::Retry {
                 step: rest.into_iter().next(),
             }
+        }
+        "undo" => {
+            no_args("undo")?;
+            only("undo", &["--dry-run"])?;
+            Command::Undo { dry_run }
         }
         other => return Err(format!("unknown command {other:?}")),
     };
@@ -258,6 +281,18 @@ mod tests {
             Command::Facts { json: true }
         );
         assert_eq!(p(&["--help"]).unwrap().command, Command::Help);
+        assert_eq!(
+            p(&["undo", "--dry-run"]).unwrap().command,
+            Command::Undo { dry_run: true }
+        );
+        assert_eq!(
+            p(&["undo"]).unwrap().command,
+            Command::Undo { dry_run: false }
+        );
+        assert_eq!(
+            p(&["run", "--dry-run"]).unwrap_err(),
+            "`run` does not take --dry-run"
+        );
     }
 
     #[test]

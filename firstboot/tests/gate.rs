@@ -18,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use agent_harness::SimHost;
+use vgpu_firstboot::agent::journal::{JOURNAL_DIR, JOURNAL_FILE};
 use vgpu_plan::compat::Support;
 use vgpu_plan::layout;
 use vgpu_plan::plan::{GpuRole, GpuRule, Plan};
@@ -125,11 +126,14 @@ fn refused(host: &SimHost, code: i32, status: &str, reasons: &[&str]) {
         .collect();
     assert_eq!(listed, reasons, "{stderr}");
     let after = snapshot(&host.root());
-    // The state, and the progress textfile that says so.
+    // The state, and the progress textfile that says so (journaled, so
+    // `undo` removes it).
     let textfile = agent_harness::TEXTFILE;
     let mut want = vec![
         format!("{}/lock", layout::STATE_DIR),
         layout::STATE_FILE.into(),
+        format!("{JOURNAL_DIR}/"),
+        JOURNAL_FILE.into(),
         "var/lib/prometheus/".into(),
         "var/lib/prometheus/node-exporter/".into(),
         textfile.into(),

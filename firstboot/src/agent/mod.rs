@@ -10,6 +10,7 @@ pub mod journal;
 pub mod progress;
 pub mod run;
 pub mod seal;
-mod shown;
+pub(crate) mod shown;
 pub mod steps;
 pub mod summary;
+pub mod undo;

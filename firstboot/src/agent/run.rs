@@ -97,6 +97,13 @@ pub(crate) fn read_plan(root: &Path) -> Result<(Plan, String, u64), RunError> {
 /// Runs the plan's next steps on the host under `root`.
 pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     let fs = Root::at(root).map_err(|e| RunError(e.to_string()))?;
+    if fs.resolves(super::undo::UNDONE_MARKER) {
+        return Err(RunError(format!(
+            "the plan was undone (`vgpu-firstboot undo`, {}): not applying it again; to apply it, remove that file and {}, then start the unit",
+            layout::absolute(super::undo::UNDONE_MARKER),
+            layout::absolute(layout::STATE_FILE)
+        )));
+    }
     if fs.resolves(layout::DONE_MARKER) {
         errln!(
             "vgpu-firstboot: {} exists: the plan is complete, nothing to do",

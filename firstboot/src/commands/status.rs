@@ -25,8 +25,18 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
                 }
             } else {
                 out!("{}", state::render_found_human(&snap.found));
-                if matches!(&snap.found, Found::State(st) if st.status == Status::Done) {
+                // After undo the web UI steps no longer apply.
+                if snap.undone.is_none()
+                    && matches!(&snap.found, Found::State(st) if st.status == Status::Done)
+                {
                     crate::agent::summary::print(root);
+                }
+                if let Some(undone) = &snap.undone {
+                    outln!(
+                        "undone: the plan's changes were reverted by `vgpu-firstboot undo`, and nothing applies it again ({}): {}",
+                        layout::absolute(crate::agent::undo::UNDONE_MARKER),
+                        undone.lines().next().unwrap_or("").trim()
+                    );
                 }
                 if snap.done_marker
                     && matches!(&snap.found, Found::State(st) if st.status != Status::Done)

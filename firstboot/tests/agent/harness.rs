@@ -94,11 +94,70 @@ fi
 exec busybox dpkg-deb -f "$2"
 "#;
 
+/// The package manager and boot tool stand-ins of [`SimHost::package_db`]:
+/// they keep dpkg's record of installed packages (`name version` lines in
+/// [`PACKAGE_DB`]) so `apt-get install` adds to it, `apt-get purge -y`
+/// removes from it (and fails for a package that is not installed, or
+/// without `-y`), `dpkg-query -W` answers from it, and `proxmox-boot-tool
+/// kernel pin|unpin` writes or removes the pin file. The crash hook
+/// (`VGPU_TEST_CRASH_IN`) kills the agent before the call has any effect.
+const STATEFUL: &str = r#"#!/bin/sh
+name=$(basename "$0")
+echo "$name $*" >>"$VGPU_TEST_LOG"
+case " ${VGPU_TEST_CRASH_IN:-} " in
+  *" $name "*)
+    if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
+      : >"$VGPU_TEST_DIR/crashed-$name"
+      kill -9 "$PPID"; exit 137
+    fi ;;
+esac
+db=/var/lib/dpkg/status
+add() { grep -q "^$1 " "$db" || echo "$1 $2" >>"$db"; }
+case "$name $1" in
+  "apt-get install")
+    shift; skip=no
+    for a in "$@"; do
+      if [ $skip = yes ]; then skip=no; continue; fi
+      case "$a" in
+        -o) skip=yes ;;
+        -*) ;;
+        *.deb) add "$(busybox dpkg-deb -f "$a" | sed -n 's/^Package: //p')"                    "$(busybox dpkg-deb -f "$a" | sed -n 's/^Version: //p')" ;;
+        *) add "$a" 1.0 ;;
+      esac
+    done ;;
+  "apt-get purge")
+    [ "${2:-}" = -y ] || { echo "apt-get stand-in: purge without -y: $*" >&2; exit 2; }
+    shift 2
+    [ $# -gt 0 ] || { echo "apt-get stand-in: purge of nothing" >&2; exit 2; }
+    for p in "$@"; do
+      grep -q "^$p " "$db" || { echo "E: stand-in: package $p is not installed, a wrong purge" >&2; exit 100; }
+    done
+    for p in "$@"; do grep -v "^$p " "$db" >"$db.new"; mv "$db.new" "$db"; done ;;
+  "apt-get "*) ;;
+  "dpkg-query -W")
+    for p; do :; done
+    line=$(grep "^$p " "$db") || exit 1
+    echo "install ok installed ${line#* }" ;;
+  "proxmox-boot-tool kernel")
+    case "$2" in
+      pin) [ -n "${3:-}" ] || exit 2; mkdir -p /etc/kernel; echo "$3" >/etc/kernel/proxmox-boot-pin ;;
+      unpin) rm -f /etc/kernel/proxmox-boot-pin ;;
+      *) echo "proxmox-boot-tool stand-in: kernel $2?" >&2; exit 2 ;;
+    esac ;;
+  "proxmox-boot-tool "*) ;;
+  *) echo "stand-in: unexpected call $name $*" >&2; exit 2 ;;
+esac
+exit 0
+"#;
+
+/// dpkg's record of installed packages, as [`STATEFUL`] keeps it.
+pub const PACKAGE_DB: &str = "var/lib/dpkg/status";
+
 /// busybox applets the stand-ins, the demo driver installer and the agent
 /// (`sync`) run.
 const APPLETS: &[&str] = &[
     "basename", "dirname", "cat", "sleep", "date", "sync", "mkdir", "grep", "cut", "sed", "chmod",
-    "mv", "rm", "cp", "true", "false",
+    "mv", "rm", "cp", "true", "false", "rmdir",
 ];
 
 /// Programs of this machine copied into the root with the libraries `ldd`
@@ -209,6 +268,49 @@ impl SimHost {
         host.install_tools();
         host.install_bundle(plan, edit);
         host
+    }
+
+    /// A package database with `installed` (`name version`) and the
+    /// stand-ins that keep it ([`STATEFUL`]) for `apt-get`, `dpkg-query`
+    /// and `proxmox-boot-tool`.
+    pub fn package_db(&self, installed: &[&str]) {
+        let db = self.root().join(PACKAGE_DB);
+        fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let text: String = installed.iter().map(|l| format!("{l}\n")).collect();
+        fs::write(&db, text).unwrap();
+        for s in ["apt-get", "dpkg-query", "proxmox-boot-tool"] {
+            write_exec(&self.test_path("stubs").join(s), STATEFUL);
+        }
+    }
+
+    /// The package database's lines.
+    pub fn packages(&self) -> Vec<String> {
+        fs::read_to_string(self.root().join(PACKAGE_DB))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every file, directory and symlink under the root with its mode and
+    /// contents, leaving out the tests' own directory, the kernel's view
+    /// (`proc`, `sys`: the simulated reboots change them; `dev`, `run`:
+    /// the mount points the agent's confinement makes) and the agent's
+    /// state directory.
+    pub fn whole_tree(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let root = self.root();
+        walk(&root, &root, &mut out);
+        let own = |k: &str, dir: &str| k == dir || k.starts_with(&format!("{dir}/"));
+        out.retain(|k, _| {
+            !own(k, TEST_DIR.trim_start_matches('/'))
+                && !own(k, "proc")
+                && !own(k, "sys")
+                && !own(k, "dev")
+                && !own(k, "run")
+                && !own(k, layout::STATE_DIR)
+        });
+        out
     }
 
     /// This machine's real `wget` in the root's `/vgpu-test/bin` (on the

@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub code: u8,
     /// The done marker exists.
     pub done_marker: bool,
+    /// What the undone marker says, when `undo` reverted the plan.
+    pub undone: Option<String>,
 }
 
 /// Reads the state and the installed plan under `root`.
@@ -29,17 +31,34 @@ pub fn snapshot(root: &Path) -> Snapshot {
         // before the state recorded it leaves the state one step behind.
         code = 0;
     }
+    let undone = Root::at(root)
+        .ok()
+        .and_then(|r| r.read_to_string(crate::agent::undo::UNDONE_MARKER).ok())
+        .flatten();
     Snapshot {
         found,
         code,
         done_marker,
+        undone,
     }
 }
 
 impl Snapshot {
     /// The `status --json` document, one line.
     pub fn json(&self) -> Result<String, serde_json::Error> {
-        state::render_found_json(&self.found, self.code)
+        let mut text = state::render_found_json(&self.found, self.code)?;
+        // One more key, `undone`, when the plan was undone: spliced in
+        // before the closing brace (a `serde_json::Value` round trip would
+        // cost the agent's size budget more than this).
+        if let Some(undone) = &self.undone
+            && text.ends_with('}')
+        {
+            text.pop();
+            text.push_str(",\"undone\":");
+            text.push_str(&serde_json::to_string(undone.trim())?);
+            text.push('}');
+        }
+        Ok(text)
     }
 }
 

@@ -38,6 +38,10 @@ pub fn textfile_path(dir: &str) -> String {
 pub fn publish(host: &mut Host, st: &State) {
     let path = textfile_path(&host.plan.report.textfile_dir);
     let text = Progress::of(&host.plan.name, st, phase(st)).render();
+    // Journaled, so undo removes it (and the directories made for it).
+    if let Err(e) = host.touch(&path) {
+        host.note(format!("warning: progress textfile not journaled: {e}"));
+    }
     // node_exporter reads files matching *.prom: the temp file is not one.
     let written = host.fs().map_err(|e| e.reason).and_then(|fs| {
         fs.write_atomic(&path, text.as_bytes(), 0o644)

@@ -42,7 +42,7 @@ pub(super) fn install(host: &mut Host, packages: &[String], why: &str) -> Result
 /// The version of `package` dpkg has installed, `None` when it is not
 /// (fully) installed. A read-only probe: `dpkg-query` exits 1 for a package
 /// it has never heard of, which is simply "not installed".
-pub(super) fn installed_version(
+pub(crate) fn installed_version(
     host: &mut Host,
     package: &str,
 ) -> Result<Option<String>, StepError> {

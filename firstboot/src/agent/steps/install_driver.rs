@@ -158,7 +158,11 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     } else {
         host.write_atomic(&intent, stamp.as_bytes(), 0o644)?;
     }
-    // Journaled first: undo and upgrade remove it with its own uninstaller.
+    // Journaled first: undo and upgrade remove it with its own uninstaller,
+    // and undo then removes the tool's directories the installer made.
+    if let Some((dir, _)) = installed_tool(host).rsplit_once('/') {
+        host.touch_dir(dir)?;
+    }
     host.record(Change::Driver {
         version: d.version.clone(),
         tool: installed_tool(host).to_owned(),

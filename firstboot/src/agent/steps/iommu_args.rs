@@ -6,7 +6,7 @@ use crate::agent::host::{Host, StepError};
 /// The kernel arguments this host needs: the IOMMU arguments for its CPU
 /// vendor (the plan's, or `/proc/cpuinfo`'s when the plan says `auto`)
 /// plus the profile's extra arguments.
-pub(super) fn desired_kernel_args(host: &Host) -> Result<Vec<String>, StepError> {
+pub(crate) fn desired_kernel_args(host: &Host) -> Result<Vec<String>, StepError> {
     let vendor = crate::facts::resolve_iommu(host.plan.host.iommu, host.facts)
         .map_err(|e| StepError::new(e.to_string()))?;
     let mut args: Vec<String> = vendor

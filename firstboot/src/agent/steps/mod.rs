@@ -52,6 +52,9 @@ mod pinned_kernel;
 mod signing_key;
 mod systemd_units;
 
+pub(crate) use dpkg::installed_version;
+pub(crate) use iommu_args::desired_kernel_args;
+
 use super::host::{Host, StepError, StepOutcome};
 use vgpu_plan::plan::{Step, StepKind};
 
