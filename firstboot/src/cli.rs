@@ -34,6 +34,9 @@ Commands:
   facts [--json]        what the agent sees on this host
   retry [STEP]          let a failed step (default: every failed step) run
                         again at the next `run`
+  licensing             where the licensing step put the client token and
+                        the guest scripts, the DLS's URL, and how a guest
+                        uses them
 
 Options:
   --root DIR            root of the host's filesystem (default /); the agent's
@@ -52,7 +55,7 @@ machine's kernel through /proc, /sys and /dev, as under arch-chroot, and
 systemctl cannot reach this machine's systemd (its /run is not mounted).
 This needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT); without it they refuse and
 run nothing. The mounts are seen only by the agent and its commands and
-vanish when the last of them exits. `status`, `plan` and `facts` run no command.
+vanish when the last of them exits. `status`, `plan`, `facts` and `licensing` run no command.
 
 Exit codes of `status` (its JSON `status` in brackets): 0 done, 1 failed,
 2 needs an operator (needs-operator), 3 in progress or not started
@@ -98,6 +101,8 @@ pub enum Command {
         /// The step, or every failed step.
         step: Option<String>,
     },
+    /// `licensing`.
+    Licensing,
     /// `--help`.
     Help,
     /// `--version`.
@@ -203,6 +208,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             Command::Retry {
                 step: rest.into_iter().next(),
             }
+        }
+        "licensing" => {
+            no_args("licensing")?;
+            only("licensing", &[])?;
+            Command::Licensing
         }
         other => return Err(format!("unknown command {other:?}")),
     };

@@ -10,12 +10,14 @@
 
 mod dry_run;
 mod facts;
+mod licensing;
 mod retry;
 mod run;
 mod status;
 
 pub use dry_run::dry_run;
 pub use facts::facts;
+pub use licensing::licensing;
 pub use retry::retry;
 pub use run::run;
 pub use status::status;

@@ -79,6 +79,14 @@ pub(super) fn local_get(host: &mut Host, port: u16, path: &str) -> Result<String
     }
 }
 
+/// Directory `rel` (and its missing parents) with mode 0700, also when it
+/// was there already: it holds secrets.
+pub(super) fn private_dir(host: &mut Host, rel: &str) -> Result<(), StepError> {
+    host.create_dir_all(rel, 0o700)?;
+    host.fs()?.set_mode(rel, 0o700)?;
+    Ok(())
+}
+
 /// How long to wait for the health check.
 fn health_wait() -> Duration {
     std::env::var("VGPU_FIRSTBOOT_DLS_WAIT")

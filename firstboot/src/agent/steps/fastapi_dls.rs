@@ -10,7 +10,7 @@
 //! certificate.
 
 use super::commands::run_or;
-use super::dls_check::wait_healthy;
+use super::dls_check::{private_dir, wait_healthy};
 use super::payload_paths::payload_rel;
 use super::systemd_units::enable_now;
 use crate::agent::host::{Host, StepError};
@@ -255,8 +255,8 @@ pub(super) fn serve(host: &mut Host, image: &PayloadFile, address: &str) -> Resu
     let port = l.port.unwrap_or(8443);
     let lease_days = l.lease_days.unwrap_or(90);
     let timezone = l.timezone.clone().unwrap_or_else(|| "UTC".into());
-    host.create_dir_all(lp::CERT_DIR, 0o700)?;
-    host.create_dir_all(lp::DB_DIR, 0o700)?;
+    private_dir(host, lp::CERT_DIR)?;
+    private_dir(host, lp::DB_DIR)?;
     let tag = load_image(host, image)?;
     ensure_keys(host, address)?;
     let text = unit_text(&Settings {

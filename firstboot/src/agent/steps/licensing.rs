@@ -11,7 +11,7 @@
 //! keeps. Every part is skipped when already in place, so the step can run
 //! again after a power cut anywhere.
 
-use super::dls_check::{dls_answers, host_address, local_get};
+use super::dls_check::{dls_answers, host_address, local_get, private_dir};
 use super::fastapi_dls::{serve, thumbprint};
 use super::guest_scripts::{Token, linux, windows};
 use super::payload_paths::{RECOPY, payload_rel};
@@ -51,7 +51,7 @@ fn put(host: &mut Host, rel: &str, bytes: &[u8], mode: u32, what: &str) -> Resul
 }
 
 fn guest_scripts(host: &mut Host, token: &Token, dls: &str) -> Result<(), StepError> {
-    host.create_dir_all(lp::GUEST_DIR, 0o700)?;
+    private_dir(host, lp::GUEST_DIR)?;
     put(host, lp::GUEST_LINUX, linux(token, dls).as_bytes(), 0o700, "Linux guest licensing script")?;
     put(
         host,
@@ -97,7 +97,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                 StepError::new("the plan's external licensing names no server: bake the bundle again")
             })?;
             let token = baked_token(host)?;
-            host.create_dir_all(lp::DIR, 0o700)?;
+            private_dir(host, lp::DIR)?;
             put(host, lp::TOKEN, token.as_bytes(), 0o600, "the DLS client configuration token")?;
             dls_answers(host, &server, port)?;
             let dls = format!("the DLS at {server}:{port}");
@@ -109,7 +109,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             })?;
             let port = l.port.unwrap_or(8443);
             let address = host_address(host)?;
-            host.create_dir_all(lp::DIR, 0o700)?;
+            private_dir(host, lp::DIR)?;
             serve(host, &image, &address)?;
             let token = local_get(host, port, "/-/client-token")?;
             if !is_token_text(&token) {
