@@ -235,8 +235,8 @@ pub fn footprint<D>(l: &LicensingPlan<D>) -> Footprint {
             ],
             units: vec![lp::UNIT_NAME.into()],
             ports: vec![format!(
-                "{}:{port} -> container 443 (FastAPI-DLS, HTTPS)",
-                l.server.as_deref().unwrap_or("0.0.0.0")
+                "0.0.0.0:{port} -> container 443 (FastAPI-DLS, HTTPS; guests use {}:{port})",
+                l.server.as_deref().unwrap_or("this host's address")
             )],
             packages: vec![RUNTIME_PACKAGE.into()],
         },
