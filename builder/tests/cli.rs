@@ -176,7 +176,10 @@ fn plan_prints_toml_and_json() {
         serde_json::json!(["dls.example.lan:443 (the DLS, checked from the host)"])
     );
     // The token is named by its source; its digest is never shown.
-    assert_eq!(v["licensing"]["token"]["path"], "licensing/client_configuration_token.tok");
+    assert_eq!(
+        v["licensing"]["token"]["path"],
+        "licensing/client_configuration_token.tok"
+    );
     assert!(v["licensing"]["token"]["sha256"].is_null());
 
     let (out, err) = r.expect(0, &["plan", "tests/profiles/licensing-fastapi.toml"]);
@@ -190,7 +193,9 @@ fn plan_prints_toml_and_json() {
         host["files"]
             .as_array()
             .unwrap()
-            .contains(&toml::Value::from("/etc/vgpu-bake/licensing/cert/webserver.key")),
+            .contains(&toml::Value::from(
+                "/etc/vgpu-bake/licensing/cert/webserver.key"
+            )),
         "{out}"
     );
     assert_eq!(
@@ -201,7 +206,10 @@ fn plan_prints_toml_and_json() {
     );
     assert!(err.contains("patched guest drivers"), "{err}");
     let (_, err) = r.expect(0, &["validate", "tests/profiles/licensing-fastapi.toml"]);
-    assert!(err.contains("guests with vGPU 18.x and later guest drivers"), "{err}");
+    assert!(
+        err.contains("guests with vGPU 18.x and later guest drivers"),
+        "{err}"
+    );
 }
 
 /// A token is baked mode 0600, flagged secret and redacted by `inspect`;
@@ -226,8 +234,23 @@ fn a_baked_token_is_a_redacted_secret() {
         dir.join("client.tok"),
     )
     .unwrap();
-    let (_, err) = r.expect(1, &["bake", profile, "--out", r.path("x").to_str().unwrap(), "--agent", r.path("agent").to_str().unwrap(), "--cache", r.path("cache").to_str().unwrap()]);
-    assert!(err.contains("is the example's placeholder, not a token"), "{err}");
+    let (_, err) = r.expect(
+        1,
+        &[
+            "bake",
+            profile,
+            "--out",
+            r.path("x").to_str().unwrap(),
+            "--agent",
+            r.path("agent").to_str().unwrap(),
+            "--cache",
+            r.path("cache").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("is the example's placeholder, not a token"),
+        "{err}"
+    );
     fs::write(dir.join("client.tok"), "eyJ0b2tlbiI6MX0.c2VjcmV0.c2ln\n").unwrap();
     r.bake(profile, "o");
     let bundle = r.path("o/demo.cpio.zst");

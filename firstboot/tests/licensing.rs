@@ -18,7 +18,8 @@ mod support {
 }
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.dGVzdCB0b2tlbg.c2ln\n";
-const FINGERPRINT: &str = "SHA1 Fingerprint=01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67\n";
+const FINGERPRINT: &str =
+    "SHA1 Fingerprint=01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67\n";
 
 fn mode(env: &Env, rel: &str) -> u32 {
     fs::metadata(env.at(rel)).unwrap().permissions().mode() & 0o777
@@ -36,7 +37,11 @@ fn payload(env: &Env, path: &str, bytes: &[u8]) -> PayloadFile {
 
 fn external() -> Env {
     let mut env = Env::new("pve8-grub", "licensing-external");
-    let token = payload(&env, "licensing/client_configuration_token.tok", TOKEN.as_bytes());
+    let token = payload(
+        &env,
+        "licensing/client_configuration_token.tok",
+        TOKEN.as_bytes(),
+    );
     env.plan.licensing.token = Some(token);
     env
 }
@@ -79,7 +84,10 @@ fn external_fails_naming_the_dls_when_it_does_not_answer() {
         Response::exit(1).stderr("connect:errno=111"),
     );
     let why = reason(env.run(steps::licensing::run));
-    assert!(why.contains("the DLS at 10.0.0.5:443 does not answer"), "{why}");
+    assert!(
+        why.contains("the DLS at 10.0.0.5:443 does not answer"),
+        "{why}"
+    );
     assert!(why.contains("connect:errno=111"), "{why}");
     assert!(why.contains("vgpu-firstboot retry licensing"), "{why}");
     assert!(!env.at(lp::GUEST_LINUX).exists());
@@ -106,7 +114,14 @@ fn fastapi() -> Env {
 }
 
 fn tag(env: &Env) -> String {
-    let sha = env.plan.licensing.image.as_ref().unwrap().sha256.to_string();
+    let sha = env
+        .plan
+        .licensing
+        .image
+        .as_ref()
+        .unwrap()
+        .sha256
+        .to_string();
     format!("localhost/vgpu-bake/fastapi-dls:{}", &sha[..12])
 }
 
@@ -124,7 +139,10 @@ fn fastapi_dls_stops_when_openssl_leaves_no_key() {
     assert!(why.contains("openssl did not leave"), "{why}");
     assert!(!env.at(lp::UNIT).exists());
     let cmds = env.commands();
-    assert!(cmds[2].starts_with("/usr/bin/podman tag localhost/x:1 "), "{cmds:?}");
+    assert!(
+        cmds[2].starts_with("/usr/bin/podman tag localhost/x:1 "),
+        "{cmds:?}"
+    );
     assert!(
         cmds[3].starts_with("openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=pve1.example.lan -addext subjectAltName=DNS:pve1.example.lan,IP:127.0.0.1 -keyout "),
         "{cmds:?}"
@@ -134,7 +152,12 @@ fn fastapi_dls_stops_when_openssl_leaves_no_key() {
 #[test]
 fn fastapi_dls_runs_in_order_and_then_changes_nothing() {
     let mut env = fastapi();
-    for f in ["webserver.key", "webserver.crt", "instance.private.pem", "instance.public.pem"] {
+    for f in [
+        "webserver.key",
+        "webserver.crt",
+        "instance.private.pem",
+        "instance.public.pem",
+    ] {
         env.write(&format!("{}/{f}", lp::CERT_DIR), "made earlier");
     }
     let tag = tag(&env);
@@ -146,7 +169,11 @@ fn fastapi_dls_runs_in_order_and_then_changes_nothing() {
             Response::ok().stdout("Getting image source signatures\nLoaded image: localhost/x:1\n"),
         )
         .respond("openssl", &["x509"], Response::ok().stdout(FINGERPRINT))
-        .respond("wget", &["https://127.0.0.1:9443/-/client-token"], Response::ok().stdout(TOKEN))
+        .respond(
+            "wget",
+            &["https://127.0.0.1:9443/-/client-token"],
+            Response::ok().stdout(TOKEN),
+        )
         .respond_once("systemctl", &["is-enabled"], Response::exit(1));
     assert_eq!(env.run(steps::licensing::run).unwrap(), StepOutcome::Done);
     let root = env.root.display().to_string();
@@ -161,30 +188,49 @@ fn fastapi_dls_runs_in_order_and_then_changes_nothing() {
             format!("systemctl is-enabled {}", lp::UNIT_NAME),
             format!("systemctl enable --now {}", lp::UNIT_NAME),
             format!("wget -q -O - --timeout=5 --tries=1 {ca} https://127.0.0.1:9443/-/health"),
-            format!("wget -q -O - --timeout=5 --tries=1 {ca} https://127.0.0.1:9443/-/client-token"),
-            format!("openssl x509 -in {root}/{}/webserver.crt -noout -fingerprint -sha1", lp::CERT_DIR),
+            format!(
+                "wget -q -O - --timeout=5 --tries=1 {ca} https://127.0.0.1:9443/-/client-token"
+            ),
+            format!(
+                "openssl x509 -in {root}/{}/webserver.crt -noout -fingerprint -sha1",
+                lp::CERT_DIR
+            ),
         ]
     );
     let unit = env.read(lp::UNIT);
     assert!(unit.contains(&format!("-p 9443:443 ")), "{unit}");
     assert!(unit.contains("-e TZ=Europe/Berlin -e DLS_URL=pve1.example.lan -e DLS_PORT=9443 -e LEASE_EXPIRE_DAYS=30 "), "{unit}");
-    assert!(unit.contains(&format!(" {tag} uvicorn main:app ")), "{unit}");
+    assert!(
+        unit.contains(&format!(" {tag} uvicorn main:app ")),
+        "{unit}"
+    );
     assert_eq!(env.read(lp::TOKEN), TOKEN);
     assert_eq!(mode(&env, lp::TOKEN), 0o600);
     assert_eq!(mode(&env, lp::CERT_DIR), 0o700);
     assert_eq!(mode(&env, lp::DB_DIR), 0o700);
     let linux = env.read(lp::GUEST_LINUX);
-    assert!(linux.contains("'https://pve1.example.lan:9443/-/client-token'"), "{linux}");
+    assert!(
+        linux.contains("'https://pve1.example.lan:9443/-/client-token'"),
+        "{linux}"
+    );
     assert!(linux.contains("made earlier\nVGPU_BAKE_CA"), "{linux}");
     let windows = env.read(lp::GUEST_WINDOWS);
-    assert!(windows.contains("$pin = '0123456789ABCDEF0123456789ABCDEF01234567'"), "{windows}");
+    assert!(
+        windows.contains("$pin = '0123456789ABCDEF0123456789ABCDEF01234567'"),
+        "{windows}"
+    );
 
     // Again: the image is there, the unit unchanged and running.
     let before = env.commands().len();
     assert_eq!(env.run(steps::licensing::run).unwrap(), StepOutcome::Done);
     let again: Vec<String> = env.commands()[before..].to_vec();
     assert_eq!(again[0], format!("/usr/bin/podman image exists {tag}"));
-    assert!(!again.iter().any(|c| c.contains(" load ") || c.contains("daemon-reload") || c.contains("enable --now")), "{again:?}");
+    assert!(
+        !again.iter().any(|c| c.contains(" load ")
+            || c.contains("daemon-reload")
+            || c.contains("enable --now")),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -192,7 +238,10 @@ fn fastapi_dls_without_an_address_says_where_to_set_one() {
     let mut env = fastapi();
     env.plan.licensing.server = None;
     let why = reason(env.run(steps::licensing::run));
-    assert!(why.contains("/etc/hosts has no non-loopback address"), "{why}");
+    assert!(
+        why.contains("/etc/hosts has no non-loopback address"),
+        "{why}"
+    );
     assert!(why.contains("set `licensing.server`"), "{why}");
     assert!(env.commands().is_empty());
     env.write("etc/hostname", "pve1\n");
@@ -213,7 +262,11 @@ fn fastapi_dls_without_an_address_says_where_to_set_one() {
 fn fastapi_dls_times_out_naming_the_unit() {
     if std::env::var("VGPU_FIRSTBOOT_DLS_WAIT").as_deref() != Ok("0") {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "fastapi_dls_times_out_naming_the_unit", "--nocapture"])
+            .args([
+                "--exact",
+                "fastapi_dls_times_out_naming_the_unit",
+                "--nocapture",
+            ])
             .env("VGPU_FIRSTBOOT_DLS_WAIT", "0")
             .output()
             .unwrap();
@@ -227,11 +280,20 @@ fn fastapi_dls_times_out_naming_the_unit() {
         return;
     }
     let mut env = fastapi();
-    for f in ["webserver.key", "webserver.crt", "instance.private.pem", "instance.public.pem"] {
+    for f in [
+        "webserver.key",
+        "webserver.crt",
+        "instance.private.pem",
+        "instance.public.pem",
+    ] {
         env.write(&format!("{}/{f}", lp::CERT_DIR), "made earlier");
     }
     env.runner
-        .respond("/usr/bin/podman", &["load"], Response::ok().stdout("Loaded image: x:1\n"))
+        .respond(
+            "/usr/bin/podman",
+            &["load"],
+            Response::ok().stdout("Loaded image: x:1\n"),
+        )
         .respond(
             "wget",
             &["https://127.0.0.1:9443/-/health"],
@@ -240,7 +302,10 @@ fn fastapi_dls_times_out_naming_the_unit() {
     let why = reason(env.run(steps::licensing::run));
     assert!(why.contains("Connection refused"), "{why}");
     assert!(why.contains("did not answer /-/health in time"), "{why}");
-    assert!(why.contains("journalctl -u vgpu-bake-fastapi-dls.service"), "{why}");
+    assert!(
+        why.contains("journalctl -u vgpu-bake-fastapi-dls.service"),
+        "{why}"
+    );
     assert!(!env.at(lp::GUEST_LINUX).exists());
 }
 
@@ -250,10 +315,10 @@ fn post_check_asks_the_dls_again() {
     env.runner
         .respond("mdevctl", &["types"], Response::ok().stdout("nvidia-222\n"))
         .respond(
-        "openssl",
-        &["s_client"],
-        Response::exit(1).stderr("connect:errno=113"),
-    );
+            "openssl",
+            &["s_client"],
+            Response::exit(1).stderr("connect:errno=113"),
+        );
     let why = reason(env.run(steps::post_check::run));
     assert!(why.contains("10.0.0.5:443 does not answer"), "{why}");
     assert!(env.commands().iter().any(|c| c == "mdevctl types"));
@@ -272,13 +337,31 @@ fn the_licensing_command_says_where_things_are_and_what_a_guest_does() {
         String::from_utf8(o.stdout).unwrap()
     };
     let before = show(&env);
-    assert!(before.contains("licensing: external DLS at https://10.0.0.5:443"), "{before}");
-    assert!(before.contains(&format!("client token: /{} (not there yet", lp::TOKEN)), "{before}");
+    assert!(
+        before.contains("licensing: external DLS at https://10.0.0.5:443"),
+        "{before}"
+    );
+    assert!(
+        before.contains(&format!("client token: /{} (not there yet", lp::TOKEN)),
+        "{before}"
+    );
     assert_eq!(env.run(steps::licensing::run).unwrap(), StepOutcome::Done);
     let after = show(&env);
-    assert!(after.contains(&format!("client token: /{} (0600, a secret)", lp::TOKEN)), "{after}");
-    assert!(after.contains(&format!("  Linux:   /{}\n", lp::GUEST_LINUX)), "{after}");
+    assert!(
+        after.contains(&format!("client token: /{} (0600, a secret)", lp::TOKEN)),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!("  Linux:   /{}\n", lp::GUEST_LINUX)),
+        "{after}"
+    );
     assert!(after.contains("sudo bash license_linux.sh"), "{after}");
-    assert!(after.contains("powershell -ExecutionPolicy Bypass -File license_windows.ps1"), "{after}");
-    assert!(!after.contains(TOKEN.trim()), "the command never prints the token: {after}");
+    assert!(
+        after.contains("powershell -ExecutionPolicy Bypass -File license_windows.ps1"),
+        "{after}"
+    );
+    assert!(
+        !after.contains(TOKEN.trim()),
+        "the command never prints the token: {after}"
+    );
 }

@@ -79,7 +79,9 @@ exec openssl s_server -quiet -WWW -accept 443 -key /app/cert/webserver.key -cert
 "#;
 
 fn enc(s: &str) -> String {
-    let out = must(&format!("printf '%s' '{s}' | base64 | tr -d '\\n=' | tr '+/' '-_'"));
+    let out = must(&format!(
+        "printf '%s' '{s}' | base64 | tr -d '\\n=' | tr '+/' '-_'"
+    ));
     out.trim().to_owned()
 }
 
@@ -87,7 +89,15 @@ fn enc(s: &str) -> String {
 /// this machine's openssl with the libraries `ldd` names.
 fn build_image(dir: &Path) -> PathBuf {
     let rootfs = dir.join("image-root");
-    for d in ["bin", "usr/local/bin", "app/cert", "app/database", "srv", "tmp", "etc"] {
+    for d in [
+        "bin",
+        "usr/local/bin",
+        "app/cert",
+        "app/database",
+        "srv",
+        "tmp",
+        "etc",
+    ] {
         fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
@@ -111,7 +121,11 @@ fn build_image(dir: &Path) -> PathBuf {
         fs::copy(&f, &to).unwrap_or_else(|e| panic!("copy {f}: {e}"));
     }
     let tar = dir.join("image-root.tar");
-    must(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
+    must(&format!(
+        "tar -C {} -cf {} .",
+        rootfs.display(),
+        tar.display()
+    ));
     let _ = sh(&format!("podman rmi -f {STANDIN_TAG}"));
     must(&format!(
         "podman import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' {} {STANDIN_TAG}",
@@ -291,7 +305,10 @@ fn fastapi_dls_runs_under_podman_from_the_agents_unit() {
     plan.licensing.image = Some(image.clone());
     plan.licensing.server = None;
     plan.licensing.port = Some(port);
-    let tag = format!("localhost/vgpu-bake/fastapi-dls:{}", &image.sha256.as_str()[..12]);
+    let tag = format!(
+        "localhost/vgpu-bake/fastapi-dls:{}",
+        &image.sha256.as_str()[..12]
+    );
     let _ = sh(&format!("podman rmi -f {tag}"));
 
     fs::create_dir_all(root.join("etc/vgpu-bake")).unwrap();
@@ -374,14 +391,23 @@ fn fastapi_dls_runs_under_podman_from_the_agents_unit() {
         lines.join("\n")
     );
     assert_eq!(
-        lines.iter().filter(|l| l.starts_with("openssl req")).count(),
+        lines
+            .iter()
+            .filter(|l| l.starts_with("openssl req"))
+            .count(),
         1
     );
     let mode = |rel: &str| fs::metadata(root.join(rel)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(lp::TOKEN), 0o600);
-    assert_eq!(fs::read_to_string(root.join(lp::TOKEN)).unwrap().trim(), want);
+    assert_eq!(
+        fs::read_to_string(root.join(lp::TOKEN)).unwrap().trim(),
+        want
+    );
     assert_eq!(mode(&format!("{}/webserver.key", lp::CERT_DIR)), 0o600);
-    assert_eq!(mode(&format!("{}/instance.private.pem", lp::CERT_DIR)), 0o600);
+    assert_eq!(
+        mode(&format!("{}/instance.private.pem", lp::CERT_DIR)),
+        0o600
+    );
     assert_eq!(mode(lp::GUEST_LINUX), 0o700);
     let linux = fs::read_to_string(root.join(lp::GUEST_LINUX)).unwrap();
     assert!(

@@ -85,7 +85,11 @@ pub fn check_files(resolved: &Resolved, file: &Path) -> Result<(), ResolveError>
             named.push((format!("guest-driver[{i}].file"), path));
         }
     }
-    if let Some(pin) = resolved.licensing.image.as_ref().and_then(|i| i.sha256.as_ref())
+    if let Some(pin) = resolved
+        .licensing
+        .image
+        .as_ref()
+        .and_then(|i| i.sha256.as_ref())
         && is_zero(pin.as_str())
     {
         return Err(cx.err(

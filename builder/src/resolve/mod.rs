@@ -25,10 +25,10 @@ use vgpu_plan::plan::{
 };
 
 pub use self::files::check_files;
+pub use self::guest::{GuestDriverSource, GuestSource};
 pub use self::licensing::{
     Footprint, IMAGE_PAYLOAD, RUNTIME_PACKAGE, ResolvedLicensing, TOKEN_PAYLOAD, footprint,
 };
-pub use self::guest::{GuestDriverSource, GuestSource};
 pub use self::sources::{
     DebSource, DriverOverrides, DriverSource, LibrarySource, LicensingSource, PatchSource,
     ResolvedDriver, ResolvedUnlock,

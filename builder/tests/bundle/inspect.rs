@@ -508,7 +508,10 @@ fn a_secret_is_flagged_and_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = layout_spec(dir.path(), "secret", 1000);
     let token = b"eyJzZWNyZXQ.dG9rZW4.c2ln\n";
-    let rel = format!("{}/licensing/client_configuration_token.tok", layout::PAYLOAD_DIR);
+    let rel = format!(
+        "{}/licensing/client_configuration_token.tok",
+        layout::PAYLOAD_DIR
+    );
     spec.add_secret_file(&rel, Source::Bytes(token.to_vec()))
         .unwrap();
     let out = dir.path().join("out");
@@ -523,11 +526,17 @@ fn a_secret_is_flagged_and_redacted() {
     );
     let sha = digest_bytes(token).sha256;
     let text = render_report(&report, false);
-    let line = text.lines().find(|l| l.contains("client_configuration_token")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("client_configuration_token"))
+        .unwrap();
     assert!(line.starts_with("0600 file"), "{line}");
     assert!(line.ends_with("ok (sha256), secret, redacted"), "{line}");
     let json = render_report(&report, true);
-    assert!(!text.contains(&sha) && !json.contains(&sha), "the digest is not shown");
+    assert!(
+        !text.contains(&sha) && !json.contains(&sha),
+        "the digest is not shown"
+    );
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     let entry = doc["entries"]
         .as_array()

@@ -35,7 +35,14 @@ pub(super) fn dls_answers(host: &mut Host, server: &str, port: u16) -> Result<()
     let spec = host
         .command(
             "openssl",
-            &["s_client", "-connect", &connect, "-servername", name, "-brief"],
+            &[
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                name,
+                "-brief",
+            ],
             "check the DLS answers (TLS handshake)",
         )
         .timeout(ONE_TRY);
@@ -139,6 +146,20 @@ pub(super) fn host_address(host: &Host) -> Result<String, StepError> {
     })
 }
 
+/// Whether `s` looks like an IPv4 address (four dot-separated decimal
+/// parts) or an IPv6 one (hex digits, `:` and `.`, at least two `:`). A
+/// light check instead of `std::net`'s parser, which costs the agent's
+/// size budget; the addresses come from `/etc/hosts` or a checked plan.
+pub(super) fn is_ip(s: &str) -> bool {
+    let v4 = s.split('.').count() == 4
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    let v6 = s.matches(':').count() >= 2
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+    v4 || v6
+}
+
 /// The first non-loopback address `hosts` lists for `name` (or its short
 /// form).
 pub fn address_of(hosts: &str, name: &str) -> Option<String> {
@@ -150,8 +171,8 @@ pub fn address_of(hosts: &str, name: &str) -> Option<String> {
         let line = line.split('#').next().unwrap_or("");
         let mut words = line.split_whitespace();
         let addr = words.next()?;
-        let ip: std::net::IpAddr = addr.parse().ok()?;
-        if ip.is_loopback() || ip.is_unspecified() {
+        let local = addr.starts_with("127.") || matches!(addr, "::1" | "::" | "0.0.0.0");
+        if !is_ip(addr) || local {
             return None;
         }
         words
@@ -201,7 +222,13 @@ mod tests {
         );
         assert_eq!(address_of(hosts, "other"), None);
         assert_eq!(address_of(hosts, ""), None);
-        assert_eq!(address_of("fd00::5 pve1\n", "pve1").as_deref(), Some("fd00::5"));
+        assert_eq!(
+            address_of("fd00::5 pve1\n", "pve1").as_deref(),
+            Some("fd00::5")
+        );
+        assert_eq!(address_of("::1 pve1\nbad pve1\n", "pve1"), None);
+        assert!(is_ip("10.0.0.1") && is_ip("fd00::5") && is_ip("::ffff:1.2.3.4"));
+        assert!(!is_ip("pve1.lan") && !is_ip("1.2.3") && !is_ip("dead:beef"));
     }
 
     #[test]

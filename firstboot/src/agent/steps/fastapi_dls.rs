@@ -10,7 +10,7 @@
 //! certificate.
 
 use super::commands::run_or;
-use super::dls_check::{private_dir, wait_healthy};
+use super::dls_check::{is_ip, private_dir, wait_healthy};
 use super::payload_paths::payload_rel;
 use super::systemd_units::enable_now;
 use crate::agent::host::{Host, StepError};
@@ -58,8 +58,7 @@ pub(super) struct Settings<'a> {
 pub(super) fn exec_start(s: &Settings) -> String {
     let cert_dir = absolute(lp::CERT_DIR);
     let db_dir = absolute(lp::DB_DIR);
-    let (image, port, address, lease, tz) =
-        (s.image, s.port, s.address, s.lease_days, s.timezone);
+    let (image, port, address, lease, tz) = (s.image, s.port, s.address, s.lease_days, s.timezone);
     format!(
         "{PODMAN} run --rm --replace --name {container} -p {port}:443 \
 -v {cert_dir}:/app/cert:ro -v {db_dir}:/app/database \
@@ -111,14 +110,22 @@ fn load_image(host: &mut Host, image: &PayloadFile) -> Result<String, StepError>
         &["load", "-i", &archive],
         "load the FastAPI-DLS image the bundle carried (no registry needed)",
     );
-    let out = run_or(host, load, "check that podman is installed (apt-install installs it) and the archive is an OCI image")?;
+    let out = run_or(
+        host,
+        load,
+        "check that podman is installed (apt-install installs it) and the archive is an OCI image",
+    )?;
     let loaded = loaded_ref(&out.stdout_tail).ok_or_else(|| {
         StepError::new(format!(
             "`podman load` did not say which image it loaded (output: {:?}); retry, or load {archive} by hand and check it",
             out.stdout_tail.trim()
         ))
     })?;
-    let spec = host.command(PODMAN, &["tag", &loaded, &tag], "name the image for the unit");
+    let spec = host.command(
+        PODMAN,
+        &["tag", &loaded, &tag],
+        "name the image for the unit",
+    );
     host.run(spec)?;
     host.note(format!("loaded the FastAPI-DLS image as {tag}"));
     Ok(tag)
@@ -136,32 +143,41 @@ pub(super) fn loaded_ref(stdout: &str) -> Option<String> {
     })
 }
 
-/// Runs `openssl` to make `outs` (root-relative, under the certificate
-/// directory): each is made under a temporary name first and renamed once
-/// all exist, so a power cut never leaves half a key in place.
+/// The temporary name `openssl` writes `rel` under (root-relative), and
+/// that path as the command sees it.
+fn tmp_of(host: &Host, rel: &str) -> Result<(String, String), StepError> {
+    let tmp = format!(
+        "{}/.{}.tmp",
+        lp::CERT_DIR,
+        rel.rsplit('/').next().unwrap_or(rel)
+    );
+    let shown = host.path(&tmp)?.to_string_lossy().into_owned();
+    Ok((tmp, shown))
+}
+
+/// Runs `openssl ARGS` to make `outs` (root-relative, under the
+/// certificate directory), which ARGS name by their [`tmp_of`] paths: each
+/// is made under its temporary name and renamed once all exist, so a power
+/// cut never leaves half a key in place.
 fn make_files(
     host: &mut Host,
     outs: &[(&str, u32)],
-    args: impl Fn(&[String]) -> Vec<String>,
+    args: &[&str],
     why: &str,
 ) -> Result<(), StepError> {
     let root = host.fs()?;
-    let mut temps = Vec::new();
     for (rel, _) in outs {
-        let tmp = format!("{}/.{}.tmp", lp::CERT_DIR, rel.rsplit('/').next().unwrap_or(rel));
+        let (tmp, _) = tmp_of(host, rel)?;
         host.touch(&tmp)?;
         host.touch(rel)?;
         let _ = root.remove_file(&tmp);
-        temps.push((tmp.clone(), host.path(&tmp)?.to_string_lossy().into_owned()));
     }
-    let paths: Vec<String> = temps.iter().map(|(_, p)| p.clone()).collect();
-    let args = args(&paths);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let spec = host.command("openssl", &args, why);
+    let spec = host.command("openssl", args, why);
     run_or(host, spec, "check that openssl is installed")?;
-    for ((tmp, _), (rel, mode)) in temps.iter().zip(outs) {
-        root.set_mode(tmp, *mode)
-            .and_then(|()| root.rename(tmp, rel))
+    for (rel, mode) in outs {
+        let (tmp, _) = tmp_of(host, rel)?;
+        root.set_mode(&tmp, *mode)
+            .and_then(|()| root.rename(&tmp, rel))
             .map_err(|e| {
                 StepError::new(format!(
                     "openssl did not leave {} as expected ({}); retry",
@@ -179,47 +195,49 @@ fn ensure_keys(host: &mut Host, address: &str) -> Result<(), StepError> {
     let (key, crt) = (cert(WEB_KEY), cert(WEB_CRT));
     if !(host.exists(&key) && host.exists(&crt)) {
         let bare = address.trim_start_matches('[').trim_end_matches(']');
-        let san = if bare.parse::<std::net::IpAddr>().is_ok() {
-            format!("subjectAltName=IP:{bare},IP:127.0.0.1")
-        } else {
-            format!("subjectAltName=DNS:{bare},IP:127.0.0.1")
-        };
+        let kind = if is_ip(bare) { "IP" } else { "DNS" };
+        let san = format!("subjectAltName={kind}:{bare},IP:127.0.0.1");
         let subj = format!("/CN={bare}");
+        let (_, k) = tmp_of(host, &key)?;
+        let (_, c) = tmp_of(host, &crt)?;
         make_files(
             host,
             &[(&key, 0o600), (&crt, 0o644)],
-            |p| {
-                [
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
-                    &subj, "-addext", &san, "-keyout", &p[0], "-out", &p[1],
-                ]
-                .map(str::to_owned)
-                .to_vec()
-            },
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", &subj,
+                "-addext", &san, "-keyout", &k, "-out", &c,
+            ],
             "make FastAPI-DLS's TLS key and certificate on this host (never baked)",
         )?;
         host.note(format!("made {} and {}", absolute(&key), absolute(&crt)));
     }
     let (private, public) = (cert(INSTANCE_KEY), cert(INSTANCE_PUB));
     if !host.exists(&private) {
+        let (_, p) = tmp_of(host, &private)?;
         make_files(
             host,
             &[(&private, 0o600)],
-            |p| ["genrsa", "-out", &p[0], "2048"].map(str::to_owned).to_vec(),
+            &["genrsa", "-out", &p, "2048"],
             "make FastAPI-DLS's instance key on this host (never baked)",
         )?;
         host.note(format!("made {}", absolute(&private)));
     }
     if !host.exists(&public) {
         let private_path = host.path(&private)?.to_string_lossy().into_owned();
+        let (_, p) = tmp_of(host, &public)?;
         make_files(
             host,
             &[(&public, 0o644)],
-            |p| {
-                ["rsa", "-in", &private_path, "-outform", "PEM", "-pubout", "-out", &p[0]]
-                    .map(str::to_owned)
-                    .to_vec()
-            },
+            &[
+                "rsa",
+                "-in",
+                &private_path,
+                "-outform",
+                "PEM",
+                "-pubout",
+                "-out",
+                &p,
+            ],
             "derive FastAPI-DLS's instance public key",
         )?;
         host.note(format!("made {}", absolute(&public)));
@@ -268,10 +286,9 @@ pub(super) fn serve(host: &mut Host, image: &PayloadFile, address: &str) -> Resu
     });
     let existed = host.exists(lp::UNIT);
     let current = host.read_opt(lp::UNIT)?;
-    let ops: Vec<_> =
-        write_if_changed(lp::UNIT, current.as_deref(), text, "the FastAPI-DLS unit")
-            .into_iter()
-            .collect();
+    let ops: Vec<_> = write_if_changed(lp::UNIT, current.as_deref(), text, "the FastAPI-DLS unit")
+        .into_iter()
+        .collect();
     let changed = host.apply(&ops)?;
     if changed {
         let spec = host.command("systemctl", &["daemon-reload"], "see the FastAPI-DLS unit");
@@ -303,7 +320,10 @@ mod tests {
             loaded_ref("Loaded image(s): a:1,b:2\n").as_deref(),
             Some("a:1")
         );
-        assert_eq!(loaded_ref("Loaded image: sha256:abc").as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            loaded_ref("Loaded image: sha256:abc").as_deref(),
+            Some("sha256:abc")
+        );
         assert_eq!(loaded_ref("nothing"), None);
     }
 

@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn the_embedded_token_is_quoted_and_feature_type_set() {
         let l = linux(&Token::Embedded("abc.def\n"), "dls.lan:443");
-        assert!(l.contains("<<'VGPU_BAKE_TOKEN'\nabc.def\nVGPU_BAKE_TOKEN\n"), "{l}");
+        assert!(
+            l.contains("<<'VGPU_BAKE_TOKEN'\nabc.def\nVGPU_BAKE_TOKEN\n"),
+            "{l}"
+        );
         assert!(l.contains("echo 'FeatureType=1' >>\"$conf\""));
         assert!(!l.contains("curl"));
         let w = windows(&Token::Embedded("abc.def\n"), "dls.lan:443");

@@ -36,12 +36,9 @@ pub(super) fn is_token_text(text: &str) -> bool {
 /// Writes `rel` with `mode` unless it holds exactly `bytes` already.
 fn put(host: &mut Host, rel: &str, bytes: &[u8], mode: u32, what: &str) -> Result<(), StepError> {
     let same = host.fs()?.read_bounded(rel, TOKEN_LIMIT * 4).ok().flatten();
-    let mode_ok = host
-        .fs()?
-        .metadata(rel)
-        .ok()
-        .flatten()
-        .is_some_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == mode);
+    let mode_ok = host.fs()?.metadata(rel).ok().flatten().is_some_and(|m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == mode
+    });
     if same.as_deref() == Some(bytes) && mode_ok {
         return Ok(());
     }
@@ -52,7 +49,13 @@ fn put(host: &mut Host, rel: &str, bytes: &[u8], mode: u32, what: &str) -> Resul
 
 fn guest_scripts(host: &mut Host, token: &Token, dls: &str) -> Result<(), StepError> {
     private_dir(host, lp::GUEST_DIR)?;
-    put(host, lp::GUEST_LINUX, linux(token, dls).as_bytes(), 0o700, "Linux guest licensing script")?;
+    put(
+        host,
+        lp::GUEST_LINUX,
+        linux(token, dls).as_bytes(),
+        0o700,
+        "Linux guest licensing script",
+    )?;
     put(
         host,
         lp::GUEST_WINDOWS,
@@ -94,18 +97,28 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         }
         LicensingMode::External => {
             let server = l.server.clone().ok_or_else(|| {
-                StepError::new("the plan's external licensing names no server: bake the bundle again")
+                StepError::new(
+                    "the plan's external licensing names no server: bake the bundle again",
+                )
             })?;
             let token = baked_token(host)?;
             private_dir(host, lp::DIR)?;
-            put(host, lp::TOKEN, token.as_bytes(), 0o600, "the DLS client configuration token")?;
+            put(
+                host,
+                lp::TOKEN,
+                token.as_bytes(),
+                0o600,
+                "the DLS client configuration token",
+            )?;
             dls_answers(host, &server, port)?;
             let dls = format!("the DLS at {server}:{port}");
             guest_scripts(host, &Token::Embedded(&token), &dls)?;
         }
         LicensingMode::FastapiDls => {
             let image = l.image.clone().ok_or_else(|| {
-                StepError::new("the plan's fastapi-dls licensing carries no image: bake the bundle again")
+                StepError::new(
+                    "the plan's fastapi-dls licensing carries no image: bake the bundle again",
+                )
             })?;
             let port = l.port.unwrap_or(8443);
             let address = host_address(host)?;
@@ -119,12 +132,21 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                     lp::UNIT_NAME
                 )));
             }
-            put(host, lp::TOKEN, token.as_bytes(), 0o600, "a client configuration token from FastAPI-DLS")?;
+            put(
+                host,
+                lp::TOKEN,
+                token.as_bytes(),
+                0o600,
+                "a client configuration token from FastAPI-DLS",
+            )?;
             let ca_pem = host
                 .read_opt(&format!("{}/webserver.crt", lp::CERT_DIR))?
                 .unwrap_or_default();
             let thumb = thumbprint(host)?;
-            let url = format!("https://{}/-/client-token", super::dls_check::connect_arg(&address, port));
+            let url = format!(
+                "https://{}/-/client-token",
+                super::dls_check::connect_arg(&address, port)
+            );
             let dls = format!("FastAPI-DLS on this host ({url})");
             guest_scripts(
                 host,
@@ -151,10 +173,16 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     Ok(match l.mode {
         LicensingMode::None => vec!["nothing to do: licensing.mode is none".into()],
         LicensingMode::External => vec![
-            format!("would place the baked client token at {} (0600)", absolute(lp::TOKEN)),
+            format!(
+                "would place the baked client token at {} (0600)",
+                absolute(lp::TOKEN)
+            ),
             format!(
                 "would run openssl s_client -connect {}: the DLS answers",
-                super::dls_check::connect_arg(l.server.as_deref().unwrap_or("?"), l.port.unwrap_or(443))
+                super::dls_check::connect_arg(
+                    l.server.as_deref().unwrap_or("?"),
+                    l.port.unwrap_or(443)
+                )
             ),
             scripts,
         ],
@@ -173,7 +201,10 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
                     lp::UNIT_NAME
                 ),
                 format!("would wait for https://127.0.0.1:{port}/-/health"),
-                format!("would fetch a client token to {} (0600)", absolute(lp::TOKEN)),
+                format!(
+                    "would fetch a client token to {} (0600)",
+                    absolute(lp::TOKEN)
+                ),
                 scripts,
             ]
         }

@@ -68,7 +68,10 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
             lines.push("would run openssl s_client: the DLS answers again".to_owned());
         }
         LicensingMode::FastapiDls => {
-            lines.push("would run wget https://127.0.0.1:PORT/-/health: FastAPI-DLS answers again".to_owned());
+            lines.push(
+                "would run wget https://127.0.0.1:PORT/-/health: FastAPI-DLS answers again"
+                    .to_owned(),
+            );
         }
     }
     Ok(lines)
