@@ -198,7 +198,7 @@ fn fastapi_dls_runs_in_order_and_then_changes_nothing() {
         ]
     );
     let unit = env.read(lp::UNIT);
-    assert!(unit.contains(&format!("-p 9443:443 ")), "{unit}");
+    assert!(unit.contains("-p 9443:443 "), "{unit}");
     assert!(unit.contains("-e TZ=Europe/Berlin -e DLS_URL=pve1.example.lan -e DLS_PORT=9443 -e LEASE_EXPIRE_DAYS=30 "), "{unit}");
     assert!(
         unit.contains(&format!(" {tag} uvicorn main:app ")),
