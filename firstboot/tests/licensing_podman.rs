@@ -302,6 +302,15 @@ fn fastapi_dls_runs_under_podman_from_the_agents_unit() {
     let payload = root.join(PAYLOAD_DIR).join(&image.path);
     fs::create_dir_all(payload.parent().unwrap()).unwrap();
     fs::write(&payload, &bytes).unwrap();
+    // The archive podman saved passes the bake's check (an OCI archive
+    // with this sha256).
+    let baked = vgpu_bake::bake::licensing::bake_image(vgpu_bake::resolve::LicensingSource {
+        path: image.path.clone(),
+        source: archive.clone(),
+        sha256: Some(image.sha256.clone()),
+    })
+    .unwrap();
+    assert_eq!(baked.0, image);
     plan.licensing.image = Some(image.clone());
     plan.licensing.server = None;
     plan.licensing.port = Some(port);

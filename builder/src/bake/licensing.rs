@@ -155,7 +155,8 @@ impl<'a, R: Read> TarNames<'a, R> {
                 if self.names.len() < 100_000 {
                     self.names.push(name);
                 }
-                self.next += 512 + size.div_ceil(512) * 512;
+                // `next` is already just past this header.
+                self.next += size.div_ceil(512) * 512;
             }
             None => self.done = true,
         }
@@ -222,5 +223,46 @@ mod tests {
             while r.read(&mut buf).unwrap() > 0 {}
             assert_eq!(names, ["oci-layout", "blobs/", "index.json"], "{chunk}");
         }
+    }
+
+    fn image(path: &str, sha256: &str) -> LicensingSource {
+        LicensingSource {
+            path: crate::resolve::IMAGE_PAYLOAD.into(),
+            source: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(path),
+            sha256: Some(vgpu_plan::plan::Sha256::parse(sha256).unwrap()),
+        }
+    }
+
+    #[test]
+    fn an_oci_archive_bakes_with_its_pin_and_nothing_else_does() {
+        let pin = "38c5f749025ec6f4560ba6086d86738d48e1e03467d5c616baab9b60cb84ab6b";
+        let (file, entry) =
+            bake_image(image("tests/profiles/licensing/fastapi-dls.oci.tar", pin)).unwrap();
+        assert_eq!(file.sha256.as_str(), pin);
+        assert_eq!(file.size, 10240);
+        assert_eq!(entry.mode, 0o644);
+        let wrong = bake_image(image(
+            "tests/profiles/licensing/fastapi-dls.oci.tar",
+            &"1".repeat(64),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            wrong.contains(&format!(
+                "sha256 is {pin} but `licensing.image-sha256` says 1111"
+            )),
+            "{wrong}"
+        );
+        let deb = "tests/profiles/debs/hello_2.10-3_amd64.deb";
+        let sha = hash::digest_reader(std::fs::File::open(image(deb, pin).source).unwrap())
+            .unwrap()
+            .sha256;
+        let not_oci = bake_image(image(deb, &sha)).unwrap_err().to_string();
+        assert!(
+            not_oci.contains("is not an OCI image archive (no `oci-layout` in the tar)"),
+            "{not_oci}"
+        );
     }
 }
