@@ -13,12 +13,15 @@
 //! bake if anything changed since.
 
 mod guest;
+pub mod licensing;
 mod patch;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-use vgpu_plan::plan::{DriverPlan, HostPlan, PatchRecord, PayloadFile, Plan, UnlockPlan};
+use vgpu_plan::plan::{
+    DriverPlan, HostPlan, LicensingPlan, PatchRecord, PayloadFile, Plan, UnlockPlan,
+};
 
 use crate::bundle::{BakeOptions, BakeOutput, Source};
 use crate::fetch::FetchOptions;
@@ -26,7 +29,9 @@ use crate::gpudb::GpuDb;
 use crate::hash;
 use crate::input::{AGENT_LIMIT, DEB_LIMIT, LIBRARY_LIMIT, read_limited};
 use crate::prepare::{Prepare, PreparedDriver, prepare_driver};
-use crate::resolve::{DebSource, DriverOverrides, Resolved, ResolvedDriver, ResolvedUnlock};
+use crate::resolve::{
+    DebSource, DriverOverrides, LicensingSource, Resolved, ResolvedDriver, ResolvedUnlock,
+};
 
 /// Everything `bake` needs besides the resolved profile.
 #[derive(Debug, Clone)]
@@ -161,10 +166,15 @@ pub trait PayloadBaker {
     fn unlock(&mut self, unlock: ResolvedUnlock) -> Result<UnlockPlan, Self::Error>;
     /// One offline package in the payload.
     fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, Self::Error>;
+    /// The licensing client token (a secret) in the payload.
+    fn token(&mut self, token: LicensingSource) -> Result<PayloadFile, Self::Error>;
+    /// The FastAPI-DLS image archive in the payload.
+    fn image(&mut self, image: LicensingSource) -> Result<PayloadFile, Self::Error>;
 }
 
 /// The resolved stage into a baked plan: the only way a [`Plan`] is made
-/// from a profile. Payload order: driver, unlock library, offline debs.
+/// from a profile. Payload order: driver, unlock library, offline debs,
+/// licensing token, licensing image.
 pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<Plan, B::Error> {
     let driver = resolved.driver.map(|d| baker.driver(d)).transpose()?;
     let unlock = resolved.unlock.map(|u| baker.unlock(u)).transpose()?;
@@ -174,6 +184,17 @@ pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<
         .into_iter()
         .map(|deb| baker.deb(deb))
         .collect::<Result<Vec<_>, _>>()?;
+    let l = resolved.licensing;
+    let licensing = LicensingPlan {
+        mode: l.mode,
+        server: l.server,
+        port: l.port,
+        lease_days: l.lease_days,
+        timezone: l.timezone,
+        token: l.token.map(|t| baker.token(t)).transpose()?,
+        image: l.image.map(|i| baker.image(i)).transpose()?,
+        applied: l.applied,
+    };
     let host = HostPlan {
         iommu: h.iommu,
         bootloader: h.bootloader,
@@ -195,7 +216,7 @@ pub fn baked_plan<B: PayloadBaker>(resolved: Resolved, baker: &mut B) -> Result<
         host,
         driver,
         unlock,
-        licensing: resolved.licensing,
+        licensing,
         agent: resolved.agent,
         report: resolved.report,
         gpus: resolved.gpus,
@@ -239,6 +260,18 @@ impl PayloadBaker for FileBaker<'_> {
 
     fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, BakeError> {
         let (file, entry) = bake_deb(deb)?;
+        self.payload.push(entry);
+        Ok(file)
+    }
+
+    fn token(&mut self, token: LicensingSource) -> Result<PayloadFile, BakeError> {
+        let (file, entry) = licensing::bake_token(token)?;
+        self.payload.push(entry);
+        Ok(file)
+    }
+
+    fn image(&mut self, image: LicensingSource) -> Result<PayloadFile, BakeError> {
+        let (file, entry) = licensing::bake_image(image)?;
         self.payload.push(entry);
         Ok(file)
     }

@@ -113,6 +113,9 @@ struct PlanPreview<'a> {
     resolved: &'a Resolved,
     #[serde(skip_serializing_if = "Option::is_none")]
     cached_driver: Option<CachedDriver>,
+    /// What the `licensing` step touches on the host: files, units, ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    licensing_host: Option<resolve::Footprint>,
 }
 
 /// A verified driver in the cache.
@@ -149,14 +152,12 @@ pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> R
             );
         }
     }
-    if !resolved.licensing.applied && resolved.licensing.mode != LicensingMode::None {
-        errln!(
-            "vgpu-bake: note: licensing settings are carried in the plan but not applied by this version of the agent"
-        );
-    }
+    let licensing_host = (resolved.licensing.mode != LicensingMode::None)
+        .then(|| resolve::footprint(&resolved.licensing));
     let preview = PlanPreview {
         resolved: &resolved,
         cached_driver,
+        licensing_host,
     };
     if json {
         outln!("{}", serde_json::to_string_pretty(&preview)?);

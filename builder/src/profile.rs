@@ -168,6 +168,16 @@ pub struct LicensingSection {
     pub port: Option<u16>,
     /// Lease length in days (1 to 90).
     pub lease_days: Option<u32>,
+    /// `external`: the client configuration token file (`.tok`) the DLS
+    /// issued, relative to the profile's directory.
+    pub token: Option<PathBuf>,
+    /// `fastapi-dls`: the container image, an OCI archive, relative to the
+    /// profile's directory.
+    pub image: Option<PathBuf>,
+    /// `fastapi-dls`: the image archive's sha256 (required with `image`).
+    pub image_sha256: Option<String>,
+    /// `fastapi-dls`: the server's time zone (default `UTC`).
+    pub timezone: Option<String>,
 }
 
 impl Default for LicensingSection {
@@ -177,6 +187,10 @@ impl Default for LicensingSection {
             server: None,
             port: None,
             lease_days: None,
+            token: None,
+            image: None,
+            image_sha256: None,
+            timezone: None,
         }
     }
 }

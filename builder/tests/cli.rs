@@ -161,7 +161,109 @@ fn plan_prints_toml_and_json() {
         serde_json::json!(["--dkms", "-s"])
     );
     assert!(err.contains("sha256 is pinned once it is fetched"), "{err}");
-    assert!(err.contains("not applied by this version"), "{err}");
+    // Licensing is applied: what it touches on the host is shown.
+    assert!(!err.contains("not applied"), "{err}");
+    assert_eq!(
+        v["licensing-host"]["files"],
+        serde_json::json!([
+            "/etc/vgpu-bake/licensing/client_configuration_token.tok",
+            "/etc/vgpu-bake/licensing/guest/license_linux.sh",
+            "/etc/vgpu-bake/licensing/guest/license_windows.ps1"
+        ])
+    );
+    assert_eq!(
+        v["licensing-host"]["ports"],
+        serde_json::json!(["dls.example.lan:443 (the DLS, checked from the host)"])
+    );
+    // The token is named by its source; its digest is never shown.
+    assert_eq!(
+        v["licensing"]["token"]["path"],
+        "licensing/client_configuration_token.tok"
+    );
+    assert!(v["licensing"]["token"]["sha256"].is_null());
+
+    let (out, err) = r.expect(0, &["plan", "tests/profiles/licensing-fastapi.toml"]);
+    let plan: toml::Table = toml::from_str(&out).unwrap();
+    let host = &plan["licensing-host"];
+    assert_eq!(
+        host["units"].as_array().unwrap(),
+        &[toml::Value::from("vgpu-bake-fastapi-dls.service")]
+    );
+    assert!(
+        host["files"]
+            .as_array()
+            .unwrap()
+            .contains(&toml::Value::from(
+                "/etc/vgpu-bake/licensing/cert/webserver.key"
+            )),
+        "{out}"
+    );
+    assert_eq!(
+        host["ports"].as_array().unwrap(),
+        &[toml::Value::from(
+            "0.0.0.0:9443 -> container 443 (FastAPI-DLS, HTTPS; guests use pve1.example.lan:9443)"
+        )]
+    );
+    assert!(err.contains("patched guest drivers"), "{err}");
+    let (_, err) = r.expect(0, &["validate", "tests/profiles/licensing-fastapi.toml"]);
+    assert!(
+        err.contains("guests with vGPU 18.x and later guest drivers"),
+        "{err}"
+    );
+}
+
+/// A token is baked mode 0600, flagged secret and redacted by `inspect`;
+/// the example's placeholder token is refused at bake.
+#[test]
+fn a_baked_token_is_a_redacted_secret() {
+    let r = Run::new();
+    let dir = r.path("p");
+    fs::create_dir_all(dir.join("demo")).unwrap();
+    fs::copy(
+        workspace().join("profiles/demo/hello_2.10-3_amd64.deb"),
+        dir.join("demo/hello_2.10-3_amd64.deb"),
+    )
+    .unwrap();
+    let profile = fs::read_to_string(workspace().join("profiles/demo.toml")).unwrap()
+        + "\n[licensing]\nmode = \"external\"\nserver = \"dls.lan\"\ntoken = \"client.tok\"\n";
+    fs::write(dir.join("lic.toml"), profile).unwrap();
+    let profile = dir.join("lic.toml");
+    let profile = profile.to_str().unwrap();
+    fs::copy(
+        workspace().join("profiles/dls/client_configuration_token.tok"),
+        dir.join("client.tok"),
+    )
+    .unwrap();
+    let (_, err) = r.expect(
+        1,
+        &[
+            "bake",
+            profile,
+            "--out",
+            r.path("x").to_str().unwrap(),
+            "--agent",
+            r.path("agent").to_str().unwrap(),
+            "--cache",
+            r.path("cache").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("is the example's placeholder, not a token"),
+        "{err}"
+    );
+    fs::write(dir.join("client.tok"), "eyJ0b2tlbiI6MX0.c2VjcmV0.c2ln\n").unwrap();
+    r.bake(profile, "o");
+    let bundle = r.path("o/demo.cpio.zst");
+    let (listing, _) = r.expect(0, &["inspect", bundle.to_str().unwrap()]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains("client_configuration_token.tok"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.starts_with("0600 file"), "{line}");
+    assert!(line.ends_with("secret, redacted"), "{line}");
+    let sha = vgpu_bake::hash::digest_bytes(b"eyJ0b2tlbiI6MX0.c2VjcmV0.c2ln\n").sha256;
+    let (json, _) = r.expect(0, &["inspect", "--json", bundle.to_str().unwrap()]);
+    assert!(!listing.contains(&sha) && !json.contains(&sha), "{json}");
 }
 
 #[test]

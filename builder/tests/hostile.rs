@@ -114,6 +114,14 @@ const CLASSES: &[(&str, &str)] = &[
         "payload/pipe: unsupported entry type (mode 10644): a device node, FIFO",
     ),
     ("hardlink", "link count 2: a hard link"),
+    (
+        "secret-mode-mutant",
+        "is marked secret but is a file of mode 0644: a secret is a regular file of mode 0600",
+    ),
+    (
+        "secret-flag-dropped",
+        "client_configuration_token.tok: mode is 0600, the manifest says 0644",
+    ),
     ("truncated", "the zstd stream is truncated or corrupt"),
 ];
 

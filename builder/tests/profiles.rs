@@ -12,7 +12,9 @@ use vgpu_bake::gpudb::GpuDb;
 use vgpu_bake::hash::digest_bytes;
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::Registry;
-use vgpu_bake::resolve::{self, DebSource, Resolved, ResolvedDriver, ResolvedUnlock};
+use vgpu_bake::resolve::{
+    self, DebSource, LicensingSource, Resolved, ResolvedDriver, ResolvedUnlock,
+};
 use vgpu_plan::plan::{DriverPlan, PatchRecord, PayloadFile, Plan, UnlockPlan};
 
 fn workspace() -> PathBuf {
@@ -165,6 +167,14 @@ fn the_unlock_template_resolves_once_filled_in() {
     std::fs::create_dir(dir.path().join("unlock")).unwrap();
     std::fs::write(dir.path().join("unlock/550.163.02.patch"), "patch").unwrap();
     std::fs::write(dir.path().join("unlock/libvgpu_unlock_rs.so"), lib).unwrap();
+    let e = load().unwrap_err().to_string();
+    assert!(
+        e.contains("`licensing.image`: ")
+            && e.contains("dls/fastapi-dls.oci.tar\" does not exist: put the file there"),
+        "{e}"
+    );
+    std::fs::create_dir(dir.path().join("dls")).unwrap();
+    std::fs::write(dir.path().join("dls/fastapi-dls.oci.tar"), "archive").unwrap();
     let r = load().unwrap();
     assert_eq!(
         r.unlock.unwrap().library.sha256.as_str(),
@@ -227,6 +237,16 @@ impl PayloadBaker for StandIn {
 
     fn deb(&mut self, deb: DebSource) -> Result<PayloadFile, Self::Error> {
         Ok(stand_in(&deb.path))
+    }
+
+    fn token(&mut self, token: LicensingSource) -> Result<PayloadFile, Self::Error> {
+        Ok(stand_in(&token.path))
+    }
+
+    fn image(&mut self, image: LicensingSource) -> Result<PayloadFile, Self::Error> {
+        let mut file = stand_in(&image.path);
+        file.sha256 = image.sha256.expect("resolve pins the image");
+        Ok(file)
     }
 }
 

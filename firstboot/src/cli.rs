@@ -43,6 +43,9 @@ Commands:
                         whether a reboot is needed. Safe to run again after
                         an interruption; `run` refuses an undone plan.
                         --dry-run prints the actions and changes nothing
+  licensing             where the licensing step put the client token and
+                        the guest scripts, the DLS's URL, and how a guest
+                        uses them
 
 Options:
   --root DIR            root of the host's filesystem (default /); the agent's
@@ -61,7 +64,7 @@ machine's kernel through /proc, /sys and /dev, as under arch-chroot, and
 systemctl cannot reach this machine's systemd (its /run is not mounted).
 This needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT); without it they refuse and
 run nothing. The mounts are seen only by the agent and its commands and
-vanish when the last of them exits. `status`, `plan` and `facts` run no command.
+vanish when the last of them exits. `status`, `plan`, `facts` and `licensing` run no command.
 
 Exit codes of `status` (its JSON `status` in brackets): 0 done, 1 failed,
 2 needs an operator (needs-operator), 3 in progress or not started
@@ -113,6 +116,8 @@ pub enum Command {
         /// `--dry-run`: print the actions, change nothing.
         dry_run: bool,
     },
+    /// `licensing`.
+    Licensing,
     /// `--help`.
     Help,
     /// `--version`.
@@ -226,6 +231,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             no_args("undo")?;
             only("undo", &["--dry-run"])?;
             Command::Undo { dry_run }
+        }
+        "licensing" => {
+            no_args("licensing")?;
+            only("licensing", &[])?;
+            Command::Licensing
         }
         other => return Err(format!("unknown command {other:?}")),
     };

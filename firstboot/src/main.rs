@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Facts { json } => commands::facts(root, json),
         Command::Retry { step } => commands::retry(root, step),
         Command::Undo { dry_run } => commands::undo(root, dry_run),
+        Command::Licensing => commands::licensing(root),
     };
     ExitCode::from(code)
 }

@@ -77,6 +77,15 @@ pub struct ManifestEntry {
     /// A symlink's target, verbatim; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A secret (the licensing client token): a file of mode 0600 that
+    /// `inspect` shows without its digest. Absent (false) in older
+    /// manifests and for every other entry.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub secret: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ManifestEntry {
@@ -91,6 +100,15 @@ impl ManifestEntry {
             size: Some(size),
             sha256: Some(sha256),
             target: None,
+            secret: false,
+        }
+    }
+
+    /// A secret regular file entry: mode 0600, flagged [`Self::secret`].
+    pub fn secret_file(path: impl Into<String>, size: u64, sha256: Sha256) -> Self {
+        Self {
+            secret: true,
+            ..Self::file(path, 0o600, size, sha256)
         }
     }
 
@@ -105,6 +123,7 @@ impl ManifestEntry {
             size: None,
             sha256: None,
             target: None,
+            secret: false,
         }
     }
 
@@ -119,6 +138,7 @@ impl ManifestEntry {
             size: None,
             sha256: None,
             target: Some(target.into()),
+            secret: false,
         }
     }
 
@@ -236,6 +256,13 @@ impl Manifest {
                     e.size.is_none() && e.sha256.is_none() && e.target.is_some() && mode == 0o777
                 }
             };
+            if e.secret && (e.kind != EntryType::File || mode != 0o600) {
+                return Err(bad(format!(
+                    "is marked secret but is a {} of mode {}: a secret is a regular file of mode 0600",
+                    e.kind.name(),
+                    e.mode
+                )));
+            }
             if !fields_ok {
                 return Err(bad(format!(
                     "a {} has {}",

@@ -234,14 +234,21 @@ pub struct UnlockPlan {
     pub profile_override: String,
 }
 
-/// Licensing (DLS) settings.
+/// Licensing (DLS) settings. `D` is what a baked licensing file is at this
+/// stage: a [`PayloadFile`] in a plan (the default), or the builder's
+/// not-yet-read source while it resolves a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct LicensingPlan {
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    bound(serialize = "D: Serialize", deserialize = "D: Deserialize<'de>")
+)]
+pub struct LicensingPlan<D = PayloadFile> {
     /// Which licensing setup.
     pub mode: LicensingMode,
-    /// Server address (host name or IP); absent for `none`, and for
-    /// `fastapi-dls` when the host's own address is to be used.
+    /// `external`: the DLS server's address (host name or IP).
+    /// `fastapi-dls`: the address guests reach this host at (`DLS_URL`);
+    /// absent: the host's own address, from its facts at first boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// Server port.
@@ -250,9 +257,49 @@ pub struct LicensingPlan {
     /// Lease length in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_days: Option<u32>,
-    /// Whether this plan's steps apply the settings. Licensing steps are not
-    /// implemented yet, so this is `false` and the settings are carried only.
+    /// `fastapi-dls`: the server's time zone (`TZ`), e.g. `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `external`: the client configuration token (`.tok`) the DLS issued,
+    /// in the payload; a secret (mode 0600, flagged in the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<D>,
+    /// `fastapi-dls`: the container image, an OCI archive, in the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<D>,
+    /// Whether the plan's `licensing` step applies the settings: true for
+    /// `external` and `fastapi-dls`, false for `none`.
     pub applied: bool,
+}
+
+/// Where the `licensing` step puts things on the host (relative to the
+/// root). Per-host secrets (FastAPI-DLS's keys) are made there at first
+/// boot; the baked token is copied there from the payload, which `finish`
+/// deletes.
+pub mod licensing_paths {
+    /// Everything the step writes except the unit: mode 0700.
+    pub const DIR: &str = "etc/vgpu-bake/licensing";
+    /// The client configuration token (both modes; fastapi-dls fetches it
+    /// from the local server): mode 0600.
+    pub const TOKEN: &str = "etc/vgpu-bake/licensing/client_configuration_token.tok";
+    /// Guest setup script for Linux guests: mode 0700.
+    pub const GUEST_LINUX: &str = "etc/vgpu-bake/licensing/guest/license_linux.sh";
+    /// Guest setup script for Windows guests: mode 0600.
+    pub const GUEST_WINDOWS: &str = "etc/vgpu-bake/licensing/guest/license_windows.ps1";
+    /// The guest scripts' directory.
+    pub const GUEST_DIR: &str = "etc/vgpu-bake/licensing/guest";
+    /// FastAPI-DLS's certificate directory (`/app/cert` in the container):
+    /// `webserver.key`, `webserver.crt`, `instance.private.pem`,
+    /// `instance.public.pem`, made on the host.
+    pub const CERT_DIR: &str = "etc/vgpu-bake/licensing/cert";
+    /// FastAPI-DLS's database directory (`/app/database`).
+    pub const DB_DIR: &str = "var/lib/vgpu-bake/fastapi-dls";
+    /// The systemd unit that runs the container.
+    pub const UNIT: &str = "etc/systemd/system/vgpu-bake-fastapi-dls.service";
+    /// Its name.
+    pub const UNIT_NAME: &str = "vgpu-bake-fastapi-dls.service";
+    /// The container's name.
+    pub const CONTAINER: &str = "vgpu-bake-fastapi-dls";
 }
 
 /// Which licensing setup.
@@ -434,6 +481,9 @@ step_kinds! {
     EnableServices = "enable-services",
     /// Enable SR-IOV virtual functions.
     Sriov = "sriov",
+    /// `[licensing]`: the external token and guest scripts, or the
+    /// FastAPI-DLS container, its keys, unit and health check.
+    Licensing = "licensing",
     /// `nvidia-smi vgpu` and `mdevctl types` answer.
     PostCheck = "post-check",
     /// Done marker, unit link removed, payload deleted.

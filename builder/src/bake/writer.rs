@@ -19,12 +19,14 @@ pub fn bundle_spec(
     db: &GpuDb,
 ) -> Result<BundleSpec, BundleError> {
     let mut spec = BundleSpec::new(&plan.name);
+    let token = plan.licensing.token.as_ref().map(|t| t.path.as_str());
     for file in payload {
-        spec.add_file(
-            &format!("{}/{}", layout::PAYLOAD_DIR, file.path),
-            file.mode,
-            file.source,
-        )?;
+        let path = format!("{}/{}", layout::PAYLOAD_DIR, file.path);
+        if token == Some(file.path.as_str()) {
+            spec.add_secret_file(&path, file.source)?;
+        } else {
+            spec.add_file(&path, file.mode, file.source)?;
+        }
     }
     for file in guest {
         spec.add_file(

@@ -111,6 +111,8 @@ pub struct BundleSpec {
     /// Bundle name; the output is `<name>.cpio.zst`.
     pub name: String,
     entries: BTreeMap<String, Entry>,
+    /// Files added with [`Self::add_secret_file`].
+    secrets: std::collections::BTreeSet<String>,
 }
 
 impl BundleSpec {
@@ -119,6 +121,7 @@ impl BundleSpec {
         Self {
             name: name.to_owned(),
             entries: BTreeMap::new(),
+            secrets: Default::default(),
         }
     }
 
@@ -159,6 +162,14 @@ impl BundleSpec {
                 source,
             },
         )
+    }
+
+    /// Adds a secret regular file (the licensing client token): mode 0600,
+    /// flagged `secret` in the manifest so `inspect` redacts it.
+    pub fn add_secret_file(&mut self, path: &str, source: Source) -> Result<(), BundleError> {
+        self.add_file(path, 0o600, source)?;
+        self.secrets.insert(path.to_owned());
+        Ok(())
     }
 
     /// Adds a directory with permission bits `mode` (overrides the 0755 a
@@ -204,12 +215,15 @@ impl BundleSpec {
             let entry = match e {
                 Entry::Dir { mode } => ManifestEntry::dir(path, *mode),
                 Entry::Symlink { target } => ManifestEntry::symlink(path, target),
-                Entry::File { mode, source } => ManifestEntry::file(
-                    path,
-                    *mode,
-                    source.size(),
-                    Sha256::parse(&source.sha256()).expect("declared digests are checked hex"),
-                ),
+                Entry::File { mode, source } => {
+                    let sha256 =
+                        Sha256::parse(&source.sha256()).expect("declared digests are checked hex");
+                    if self.secrets.contains(path) {
+                        ManifestEntry::secret_file(path, source.size(), sha256)
+                    } else {
+                        ManifestEntry::file(path, *mode, source.size(), sha256)
+                    }
+                }
             };
             all.insert(path, entry);
         }

@@ -75,8 +75,11 @@ pub struct EntryJson<'a> {
     pub mode: String,
     /// Body size.
     pub size: u64,
-    /// sha256 of a regular file's content.
+    /// sha256 of a regular file's content; `null` for a secret.
     pub sha256: Option<&'a str>,
+    /// The manifest flags it secret (the licensing client token): its
+    /// digest is not shown.
+    pub secret: bool,
     /// A symlink's target.
     pub target: Option<&'a str>,
     /// The content was checked against the manifest.
@@ -106,19 +109,24 @@ impl<'a> InspectJson<'a> {
                 trusted_comment: &s.trusted_comment,
                 verified_by: s.verified_by.as_ref().map(|p| p.display().to_string()),
             }),
-            entries: report.entries.iter().map(EntryJson::new).collect(),
+            entries: report
+                .entries
+                .iter()
+                .map(|e| EntryJson::new(e, is_secret(report, e)))
+                .collect(),
         }
     }
 }
 
 impl<'a> EntryJson<'a> {
-    fn new(e: &'a EntryInfo) -> Self {
+    fn new(e: &'a EntryInfo, secret: bool) -> Self {
         EntryJson {
             path: &e.path,
             kind: e.kind.name(),
             mode: mode_string(e.mode),
             size: e.size,
-            sha256: e.sha256.as_deref(),
+            sha256: if secret { None } else { e.sha256.as_deref() },
+            secret,
             target: match &e.kind {
                 EntryKind::Symlink { target } => Some(target),
                 _ => None,
@@ -126,6 +134,11 @@ impl<'a> EntryJson<'a> {
             verified: e.verified,
         }
     }
+}
+
+/// Whether the manifest flags `e` secret.
+fn is_secret(report: &InspectReport, e: &EntryInfo) -> bool {
+    report.manifest.get(&e.path).is_some_and(|m| m.secret)
 }
 
 /// Bytes in the report's regular files.
@@ -154,7 +167,11 @@ pub fn render_report(report: &InspectReport, json: bool) -> String {
             EntryKind::Symlink { target } => format!("{} -> {target}", e.path),
             _ => e.path.clone(),
         };
-        let ok = if e.verified { "ok (sha256)" } else { "ok" };
+        let ok = match (e.verified, is_secret(report, e)) {
+            (true, true) => "ok (sha256), secret, redacted",
+            (true, false) => "ok (sha256)",
+            (false, _) => "ok",
+        };
         out.push_str(&format!(
             "{} {:<7} {:>12}  {path}  {ok}\n",
             mode_string(e.mode),

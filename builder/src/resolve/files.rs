@@ -85,6 +85,25 @@ pub fn check_files(resolved: &Resolved, file: &Path) -> Result<(), ResolveError>
             named.push((format!("guest-driver[{i}].file"), path));
         }
     }
+    if let Some(pin) = resolved
+        .licensing
+        .image
+        .as_ref()
+        .and_then(|i| i.sha256.as_ref())
+        && is_zero(pin.as_str())
+    {
+        return Err(cx.err(
+            "`licensing.image-sha256` is 64 zeros, the example's placeholder and not a checksum: save the FastAPI-DLS image with `podman save --format oci-archive`, run `sha256sum` on the archive and paste the hash",
+        ));
+    }
+    for (key, file) in [
+        ("licensing.token", &resolved.licensing.token),
+        ("licensing.image", &resolved.licensing.image),
+    ] {
+        if let Some(f) = file {
+            named.push((key.into(), &f.source));
+        }
+    }
     if named.is_empty() {
         return Ok(());
     }

@@ -21,14 +21,17 @@ use std::path::Path;
 
 use serde::Serialize;
 use vgpu_plan::plan::{
-    AgentPlan, GpuRule, HostPlan, LicensingPlan, Mode, ReportPlan, SCHEMA, Step,
+    AgentPlan, GpuRule, HostPlan, LicensingMode, Mode, ReportPlan, SCHEMA, Step,
 };
 
 pub use self::files::check_files;
 pub use self::guest::{GuestDriverSource, GuestSource};
+pub use self::licensing::{
+    Footprint, IMAGE_PAYLOAD, RUNTIME_PACKAGE, ResolvedLicensing, TOKEN_PAYLOAD, footprint,
+};
 pub use self::sources::{
-    DebSource, DriverOverrides, DriverSource, LibrarySource, PatchSource, ResolvedDriver,
-    ResolvedUnlock,
+    DebSource, DriverOverrides, DriverSource, LibrarySource, LicensingSource, PatchSource,
+    ResolvedDriver, ResolvedUnlock,
 };
 use crate::gpudb::GpuDb;
 use crate::profile::Profile;
@@ -67,8 +70,8 @@ pub struct Resolved {
     /// vgpu_unlock settings; present only in unlock mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlock: Option<ResolvedUnlock>,
-    /// Licensing settings.
-    pub licensing: LicensingPlan,
+    /// Licensing settings; the token and image still on disk.
+    pub licensing: ResolvedLicensing,
     /// How the agent behaves.
     pub agent: AgentPlan,
     /// Where the agent reports its progress.
@@ -168,11 +171,16 @@ pub fn resolve(
         .map(|r| driver::resolved_driver(profile, mode, r, &cx))
         .transpose()?;
     let unlock = driver::resolved_unlock(profile, mode, release, &cx)?;
-    let host = host::host_plan(profile, mode, release, &cx)?;
+    let mut host = host::host_plan(profile, mode, release, &cx)?;
     let licensing = licensing::licensing_plan(profile, release, &mut cx)?;
+    if licensing.mode == LicensingMode::FastapiDls
+        && !host.packages.iter().any(|p| p == RUNTIME_PACKAGE)
+    {
+        host.packages.push(RUNTIME_PACKAGE.into());
+    }
     let agent = agent_plan(profile, &cx)?;
     let report = report::report_plan(profile, &cx)?;
-    let steps = steps::steps(mode, &host, &gpus, driver.as_ref());
+    let steps = steps::steps(mode, &host, &gpus, driver.as_ref(), &licensing);
     let guest_drivers = guest::guest_drivers(profile, &cx)?;
     cx.one_line("description", &profile.description, DESCRIPTION_CHARS)?;
     let description = if profile.description.is_empty() {

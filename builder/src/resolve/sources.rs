@@ -142,3 +142,17 @@ pub struct DebSource {
     /// The file to read.
     pub source: PathBuf,
 }
+
+/// A licensing file from the profile (`licensing.token`, `licensing.image`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LicensingSource {
+    /// Path in the payload directory.
+    pub path: String,
+    /// The file to read.
+    pub source: PathBuf,
+    /// The profile's pin (`licensing.image-sha256`): the bake refuses other
+    /// bytes. None for the token, whose digest is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256>,
+}

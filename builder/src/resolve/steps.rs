@@ -1,7 +1,8 @@
 //! The ordered step list.
 
-use vgpu_plan::plan::{GpuRole, GpuRule, HostPlan, Mode, Phase, Step, StepKind};
+use vgpu_plan::plan::{GpuRole, GpuRule, HostPlan, LicensingMode, Mode, Phase, Step, StepKind};
 
+use super::licensing::ResolvedLicensing;
 use super::sources::{DebSource, ResolvedDriver};
 
 pub(super) fn steps(
@@ -9,6 +10,7 @@ pub(super) fn steps(
     host: &HostPlan<DebSource>,
     gpus: &[GpuRule],
     driver: Option<&ResolvedDriver>,
+    licensing: &ResolvedLicensing,
 ) -> Vec<Step> {
     let mut out = Vec::new();
     let mut add = |phase: Phase, kind: StepKind, why: String| {
@@ -129,10 +131,33 @@ pub(super) fn steps(
                 ),
             );
         }
+        let port = licensing.port.unwrap_or(0);
+        match licensing.mode {
+            LicensingMode::None => {}
+            LicensingMode::External => add(
+                Two,
+                StepKind::Licensing,
+                format!(
+                    "place the DLS client token (0600), check the DLS answers at {}:{port}, write the Linux and Windows guest scripts",
+                    licensing.server.as_deref().unwrap_or("?")
+                ),
+            ),
+            LicensingMode::FastapiDls => add(
+                Two,
+                StepKind::Licensing,
+                format!(
+                    "load the FastAPI-DLS image into podman, make its TLS and instance keys on the host, start it with a systemd unit on port {port}, wait for /-/health, fetch the client token, write the guest scripts"
+                ),
+            ),
+        }
         add(
             Two,
             StepKind::PostCheck,
-            "`nvidia-smi vgpu` answers and `mdevctl types` lists vGPU types".into(),
+            if licensing.applied {
+                "`nvidia-smi vgpu` answers, `mdevctl types` lists vGPU types, and the licensing server answers".into()
+            } else {
+                "`nvidia-smi vgpu` answers and `mdevctl types` lists vGPU types".into()
+            },
         );
     }
     add(

@@ -500,3 +500,58 @@ fn entries_before_the_manifest_are_checked_when_it_is_read() {
         "{msg}"
     );
 }
+
+/// A secret (the licensing token) is mode 0600 in the bundle, flagged in
+/// the manifest, and `inspect` shows it without its digest, in both forms.
+#[test]
+fn a_secret_is_flagged_and_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = layout_spec(dir.path(), "secret", 1000);
+    let token = b"eyJzZWNyZXQ.dG9rZW4.c2ln\n";
+    let rel = format!(
+        "{}/licensing/client_configuration_token.tok",
+        layout::PAYLOAD_DIR
+    );
+    spec.add_secret_file(&rel, Source::Bytes(token.to_vec()))
+        .unwrap();
+    let out = dir.path().join("out");
+    let (o, _) = bake(&spec, &out, 1);
+    let report = inspect(&o.bundle).unwrap();
+    let listed = report.manifest.get(&rel).unwrap();
+    assert!(listed.secret);
+    assert_eq!(listed.mode, "0600");
+    assert!(
+        report.manifest.entries.iter().filter(|e| e.secret).count() == 1,
+        "only the token is secret"
+    );
+    let sha = digest_bytes(token).sha256;
+    let text = render_report(&report, false);
+    let line = text
+        .lines()
+        .find(|l| l.contains("client_configuration_token"))
+        .unwrap();
+    assert!(line.starts_with("0600 file"), "{line}");
+    assert!(line.ends_with("ok (sha256), secret, redacted"), "{line}");
+    let json = render_report(&report, true);
+    assert!(
+        !text.contains(&sha) && !json.contains(&sha),
+        "the digest is not shown"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let entry = doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == rel.as_str())
+        .unwrap();
+    assert_eq!(entry["secret"], true);
+    assert!(entry["sha256"].is_null());
+    let other = doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == layout::PLAN_FILE)
+        .unwrap();
+    assert_eq!(other["secret"], false);
+    assert!(other["sha256"].is_string());
+}

@@ -10,6 +10,7 @@
 
 mod dry_run;
 mod facts;
+mod licensing;
 mod retry;
 mod run;
 mod status;
@@ -17,6 +18,7 @@ mod undo;
 
 pub use dry_run::dry_run;
 pub use facts::facts;
+pub use licensing::licensing;
 pub use retry::retry;
 pub use run::run;
 pub use status::status;

@@ -30,6 +30,7 @@ pub mod initramfs;
 pub mod install_driver;
 pub mod kernel_args;
 pub mod kernel_pin;
+pub mod licensing;
 pub mod passthrough_rules;
 pub mod post_check;
 pub mod reboot;
@@ -43,9 +44,12 @@ pub mod vfio_modules;
 // Helpers more than one step needs.
 mod boot_check;
 mod commands;
+pub mod dls_check;
 mod dpkg;
 mod driver_plan;
+mod fastapi_dls;
 mod file_ops;
+mod guest_scripts;
 mod iommu_args;
 mod payload_paths;
 mod pinned_kernel;
@@ -95,6 +99,7 @@ pub fn step_impl(kind: StepKind) -> StepImpl {
         K::InstallDriver => row!(install_driver),
         K::EnableServices => row!(enable_services),
         K::Sriov => row!(sriov),
+        K::Licensing => row!(licensing),
         K::PostCheck => row!(post_check),
         K::Finish => row!(finish),
     }

@@ -1,8 +1,9 @@
 //! Step post-check: the vGPU manager answers and lists vGPU types.
 
+use super::dls_check::recheck;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::runner::format_failure;
-use vgpu_plan::plan::Mode;
+use vgpu_plan::plan::{LicensingMode, Mode};
 
 /// What to look at when the driver does not answer.
 fn post_check_hint(host: &Host) -> String {
@@ -51,13 +52,27 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         });
     }
     host.note("nvidia-smi vgpu answers and mdevctl types lists vGPU types");
+    recheck(host)?;
     Ok(StepOutcome::Done)
 }
 
 /// Dry run of [`run`].
-pub fn preview(_host: &Host) -> Result<Vec<String>, StepError> {
-    Ok(vec![
+pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
+    let mut lines = vec![
         "would run nvidia-smi vgpu: the vGPU manager answers".to_owned(),
         "would run mdevctl types: at least one vGPU type is listed".to_owned(),
-    ])
+    ];
+    match host.plan.licensing.mode {
+        LicensingMode::None => {}
+        LicensingMode::External => {
+            lines.push("would run openssl s_client: the DLS answers again".to_owned());
+        }
+        LicensingMode::FastapiDls => {
+            lines.push(
+                "would run wget https://127.0.0.1:PORT/-/health: FastAPI-DLS answers again"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(lines)
 }

@@ -1,0 +1,102 @@
+//! `vgpu-firstboot licensing`: where the licensing step put the client
+//! token and the guest scripts, the DLS's URL, and how a guest uses them.
+//! Reads files only.
+
+use std::path::Path;
+
+use crate::agent::run;
+use crate::agent::steps::dls_check::address_of;
+use vgpu_plan::layout::absolute;
+use vgpu_plan::plan::{LicensingMode, licensing_paths as lp};
+
+/// Prints the plan's licensing and what the step left; 0, or 1 when there
+/// is no plan.
+pub fn licensing(root: &Path) -> u8 {
+    let (plan, _, _) = match run::read_plan(root) {
+        Ok(p) => p,
+        Err(e) => return super::fail(e),
+    };
+    let fs = vgpu_rootfs::Root::at(root).ok();
+    let read = |rel: &str| {
+        fs.as_ref()
+            .and_then(|r| r.read_to_string(rel).ok().flatten())
+            .unwrap_or_default()
+    };
+    let state = |rel: &str| {
+        if fs.as_ref().is_some_and(|r| r.exists(rel)) {
+            ""
+        } else {
+            " (not there yet: the licensing step makes it)"
+        }
+    };
+    let l = &plan.licensing;
+    let lease = l.lease_days.unwrap_or(90);
+    match l.mode {
+        LicensingMode::None => {
+            outln!(
+                "licensing: none (the plan sets up no licensing; unlicensed vGPUs are throttled after a grace period)"
+            );
+            return 0;
+        }
+        LicensingMode::External => {
+            let server = l.server.as_deref().unwrap_or("?");
+            let port = l.port.unwrap_or(443);
+            outln!(
+                "licensing: external DLS at https://{server}:{port} (its leases, its lease length)"
+            );
+        }
+        LicensingMode::FastapiDls => {
+            let port = l.port.unwrap_or(8443);
+            let address = l
+                .server
+                .clone()
+                .or_else(|| address_of(&read("etc/hosts"), read("etc/hostname").trim()))
+                .unwrap_or_else(|| "<this host's address>".into());
+            outln!(
+                "licensing: FastAPI-DLS on this host at https://{address}:{port} (leases of {lease} days)"
+            );
+            outln!(
+                "  unit {}{} (podman container {}), keys in {}{}",
+                absolute(lp::UNIT),
+                state(lp::UNIT),
+                lp::CONTAINER,
+                absolute(lp::CERT_DIR),
+                state(lp::CERT_DIR)
+            );
+        }
+    }
+    outln!(
+        "client token: {}{} (0600, a secret)",
+        absolute(lp::TOKEN),
+        state(lp::TOKEN)
+    );
+    outln!("guest scripts:");
+    outln!(
+        "  Linux:   {}{}",
+        absolute(lp::GUEST_LINUX),
+        state(lp::GUEST_LINUX)
+    );
+    outln!(
+        "  Windows: {}{}",
+        absolute(lp::GUEST_WINDOWS),
+        state(lp::GUEST_WINDOWS)
+    );
+    outln!("how a guest uses them (the NVIDIA guest driver must be installed first):");
+    outln!(
+        "  Linux guest: copy the script in (e.g. scp root@THIS-HOST:{} .), then `sudo bash license_linux.sh`: it puts a token in /etc/nvidia/ClientConfigToken/, sets FeatureType=1 in /etc/nvidia/gridd.conf, restarts nvidia-gridd and shows the licence state",
+        absolute(lp::GUEST_LINUX)
+    );
+    outln!(
+        "  Windows guest: copy license_windows.ps1 in, then in an elevated PowerShell `powershell -ExecutionPolicy Bypass -File license_windows.ps1`: it puts a token in C:\\Program Files\\NVIDIA Corporation\\vGPU Licensing\\ClientConfigToken\\, sets FeatureType=1 under HKLM:\\SOFTWARE\\NVIDIA Corporation\\Global\\GridLicensing and restarts NVDisplay.ContainerLocalSystem"
+    );
+    if l.mode == LicensingMode::External {
+        outln!(
+            "  The scripts hold the token: copy them over a trusted channel and delete the copies after use."
+        );
+    } else {
+        outln!(
+            "  The scripts fetch a fresh token from /-/client-token, trusting only this host's certificate; guests must reach the port above."
+        );
+    }
+    0
+}
