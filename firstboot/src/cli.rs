@@ -34,6 +34,13 @@ Commands:
   facts [--json]        what the agent sees on this host
   retry [STEP]          let a failed step (default: every failed step) run
                         again at the next `run`
+  upgrade               apply a newer installed bundle over the plan this
+                        host finished (done or failed): the old state is
+                        archived in /var/lib/vgpu-firstboot/history/, the
+                        new plan runs as `run` does (the old driver removed
+                        with its own uninstaller first; a reboot only if
+                        needed, phase 2 then from the unit); `nothing to
+                        upgrade` when the plan is the state's
 
 Options:
   --root DIR            root of the host's filesystem (default /); the agent's
@@ -41,7 +48,7 @@ Options:
   -h, --help            this text
   -V, --version         the version
 
-With --root DIR other than /, `run` and `retry` first enter DIR as
+With --root DIR other than /, `run`, `retry` and `upgrade` first enter DIR as
 arch-chroot does: in a private mount namespace they mount this machine's
 kernel view (/proc, /sys, /dev) and an empty /run on DIR's directories of
 those names (a directory that already holds files is used as it is), then
@@ -98,6 +105,8 @@ pub enum Command {
         /// The step, or every failed step.
         step: Option<String>,
     },
+    /// `upgrade`.
+    Upgrade,
     /// `--help`.
     Help,
     /// `--version`.
@@ -195,6 +204,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             only("facts", &["--json"])?;
             Command::Facts { json }
         }
+        "upgrade" => {
+            no_args("upgrade")?;
+            only("upgrade", &[])?;
+            Command::Upgrade
+        }
         "retry" => {
             only("retry", &[])?;
             if rest.len() > 1 {
@@ -258,6 +272,14 @@ mod tests {
             Command::Facts { json: true }
         );
         assert_eq!(p(&["--help"]).unwrap().command, Command::Help);
+        assert_eq!(
+            p(&["--root", "/mnt", "upgrade"]).unwrap().command,
+            Command::Upgrade
+        );
+        assert_eq!(
+            p(&["upgrade", "x"]).unwrap_err(),
+            "`upgrade` takes no argument (got \"x\")"
+        );
     }
 
     #[test]

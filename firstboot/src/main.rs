@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Plan => commands::dry_run(root),
         Command::Facts { json } => commands::facts(root, json),
         Command::Retry { step } => commands::retry(root, step),
+        Command::Upgrade => commands::upgrade(root),
     };
     ExitCode::from(code)
 }

@@ -13,3 +13,4 @@ pub mod seal;
 mod shown;
 pub mod steps;
 pub mod summary;
+pub mod upgrade;

@@ -13,12 +13,14 @@ mod facts;
 mod retry;
 mod run;
 mod status;
+mod upgrade;
 
 pub use dry_run::dry_run;
 pub use facts::facts;
 pub use retry::retry;
 pub use run::run;
 pub use status::status;
+pub use upgrade::upgrade;
 
 /// Prints `error` the way every command reports a failure, and returns 1.
 fn fail(error: impl std::fmt::Display) -> u8 {

@@ -37,6 +37,7 @@ mod store;
 
 pub use codec::to_toml as encode;
 pub use found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found, Installed, found};
+pub(crate) use render::status_name;
 pub use render::{
     EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, found_report,
     render_found_human, render_found_json, render_human, render_json, utc,

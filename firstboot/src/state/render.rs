@@ -35,7 +35,7 @@ pub fn exit_code(state: &State) -> i32 {
     }
 }
 
-fn status_name(status: &Status) -> &'static str {
+pub(crate) fn status_name(status: &Status) -> &'static str {
     match status {
         Status::NotStarted => "not-started",
         Status::InProgress => "in-progress",

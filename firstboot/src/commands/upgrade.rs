@@ -1,0 +1,43 @@
+//! `vgpu-firstboot upgrade`: the installed (newer) plan applied over the
+//! earlier one ([`crate::agent::upgrade`]).
+
+use std::path::Path;
+
+use crate::agent::confine;
+use crate::agent::run::RunEnd;
+use crate::agent::upgrade::{self, UpgradeEnd};
+use crate::runner::SystemRunner;
+
+/// Exit codes as `run`'s (0 done or rebooting, 1 failed or refused, 2 an
+/// operator must act); "nothing to upgrade" is 0.
+pub fn upgrade(root: &Path) -> u8 {
+    // Before anything else: commands must run inside a --root other than /.
+    let root = match confine::enter(root) {
+        Ok(root) => root,
+        Err(e) => return super::fail(e),
+    };
+    match upgrade::upgrade(&root, &mut SystemRunner::default()) {
+        Ok(UpgradeEnd::Nothing(why)) => {
+            outln!("vgpu-firstboot: {why}");
+            0
+        }
+        Ok(UpgradeEnd::Ran(end, archived)) => {
+            if let Some(rel) = archived {
+                outln!(
+                    "vgpu-firstboot: the earlier state is archived at {}",
+                    vgpu_plan::layout::absolute(&rel)
+                );
+            }
+            outln!("vgpu-firstboot: upgrade: {end}");
+            if matches!(end, RunEnd::Done) {
+                crate::agent::summary::print(&root);
+            }
+            match end {
+                RunEnd::Done | RunEnd::Rebooting(_) => 0,
+                RunEnd::Failed(_) => 1,
+                RunEnd::NeedsOperator(_) => 2,
+            }
+        }
+        Err(e) => super::fail(e),
+    }
+}
