@@ -364,7 +364,7 @@ pub enum StateError {
     },
     /// The state was written for another plan.
     #[error(
-        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); remove it to run the new plan from the first step",
+        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived), or remove it to run the new plan from the first step",
         path.display()
     )]
     OtherPlan {

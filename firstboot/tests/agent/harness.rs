@@ -296,8 +296,12 @@ impl SimHost {
         edit(&mut plan);
         let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
         if let Some(d) = plan.driver.as_mut() {
-            // The demo installer the plan names (1.0 or 1.1), from data/demo/.
-            let bytes = fs::read(workspace().join("data/demo").join(&d.filename)).unwrap();
+            // The demo installer the plan names (1.0 or 1.1), from data/demo/;
+            // the 1.0 one stands in for an NVIDIA installer.
+            let demo = workspace().join("data/demo");
+            let bytes = fs::read(demo.join(&d.filename))
+                .or_else(|_| fs::read(demo.join("vgpu-bake-demo-driver-1.0-vgpu-kvm.run")))
+                .unwrap();
             let rel = format!("driver/{}", d.filename);
             d.sha256 = sha256(&bytes).parse().unwrap();
             d.size = bytes.len() as u64;
