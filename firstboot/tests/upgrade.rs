@@ -114,7 +114,7 @@ fn demo_1_0_to_1_1_uninstalls_the_old_driver_then_installs_without_a_reboot() {
     );
 
     // The old state archived and readable; the new one bound and done.
-    assert_eq!(history(&host), [archive.clone()]);
+    assert_eq!(history(&host), std::slice::from_ref(&archive));
     let bytes = fs::read(
         host.root()
             .join("var/lib/vgpu-firstboot/history")

@@ -149,7 +149,7 @@ fn archive(fs: &Root, st: &State) -> Result<String, RunError> {
         .unwrap_or_default();
     fs.create_dir_all(HISTORY_DIR, 0o755)
         .map_err(|e| io("creating", e))?;
-    let mut existing: Vec<String> = fs
+    let existing: Vec<String> = fs
         .read_dir(HISTORY_DIR)
         .map_err(|e| io("listing", e))?
         .unwrap_or_default()
@@ -157,7 +157,6 @@ fn archive(fs: &Root, st: &State) -> Result<String, RunError> {
         .filter_map(|n| n.into_string().ok())
         .filter(|n| n.ends_with(".state.toml"))
         .collect();
-    existing.sort();
     for n in &existing {
         let rel = format!("{HISTORY_DIR}/{n}");
         if fs.read_bounded(&rel, state::STATE_LIMIT).ok().flatten() == Some(bytes.clone()) {

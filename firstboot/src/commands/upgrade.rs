@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::agent::confine;
-use crate::agent::run::RunEnd;
 use crate::agent::upgrade::{self, UpgradeEnd};
 use crate::runner::SystemRunner;
 
@@ -23,20 +22,9 @@ pub fn upgrade(root: &Path) -> u8 {
         }
         Ok(UpgradeEnd::Ran(end, archived)) => {
             if let Some(rel) = archived {
-                outln!(
-                    "vgpu-firstboot: the earlier state is archived at {}",
-                    vgpu_plan::layout::absolute(&rel)
-                );
+                outln!("vgpu-firstboot: the earlier state is archived at /{rel}");
             }
-            outln!("vgpu-firstboot: upgrade: {end}");
-            if matches!(end, RunEnd::Done) {
-                crate::agent::summary::print(&root);
-            }
-            match end {
-                RunEnd::Done | RunEnd::Rebooting(_) => 0,
-                RunEnd::Failed(_) => 1,
-                RunEnd::NeedsOperator(_) => 2,
-            }
+            super::run::ended(&root, "upgrade: ", &end)
         }
         Err(e) => super::fail(e),
     }

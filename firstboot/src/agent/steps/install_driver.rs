@@ -194,22 +194,19 @@ pub(crate) fn other_drivers(
     tool: &str,
     version: &str,
 ) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = journal
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Change(Change::Driver { version, tool }) => {
-                Some((version.clone(), tool.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    if let Some(v) = marker.and_then(|m| m.split_whitespace().nth(1)) {
-        found.push((v.to_owned(), tool.to_owned()));
+    let from_journal = journal.records.iter().filter_map(|r| match r {
+        Record::Change(Change::Driver { version, tool }) => Some((version.as_str(), tool.as_str())),
+        _ => None,
+    });
+    let from_marker = marker
+        .and_then(|m| m.split_whitespace().nth(1))
+        .map(|v| (v, tool));
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (v, t) in from_journal.chain(from_marker) {
+        if v != version && !found.iter().any(|(fv, ft)| fv == v && ft == t) {
+            found.push((v.to_owned(), t.to_owned()));
+        }
     }
-    found.retain(|(v, _)| v != version);
-    found.sort();
-    found.dedup();
     found
 }
 
