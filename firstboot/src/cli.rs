@@ -68,7 +68,8 @@ installed plan is not the state's and has not run (new-plan), 6 the state
 file or the plan cannot be read; the reason says why (state-unreadable).
 --wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
 a failed step or a host the plan does not fit, `plan` no plan, `retry` no
-such step), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+such step, `upgrade` refused or a failed step; `upgrade` with nothing to
+upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
 closed stdout or stderr loses the text, never changes the code.
 ";
 
