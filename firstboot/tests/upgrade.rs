@@ -172,7 +172,7 @@ fn run_meeting_a_newer_plan_over_a_finished_one_says_upgrade() {
     let out = host.agent(&["run"], &[]);
     assert_exit(&out, 1);
     assert!(
-        stderr(&out).contains("run `vgpu-firstboot upgrade` to apply the new plan's difference"),
+        stderr(&out).contains("`vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived)"),
         "{}",
         stderr(&out)
     );

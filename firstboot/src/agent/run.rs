@@ -124,17 +124,8 @@ pub(crate) fn run_locked(
     mut st: State,
 ) -> Result<RunEnd, RunError> {
     let machine_id = state::read_machine_id(root)?;
-    store
-        .bind(&mut st, plan, plan_sha, &machine_id)
-        .map_err(|e| match e {
-            // Done or failed under an older plan: `upgrade` applies the new one.
-            StateError::OtherPlan { .. } if matches!(st.status, Status::Done | Status::Failed { .. }) => {
-                RunError(format!(
-                    "{e}; this host finished (or stopped in) an earlier plan: run `vgpu-firstboot upgrade` to apply the new plan's difference (the old state is archived)"
-                ))
-            }
-            e => e.into(),
-        })?;
+    // A state bound to another plan: its error names `upgrade`.
+    store.bind(&mut st, plan, plan_sha, &machine_id)?;
     let boot_id = state::read_boot_id(root)?;
     let new_boot = st.current_boot() != Some(boot_id.as_str());
     store.apply(&mut st, Event::Booted(boot_id))?;

@@ -97,22 +97,16 @@ pub(crate) fn decide(st: &State, plan_sha: &str, machine_id: &str) -> Decision {
 }
 
 /// The earlier plan's name for the archive's file name: the done marker's
-/// first line, else the state's "bound to plan NAME" event, else "plan";
-/// only `[A-Za-z0-9._-]` kept.
-fn old_name(fs: &Root, st: &State) -> String {
-    let from_marker = fs
+/// first line (a failed plan has none: "plan"), only `[A-Za-z0-9._-]` kept.
+fn old_name(fs: &Root) -> String {
+    let marker = fs
         .read_to_string(DONE_MARKER)
         .ok()
         .flatten()
-        .and_then(|t| t.lines().next().map(str::to_owned));
-    let from_events = || {
-        st.events.iter().find_map(|e| {
-            let rest = e.what.strip_prefix("bound to plan ")?;
-            rest.split_whitespace().next().map(str::to_owned)
-        })
-    };
-    let name: String = from_marker
-        .or_else(from_events)
+        .unwrap_or_default();
+    let name: String = marker
+        .lines()
+        .next()
         .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -165,7 +159,7 @@ fn archive(fs: &Root, st: &State) -> Result<String, RunError> {
     }
     let rel = format!(
         "{HISTORY_DIR}/{}",
-        archive_name(&existing, &old_name(fs, st), &st.plan_sha256)
+        archive_name(&existing, &old_name(fs), &st.plan_sha256)
     );
     fs.write_atomic(&rel, &bytes, 0o644)
         .map_err(|e| io("writing", e))?;
@@ -231,7 +225,7 @@ pub fn upgrade(root: &Path, runner: &mut dyn Runner) -> Result<UpgradeEnd, RunEr
             let rel = archive(&fs, &st)?;
             let why = format!(
                 "{UPGRADED_FROM}{} (sha256 {}, {}), archived at {}",
-                old_name(&fs, &st),
+                old_name(&fs),
                 st.plan_sha256,
                 state::status_name(&st.status),
                 layout::absolute(&rel)
