@@ -10,6 +10,17 @@ pub const DRIVERS_TOML: &str = include_str!("../../data/drivers.toml");
 pub const DEMO_DRIVER: &[u8] =
     include_bytes!("../../data/demo/vgpu-bake-demo-driver-1.0-vgpu-kvm.run");
 
+/// The demo 1.1 installer (`data/demo/make-demo-1.1.sh` writes it from the
+/// 1.0 one), the newer driver of the upgrade demo (`profiles/demo-1.1.toml`).
+pub const DEMO_DRIVER_1_1: &[u8] =
+    include_bytes!("../../data/demo/vgpu-bake-demo-driver-1.1-vgpu-kvm.run");
+
+/// The demo installers embedded, by file name.
+pub const DEMO_DRIVERS: [(&str, &[u8]); 2] = [
+    ("vgpu-bake-demo-driver-1.0-vgpu-kvm.run", DEMO_DRIVER),
+    ("vgpu-bake-demo-driver-1.1-vgpu-kvm.run", DEMO_DRIVER_1_1),
+];
+
 /// Error reading a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -119,9 +130,10 @@ impl Release {
             .is_some_and(|u| u.starts_with("https://mega.nz/"))
     }
 
-    /// The demo installer bytes, for the demo release.
+    /// The demo installer bytes, for a demo release (by its file name).
     pub fn bundled_bytes(&self) -> Option<&'static [u8]> {
-        self.demo.then_some(DEMO_DRIVER)
+        let embedded = DEMO_DRIVERS.iter().find(|(name, _)| *name == self.filename);
+        self.demo.then_some(embedded?.1)
     }
 }
 
@@ -141,6 +153,37 @@ mod tests {
             Some(hash::digest_bytes(DEMO_DRIVER).md5.as_str())
         );
         assert!(DEMO_DRIVER.starts_with(b"#!/bin/sh"));
+        let demo11 = reg.get("demo-1.1").unwrap();
+        assert!(demo11.demo);
+        assert_eq!(demo11.bundled_bytes(), Some(DEMO_DRIVER_1_1));
+        assert_eq!(demo.bundled_bytes(), Some(DEMO_DRIVER));
+        assert_eq!(
+            demo11.md5.as_deref(),
+            Some(hash::digest_bytes(DEMO_DRIVER_1_1).md5.as_str())
+        );
+        // Every demo release has its installer embedded.
+        for r in reg.releases.iter().filter(|r| r.demo) {
+            assert!(r.bundled_bytes().is_some(), "{}", r.release);
+        }
+    }
+
+    /// The 1.1 demo installer is the 1.0 one with only its version line
+    /// changed (data/demo/make-demo-1.1.sh): one source of truth.
+    #[test]
+    fn demo_1_1_differs_from_1_0_only_in_its_version() {
+        let old = std::str::from_utf8(DEMO_DRIVER).unwrap();
+        let new = std::str::from_utf8(DEMO_DRIVER_1_1).unwrap();
+        assert_eq!(old.lines().count(), new.lines().count());
+        let diff: Vec<(&str, &str)> = old
+            .lines()
+            .zip(new.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            diff,
+            [(r#"DEMO_VERSION="1.0-demo""#, r#"DEMO_VERSION="1.1-demo""#)]
+        );
+        assert_eq!(old.ends_with('\n'), new.ends_with('\n'));
     }
 
     #[test]

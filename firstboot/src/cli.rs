@@ -46,6 +46,13 @@ Commands:
   licensing             where the licensing step put the client token and
                         the guest scripts, the DLS's URL, and how a guest
                         uses them
+  upgrade               apply a newer installed bundle over the plan this
+                        host finished (done or failed): the old state is
+                        archived in /var/lib/vgpu-firstboot/history/, the
+                        new plan runs as `run` does (the old driver removed
+                        with its own uninstaller first; a reboot only if
+                        needed, phase 2 then from the unit); `nothing to
+                        upgrade` when the plan is the state's
 
 Options:
   --root DIR            root of the host's filesystem (default /); the agent's
@@ -53,7 +60,7 @@ Options:
   -h, --help            this text
   -V, --version         the version
 
-With --root DIR other than /, `run`, `retry` and `undo` first enter DIR as
+With --root DIR other than /, `run`, `retry`, `undo` and `upgrade` first enter DIR as
 arch-chroot does: in a private mount namespace they mount this machine's
 kernel view (/proc, /sys, /dev) and an empty /run on DIR's directories of
 those names (a directory that already holds files is used as it is), then
@@ -74,7 +81,8 @@ file or the plan cannot be read; the reason says why (state-unreadable).
 --wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
 a failed step or a host the plan does not fit, `plan` no plan, `retry` no
 such step, `undo` a damaged journal, the agent running or an action that
-failed), 2 `run` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
+failed, `upgrade` refused or a failed step; `upgrade` with nothing to
+upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
 closed stdout or stderr loses the text, never changes the code.
 ";
 
@@ -118,6 +126,8 @@ pub enum Command {
     },
     /// `licensing`.
     Licensing,
+    /// `upgrade`.
+    Upgrade,
     /// `--help`.
     Help,
     /// `--version`.
@@ -218,6 +228,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             only("facts", &["--json"])?;
             Command::Facts { json }
         }
+        "upgrade" => {
+            no_args("upgrade")?;
+            only("upgrade", &[])?;
+            Command::Upgrade
+        }
         "retry" => {
             only("retry", &[])?;
             if rest.len() > 1 {
@@ -302,6 +317,14 @@ mod tests {
         assert_eq!(
             p(&["run", "--dry-run"]).unwrap_err(),
             "`run` does not take --dry-run"
+        );
+        assert_eq!(
+            p(&["--root", "/mnt", "upgrade"]).unwrap().command,
+            Command::Upgrade
+        );
+        assert_eq!(
+            p(&["upgrade", "x"]).unwrap_err(),
+            "`upgrade` takes no argument (got \"x\")"
         );
     }
 

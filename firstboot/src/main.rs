@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Retry { step } => commands::retry(root, step),
         Command::Undo { dry_run } => commands::undo(root, dry_run),
         Command::Licensing => commands::licensing(root),
+        Command::Upgrade => commands::upgrade(root),
     };
     ExitCode::from(code)
 }

@@ -106,7 +106,8 @@ pub fn run(config: &HookConfig, ordering: Ordering, root_dir: &Path) -> Result<(
         bundle.sha256.as_str()
     ));
     let keys = lay::parse_keys(&config.trusted_keys)?;
-    if lay::already_laid(&root, &bundle.sha256) {
+    let laid = !lay::already_laid(&root, &bundle.sha256);
+    if !laid {
         report::note(&format!(
             "{} says bundle {} is laid already: starting the agent only",
             root.host_path(lay::MARKER).display(),
@@ -146,10 +147,14 @@ pub fn run(config: &HookConfig, ordering: Ordering, root_dir: &Path) -> Result<(
         ));
     }
     let scratch = root_dir.join(STAGING_PARENT);
-    match systemd::start_agent(root_dir, &scratch)? {
+    match systemd::start_agent(root_dir, &scratch, laid)? {
         Started::Started => report::note(&format!(
             "started {} (not waiting for it: `vgpu-firstboot status` follows it)",
             systemd::UNIT
+        )),
+        Started::Upgrading => report::note(&format!(
+            "the agent had finished an earlier bundle: started `vgpu-firstboot upgrade` in {}.service (not waiting: `vgpu-firstboot status` follows it)",
+            systemd::UPGRADE_UNIT
         )),
         Started::AlreadyDone => report::note(&format!(
             "the agent is done already ({} exists): nothing to start",

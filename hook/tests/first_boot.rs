@@ -81,6 +81,54 @@ fn lays_what_install_lays_then_starts_the_agent() {
     );
 }
 
+/// A new bundle laid over a host whose agent finished an earlier one: the
+/// hook starts `vgpu-firstboot upgrade` (in a transient unit), not the
+/// unit, which the done marker would skip.
+#[test]
+fn a_new_bundle_over_a_finished_agent_starts_the_upgrade() {
+    let host = Host::new();
+    let old = fixture("valid.cpio.zst");
+    host.place("/srv/old", "valid.cpio.zst", &old);
+    host.make_hook(&config(
+        single_index(&old),
+        vec![path_source("/srv/old")],
+        vec![],
+    ));
+    assert_eq!(host.run().code, Some(0));
+    fs::write(host.root.join("var/lib/vgpu-firstboot/done"), "demo\n").unwrap();
+    // The same bundle again: nothing to start.
+    let ran = host.run();
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert_eq!(host.calls(), [&STARTED[..], &STARTED[..1]].concat());
+
+    let new = fixture("signed-valid.cpio.zst");
+    host.place("/srv/new", "signed-valid.cpio.zst", &new);
+    host.make_hook(&config(
+        single_index(&new),
+        vec![path_source("/srv/new")],
+        vec![],
+    ));
+    let ran = host.run();
+    assert_eq!(ran.code, Some(0), "{}", ran.all());
+    assert_eq!(
+        host.calls(),
+        [
+            &STARTED[..],
+            &STARTED[..1],
+            &[
+                "systemctl daemon-reload",
+                "systemd-run --no-block --collect --unit=vgpu-firstboot-upgrade /usr/local/sbin/vgpu-firstboot upgrade",
+            ],
+        ]
+        .concat()
+    );
+    assert!(
+        ran.all().contains("started `vgpu-firstboot upgrade`"),
+        "{}",
+        ran.all()
+    );
+}
+
 #[test]
 fn installs_the_trusted_keys_of_a_signed_bundle() {
     let host = Host::new();

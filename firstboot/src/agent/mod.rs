@@ -14,3 +14,4 @@ pub(crate) mod shown;
 pub mod steps;
 pub mod summary;
 pub mod undo;
+pub mod upgrade;

@@ -112,12 +112,27 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         return Ok(RunEnd::Done);
     }
     let (plan, plan_sha, plan_size) = read_plan(root)?;
-    let (mut store, mut st) = StateStore::open_locked(root)?;
+    let (mut store, st) = StateStore::open_locked(root)?;
     for note in store.take_notes() {
         errln!("vgpu-firstboot: {note}");
     }
+    run_locked(root, runner, (&plan, &plan_sha, plan_size), &mut store, st)
+}
+
+/// [`run`] past its start: the plan read (`plan`, its sha256 and size) and
+/// the state store locked (`store`, holding `st`). `upgrade` comes in here
+/// with the state it has just bound to the new plan, without letting the
+/// lock go in between.
+pub(crate) fn run_locked(
+    root: &Path,
+    runner: &mut dyn Runner,
+    (plan, plan_sha, plan_size): (&Plan, &str, u64),
+    store: &mut StateStore,
+    mut st: State,
+) -> Result<RunEnd, RunError> {
     let machine_id = state::read_machine_id(root)?;
-    store.bind(&mut st, &plan, &plan_sha, &machine_id)?;
+    // A state bound to another plan: its error names `upgrade`.
+    store.bind(&mut st, plan, plan_sha, &machine_id)?;
     let boot_id = state::read_boot_id(root)?;
     let new_boot = st.current_boot() != Some(boot_id.as_str());
     store.apply(&mut st, Event::Booted(boot_id))?;
@@ -125,7 +140,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         // Done, but the power went before the marker and the link: seal.
         Status::Done => {
             let facts = facts::Facts::default();
-            let mut host = Host::new(root, runner, &plan, &facts);
+            let mut host = Host::new(root, runner, plan, &facts);
             seal(&mut host).map_err(|e| RunError(e.reason))?;
             progress::publish(&mut host, &st);
             return Ok(RunEnd::Done);
@@ -146,14 +161,14 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
         Status::NotStarted | Status::InProgress => {}
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
-    let mut host = Host::new(root, runner, &plan, &facts);
+    let mut host = Host::new(root, runner, plan, &facts);
     // The run starts phase 1, or phase 2 after the agent's reboot.
     let mut phase = progress::phase(&st);
     progress::publish(&mut host, &st);
-    if let Some(end) = bundle_gate(&mut host, &mut store, &mut st, &plan_sha, plan_size)? {
+    if let Some(end) = bundle_gate(&mut host, store, &mut st, plan_sha, plan_size)? {
         return Ok(end);
     }
-    if let Some(end) = host_gate(&mut host, &mut store, &mut st)? {
+    if let Some(end) = host_gate(&mut host, store, &mut st)? {
         return Ok(end);
     }
     for step in &plan.steps {
@@ -188,7 +203,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
                 store.apply(&mut st, Event::Complete(id.to_owned()))?;
             }
             Ok(StepOutcome::Reboot(why)) => {
-                return reboot(&mut host, &mut store, &mut st, id, why);
+                return reboot(&mut host, store, &mut st, id, why);
             }
             Ok(StepOutcome::NeedsOperator(action)) => {
                 host.note(format!("step {id} needs an operator: {action}"));
@@ -196,7 +211,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
                 progress::publish(&mut host, &st);
                 return Ok(RunEnd::NeedsOperator(action));
             }
-            Err(e) => return fail(&mut host, &mut store, &mut st, id, e),
+            Err(e) => return fail(&mut host, store, &mut st, id, e),
         }
     }
     store.apply(&mut st, Event::Finish)?;

@@ -15,6 +15,7 @@ mod retry;
 mod run;
 mod status;
 mod undo;
+mod upgrade;
 
 pub use dry_run::dry_run;
 pub use facts::facts;
@@ -23,6 +24,7 @@ pub use retry::retry;
 pub use run::run;
 pub use status::status;
 pub use undo::undo;
+pub use upgrade::upgrade;
 
 /// Prints `error` the way every command reports a failure, and returns 1.
 fn fail(error: impl std::fmt::Display) -> u8 {

@@ -17,17 +17,22 @@ pub fn run(root: &Path) -> u8 {
         Err(e) => return super::fail(e),
     };
     match run::run(&root, &mut SystemRunner::default()) {
-        Ok(end) => {
-            outln!("vgpu-firstboot: {end}");
-            if matches!(end, RunEnd::Done) {
-                crate::agent::summary::print(&root);
-            }
-            match end {
-                RunEnd::Done | RunEnd::Rebooting(_) => 0,
-                RunEnd::Failed(_) => 1,
-                RunEnd::NeedsOperator(_) => 2,
-            }
-        }
+        Ok(end) => ended(&root, "", &end),
         Err(e) => super::fail(e),
+    }
+}
+
+/// Prints how a run ended (`what` before it: "" or "upgrade: ") and the
+/// summary when done; the exit code. Shared with `upgrade`.
+pub(super) fn ended(root: &Path, what: &str, end: &RunEnd) -> u8 {
+    outln!("vgpu-firstboot: {what}{end}");
+    match end {
+        RunEnd::Done => {
+            crate::agent::summary::print(root);
+            0
+        }
+        RunEnd::Rebooting(_) => 0,
+        RunEnd::Failed(_) => 1,
+        RunEnd::NeedsOperator(_) => 2,
     }
 }

@@ -37,6 +37,7 @@ mod store;
 
 pub use codec::to_toml as encode;
 pub use found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found, Installed, found};
+pub(crate) use render::status_name;
 pub use render::{
     EventReport, JSON_SCHEMA, StatusReport, StepReport, exit_code, found_report,
     render_found_human, render_found_json, render_human, render_json, utc,
@@ -363,7 +364,7 @@ pub enum StateError {
     },
     /// The state was written for another plan.
     #[error(
-        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); remove it to run the new plan from the first step",
+        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived), or remove it to run the new plan from the first step",
         path.display()
     )]
     OtherPlan {

@@ -35,7 +35,7 @@ pub fn exit_code(state: &State) -> i32 {
     }
 }
 
-fn status_name(status: &Status) -> &'static str {
+pub(crate) fn status_name(status: &Status) -> &'static str {
     match status {
         Status::NotStarted => "not-started",
         Status::InProgress => "in-progress",
@@ -151,7 +151,7 @@ pub fn render_found_human(found: &Found) -> String {
             layout::absolute(layout::PLAN_FILE)
         ),
         Found::NewPlan(st, sha) => format!(
-            "vgpu-firstboot: NEW PLAN, not run\n  the installed plan (sha256 {sha}) is not the one {} records; it has not run\n  next: move that file aside to run it from the first step\nthe earlier plan's state:\n{}",
+            "vgpu-firstboot: NEW PLAN, not run\n  the installed plan (sha256 {sha}) is not the one {} records; it has not run\n  next: `vgpu-firstboot upgrade` once the earlier plan is done or failed (it archives that state and applies the difference); or move that file aside to run the new plan from the first step\nthe earlier plan's state:\n{}",
             layout::absolute(layout::STATE_FILE),
             render_human(st)
         ),

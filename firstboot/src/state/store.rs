@@ -212,6 +212,27 @@ impl StateStore {
         Ok(())
     }
 
+    /// Replaces `state` with a fresh one bound to `plan` (see [`Self::bind`]),
+    /// its event log starting with `why`, in one atomic save: `upgrade`'s
+    /// switch from an earlier plan's state (archived first) to the new one.
+    pub fn start_over(
+        &mut self,
+        state: &mut State,
+        plan: &Plan,
+        plan_sha256: &str,
+        machine_id: &str,
+        why: String,
+    ) -> Result<(), StateError> {
+        let mut fresh = State::BLANK;
+        fresh.events.push(super::LogEntry {
+            at: self.clock.now(),
+            what: why,
+        });
+        self.bind(&mut fresh, plan, plan_sha256, machine_id)?;
+        *state = fresh;
+        Ok(())
+    }
+
     /// Applies `event` ([`State::next`]) and saves the result; `state` is
     /// updated only once the new state is on disk. An illegal event changes
     /// nothing.

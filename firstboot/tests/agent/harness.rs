@@ -44,7 +44,12 @@ pub const TEXTFILE: &str = "var/lib/prometheus/node-exporter/vgpu-firstboot.prom
 /// `PATH` inside the root.
 pub const PATH: &str = "/vgpu-test/stubs:/vgpu-test/bin";
 
-/// Stand-ins: each logs `name args` to $VGPU_TEST_LOG; some answer.
+/// The unlock library a bundle of an unlock plan carries, unless the test
+/// lays another ([`SimHost::lay_bundle`]).
+pub const STAND_IN_LIBRARY: &[u8] = b"stand-in unlock library\n";
+
+/// Stand-ins: each logs `name args` to $VGPU_TEST_LOG; some answer
+/// (`systemctl is-enabled U` succeeds only for a unit in $VGPU_TEST_ENABLED).
 const STUB: &str = r#"#!/bin/sh
 name=$(basename "$0")
 if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
@@ -61,7 +66,8 @@ case " ${VGPU_TEST_FAIL:-} " in
 esac
 case "$name $1" in
   "dpkg-query "*) exit 1 ;;
-  "systemctl is-enabled"|"systemctl is-active") exit 1 ;;
+  "systemctl is-enabled") case " ${VGPU_TEST_ENABLED:-} " in *" $2 "*) exit 0 ;; esac; exit 1 ;;
+  "systemctl is-active") exit 1 ;;
   "mdevctl types") echo "0000:01:00.0"; echo "  nvidia-222"; echo "    Name: GRID T4-1Q" ;;
   "nvidia-smi vgpu") echo "GPU 00000000:01:00.0" ;;
   "mokutil --test-key") echo "not enrolled"; exit 1 ;;
@@ -266,7 +272,7 @@ impl SimHost {
         assert!(st.success());
         let host = SimHost { dir, boots: 1 };
         host.install_tools();
-        host.install_bundle(plan, edit);
+        host.install_bundle(plan, edit, STAND_IN_LIBRARY);
         host
     }
 
@@ -311,6 +317,14 @@ impl SimHost {
                 && !own(k, layout::STATE_DIR)
         });
         out
+    }
+
+    /// Lays the bundle of golden plan `plan` (changed by `edit`, with
+    /// `library` as its unlock library) over the root, as `vgpu-bake
+    /// install` lays a newer bundle over a provisioned host: its files
+    /// replace the ones of the same name, the rest stays.
+    pub fn lay_bundle(&self, plan: &str, edit: impl FnOnce(&mut Plan), library: &[u8]) {
+        self.install_bundle(plan, edit, library);
     }
 
     /// This machine's real `wget` in the root's `/vgpu-test/bin` (on the
@@ -372,7 +386,7 @@ impl SimHost {
         }
     }
 
-    fn install_bundle(&self, plan_name: &str, edit: impl FnOnce(&mut Plan)) {
+    fn install_bundle(&self, plan_name: &str, edit: impl FnOnce(&mut Plan), library: &[u8]) {
         let root = self.root();
         let text = fs::read_to_string(
             workspace()
@@ -384,9 +398,12 @@ impl SimHost {
         edit(&mut plan);
         let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
         if let Some(d) = plan.driver.as_mut() {
-            let bytes =
-                fs::read(workspace().join("data/demo/vgpu-bake-demo-driver-1.0-vgpu-kvm.run"))
-                    .unwrap();
+            // The demo installer the plan names (1.0 or 1.1), from data/demo/;
+            // the 1.0 one stands in for an NVIDIA installer.
+            let demo = workspace().join("data/demo");
+            let bytes = fs::read(demo.join(&d.filename))
+                .or_else(|_| fs::read(demo.join("vgpu-bake-demo-driver-1.0-vgpu-kvm.run")))
+                .unwrap();
             let rel = format!("driver/{}", d.filename);
             d.sha256 = sha256(&bytes).parse().unwrap();
             d.size = bytes.len() as u64;
@@ -408,7 +425,7 @@ impl SimHost {
             );
         }
         if let Some(u) = plan.unlock.as_mut() {
-            let bytes = b"stand-in unlock library\n".to_vec();
+            let bytes = library.to_vec();
             u.library.sha256 = sha256(&bytes).parse().unwrap();
             u.library.size = bytes.len() as u64;
             files.insert(
@@ -446,6 +463,7 @@ impl SimHost {
         }
         let link = root.join(layout::UNIT_WANTS_LINK);
         fs::create_dir_all(link.parent().unwrap()).unwrap();
+        let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(layout::UNIT_WANTS_TARGET, link).unwrap();
     }
 
@@ -480,6 +498,7 @@ impl SimHost {
             .env("VGPU_DEMO_LOG", format!("{TEST_DIR}/demo-installer.log"))
             .env_remove("VGPU_DEMO_PREFIX")
             .env_remove("VGPU_TEST_MOUNTINFO")
+            .env_remove("VGPU_TEST_ENABLED")
             .env_remove("VGPU_FIRSTBOOT_FAULT");
         for (k, v) in env {
             cmd.env(k, v);

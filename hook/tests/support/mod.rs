@@ -85,6 +85,13 @@ echo "systemctl stand-in: unexpected arguments: $*" >&2
 exit 99
 "#;
 
+const SYSTEMD_RUN: &str = r#"#!/bin/sh
+echo "systemd-run $*" >> "$VGPU_TEST_LOG"
+[ "$*" = "--no-block --collect --unit=vgpu-firstboot-upgrade /usr/local/sbin/vgpu-firstboot upgrade" ] && exit 0
+echo "systemd-run stand-in: unexpected arguments: $*" >&2
+exit 99
+"#;
+
 /// "Mounts" the device by copying the directory the by-label link points
 /// to (a stick's contents) into the mount point.
 const MOUNT: &str = r#"#!/bin/sh
@@ -149,6 +156,7 @@ impl Host {
         fs::create_dir_all(&bin).unwrap();
         for (name, text) in [
             ("systemctl", SYSTEMCTL),
+            ("systemd-run", SYSTEMD_RUN),
             ("mount", MOUNT),
             ("umount", UMOUNT),
         ] {

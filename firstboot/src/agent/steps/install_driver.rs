@@ -7,7 +7,7 @@ use super::payload_paths::payload_rel;
 use super::signing_key;
 use crate::agent::fault::fault;
 use crate::agent::host::{Host, StepError, StepOutcome};
-use crate::agent::journal::Change;
+use crate::agent::journal::{Change, Journal, Record};
 use crate::agent::shown::shown;
 use crate::runner::CommandSpec;
 
@@ -156,6 +156,9 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             )),
         }
     } else {
+        // An upgrade: another driver installed by an earlier plan goes
+        // first, with its own uninstaller.
+        remove_other_driver(host, &d.version)?;
         host.write_atomic(&intent, stamp.as_bytes(), 0o644)?;
     }
     // Journaled first: undo and upgrade remove it with its own uninstaller,
@@ -183,6 +186,74 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     fault("install-driver", "installer-ran");
     host.note(format!("installed the vGPU host driver {}", d.version));
     record_installed(host, &marker, &intent, &stamp)
+}
+
+/// The drivers an earlier plan installed that are not `version`, as
+/// `(version, tool)`: the journal's driver records, and the marker's
+/// version with this plan's tool (a host provisioned before the journal).
+/// Pure.
+pub(crate) fn other_drivers(
+    journal: &Journal,
+    marker: Option<&str>,
+    tool: &str,
+    version: &str,
+) -> Vec<(String, String)> {
+    let from_journal = journal.records.iter().filter_map(|r| match r {
+        Record::Change(Change::Driver { version, tool }) => Some((version.as_str(), tool.as_str())),
+        _ => None,
+    });
+    let from_marker = marker
+        .and_then(|m| m.split_whitespace().nth(1))
+        .map(|v| (v, tool));
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (v, t) in from_journal.chain(from_marker) {
+        if v != version && !found.iter().any(|(fv, ft)| fv == v && ft == t) {
+            found.push((v.to_owned(), t.to_owned()));
+        }
+    }
+    found
+}
+
+/// Removes a driver an earlier plan installed whose version is not
+/// `version`: its installed tool, asked with `--version`, must still report
+/// it; then `tool --uninstall -s`. Crash-safe: once it has run the tool is
+/// gone (or reports another version), so a run cut between the uninstall
+/// and the install goes straight to the install.
+fn remove_other_driver(host: &mut Host, version: &str) -> Result<(), StepError> {
+    let journal = Journal::read(&host.fs()?)?;
+    let marker = host.read_opt(&format!(
+        "{}/driver-installed",
+        vgpu_plan::layout::STATE_DIR
+    ))?;
+    for (old, tool) in other_drivers(&journal, marker.as_deref(), installed_tool(host), version) {
+        if host.fs()?.metadata(&tool).ok().flatten().is_none() {
+            continue;
+        }
+        let program = host.path(&tool)?.to_string_lossy().into_owned();
+        let spec = host.command(&program, &["--version"], "see which driver is installed");
+        let out = host.run_status(&spec)?;
+        if !out.success() || !out.stdout_tail.split_whitespace().any(|w| w == old) {
+            continue;
+        }
+        let spec = host.command(
+            &program,
+            &["--uninstall", "-s"],
+            &format!("remove the driver {old} of the earlier plan before installing {version}"),
+        );
+        host.run(spec).map_err(|e| StepError {
+            reason: format!(
+                "uninstalling the earlier driver {old}: {}; look at the installer's log, remove it by hand if need be, then `vgpu-firstboot retry`",
+                e.reason
+            ),
+            ..e
+        })?;
+        fault("install-driver", "uninstalled");
+        host.note(format!(
+            "removed the earlier vGPU host driver {old} with {} --uninstall",
+            shown(&tool)
+        ));
+    }
+    Ok(())
 }
 
 /// Flushes the driver's files and writes the durable marker. The installer
@@ -216,4 +287,46 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         spec.command_line(),
         spec.why
     )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_drivers_come_from_the_journal_and_the_marker() {
+        let tool = "usr/lib/vgpu-demo/nvidia-installer";
+        let driver = |v: &str| {
+            Record::Change(Change::Driver {
+                version: v.into(),
+                tool: tool.into(),
+            })
+        };
+        let journal = Journal {
+            records: vec![driver("1.0-demo"), driver("1.1-demo")],
+        };
+        assert_eq!(
+            other_drivers(&journal, Some("abc 1.0-demo\n"), tool, "1.1-demo"),
+            [("1.0-demo".to_string(), tool.to_string())]
+        );
+        assert!(other_drivers(&journal, None, tool, "9").len() == 2);
+        assert!(
+            other_drivers(
+                &Journal::default(),
+                Some("abc 1.1-demo\n"),
+                tool,
+                "1.1-demo"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            other_drivers(
+                &Journal::default(),
+                Some("abc 550.1\n"),
+                "usr/bin/nvidia-installer",
+                "550.2"
+            ),
+            [("550.1".to_string(), "usr/bin/nvidia-installer".to_string())]
+        );
+    }
 }

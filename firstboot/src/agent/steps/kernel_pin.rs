@@ -7,7 +7,7 @@ use super::commands::run_or;
 use super::dpkg::{install, installed_version};
 use super::pinned_kernel::{PIN_FILE, read_pin};
 use crate::agent::host::{Host, StepError, StepOutcome};
-use crate::agent::journal::Change;
+use crate::agent::journal::{Change, Journal, Record};
 use crate::runner::TAIL_BYTES;
 use vgpu_plan::plan::KernelPin;
 
@@ -206,10 +206,14 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let previous = read_pin(host)?;
     if previous.as_deref() != Some(version.as_str()) {
         // Journaled first: the pin file the command writes, and the pin.
+        // An upgrade re-pins: the record keeps the pin from before the
+        // agent's first one (the journal's first kernel-pin record), not
+        // the earlier plan's, so undo goes back to the host as it was.
         host.touch(PIN_FILE)?;
+        let journal = Journal::read(&host.fs()?)?;
         host.record(Change::KernelPin {
             version: version.clone(),
-            previous,
+            previous: pin_before_agent(&journal).unwrap_or(previous),
         })?;
         let why = format!("boot kernel {version} from now on: {}", pin.reason);
         let spec = host.command("proxmox-boot-tool", &["kernel", "pin", &version], &why);
@@ -224,6 +228,15 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         pin.reason
     ));
     Ok(StepOutcome::Done)
+}
+
+/// The pin before the agent's first one, when the journal records one:
+/// `Some(previous)` of its first kernel-pin record. Pure.
+pub(crate) fn pin_before_agent(journal: &Journal) -> Option<Option<String>> {
+    journal.records.iter().find_map(|r| match r {
+        Record::Change(Change::KernelPin { previous, .. }) => Some(previous.clone()),
+        _ => None,
+    })
 }
 
 /// The signed or unsigned kernel package of `version` is installed.
@@ -342,6 +355,29 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_second_pin_keeps_the_pin_from_before_the_agent() {
+        use super::{Change, Journal, Record, pin_before_agent};
+        let pin = |v: &str, p: Option<&str>| {
+            Record::Change(Change::KernelPin {
+                version: v.into(),
+                previous: p.map(Into::into),
+            })
+        };
+        assert_eq!(pin_before_agent(&Journal::default()), None);
+        let j = Journal {
+            records: vec![
+                pin("6.8.12-4-pve", Some("6.5.13-6-pve")),
+                pin("6.14.11-1-pve", Some("6.8.12-4-pve")),
+            ],
+        };
+        assert_eq!(pin_before_agent(&j), Some(Some("6.5.13-6-pve".into())));
+        let j = Journal {
+            records: vec![pin("6.8.12-4-pve", None)],
+        };
+        assert_eq!(pin_before_agent(&j), Some(None));
+    }
+
     use super::*;
 
     #[test]
