@@ -11,6 +11,7 @@
 
 use super::commands::run_or;
 use super::dls_check::{is_ip, private_dir, wait_healthy};
+use super::openssl_files::{make_files, tmp_of};
 use super::payload_paths::payload_rel;
 use super::systemd_units::enable_now;
 use crate::agent::host::{Host, StepError};
@@ -141,52 +142,6 @@ pub(super) fn loaded_ref(stdout: &str) -> Option<String> {
         let first = rest.split(',').next()?.trim();
         (!first.is_empty() && !first.starts_with('-')).then(|| first.to_owned())
     })
-}
-
-/// The temporary name `openssl` writes `rel` under (root-relative), and
-/// that path as the command sees it.
-fn tmp_of(host: &Host, rel: &str) -> Result<(String, String), StepError> {
-    let tmp = format!(
-        "{}/.{}.tmp",
-        lp::CERT_DIR,
-        rel.rsplit('/').next().unwrap_or(rel)
-    );
-    let shown = host.path(&tmp)?.to_string_lossy().into_owned();
-    Ok((tmp, shown))
-}
-
-/// Runs `openssl ARGS` to make `outs` (root-relative, under the
-/// certificate directory), which ARGS name by their [`tmp_of`] paths: each
-/// is made under its temporary name and renamed once all exist, so a power
-/// cut never leaves half a key in place.
-fn make_files(
-    host: &mut Host,
-    outs: &[(&str, u32)],
-    args: &[&str],
-    why: &str,
-) -> Result<(), StepError> {
-    let root = host.fs()?;
-    for (rel, _) in outs {
-        let (tmp, _) = tmp_of(host, rel)?;
-        host.touch(&tmp)?;
-        host.touch(rel)?;
-        let _ = root.remove_file(&tmp);
-    }
-    let spec = host.command("openssl", args, why);
-    run_or(host, spec, "check that openssl is installed")?;
-    for (rel, mode) in outs {
-        let (tmp, _) = tmp_of(host, rel)?;
-        root.set_mode(&tmp, *mode)
-            .and_then(|()| root.rename(&tmp, rel))
-            .map_err(|e| {
-                StepError::new(format!(
-                    "openssl did not leave {} as expected ({}); retry",
-                    e.path.display(),
-                    e.source
-                ))
-            })?;
-    }
-    Ok(())
 }
 
 /// The TLS key and certificate (for `address` and 127.0.0.1) and the

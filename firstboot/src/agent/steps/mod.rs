@@ -51,6 +51,7 @@ mod fastapi_dls;
 mod file_ops;
 mod guest_scripts;
 mod iommu_args;
+mod openssl_files;
 mod payload_paths;
 mod pinned_kernel;
 mod signing_key;

@@ -14,6 +14,7 @@
 use super::commands::run_or;
 use super::dpkg::{install, installed_version};
 use super::file_ops::ops_lines;
+use super::openssl_files::{make_files, tmp_of};
 use super::signing_key::{DER, KEY, KEY_DIR};
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::edits::{FileOp, owned_header, write_if_changed};
@@ -90,15 +91,11 @@ fn ensure_key(host: &mut Host) -> Result<(), StepError> {
     let root = host.fs()?;
     root.create_dir_all(KEY_DIR, 0o700)?;
     root.set_mode(KEY_DIR, 0o700)?;
-    let tmp_key_rel = format!("{KEY_DIR}/.module-signing.key.tmp");
-    let tmp_der_rel = format!("{KEY_DIR}/.module-signing.der.tmp");
-    let tmp_key = host.path(&tmp_key_rel)?;
-    let tmp_der = host.path(&tmp_der_rel)?;
-    let _ = root.remove_file(&tmp_key_rel);
-    let _ = root.remove_file(&tmp_der_rel);
-    let (k, d) = (tmp_key.to_string_lossy(), tmp_der.to_string_lossy());
-    let spec = host.command(
-        "openssl",
+    let (_, k) = tmp_of(host, KEY)?;
+    let (_, d) = tmp_of(host, DER)?;
+    make_files(
+        host,
+        &[(KEY, 0o600), (DER, 0o644)],
         &[
             "req",
             "-new",
@@ -118,19 +115,7 @@ fn ensure_key(host: &mut Host) -> Result<(), StepError> {
             &d,
         ],
         "make this host's module signing key (made on the host, never baked)",
-    );
-    run_or(host, spec, "check that openssl is installed")?;
-    for (tmp, mode, rel) in [(&tmp_key_rel, 0o600, KEY), (&tmp_der_rel, 0o644, DER)] {
-        root.set_mode(tmp, mode)
-            .and_then(|()| root.rename(tmp, rel))
-            .map_err(|e| {
-                StepError::new(format!(
-                    "openssl did not leave {} as expected ({}); retry",
-                    e.path.display(),
-                    e.source
-                ))
-            })?;
-    }
+    )?;
     host.note(format!("made the module signing key {}", absolute(KEY)));
     Ok(())
 }
