@@ -43,8 +43,9 @@ const READ_LIMIT: u64 = 64 << 20;
 /// A change made by a command rather than by a file write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A Debian package the agent installed (it was not installed before).
-    /// Undo: `apt-get purge`.
+    /// A Debian package the agent installed (it was not installed before):
+    /// one it asked for (recorded before the install) or a dependency apt
+    /// pulled in (from dpkg's log, after). Undo: `apt-get purge`.
     Package(String),
     /// The vGPU host driver `version`, installed by the installer whose
     /// installed tool is `tool` (root-relative; `tool --uninstall -s`

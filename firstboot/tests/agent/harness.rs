@@ -118,7 +118,15 @@ case " ${VGPU_TEST_CRASH_IN:-} " in
     fi ;;
 esac
 db=/var/lib/dpkg/status
-add() { grep -q "^$1 " "$db" || echo "$1 $2" >>"$db"; }
+log=/var/log/dpkg.log
+# dpkg's log, when there is one, gets a line per package newly installed;
+# mdevctl pulls in a dependency, as apt would.
+add() {
+  grep -q "^$1 " "$db" && return 0
+  echo "$1 $2" >>"$db"
+  [ ! -e "$log" ] || echo "2026-12-03 06:00:00 install $1:amd64 <none> $2" >>"$log"
+  [ "$1" != mdevctl ] || add libmdevctl-dep-stand-in 1.0
+}
 case "$name $1" in
   "apt-get install")
     shift; skip=no
@@ -158,6 +166,8 @@ exit 0
 
 /// dpkg's record of installed packages, as [`STATEFUL`] keeps it.
 pub const PACKAGE_DB: &str = "var/lib/dpkg/status";
+/// dpkg's log, where [`STATEFUL`] adds a line per package it installs.
+pub const DPKG_LOG: &str = "var/log/dpkg.log";
 
 /// busybox applets the stand-ins, the demo driver installer and the agent
 /// (`sync`) run.
@@ -284,6 +294,9 @@ impl SimHost {
         fs::create_dir_all(db.parent().unwrap()).unwrap();
         let text: String = installed.iter().map(|l| format!("{l}\n")).collect();
         fs::write(&db, text).unwrap();
+        let log = self.root().join(DPKG_LOG);
+        fs::create_dir_all(log.parent().unwrap()).unwrap();
+        fs::write(&log, "").unwrap();
         for s in ["apt-get", "dpkg-query", "proxmox-boot-tool"] {
             write_exec(&self.test_path("stubs").join(s), STATEFUL);
         }
