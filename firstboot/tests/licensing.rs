@@ -113,6 +113,20 @@ fn fastapi() -> Env {
     env
 }
 
+/// [`fastapi`] on a host whose keys an earlier run made.
+fn fastapi_with_keys() -> Env {
+    let mut env = fastapi();
+    for f in [
+        "webserver.key",
+        "webserver.crt",
+        "instance.private.pem",
+        "instance.public.pem",
+    ] {
+        env.write(&format!("{}/{f}", lp::CERT_DIR), "made earlier");
+    }
+    env
+}
+
 fn tag(env: &Env) -> String {
     let sha = env
         .plan
@@ -151,15 +165,7 @@ fn fastapi_dls_stops_when_openssl_leaves_no_key() {
 
 #[test]
 fn fastapi_dls_runs_in_order_and_then_changes_nothing() {
-    let mut env = fastapi();
-    for f in [
-        "webserver.key",
-        "webserver.crt",
-        "instance.private.pem",
-        "instance.public.pem",
-    ] {
-        env.write(&format!("{}/{f}", lp::CERT_DIR), "made earlier");
-    }
+    let mut env = fastapi_with_keys();
     let tag = tag(&env);
     env.runner
         .respond_once("/usr/bin/podman", &["image", "exists"], Response::exit(1))
@@ -279,15 +285,7 @@ fn fastapi_dls_times_out_naming_the_unit() {
         assert!(text.contains("1 passed"), "{text}");
         return;
     }
-    let mut env = fastapi();
-    for f in [
-        "webserver.key",
-        "webserver.crt",
-        "instance.private.pem",
-        "instance.public.pem",
-    ] {
-        env.write(&format!("{}/{f}", lp::CERT_DIR), "made earlier");
-    }
+    let mut env = fastapi_with_keys();
     env.runner
         .respond(
             "/usr/bin/podman",
