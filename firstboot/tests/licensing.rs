@@ -115,7 +115,7 @@ fn fastapi() -> Env {
 
 /// [`fastapi`] on a host whose keys an earlier run made.
 fn fastapi_with_keys() -> Env {
-    let mut env = fastapi();
+    let env = fastapi();
     for f in [
         "webserver.key",
         "webserver.crt",
