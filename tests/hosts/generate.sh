@@ -98,6 +98,29 @@ default_grub() {
         'GRUB_CMDLINE_LINUX_DEFAULT="quiet"' 'GRUB_CMDLINE_LINUX=""'
 }
 
+# grub_cfg TITLE KERNEL ROOT: /boot/grub/grub.cfg as update-grub writes it
+# (abridged: the header's one-shot logic, 10_linux's entry and submenu,
+# 30_uefi-firmware), for the agent's trial boot to find the default entry.
+grub_cfg() {
+    local id=gnulinux-simple-fixture
+    put boot/grub/grub.cfg \
+        '### BEGIN /etc/grub.d/00_header ###' \
+        'if [ -s $prefix/grubenv ]; then' '  set have_grubenv=true' '  load_env' 'fi' \
+        'if [ "${next_entry}" ] ; then' '   set default="${next_entry}"' '   set next_entry=' \
+        '   save_env next_entry' '   set boot_once=true' 'else' '   set default="0"' 'fi' \
+        'function load_video {' '  insmod all_video' '}' \
+        '### BEGIN /etc/grub.d/10_linux ###' \
+        "menuentry '$1' --class debian --class gnu-linux --class os \$menuentry_id_option '$id' {" \
+        '	load_video' '	insmod gzio' "	echo	'Loading Linux $2 ...'" \
+        "	linux	/boot/vmlinuz-$2 root=$3 ro  quiet" \
+        "	echo	'Loading initial ramdisk ...'" "	initrd	/boot/initrd.img-$2" '}' \
+        "submenu 'Advanced options for $1' \$menuentry_id_option 'gnulinux-advanced-fixture' {" \
+        "	menuentry '$1, with Linux $2' --class os \$menuentry_id_option 'gnulinux-$2-advanced-fixture' {" \
+        "		linux	/boot/vmlinuz-$2 root=$3 ro  quiet" "		initrd	/boot/initrd.img-$2" '	}' '}' \
+        '### BEGIN /etc/grub.d/30_uefi-firmware ###' \
+        "menuentry 'UEFI Firmware Settings' \$menuentry_id_option 'uefi-firmware' {" '	fwsetup' '}'
+}
+
 ids() { # MACHINE_ID BOOT_ID
     put etc/machine-id "$1"
     put proc/sys/kernel/random/boot_id "$2"
@@ -117,6 +140,7 @@ host_debian_plain() {
     os_release bookworm 12
     default_grub
     kernel 6.1.0-28-amd64 "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=3f1c0a52-7e4b-4d8e-9a51-0c2b6f5d9e11 ro quiet"
+    grub_cfg "Debian GNU/Linux" 6.1.0-28-amd64 UUID=3f1c0a52-7e4b-4d8e-9a51-0c2b6f5d9e11
     put proc/mounts "sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0" \
         "/dev/sda1 / ext4 rw,relatime,errors=remount-ro 0 0"
     ids 0f3e8a1b2c4d4e6f8a9b0c1d2e3f4a5b 7d2f1e6a-3b4c-4d5e-8f90-a1b2c3d4e5f6
@@ -133,6 +157,7 @@ host_pve8_grub() {
     default_grub
     efivar_secureboot 0
     kernel 6.8.12-9-pve "BOOT_IMAGE=/boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet"
+    grub_cfg "Proxmox VE GNU/Linux" 6.8.12-9-pve /dev/mapper/pve-root
     put proc/mounts "proc /proc proc rw,relatime 0 0" \
         "/dev/mapper/pve-root / ext4 rw,relatime,errors=remount-ro 0 0"
     ids 5a1d2c3b4e5f40718293a4b5c6d7e8f9 0b7c6d5e-4f3a-4b2c-9d1e-0f9e8d7c6b5a
@@ -179,6 +204,7 @@ host_pve8_two_gpus() {
     default_grub
     efivar_secureboot 0
     kernel 6.8.12-9-pve "BOOT_IMAGE=/boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt"
+    grub_cfg "Proxmox VE GNU/Linux" 6.8.12-9-pve /dev/mapper/pve-root
     put proc/mounts "/dev/mapper/pve-root / ext4 rw,relatime,errors=remount-ro 0 0"
     ids 1234567890abcdef1234567890abcdef 2468ace0-1357-4bdf-8ace-0123456789ab
     module vfio_pci
@@ -195,6 +221,7 @@ host_vm_no_iommu() {
     os_release bookworm 12
     default_grub
     kernel 6.1.0-28-amd64 "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro console=ttyS0"
+    grub_cfg "Debian GNU/Linux" 6.1.0-28-amd64 /dev/vda1
     put proc/mounts "/dev/vda1 / ext4 rw,relatime 0 0"
     ids 00112233445566778899aabbccddeeff 13572468-9abc-4def-8123-456789abcdef
     module nouveau

@@ -13,5 +13,6 @@ pub mod seal;
 pub(crate) mod shown;
 pub mod steps;
 pub mod summary;
+pub mod trial;
 pub mod undo;
 pub mod upgrade;

@@ -162,6 +162,12 @@ pub(crate) fn run_locked(
     }
     let facts = facts::read_facts(root).map_err(|e| RunError(e.to_string()))?;
     let mut host = Host::new(root, runner, plan, &facts);
+    // A trial boot (agent/trial) running now is recorded before any step:
+    // a power cut later in this boot must not make it look like a trial
+    // that never came up.
+    if let Err(e) = steps::observe_trial(&mut host) {
+        host.note(format!("warning: trial boot record: {}", e.reason));
+    }
     // The run starts phase 1, or phase 2 after the agent's reboot.
     let mut phase = progress::phase(&st);
     progress::publish(&mut host, &st);
@@ -196,7 +202,10 @@ pub(crate) fn run_locked(
             // One reboot is what the plan needs. If the system still lacks
             // something after the agent's reboot, another one will not fix
             // it: carry on, and verify-reboot fails with what is missing.
-            Ok(StepOutcome::Reboot(why)) if st.reboots > 0 => {
+            // verify-reboot's own requests (into a default committed for a
+            // trial that came up before a power cut, or a trial again after
+            // `retry`) are bounded by its trial record and the plan's cap.
+            Ok(StepOutcome::Reboot(why)) if st.reboots > 0 && step.kind == StepKind::Reboot => {
                 host.note(format!(
                     "already rebooted once and still: {why}; not rebooting again"
                 ));

@@ -31,6 +31,9 @@ pub fn status(root: &Path, json: bool, wait: Option<Duration>) -> u8 {
                 {
                     crate::agent::summary::print(root);
                 }
+                if let Some(t) = &snap.trial {
+                    outln!("{}", t.status_line());
+                }
                 if let Some(undone) = &snap.undone {
                     outln!(
                         "undone: the plan's changes were reverted by `vgpu-firstboot undo`, and nothing applies it again ({}): {}",

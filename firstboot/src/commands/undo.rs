@@ -8,6 +8,7 @@ use crate::agent::host::{Host, StepError};
 use crate::agent::journal::{JOURNAL_DIR, JOURNAL_FILE, Journal};
 use crate::agent::run::{RunError, load_plan};
 use crate::agent::shown::shown;
+use crate::agent::trial::{TRIAL_FILE, Trial, TrialStatus};
 use crate::agent::undo::{self, Action, UNDONE_JOURNAL, UNDONE_MARKER, Verdict, apply};
 use crate::facts;
 use crate::runner::SystemRunner;
@@ -87,6 +88,23 @@ fn preview(root: &Path) -> Result<String, RunError> {
     for (n, a) in undo::actions(&j).iter().enumerate() {
         out.push_str(&format!("{:>3}. would {}\n", n + 1, a.describe()));
     }
+    if let Some(t) = fs
+        .read_to_string(TRIAL_FILE)
+        .ok()
+        .flatten()
+        .and_then(|t| Trial::from_toml(&t).ok())
+        .filter(Trial::active)
+    {
+        out.push_str(&format!(
+            "  - would remove the trial boot entry ({}){}, before the boot refresh\n",
+            t.describe(),
+            if t.status == TrialStatus::Armed {
+                " and clear its one-shot"
+            } else {
+                ""
+            }
+        ));
+    }
     if fs
         .symlink_metadata(UNIT_WANTS_LINK)
         .ok()
@@ -137,6 +155,12 @@ fn revert(root: &Path) -> Result<Vec<String>, RunError> {
         lines.push(format!("vgpu-firstboot: {line}"));
     }
     let actions = undo::actions(&j);
+    // Before the journal's boot refresh, so `update-grub` drops the entry.
+    crate::agent::steps::undo_trial(&mut host).map_err(|e| {
+        let mut e = step(e);
+        e.0.push_str("\nundo stopped there; fix the cause, then `vgpu-firstboot undo` again (every action is safe to repeat)");
+        e
+    })?;
     apply::execute(&mut host, &actions).map_err(|e| {
         let mut e = step(e);
         e.0.push_str("\nundo stopped there; fix the cause, then `vgpu-firstboot undo` again (every action is safe to repeat)");

@@ -280,7 +280,7 @@ fn grub_cmdline(text: &str) -> String {
 /// single and double quotes, backslashes and `$VAR` / `${VAR}` expansions
 /// are handled, `export` is allowed, command substitutions expand to
 /// nothing. Words after a command name are not assignments.
-fn shell_assignments(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn shell_assignments(text: &str) -> BTreeMap<String, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut vars = BTreeMap::new();
     let mut i = 0;

@@ -79,7 +79,6 @@ pub const STUBS: &[&str] = &[
     "apt-get",
     "apt-cache",
     "dpkg-query",
-    "update-grub",
     "update-initramfs",
     "proxmox-boot-tool",
     "systemctl",
@@ -99,6 +98,78 @@ if [ $# -ne 4 ] || [ "$1" != -f ] || [ "$3 $4" != "Package Version" ] || [ ! -f 
 fi
 exec busybox dpkg-deb -f "$2"
 "#;
+
+/// The boot loader stand-ins of the trial boot, which keep what the real
+/// tools keep and fail (stderr, exit 2) when called in any other way:
+/// `update-grub` writes `/boot/grub/grub.cfg` from the fixture's copy
+/// ([`GRUB_CFG_BASE`]) and the output of every executable `/etc/grub.d`
+/// script; `grub-reboot ID` needs `--id ID` in grub.cfg and sets
+/// `next_entry` in grubenv; `grub-editenv /boot/grub/grubenv unset
+/// next_entry` clears it; `mount -t vfat /dev/disk/by-uuid/U DIR` copies
+/// the simulated ESP `esp/U` into the empty DIR and `umount DIR` copies it
+/// back; `bootctl set-oneshot E` needs `loader/entries/E` on every ESP
+/// (`""` clears) and keeps it in `oneshot`, as the EFI variable would.
+const BOOT_TOOLS: &str = r#"#!/bin/sh
+name=$(basename "$0")
+echo "$name $*" >>"$VGPU_TEST_LOG"
+bad() { echo "$name stand-in: unexpected call: $name $*" >&2; exit 2; }
+case " ${VGPU_TEST_CRASH_IN:-} " in
+  *" $name "*)
+    if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
+      : >"$VGPU_TEST_DIR/crashed-$name"
+      kill -9 "$PPID"; exit 137
+    fi ;;
+esac
+esp=$VGPU_TEST_DIR/esp
+case "$name" in
+  update-grub)
+    [ $# -eq 0 ] || bad
+    cp "$VGPU_TEST_DIR/grub.cfg.base" /boot/grub/grub.cfg || exit 1
+    for s in /etc/grub.d/*; do
+      if [ -f "$s" ] && [ -x "$s" ]; then "$s" >>/boot/grub/grub.cfg || exit 1; fi
+    done ;;
+  grub-reboot)
+    [ $# -eq 1 ] && grep -q -- "--id $1 " /boot/grub/grub.cfg || bad
+    echo "next_entry=$1" >/boot/grub/grubenv ;;
+  grub-editenv)
+    [ $# -eq 3 ] && [ "$1" = /boot/grub/grubenv ] && [ "$2 $3" = "unset next_entry" ] || bad
+    rm -f /boot/grub/grubenv ;;
+  mount)
+    [ $# -eq 4 ] && [ "$1" = -t ] && [ "$2" = vfat ] || bad
+    uuid=${3#/dev/disk/by-uuid/}
+    [ "$uuid" != "$3" ] && [ -d "$esp/$uuid" ] && [ ! -e "$esp/$uuid.mounted" ] || bad
+    [ -d "$4" ] && [ -z "$(ls -A "$4")" ] || bad
+    cp -a "$esp/$uuid/." "$4/" && echo "$4" >"$esp/$uuid.mounted" ;;
+  umount)
+    [ $# -eq 1 ] || bad
+    uuid=
+    for m in "$esp"/*.mounted; do
+      [ -f "$m" ] && [ "$(cat "$m")" = "$1" ] && uuid=$(basename "$m" .mounted)
+    done
+    [ -n "$uuid" ] || bad
+    rm -rf "$esp/$uuid" && cp -a "$1" "$esp/$uuid" && rm -rf "$1" && mkdir "$1" && rm "$esp/$uuid.mounted" ;;
+  bootctl)
+    [ $# -eq 2 ] && [ "$1" = set-oneshot ] || bad
+    if [ -z "$2" ]; then rm -f "$VGPU_TEST_DIR/oneshot"; exit 0; fi
+    for e in "$esp"/*/; do [ -f "$e/loader/entries/$2" ] || bad; done
+    echo "$2" >"$VGPU_TEST_DIR/oneshot" ;;
+  *) bad ;;
+esac
+exit 0
+"#;
+
+/// The boot loader tools [`BOOT_TOOLS`] stands in for.
+pub const BOOT_TOOL_NAMES: &[&str] = &[
+    "update-grub",
+    "grub-reboot",
+    "grub-editenv",
+    "mount",
+    "umount",
+    "bootctl",
+];
+
+/// The fixture's grub.cfg, in the tests' directory: `update-grub`'s base.
+pub const GRUB_CFG_BASE: &str = "grub.cfg.base";
 
 /// The package manager and boot tool stand-ins of [`SimHost::package_db`]:
 /// they keep dpkg's record of installed packages (`name version` lines in
@@ -173,7 +244,7 @@ pub const DPKG_LOG: &str = "var/log/dpkg.log";
 /// (`sync`) run.
 const APPLETS: &[&str] = &[
     "basename", "dirname", "cat", "sleep", "date", "sync", "mkdir", "grep", "cut", "sed", "chmod",
-    "mv", "rm", "cp", "true", "false", "rmdir",
+    "mv", "rm", "cp", "true", "false", "rmdir", "ls", "tail",
 ];
 
 /// Programs of this machine copied into the root with the libraries `ldd`
@@ -260,6 +331,9 @@ pub struct Boots {
 pub struct SimHost {
     pub dir: tempfile::TempDir,
     pub boots: u32,
+    /// A kernel argument whose boot does not come up (panics): a trial boot
+    /// with it is followed by the old default, as after a power cycle.
+    pub failing_arg: Option<String>,
 }
 
 impl SimHost {
@@ -280,7 +354,11 @@ impl SimHost {
             .status()
             .unwrap();
         assert!(st.success());
-        let host = SimHost { dir, boots: 1 };
+        let host = SimHost {
+            dir,
+            boots: 1,
+            failing_arg: None,
+        };
         host.install_tools();
         host.install_bundle(plan, edit, STAND_IN_LIBRARY);
         host
@@ -394,9 +472,78 @@ impl SimHost {
             write_exec(&stubs.join(s), STUB);
         }
         write_exec(&stubs.join("dpkg-deb"), DPKG_DEB);
+        for s in BOOT_TOOL_NAMES {
+            write_exec(&stubs.join(s), BOOT_TOOLS);
+        }
+        self.lay_boot_loader();
         for (program, to) in COPIED {
             copy_with_libs(&self.root(), program, to);
         }
+    }
+
+    /// What the boot loader stand-ins start from: the fixture's grub.cfg
+    /// and command line, and for a host whose ESPs proxmox-boot-tool
+    /// manages, each ESP with Proxmox's loader.conf and the running
+    /// kernel's entry.
+    fn lay_boot_loader(&self) {
+        let root = self.root();
+        if let Ok(cfg) = fs::read(root.join("boot/grub/grub.cfg")) {
+            fs::write(self.test_path(GRUB_CFG_BASE), cfg).unwrap();
+        }
+        fs::copy(root.join("proc/cmdline"), self.test_path("cmdline.base")).unwrap();
+        let Ok(uuids) = fs::read_to_string(root.join("etc/kernel/proxmox-boot-uuids")) else {
+            return;
+        };
+        let release = fs::read_to_string(root.join("proc/sys/kernel/osrelease")).unwrap();
+        let release = release.trim();
+        let options = fs::read_to_string(root.join("etc/kernel/cmdline")).unwrap();
+        for uuid in uuids.split_whitespace() {
+            let esp = self.test_path("esp").join(uuid).join("loader");
+            fs::create_dir_all(esp.join("entries")).unwrap();
+            fs::write(esp.join("loader.conf"), "timeout 3\ndefault proxmox-*\n").unwrap();
+            fs::write(
+                esp.join(format!("entries/proxmox-{release}.conf")),
+                format!(
+                    "title    Proxmox Virtual Environment\nversion  {release}\noptions  {}\nlinux    /EFI/proxmox/{release}/vmlinuz-{release}\ninitrd   /EFI/proxmox/{release}/initrd.img-{release}\n",
+                    options.trim()
+                ),
+            )
+            .unwrap();
+        }
+    }
+
+    /// The one-shot entry's kernel arguments, used up as the boot loader
+    /// would: GRUB's `next_entry` naming the trial script's entry, or the
+    /// systemd-boot one-shot naming an entry on the first ESP.
+    fn take_oneshot(&self) -> Option<String> {
+        let root = self.root();
+        let env = root.join("boot/grub/grubenv");
+        if let Ok(text) = fs::read_to_string(&env) {
+            fs::remove_file(&env).unwrap();
+            let id = text.lines().find_map(|l| l.strip_prefix("next_entry="))?;
+            let script = fs::read_to_string(root.join("etc/grub.d/42_vgpu-bake-trial")).ok()?;
+            assert!(script.contains(&format!("--id {id} ")), "{script}");
+            let linux = script
+                .lines()
+                .find(|l| l.trim_start().starts_with("linux"))?;
+            let words: Vec<&str> = linux.split_whitespace().collect();
+            return Some(format!("BOOT_IMAGE={} {}", words[1], words[2..].join(" ")));
+        }
+        let oneshot = self.test_path("oneshot");
+        let entry = fs::read_to_string(&oneshot).ok()?;
+        fs::remove_file(&oneshot).unwrap();
+        let esps = fs::read_to_string(root.join("etc/kernel/proxmox-boot-uuids")).unwrap();
+        let first = esps.split_whitespace().next()?;
+        let text = fs::read_to_string(
+            self.test_path("esp")
+                .join(first)
+                .join("loader/entries")
+                .join(entry.trim()),
+        )
+        .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("options"))
+            .map(|o| o.trim().to_owned())
     }
 
     fn install_bundle(&self, plan_name: &str, edit: impl FnOnce(&mut Plan), library: &[u8]) {
@@ -549,7 +696,25 @@ impl SimHost {
             format!("00000000-0000-4000-8000-{:012x}\n", self.boots),
         )
         .unwrap();
-        let mut cmdline = fs::read_to_string(root.join("proc/cmdline"))
+        if let Some(trial) = self.take_oneshot() {
+            let fails = self
+                .failing_arg
+                .as_ref()
+                .is_some_and(|a| trial.split_whitespace().any(|t| t == a));
+            if !fails {
+                fs::write(root.join("proc/cmdline"), format!("{trial}\n")).unwrap();
+                self.blacklist_takes_effect();
+                return;
+            }
+            // The trial boot panicked: the power cycle boots the default.
+            self.boots += 1;
+            fs::write(
+                root.join("proc/sys/kernel/random/boot_id"),
+                format!("00000000-0000-4000-8000-{:012x}\n", self.boots),
+            )
+            .unwrap();
+        }
+        let mut cmdline = fs::read_to_string(self.test_path("cmdline.base"))
             .unwrap()
             .trim()
             .to_string();
@@ -574,6 +739,11 @@ impl SimHost {
             }
         }
         fs::write(root.join("proc/cmdline"), format!("{cmdline}\n")).unwrap();
+        self.blacklist_takes_effect();
+    }
+
+    fn blacklist_takes_effect(&self) {
+        let root = self.root();
         if root
             .join("etc/modprobe.d/vgpu-bake-blacklist.conf")
             .exists()

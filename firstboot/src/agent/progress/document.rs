@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub done_marker: bool,
     /// What the undone marker says, when `undo` reverted the plan.
     pub undone: Option<String>,
+    /// The trial boot's record ([`crate::agent::trial`]), when there is one.
+    pub trial: Option<crate::agent::trial::Trial>,
 }
 
 /// Reads the state and the installed plan under `root`.
@@ -35,11 +37,17 @@ pub fn snapshot(root: &Path) -> Snapshot {
         .ok()
         .and_then(|r| r.read_to_string(crate::agent::undo::UNDONE_MARKER).ok())
         .flatten();
+    let trial = Root::at(root)
+        .ok()
+        .and_then(|r| r.read_to_string(crate::agent::trial::TRIAL_FILE).ok())
+        .flatten()
+        .and_then(|t| crate::agent::trial::Trial::from_toml(&t).ok());
     Snapshot {
         found,
         code,
         done_marker,
         undone,
+        trial,
     }
 }
 
@@ -56,6 +64,14 @@ impl Snapshot {
             text.pop();
             text.push_str(",\"undone\":");
             text.push_str(&serde_json::to_string(undone.trim())?);
+            text.push('}');
+        }
+        if let Some(t) = &self.trial
+            && text.ends_with('}')
+        {
+            text.pop();
+            text.push_str(",\"trial\":");
+            text.push_str(&t.to_json()?);
             text.push('}');
         }
         Ok(text)

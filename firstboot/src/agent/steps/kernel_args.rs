@@ -1,14 +1,21 @@
 //! Step kernel-args: the IOMMU (and extra) arguments on the boot loader's
 //! command line, for GRUB and for systemd-boot (seed §4.8 did GRUB only).
+//!
+//! When the running kernel lacks arguments, they are not made the default
+//! here: the step arms a one-time trial boot (`boot_trial.rs`,
+//! [`crate::agent::trial`]) and verify-reboot makes them the default once
+//! that boot came up. When the running kernel already has them (a host
+//! that needs no reboot), the default is written directly, as there is
+//! nothing to try.
 
+use super::boot_trial::{self, default_ops, refresh_command};
 use super::commands::run_or;
 use super::file_ops::ops_lines;
 use super::iommu_args::desired_kernel_args;
 use crate::agent::host::{Host, StepError, StepOutcome};
-use crate::edits::kernel_cmdline::{
-    self as kc, cmdline_from_proc, missing_args, plan_grub, plan_systemd_boot,
-};
-use crate::edits::{FileAction, FileOp};
+use crate::agent::trial::{Seen, did_not_come_up};
+use crate::edits::FileOp;
+use crate::edits::kernel_cmdline::missing_args;
 use crate::facts::{BootloaderKind, resolve_bootloader};
 
 /// What the kernel-args step would do.
@@ -21,43 +28,11 @@ struct ArgsPlan {
     not_running: Vec<String>,
 }
 
-impl ArgsPlan {
-    fn command(&self) -> (&'static str, &'static [&'static str]) {
-        match self.kind {
-            BootloaderKind::Grub => ("update-grub", &[]),
-            BootloaderKind::SystemdBoot => ("proxmox-boot-tool", &["refresh"]),
-        }
-    }
-}
-
 fn args_plan(host: &Host) -> Result<ArgsPlan, StepError> {
     let args = desired_kernel_args(host)?;
     let choice = resolve_bootloader(host.plan.host.bootloader, host.facts);
     let running = host.facts.kernel.cmdline.join(" ");
-    let ops = match choice.kind {
-        BootloaderKind::Grub => plan_grub(
-            &args,
-            host.read_opt(kc::DEFAULT_GRUB)?.as_deref(),
-            host.read_opt(kc::GRUB_DROPIN)?.as_deref(),
-        ),
-        BootloaderKind::SystemdBoot => {
-            let current = host
-                .read_opt(kc::KERNEL_CMDLINE)?
-                .unwrap_or_else(|| cmdline_from_proc(&running));
-            plan_systemd_boot(&args, &current)
-        }
-    }
-    .map_err(|e| StepError::new(format!("{e}; fix the kernel arguments in the profile")))?;
-    for op in &ops {
-        if let FileAction::Write { content, .. } = &op.action
-            && op.path == kc::KERNEL_CMDLINE
-            && !content.split_whitespace().any(|t| t.starts_with("root="))
-        {
-            return Err(StepError::new(
-                "refusing to write /etc/kernel/cmdline without root= (the host would not boot): write it by hand, e.g. `root=ZFS=rpool/ROOT/pve-1 boot=zfs`, then retry",
-            ));
-        }
-    }
+    let ops = default_ops(host, choice.kind, &args)?;
     let not_running = missing_args(&running, &args);
     Ok(ArgsPlan {
         args,
@@ -68,31 +43,49 @@ fn args_plan(host: &Host) -> Result<ArgsPlan, StepError> {
     })
 }
 
-/// Adds the IOMMU (and extra) kernel arguments for the host's boot loader
-/// and updates the boot configuration. The update also runs when the files
-/// already match but the running kernel lacks the arguments: an earlier run
-/// may have written the file and stopped before the update. It is skipped
-/// only when nothing changed and the running kernel has every argument.
+/// Arms the trial boot when the running kernel lacks arguments (again
+/// after a power cut: the same entry); writes the default directly when it
+/// has them all and no trial is under way.
 pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let p = args_plan(host)?;
     host.note(format!("boot loader {}: {}", p.kind, p.reason));
-    let changed = host.apply(&p.ops)?;
-    if !changed && p.not_running.is_empty() {
+    let (trial, seen) = boot_trial::observe(host)?;
+    match (seen, trial) {
+        // The trial boot already ran and never came up: stop, do not arm
+        // it again (that would loop through failing boots).
+        (Seen::DidNotComeUp, Some(mut t)) => {
+            let reason = did_not_come_up(&t);
+            return Err(boot_trial::fail(host, &mut t, reason));
+        }
+        // This boot runs the trial, or the trial came up before a power
+        // cut: verify-reboot commits it after its checks.
+        (Seen::Up | Seen::CameUpEarlier, Some(_)) => {
+            host.note(format!(
+                "trial boot {}: verify-reboot makes its arguments the default after its checks",
+                if seen == Seen::Up {
+                    "running"
+                } else {
+                    "came up earlier"
+                }
+            ));
+            return Ok(StepOutcome::Done);
+        }
+        _ => {}
+    }
+    if !p.not_running.is_empty() {
+        boot_trial::arm(host, p.kind, &p.args)?;
+        return Ok(StepOutcome::Done);
+    }
+    if !host.apply(&p.ops)? {
         host.note(format!(
             "kernel arguments {} already configured and in effect",
             p.args.join(" ")
         ));
         return Ok(StepOutcome::Done);
     }
-    if !changed {
-        host.note(format!(
-            "boot configuration already has the kernel arguments but the running kernel lacks {}: updating the boot loader again in case an earlier run stopped before it",
-            p.not_running.join(" ")
-        ));
-    }
-    let (program, args) = p.command();
+    let (program, args) = refresh_command(p.kind);
     let why = format!(
-        "apply kernel arguments {} at the next boot",
+        "make kernel arguments {} (already in effect) the default",
         p.args.join(" ")
     );
     let spec = host.command(program, args, &why);
@@ -110,22 +103,51 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     let mut lines = vec![format!("boot loader {}: {}", p.kind, p.reason)];
     for a in &p.args {
         let state = if p.not_running.contains(a) {
-            "would be in effect after the reboot"
+            "would be tried once at the next boot, made the default by verify-reboot once it came up"
         } else {
             "already in the running kernel's command line"
         };
         lines.push(format!("kernel argument {a}: {state}"));
     }
+    if !p.not_running.is_empty() {
+        lines.extend(trial_preview(host, &p));
+        lines.push(format!(
+            "verify-reboot would then commit: {}",
+            ops_lines(&p.ops).join("; ")
+        ));
+        return Ok(lines);
+    }
     lines.extend(ops_lines(&p.ops));
-    if !p.ops.is_empty() || !p.not_running.is_empty() {
-        let (program, args) = p.command();
+    if !p.ops.is_empty() {
+        let (program, args) = refresh_command(p.kind);
         let shown = std::iter::once(program)
             .chain(args.iter().copied())
             .collect::<Vec<_>>();
         lines.push(format!(
-            "would run `{}`: apply the kernel arguments at the next boot",
+            "would run `{}`: make the kernel arguments the default",
             shown.join(" ")
         ));
     }
     Ok(lines)
+}
+
+/// What arming would do, read-only: GRUB's entry is worked out from
+/// grub.cfg; the ESPs are not mounted by a dry run.
+fn trial_preview(host: &Host, p: &ArgsPlan) -> Vec<String> {
+    match p.kind {
+        BootloaderKind::Grub => match boot_trial::grub_trial(host, &p.args) {
+            Ok((title, _, kernel)) => vec![
+                format!(
+                    "would write /{} (mode 0755): the trial entry \"{title}\" (kernel {kernel})",
+                    crate::agent::trial::grub::SCRIPT
+                ),
+                "would run `update-grub`, then `grub-reboot vgpu-bake-trial`: the next boot tries the arguments once; the default entry stays as it is".to_owned(),
+            ],
+            Err(e) => vec![format!("cannot arm the trial boot: {e}")],
+        },
+        BootloaderKind::SystemdBoot => vec![
+            "would write loader/entries/vgpu-bake-trial.conf on each ESP of /etc/kernel/proxmox-boot-uuids (mounted under /run/vgpu-firstboot/esp): the default entry with the new options".to_owned(),
+            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries the arguments once; /etc/kernel/cmdline stays as it is".to_owned(),
+        ],
+    }
 }

@@ -43,6 +43,7 @@ pub mod vfio_modules;
 
 // Helpers more than one step needs.
 mod boot_check;
+mod boot_trial;
 mod commands;
 pub mod dls_check;
 mod dpkg;
@@ -57,6 +58,7 @@ mod pinned_kernel;
 mod signing_key;
 mod systemd_units;
 
+pub(crate) use boot_trial::{observe as observe_trial, undo as undo_trial};
 pub(crate) use dpkg::installed_version;
 pub(crate) use iommu_args::desired_kernel_args;
 

@@ -1,24 +1,25 @@
 //! Step verify-reboot: after the reboot, everything the reboot step looked
-//! for holds. Never asks for another reboot: a second reboot would not fix
-//! a boot loader that ignored our change, it would only loop.
+//! for holds, and the trial boot (`boot_trial.rs`) is settled: a trial
+//! that came up and passed is committed (its arguments made the default),
+//! one that did not come up or failed a check is removed and reported.
+//!
+//! It never loops: the only reboot it asks for is the one into a default
+//! just committed for a trial that came up before a power cut, recorded in
+//! the trial so a second miss is a failure (and bounded by the plan's
+//! reboot cap); and after `retry` of a failed trial, one new trial boot.
 
-use super::boot_check::{check, iommu_off_error};
+use super::boot_check::{BootCheck, check, iommu_off_error};
+use super::boot_trial::{self, boot_id};
 use super::iommu_args::desired_kernel_args;
 use super::pinned_kernel::PIN_FILE;
 use crate::agent::host::{Host, StepError, StepOutcome};
+use crate::agent::trial::{Seen, TrialStatus, did_not_come_up};
+use crate::facts::resolve_bootloader;
 
-/// After the reboot: every check of the reboot step must hold now. Each
-/// failure says which part of the boot chain did not pick up phase 1's
-/// change.
-pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
-    let c = check(host)?;
+/// What is wrong with the running system besides missing arguments.
+fn other_problems(c: &BootCheck) -> Vec<String> {
     let mut problems = Vec::new();
-    if !c.missing_args.is_empty() {
-        problems.push(format!(
-            "kernel arguments {} missing from /proc/cmdline after reboot: the boot loader did not pick up the change; check update-grub / proxmox-boot-tool refresh",
-            c.missing_args.join(" ")
-        ));
-    } else if c.iommu_groups == 0 {
+    if c.missing_args.is_empty() && c.iommu_groups == 0 {
         problems.push(iommu_off_error().reason);
     }
     if c.nouveau {
@@ -32,8 +33,73 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             "kernel {pinned} is pinned but {running} is running after reboot: the pinned kernel did not boot; check proxmox-boot-tool kernel list and that {pinned} is installed"
         ));
     }
+    problems
+}
+
+/// After the reboot: every check of the reboot step must hold now, and
+/// the trial is committed or ended. Each failure says which part of the
+/// boot chain did not pick up phase 1's change.
+pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
+    let c = check(host)?;
+    let (trial, seen) = boot_trial::observe(host)?;
+    let mut problems = other_problems(&c);
+    if !c.missing_args.is_empty() {
+        match (seen, trial.clone()) {
+            (Seen::DidNotComeUp, Some(mut t)) => {
+                let reason = did_not_come_up(&t);
+                return Err(boot_trial::fail(host, &mut t, reason));
+            }
+            // Proven bootable before a power cut: finish the commit and
+            // boot into the new default once.
+            (Seen::CameUpEarlier, Some(mut t)) => {
+                boot_trial::commit(host, &mut t)?;
+                t.commit_reboot_boot = Some(boot_id(host)?);
+                boot_trial::save(host, &t)?;
+                return Ok(StepOutcome::Reboot(format!(
+                    "the trial boot of {} came up before a power cut; its arguments are the default now: rebooting into it once",
+                    t.describe()
+                )));
+            }
+            // The reboot into the committed default was asked for in this
+            // boot and has not happened yet.
+            (Seen::Over, Some(t))
+                if t.status == TrialStatus::Committed
+                    && t.commit_reboot_boot.as_deref() == Some(boot_id(host)?.as_str()) =>
+            {
+                return Ok(StepOutcome::Reboot(
+                    "rebooting into the committed kernel arguments".to_owned(),
+                ));
+            }
+            // `retry` after a failed trial: one new trial boot.
+            (Seen::Over, Some(t)) if t.status == TrialStatus::Failed => {
+                let kind = resolve_bootloader(host.plan.host.bootloader, host.facts).kind;
+                boot_trial::arm(host, kind, &desired_kernel_args(host)?)?;
+                return Ok(StepOutcome::Reboot(format!(
+                    "retry of the failed trial boot of {}: trying the arguments once more",
+                    t.describe()
+                )));
+            }
+            _ => problems.insert(
+                0,
+                format!(
+                    "kernel arguments {} missing from /proc/cmdline after reboot: the boot loader did not pick up the change; check update-grub / proxmox-boot-tool refresh",
+                    c.missing_args.join(" ")
+                ),
+            ),
+        }
+    }
     if !problems.is_empty() {
-        return Err(StepError::new(problems.join("; ")));
+        let mut reason = problems.join("; ");
+        if let Some(mut t) = trial.filter(|t| t.active()) {
+            reason.push_str(&format!(
+                "; the trial boot's arguments were not made the default (the default entry is unchanged) and its entry is removed: fix the cause, then `vgpu-firstboot retry` tries them once more"
+            ));
+            return Err(boot_trial::fail(host, &mut t, reason));
+        }
+        return Err(StepError::new(reason));
+    }
+    if let Some(mut t) = trial.filter(|t| t.active()) {
+        boot_trial::commit(host, &mut t)?;
     }
     host.note(format!(
         "reboot took effect: kernel arguments on /proc/cmdline, {} IOMMU groups, nouveau not loaded",
@@ -58,5 +124,13 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
             pinned.trim()
         ));
     }
+    lines.push(match boot_trial::load(host)? {
+        Some(t) if t.active() => format!(
+            "trial boot {} ({}): would make its arguments the default once its boot passed these checks (the drop-in or /etc/kernel/cmdline, then the trial entry removed); a trial that did not come up is reported and removed, the default left unchanged",
+            t.status.name(),
+            t.describe()
+        ),
+        _ => "a trial boot armed by kernel-args would be committed here once its boot passed these checks".to_owned(),
+    });
     Ok(lines)
 }

@@ -1,0 +1,335 @@
+//! The trial boot (agent/trial) with the real agent on simulated hosts:
+//! phase 1 arms a one-shot entry and leaves the default alone, phase 2
+//! commits it once the trial boot came up, a trial that does not come up
+//! is reported and never looped, a power cut after the trial came up ends
+//! in the commit and one reboot, and undo removes an armed trial.
+
+#[path = "agent/harness.rs"]
+mod agent_harness;
+
+use std::fs;
+
+use agent_harness::SimHost;
+
+const SCRIPT: &str = "etc/grub.d/42_vgpu-bake-trial";
+const DROPIN: &str = "etc/default/grub.d/vgpu-bake.cfg";
+const TRIAL: &str = "var/lib/vgpu-firstboot/trial.toml";
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read(host: &SimHost, rel: &str) -> String {
+    fs::read_to_string(host.root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn status_of_trial(host: &SimHost) -> String {
+    let t = read(host, TRIAL);
+    t.lines()
+        .find_map(|l| l.strip_prefix("status = "))
+        .unwrap()
+        .trim_matches(['"', '\''])
+        .to_owned()
+}
+
+/// The boot-loader commands run so far, in order.
+fn boot_commands(host: &SimHost) -> Vec<String> {
+    host.commands()
+        .into_iter()
+        .filter(|c| {
+            [
+                "update-grub",
+                "grub-reboot",
+                "grub-editenv",
+                "mount",
+                "umount",
+                "bootctl",
+                "proxmox-boot-tool",
+                "systemctl reboot",
+            ]
+            .iter()
+            .any(|p| c.starts_with(p))
+        })
+        .collect()
+}
+
+#[test]
+fn grub_trial_is_armed_then_committed() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    let default_grub = read(&host, "etc/default/grub");
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    // Phase 1: the default is unchanged, the trial entry armed once.
+    assert!(
+        !host.root().join(DROPIN).exists(),
+        "phase 1 changed the default"
+    );
+    assert_eq!(read(&host, "etc/default/grub"), default_grub);
+    let script = read(&host, SCRIPT);
+    assert!(
+        script.contains("menuentry 'vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
+        "{script}"
+    );
+    assert!(
+        script.contains("\tlinux /boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
+        "{script}"
+    );
+    let cfg = read(&host, "boot/grub/grub.cfg");
+    assert_eq!(cfg.matches("--id vgpu-bake-trial").count(), 1, "{cfg}");
+    assert_eq!(
+        read(&host, "boot/grub/grubenv"),
+        "next_entry=vgpu-bake-trial\n"
+    );
+    assert_eq!(
+        boot_commands(&host),
+        [
+            "update-grub",
+            "grub-reboot vgpu-bake-trial",
+            "systemctl reboot"
+        ]
+    );
+    assert_eq!(status_of_trial(&host), "armed");
+    let st = host.agent(&["status"], &[]);
+    assert!(
+        out(&st).contains("trial boot: armed: GRUB entry"),
+        "{}",
+        out(&st)
+    );
+
+    // The trial boot comes up: committed, the trial entry gone.
+    host.reboot();
+    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert!(!host.root().join(SCRIPT).exists());
+    let dropin = read(&host, DROPIN);
+    assert!(dropin.contains("intel_iommu=on iommu=pt"), "{dropin}");
+    let cfg = read(&host, "boot/grub/grub.cfg");
+    assert!(!cfg.contains("vgpu-bake-trial"), "{cfg}");
+    assert_eq!(
+        boot_commands(&host)[3..],
+        ["update-grub"],
+        "the commit: drop-in, script removed, one update-grub"
+    );
+    let json = host.agent(&["status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["trial"]["status"], "committed");
+    assert_eq!(v["trial"]["kernel"], "6.8.12-9-pve");
+    // The next boot boots the committed default.
+    host.reboot();
+    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
+    assert!(
+        host.boot_run(&[]).is_none(),
+        "done: the unit does not start"
+    );
+}
+
+#[test]
+fn a_trial_that_does_not_come_up_fails_once_and_stays_failed() {
+    let mut host = SimHost::with_plan("pve8-grub", "demo", |p| {
+        p.host.kernel_args_extra = vec!["init=/nonexistent-vgpu-trial".into()];
+    });
+    host.failing_arg = Some("init=/nonexistent-vgpu-trial".into());
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    // The trial panics; the power cycle boots the unchanged default.
+    host.reboot();
+    assert!(!read(&host, "proc/cmdline").contains("intel_iommu=on"));
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the trial boot of GRUB entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial\" (kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial) did not come up (panic, hang or power cut)"),
+        "{text}"
+    );
+    assert!(text.contains("which is unchanged"), "{text}");
+    assert!(!text.contains("rebooting"), "{text}");
+    assert_eq!(status_of_trial(&host), "failed");
+    assert!(!host.root().join(SCRIPT).exists(), "the trial stays armed");
+    assert!(
+        !host.root().join(DROPIN).exists(),
+        "the failed args became the default"
+    );
+    assert!(!read(&host, "boot/grub/grub.cfg").contains("vgpu-bake-trial"));
+    let cmds = boot_commands(&host);
+    assert_eq!(
+        cmds,
+        [
+            "update-grub",
+            "grub-reboot vgpu-bake-trial",
+            "systemctl reboot",
+            "update-grub"
+        ]
+    );
+    // Further boots do nothing: no phase 1, no reboot.
+    host.reboot();
+    let third = host.boot_run(&[]).unwrap();
+    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    assert_eq!(boot_commands(&host), cmds);
+    let st = host.agent(&["status"], &[]);
+    assert!(out(&st).contains("trial boot: failed"), "{}", out(&st));
+}
+
+#[test]
+fn a_power_cut_after_the_trial_came_up_commits_and_reboots_once() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    // The trial boot is up; the power goes during the commit's update-grub.
+    let cut = host
+        .boot_run(&[("VGPU_TEST_CRASH_IN", "update-grub")])
+        .unwrap();
+    assert_eq!(cut.status.code(), None, "{}", out(&cut));
+    assert_eq!(status_of_trial(&host), "came-up");
+    // The next boot is the old default (the one-shot is used up).
+    host.reboot();
+    assert!(!read(&host, "proc/cmdline").contains("intel_iommu=on"));
+    let again = host.boot_run(&[]).unwrap();
+    assert!(out(&again).contains("rebooting"), "{}", out(&again));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+    assert!(!host.root().join(SCRIPT).exists());
+    host.reboot();
+    let last = host.boot_run(&[]).unwrap();
+    assert!(out(&last).contains("done"), "{}", out(&last));
+    let reboots = host
+        .commands()
+        .iter()
+        .filter(|c| *c == "systemctl reboot")
+        .count();
+    assert_eq!(
+        reboots, 2,
+        "the phase 1 reboot and one into the committed default"
+    );
+}
+
+#[test]
+fn a_rerun_of_phase_1_after_a_cut_arms_one_entry() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    // The power goes in grub-reboot: the entry is in grub.cfg, no one-shot.
+    let cut = host
+        .boot_run(&[("VGPU_TEST_CRASH_IN", "grub-reboot")])
+        .unwrap();
+    assert_eq!(cut.status.code(), None, "{}", out(&cut));
+    host.reboot();
+    assert!(
+        !read(&host, "proc/cmdline").contains("intel_iommu=on"),
+        "no one-shot was set"
+    );
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    let cfg = read(&host, "boot/grub/grub.cfg");
+    assert_eq!(cfg.matches("--id vgpu-bake-trial").count(), 1, "{cfg}");
+    assert_eq!(
+        fs::read_dir(host.root().join("etc/grub.d"))
+            .unwrap()
+            .count(),
+        1
+    );
+    host.reboot();
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(&host), "committed");
+}
+
+#[test]
+fn systemd_boot_trial_uses_each_esp_and_commits_the_cmdline() {
+    let mut host = SimHost::new("pve9-zfs-sdboot", "passthrough");
+    let cmdline = read(&host, "etc/kernel/cmdline");
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    assert_eq!(
+        read(&host, "etc/kernel/cmdline"),
+        cmdline,
+        "phase 1 changed the default"
+    );
+    let m = |u: &str| {
+        let dir = format!("/run/vgpu-firstboot/esp/{u}");
+        [
+            format!("mount -t vfat /dev/disk/by-uuid/{u} {dir}"),
+            format!("umount {dir}"),
+        ]
+    };
+    let mut want: Vec<String> = Vec::new();
+    // Read each ESP, then write each.
+    for _ in 0..2 {
+        want.extend(m("5E2A-1B3C"));
+        want.extend(m("5E2A-4D5F"));
+    }
+    want.push("bootctl set-oneshot vgpu-bake-trial.conf".into());
+    want.push("systemctl reboot".into());
+    assert_eq!(boot_commands(&host), want);
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        let e = fs::read_to_string(
+            host.test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf")),
+        )
+        .unwrap();
+        assert!(
+            e.starts_with(
+                "title   vgpu-bake trial: Proxmox Virtual Environment + amd_iommu=on iommu=pt\n"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("linux    /EFI/proxmox/6.14.11-4-pve/vmlinuz-6.14.11-4-pve\n"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("options root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"),
+            "{e}"
+        );
+    }
+    host.reboot();
+    assert!(read(&host, "proc/cmdline").contains("amd_iommu=on iommu=pt"));
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert_eq!(
+        read(&host, "etc/kernel/cmdline"),
+        "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
+    );
+    let cmds = boot_commands(&host);
+    let commit: Vec<&str> = cmds[want.len()..].iter().map(String::as_str).collect();
+    assert_eq!(commit[0], "proxmox-boot-tool refresh");
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        assert!(
+            !host
+                .test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf"))
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn undo_removes_an_armed_trial() {
+    let host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    assert!(host.root().join(SCRIPT).exists());
+    let dry = host.agent(&["undo", "--dry-run"], &[]);
+    assert!(
+        out(&dry).contains("would remove the trial boot entry"),
+        "{}",
+        out(&dry)
+    );
+    let undo = host.agent(&["undo"], &[]);
+    assert_eq!(undo.status.code(), Some(0), "{}", out(&undo));
+    assert!(!host.root().join(SCRIPT).exists());
+    assert!(
+        !host.root().join("boot/grub/grubenv").exists(),
+        "the one-shot stays set"
+    );
+    assert!(!read(&host, "boot/grub/grub.cfg").contains("vgpu-bake-trial"));
+    let cmds = host.commands();
+    let editenv = cmds
+        .iter()
+        .position(|c| c == "grub-editenv /boot/grub/grubenv unset next_entry")
+        .unwrap();
+    let last_grub = cmds.iter().rposition(|c| c == "update-grub").unwrap();
+    assert!(editenv < last_grub, "{cmds:?}");
+    assert_eq!(status_of_trial(&host), "failed");
+}
