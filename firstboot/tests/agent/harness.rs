@@ -111,7 +111,7 @@ exec busybox dpkg-deb -f "$2"
 /// (`""` clears) and keeps it in `oneshot`, as the EFI variable would.
 const BOOT_TOOLS: &str = r#"#!/bin/sh
 name=$(basename "$0")
-echo "$name $*" >>"$VGPU_TEST_LOG"
+if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
 bad() { echo "$name stand-in: unexpected call: $name $*" >&2; exit 2; }
 case " ${VGPU_TEST_CRASH_IN:-} " in
   *" $name "*)
