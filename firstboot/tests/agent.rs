@@ -48,9 +48,16 @@ fn two_boots_then_nothing() {
         !cmds.iter().any(|c| c.starts_with("apt-get update")),
         "an offline-only plan must not need the network: {cmds:?}"
     );
-    let grub =
-        std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
-    assert!(grub.contains("intel_iommu=on iommu=pt"), "{grub}");
+    // Phase 1 arms a one-time trial of the arguments; the default entry
+    // stays as it is until the trial boot came up.
+    assert!(
+        !host
+            .root()
+            .join("etc/default/grub.d/vgpu-bake.cfg")
+            .exists()
+    );
+    let trial = std::fs::read_to_string(host.root().join("etc/grub.d/42_vgpu-bake-trial")).unwrap();
+    assert!(trial.contains("intel_iommu=on iommu=pt"), "{trial}");
     // The state says a reboot was requested before it happened.
     let (code, status) = {
         let o = host.agent(&["status", "--json"], &[]);
@@ -66,6 +73,11 @@ fn two_boots_then_nothing() {
     let second = host.boot_run(&[]).unwrap();
     assert_exit(&second, 0);
     assert!(stdout(&second).contains("done"), "{}", stdout(&second));
+    // The trial boot came up: its arguments are the default now.
+    let grub =
+        std::fs::read_to_string(host.root().join("etc/default/grub.d/vgpu-bake.cfg")).unwrap();
+    assert!(grub.contains("intel_iommu=on iommu=pt"), "{grub}");
+    assert!(!host.root().join("etc/grub.d/42_vgpu-bake-trial").exists());
     let installed =
         std::fs::read_to_string(host.root().join("var/lib/vgpu-demo/installed")).unwrap();
     assert!(installed.contains("dkms=yes"), "{installed}");

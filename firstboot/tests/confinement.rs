@@ -77,28 +77,19 @@ fn under(root: &Path, abs: &Path) -> PathBuf {
 
 /// The harness's reboot reads the boot configuration through host paths,
 /// which would follow the planted links out of the root; this one reads
-/// where the agent really wrote it.
+/// where the agent really wrote it: the trial entry phase 1 armed (the
+/// one-shot boot), its `linux` line's arguments.
 fn reboot(host: &mut SimHost) {
     host.reboot();
     let root = host.root();
-    let dropin = fs::read_to_string(root.join("outside/vgpu-bake.cfg")).unwrap();
-    let mut cmdline = fs::read_to_string(root.join("proc/cmdline"))
-        .unwrap()
-        .trim()
-        .to_string();
-    for line in dropin
+    let script = fs::read_to_string(root.join("outside/42_vgpu-bake-trial")).unwrap();
+    let linux = script
         .lines()
-        .filter(|l| l.starts_with("GRUB_CMDLINE_LINUX_DEFAULT="))
-    {
-        let v = line.split_once('=').unwrap().1.trim_matches('"');
-        for arg in v
-            .replace("${GRUB_CMDLINE_LINUX_DEFAULT}", "")
-            .split_whitespace()
-        {
-            cmdline.push(' ');
-            cmdline.push_str(arg);
-        }
-    }
+        .find(|l| l.trim_start().starts_with("linux"))
+        .unwrap();
+    let words: Vec<&str> = linux.split_whitespace().collect();
+    let cmdline = format!("BOOT_IMAGE={} {}", words[1], words[2..].join(" "));
+    assert!(cmdline.contains("intel_iommu=on"), "{cmdline}");
     fs::write(root.join("proc/cmdline"), format!("{cmdline}\n")).unwrap();
     let _ = fs::remove_dir_all(root.join("sys/module/nouveau"));
 }
@@ -123,6 +114,8 @@ fn planted_symlinks_never_lead_a_write_out_of_the_root() {
         &root.join("etc/default/grub.d"),
         Path::new("../../../outside"),
     );
+    // The trial boot's script (phase 1 writes it, not the drop-in).
+    plant(&root.join("etc/grub.d"), Path::new("../../../outside"));
     fs::create_dir_all(root.join("outside")).unwrap();
     // Bookkeeping files aimed at outside files.
     let state_dir = root.join(layout::STATE_DIR);
@@ -162,7 +155,7 @@ fn planted_symlinks_never_lead_a_write_out_of_the_root() {
             .contains("blacklist nouveau"),
         "the blacklist did not land under the root"
     );
-    let grub = fs::read_to_string(root.join("outside/vgpu-bake.cfg")).unwrap();
+    let grub = fs::read_to_string(root.join("outside/42_vgpu-bake-trial")).unwrap();
     assert!(grub.contains("intel_iommu=on"), "{grub}");
     let state = fs::symlink_metadata(root.join(layout::STATE_FILE)).unwrap();
     assert!(state.is_file(), "the state file replaced the link");

@@ -44,7 +44,9 @@ fn grub_host_is_configured_once() {
     ];
     want.extend(pkgs.iter().map(|p| query(p)));
     want.push(format!("{INSTALL} {}", pkgs.join(" ")));
+    // The arguments are tried once (a one-shot entry), not made the default.
     want.push("update-grub".into());
+    want.push("grub-reboot vgpu-bake-trial".into());
     assert_eq!(r.lines(), want);
     let first = &r.rec.calls()[0];
     assert_eq!(first.timeout.as_secs(), 3600);
@@ -62,13 +64,18 @@ fn grub_host_is_configured_once() {
         let got = bed.read(&format!("etc/apt/sources.list.d/{name}"));
         assert_eq!(got, fs::read_to_string(e.path()).unwrap(), "{name}");
     }
-    let dropin = bed.read("etc/default/grub.d/vgpu-bake.cfg");
     assert!(
-        dropin.ends_with(
-            "GRUB_CMDLINE_LINUX_DEFAULT=\"${GRUB_CMDLINE_LINUX_DEFAULT} intel_iommu=on iommu=pt\"\n"
-        ),
-        "{dropin}"
+        !bed.path("etc/default/grub.d/vgpu-bake.cfg").exists(),
+        "phase 1 must leave the default entry as it is"
     );
+    let trial = bed.read("etc/grub.d/42_vgpu-bake-trial");
+    assert!(
+        trial.contains(
+            "\tlinux /boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"
+        ),
+        "{trial}"
+    );
+    assert_eq!(bed.mode("etc/grub.d/42_vgpu-bake-trial"), 0o755);
     assert_eq!(
         bed.read("etc/default/grub"),
         "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n"
@@ -90,14 +97,15 @@ fn grub_host_is_configured_once() {
     );
     assert!(!bed.path("etc/dkms").exists(), "Secure Boot is off");
 
-    // Second run: no file changes; probes only, plus update-grub because the
-    // running kernel still lacks the arguments (the reboot is ahead).
+    // Second run: no file changes; probes only, plus the trial armed again
+    // (the same entry) because the running kernel still lacks the
+    // arguments (the reboot is ahead).
     let before = bed.snapshot();
     let mut r = all_installed(&bed);
     run_all(&bed, &mut r, &GRUB_STEPS);
     bed.assert_unchanged(&before);
     let mutating: Vec<String> = r.lines().into_iter().filter(|l| !read_only(l)).collect();
-    assert_eq!(mutating, ["update-grub"]);
+    assert_eq!(mutating, ["update-grub", "grub-reboot vgpu-bake-trial"]);
 }
 
 #[test]
@@ -395,9 +403,10 @@ fn preview_names_files_arguments_and_commands_without_running_any() {
         "would run `apt-get update --error-on=any`",
         "package proxmox-headers-6.8.12-9-pve: would install",
         "boot loader GRUB:",
-        "kernel argument intel_iommu=on: would be in effect after the reboot",
-        "would write /etc/default/grub.d/vgpu-bake.cfg (mode 0644)",
-        "would run `update-grub`",
+        "kernel argument intel_iommu=on: would be tried once at the next boot",
+        "would write /etc/grub.d/42_vgpu-bake-trial (mode 0755): the trial entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt\" (kernel 6.8.12-9-pve)",
+        "would run `update-grub`, then `grub-reboot vgpu-bake-trial`",
+        "verify-reboot would then commit: would write /etc/default/grub.d/vgpu-bake.cfg (mode 0644)",
         "module vfio_pci: loaded at boot",
         "would write /etc/modprobe.d/vgpu-bake-blacklist.conf (mode 0644)",
         "would run `update-initramfs -u -k all`",

@@ -32,37 +32,87 @@ fn kernel_args_in_effect_and_configured_run_nothing() {
     );
 }
 
+const ESPS: [&str; 2] = ["5E2A-1B3C", "5E2A-4D5F"];
+const TRIAL_ENTRY: &str = "loader/entries/vgpu-bake-trial.conf";
+
+/// The fixture's ESPs as the (recording, effect-free) runner leaves them
+/// "mounted": their files already in the agent's mount directories.
+fn lay_esps(bed: &Bed) {
+    for uuid in ESPS {
+        let esp = format!("run/vgpu-firstboot/esp/{uuid}");
+        bed.write(
+            &format!("{esp}/loader/loader.conf"),
+            "timeout 3\ndefault proxmox-*\n",
+        );
+        bed.write(
+            &format!("{esp}/loader/entries/proxmox-6.14.11-4-pve.conf"),
+            "title    Proxmox Virtual Environment\nversion  6.14.11-4-pve\noptions  root=ZFS=rpool/ROOT/pve-1 boot=zfs\nlinux    /EFI/proxmox/6.14.11-4-pve/vmlinuz-6.14.11-4-pve\ninitrd   /EFI/proxmox/6.14.11-4-pve/initrd.img-6.14.11-4-pve\n",
+        );
+    }
+}
+
+/// mount and umount of each ESP, as `with_esp` runs them.
+fn esp_rounds(bed: &Bed, rounds: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        for uuid in ESPS {
+            let dir = bed.path(&format!("run/vgpu-firstboot/esp/{uuid}"));
+            let dir = dir.display();
+            out.push(format!("mount -t vfat /dev/disk/by-uuid/{uuid} {dir}"));
+            out.push(format!("umount {dir}"));
+        }
+    }
+    out
+}
+
 #[test]
-fn systemd_boot_host_gets_kernel_cmdline_and_refresh() {
+fn systemd_boot_host_arms_a_trial_and_keeps_kernel_cmdline() {
     let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
+    lay_esps(&bed);
+    let cmdline = bed.read("etc/kernel/cmdline");
     let mut r = Fake::new(&bed);
     run_all(&bed, &mut r, &[steps::kernel_args::run]);
-    assert_eq!(
-        bed.read("etc/kernel/cmdline"),
-        "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
-    );
-    assert_eq!(r.lines(), ["proxmox-boot-tool refresh"]);
+    // Phase 1 leaves the default alone: the trial entry on each ESP, then
+    // the one-shot.
+    assert_eq!(bed.read("etc/kernel/cmdline"), cmdline);
+    let mut want = esp_rounds(&bed, 2);
+    want.push("bootctl set-oneshot vgpu-bake-trial.conf".into());
+    assert_eq!(r.lines(), want);
+    for uuid in ESPS {
+        let entry = bed.read(&format!("run/vgpu-firstboot/esp/{uuid}/{TRIAL_ENTRY}"));
+        assert!(
+            entry.ends_with("options root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"),
+            "{entry}"
+        );
+    }
     assert!(!bed.path("etc/default/grub.d").exists());
 
-    // Again before the reboot: the file is right, the refresh runs again
-    // in case the first run stopped between the write and the refresh.
+    // Again before the reboot (a power cut): the same entry, armed again.
     let before = bed.snapshot();
     let mut r = Fake::new(&bed);
     run_all(&bed, &mut r, &[steps::kernel_args::run]);
     bed.assert_unchanged(&before);
-    assert_eq!(r.lines(), ["proxmox-boot-tool refresh"]);
+    assert_eq!(r.lines(), want);
 
-    // After the reboot the arguments are in effect: nothing runs.
+    // The trial boot runs the arguments: kernel-args leaves the commit to
+    // verify-reboot and runs nothing.
     bed.write(
         "proc/cmdline",
         "initrd=\\EFI\\proxmox\\x\\initrd.img root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n",
     );
+    bed.write(
+        "proc/sys/kernel/random/boot_id",
+        "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c00\n",
+    );
     bed.reread();
-    let before = bed.snapshot();
     let mut r = Fake::new(&bed);
-    run_all(&bed, &mut r, &[steps::kernel_args::run]);
+    let log = run_all(&bed, &mut r, &[steps::kernel_args::run]);
     assert_eq!(r.lines(), Vec::<String>::new());
-    bed.assert_unchanged(&before);
+    assert_eq!(bed.read("etc/kernel/cmdline"), cmdline);
+    assert!(
+        log.iter().any(|l| l.contains("trial boot came up")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -70,10 +120,13 @@ fn missing_kernel_cmdline_starts_from_proc_cmdline() {
     let mut bed = Bed::new("pve9-zfs-sdboot", "unlock-pve9-pin614");
     fs::remove_file(bed.path("etc/kernel/cmdline")).unwrap();
     bed.reread();
+    lay_esps(&bed);
     run_all(&bed, &mut Fake::new(&bed), &[steps::kernel_args::run]);
-    assert_eq!(
-        bed.read("etc/kernel/cmdline"),
-        "root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"
+    assert!(!bed.path("etc/kernel/cmdline").exists());
+    let entry = bed.read(&format!("run/vgpu-firstboot/esp/{}/{TRIAL_ENTRY}", ESPS[0]));
+    assert!(
+        entry.ends_with("options root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n"),
+        "{entry}"
     );
 }
 

@@ -342,8 +342,13 @@ fn undo_before_the_agent_finished_disables_it() {
     let dry = host.agent(&["undo", "--dry-run"], &[]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     let d = String::from_utf8_lossy(&dry.stdout).into_owned();
+    // Phase 1 armed a trial boot: its script goes, and its one-shot.
     assert!(
-        d.contains("would remove /etc/default/grub.d/vgpu-bake.cfg"),
+        d.contains("would remove /etc/grub.d/42_vgpu-bake-trial"),
+        "{d}"
+    );
+    assert!(
+        d.contains("would remove the trial boot entry") && d.contains("and clear its one-shot"),
         "{d}"
     );
     assert!(

@@ -172,7 +172,11 @@ impl Trial {
     /// The record's text.
     pub fn to_toml(&self) -> String {
         let mut o = String::from("# vgpu-firstboot: the trial boot of new kernel arguments\n");
-        let q = |s: &str| Value::String(s.to_owned()).to_string();
+        let q = |s: &str| {
+            let mut out = String::new();
+            crate::state::toml_string(&mut out, s);
+            out
+        };
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|s| q(s)).collect();
             format!("[{}]", items.join(", "))
