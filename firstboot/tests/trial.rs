@@ -342,3 +342,66 @@ fn undo_removes_an_armed_trial() {
     assert!(editenv < last_grub, "{cmds:?}");
     assert_eq!(status_of_trial(&host), "failed");
 }
+
+#[test]
+fn a_trial_boot_that_fails_a_check_is_not_committed() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    // The trial boot is up, but nouveau is still loaded.
+    fs::create_dir_all(host.root().join("sys/module/nouveau")).unwrap();
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(text.contains("nouveau is still loaded"), "{text}");
+    assert!(
+        text.contains("the trial boot's arguments were not made the default"),
+        "{text}"
+    );
+    assert_eq!(status_of_trial(&host), "failed");
+    assert!(!host.root().join(DROPIN).exists(), "committed after a failed check");
+    assert!(!host.root().join(SCRIPT).exists(), "the trial entry stayed");
+}
+
+#[test]
+fn retry_after_a_failed_trial_tries_it_once_more() {
+    let mut host = SimHost::with_plan("pve8-grub", "demo", |p| {
+        p.host.kernel_args_extra = vec!["init=/nonexistent-vgpu-trial".into()];
+    });
+    host.failing_arg = Some("init=/nonexistent-vgpu-trial".into());
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    let failed = host.boot_run(&[]).unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", out(&failed));
+    // The operator fixed what made it panic (here: the boot now comes up).
+    host.failing_arg = None;
+    let retry = host.agent(&["retry"], &[]);
+    assert_eq!(retry.status.code(), Some(0), "{}", out(&retry));
+    let again = host.boot_run(&[]).unwrap();
+    assert!(out(&again).contains("rebooting"), "{}", out(&again));
+    assert_eq!(status_of_trial(&host), "armed");
+    assert!(host.root().join(SCRIPT).exists());
+    host.reboot();
+    let done = host.boot_run(&[]).unwrap();
+    assert!(out(&done).contains("done"), "{}", out(&done));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert!(read(&host, DROPIN).contains("init=/nonexistent-vgpu-trial"));
+}
+
+#[test]
+fn retry_after_a_failed_check_in_the_trial_boot_commits() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    fs::create_dir_all(host.root().join("sys/module/nouveau")).unwrap();
+    let failed = host.boot_run(&[]).unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", out(&failed));
+    // Fixed in the same boot (nouveau unloaded by hand), then retried.
+    fs::remove_dir_all(host.root().join("sys/module/nouveau")).unwrap();
+    let retry = host.agent(&["retry"], &[]);
+    assert_eq!(retry.status.code(), Some(0), "{}", out(&retry));
+    let done = host.boot_run(&[]).unwrap();
+    assert!(out(&done).contains("done"), "{}", out(&done));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+}

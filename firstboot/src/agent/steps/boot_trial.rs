@@ -180,7 +180,8 @@ pub(super) fn plan_arm(
             let mut files = Vec::new();
             let mut first: Option<(String, String)> = None;
             for uuid in &uuids {
-                let (title, text, kernel) = with_esp(host, uuid, |host, dir| {
+                let mut found = None;
+                with_esp(host, uuid, &mut |host, dir| {
                     let fs = host.fs()?;
                     let entries_dir = format!("{dir}/{}", sd::ENTRIES_DIR);
                     let entries: Vec<String> = fs
@@ -200,8 +201,10 @@ pub(super) fn plan_arm(
                     let title = trial_title(&old_title, args);
                     let (entry, kernel) = sd::trial_entry(&text, &title, &options)
                         .map_err(|e| StepError::new(format!("ESP {uuid}, {name}: {e}")))?;
-                    Ok((title, entry, kernel))
+                    found = Some((title, entry, kernel));
+                    Ok(())
                 })?;
+                let (title, text, kernel) = found.unwrap_or_default();
                 first.get_or_insert((title, kernel));
                 files.push((uuid.clone(), text));
             }
@@ -259,12 +262,12 @@ pub(super) fn grub_trial(
 }
 
 /// Runs `f` with ESP `uuid` mounted (its root-relative mount directory
-/// passed in); unmounts it whatever `f` returned.
-fn with_esp<T>(
+/// passed in); unmounts it whatever `f` returned. Not generic: one copy.
+fn with_esp(
     host: &mut Host,
     uuid: &str,
-    f: impl FnOnce(&mut Host, &str) -> Result<T, StepError>,
-) -> Result<T, StepError> {
+    f: &mut dyn FnMut(&mut Host, &str) -> Result<(), StepError>,
+) -> Result<(), StepError> {
     let dir = format!("{}/{uuid}", sd::MOUNT_DIR);
     host.fs()?.create_dir_all(&dir, 0o700)?;
     let abs = host.path(&dir)?.display().to_string();
@@ -272,7 +275,7 @@ fn with_esp<T>(
     let spec = host.command(
         "mount",
         &["-t", "vfat", &dev, &abs],
-        &format!("mount ESP {uuid} for the trial boot entry"),
+        "mount the ESP for the trial boot entry",
     );
     run_or(host, spec, "check the ESP (`proxmox-boot-tool status`)")?;
     let result = if host.fs()?.exists(&format!("{dir}/loader")) {
@@ -282,11 +285,10 @@ fn with_esp<T>(
             "ESP {uuid} has no loader/ directory: it does not hold systemd-boot; check `proxmox-boot-tool status`, then retry"
         )))
     };
-    let spec = host.command("umount", &[&abs], &format!("unmount ESP {uuid}"));
+    let spec = host.command("umount", &[&abs], "unmount the ESP");
     let unmounted = run_or(host, spec, "unmount it by hand");
-    let value = result?;
-    unmounted?;
-    Ok(value)
+    result?;
+    unmounted.map(|_| ())
 }
 
 /// Arms the trial: the record, the entry, the boot loader's one-shot.
@@ -310,7 +312,7 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
         }
         BootloaderKind::SystemdBoot => {
             for (uuid, text) in &files {
-                with_esp(host, uuid, |host, dir| {
+                with_esp(host, uuid, &mut |host, dir| {
                     let path = format!("{dir}/{}/{}", sd::ENTRIES_DIR, sd::ENTRY_FILE);
                     Ok(host.fs()?.write_atomic(&path, text.as_bytes(), 0o755)?)
                 })?;
@@ -344,7 +346,7 @@ fn remove_entry(host: &mut Host, t: &Trial) -> Result<(), StepError> {
         }
         BootloaderKind::SystemdBoot => {
             for uuid in &t.esps {
-                with_esp(host, uuid, |host, dir| {
+                with_esp(host, uuid, &mut |host, dir| {
                     host.fs()?.remove_file(&format!(
                         "{dir}/{}/{}",
                         sd::ENTRIES_DIR,

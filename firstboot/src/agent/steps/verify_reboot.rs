@@ -91,14 +91,16 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     if !problems.is_empty() {
         let mut reason = problems.join("; ");
         if let Some(mut t) = trial.filter(|t| t.active()) {
-            reason.push_str(&format!(
-                "; the trial boot's arguments were not made the default (the default entry is unchanged) and its entry is removed: fix the cause, then `vgpu-firstboot retry` tries them once more"
-            ));
+            reason.push_str(
+                "; the trial boot's arguments were not made the default (the default entry is unchanged) and its entry is removed: fix the cause, then `vgpu-firstboot retry` tries them once more",
+            );
             return Err(boot_trial::fail(host, &mut t, reason));
         }
         return Err(StepError::new(reason));
     }
-    if let Some(mut t) = trial.filter(|t| t.active()) {
+    // This boot runs the arguments and passed: commit (also a trial that
+    // failed another check earlier in this boot, retried once fixed).
+    if let Some(mut t) = trial.filter(|t| t.status != TrialStatus::Committed) {
         boot_trial::commit(host, &mut t)?;
     }
     host.note(format!(
