@@ -146,76 +146,6 @@ fn refresh(host: &mut Host, kind: BootloaderKind, why: &str) -> Result<(), StepE
     Ok(())
 }
 
-/// What arming would write, for the record and the dry run.
-pub(super) struct Armed {
-    /// The record (status armed, no one-shot yet).
-    pub trial: Trial,
-    /// GRUB: the script; systemd-boot: the entry text for each ESP.
-    pub files: Vec<(String, String)>,
-}
-
-/// Works out the trial for `args` without changing anything (ESPs are
-/// mounted and unmounted to read them on systemd-boot hosts; `read_only`
-/// hosts, the dry run, read GRUB's files only).
-pub(super) fn plan_arm(
-    host: &mut Host,
-    kind: BootloaderKind,
-    args: &[String],
-) -> Result<Armed, StepError> {
-    let boot = boot_id(host)?;
-    match kind {
-        BootloaderKind::Grub => {
-            let (title, text, kernel) = grub_trial(host, args)?;
-            Ok(Armed {
-                trial: Trial::armed(kind, ENTRY_ID, &title, args, &kernel, &boot),
-                files: vec![(grub::SCRIPT.to_owned(), grub::script(&text))],
-            })
-        }
-        BootloaderKind::SystemdBoot => {
-            let uuids = sd::esp_uuids(&host.read_opt(sd::BOOT_UUIDS)?.unwrap_or_default())
-                .map_err(StepError::new)?;
-            let options = kernel_cmdline(&current_cmdline(host)?, args);
-            need_root(&options)?;
-            let running = host.facts.kernel.release.clone().unwrap_or_default();
-            let mut files = Vec::new();
-            let mut first: Option<(String, String)> = None;
-            for uuid in &uuids {
-                let mut found = None;
-                with_esp(host, uuid, &mut |host, dir| {
-                    let fs = host.fs()?;
-                    let entries_dir = format!("{dir}/{}", sd::ENTRIES_DIR);
-                    let entries: Vec<String> = fs
-                        .read_dir(&entries_dir)?
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|n| n.into_string().ok())
-                        .collect();
-                    let conf = fs.read_to_string(&format!("{dir}/{}", sd::LOADER_CONF))?;
-                    let default = conf.as_deref().and_then(|c| sd::value(c, "default"));
-                    let name = sd::default_entry(default, &entries, &running)
-                        .map_err(|e| StepError::new(format!("ESP {uuid}: {e}")))?;
-                    let text = fs
-                        .read_to_string(&format!("{entries_dir}/{name}"))?
-                        .unwrap_or_default();
-                    let old_title = sd::value(&text, "title").unwrap_or(&name).to_owned();
-                    let title = trial_title(&old_title, args);
-                    let (entry, kernel) = sd::trial_entry(&text, &title, &options)
-                        .map_err(|e| StepError::new(format!("ESP {uuid}, {name}: {e}")))?;
-                    found = Some((title, entry, kernel));
-                    Ok(())
-                })?;
-                let (title, text, kernel) = found.unwrap_or_default();
-                first.get_or_insert((title, kernel));
-                files.push((uuid.clone(), text));
-            }
-            let (title, kernel) = first.unwrap_or_default();
-            let mut trial = Trial::armed(kind, sd::ENTRY_FILE, &title, args, &kernel, &boot);
-            trial.esps = uuids;
-            Ok(Armed { trial, files })
-        }
-    }
-}
-
 fn trial_title(default_title: &str, args: &[String]) -> String {
     format!("vgpu-bake trial: {default_title} + {}", args.join(" "))
 }
@@ -241,7 +171,7 @@ pub(super) fn grub_trial(
         .filter_map(|n| n.into_string().ok())
         .filter(|n| n.ends_with(".cfg"))
         .collect();
-    names.sort();
+    names.sort_unstable();
     for n in names {
         settings.extend(fs.read_to_string(&format!("{dir}/{n}"))?);
     }
@@ -291,17 +221,19 @@ fn with_esp(
     unmounted.map(|_| ())
 }
 
-/// Arms the trial: the record, the entry, the boot loader's one-shot.
+/// Arms the trial: the record (saved before any entry is written, so a
+/// clean-up knows what to remove), the entry, the boot loader's one-shot.
 /// Run again after a power cut it writes the same entry again, never a
-/// second one.
+/// second one. systemd-boot: each ESP is mounted once, its default entry
+/// read and the trial entry written next to it.
 pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Result<(), StepError> {
-    let Armed { mut trial, files } = plan_arm(host, kind, args)?;
-    save(host, &trial)?;
-    match kind {
+    let boot = boot_id(host)?;
+    let mut trial = match kind {
         BootloaderKind::Grub => {
-            for (path, text) in &files {
-                host.write_atomic(path, text.as_bytes(), 0o755)?;
-            }
+            let (title, text, kernel) = grub_trial(host, args)?;
+            let trial = Trial::armed(kind, ENTRY_ID, &title, args, &kernel, &boot);
+            save(host, &trial)?;
+            host.write_atomic(grub::SCRIPT, grub::script(&text).as_bytes(), 0o755)?;
             refresh(host, kind, "add the trial boot entry to grub.cfg")?;
             let spec = host.command(
                 "grub-reboot",
@@ -309,12 +241,43 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
                 "boot the trial entry once, at the next boot",
             );
             run_or(host, spec, "check /boot/grub/grubenv")?;
+            trial
         }
         BootloaderKind::SystemdBoot => {
-            for (uuid, text) in &files {
+            let uuids = sd::esp_uuids(&host.read_opt(sd::BOOT_UUIDS)?.unwrap_or_default())
+                .map_err(StepError::new)?;
+            let options = kernel_cmdline(&current_cmdline(host)?, args);
+            need_root(&options)?;
+            let running = host.facts.kernel.release.clone().unwrap_or_default();
+            let mut trial = Trial::armed(kind, sd::ENTRY_FILE, "", args, "", &boot);
+            trial.esps = uuids.clone();
+            for uuid in &uuids {
                 with_esp(host, uuid, &mut |host, dir| {
-                    let path = format!("{dir}/{}/{}", sd::ENTRIES_DIR, sd::ENTRY_FILE);
-                    Ok(host.fs()?.write_atomic(&path, text.as_bytes(), 0o755)?)
+                    let fs = host.fs()?;
+                    let entries_dir = format!("{dir}/{}", sd::ENTRIES_DIR);
+                    let entries: Vec<String> = fs
+                        .read_dir(&entries_dir)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|n| n.into_string().ok())
+                        .collect();
+                    let conf = fs.read_to_string(&format!("{dir}/{}", sd::LOADER_CONF))?;
+                    let default = conf.as_deref().and_then(|c| sd::value(c, "default"));
+                    let name = sd::default_entry(default, &entries, &running)
+                        .map_err(|e| StepError::new(format!("ESP {uuid}: {e}")))?;
+                    let text = fs
+                        .read_to_string(&format!("{entries_dir}/{name}"))?
+                        .unwrap_or_default();
+                    let title = trial_title(sd::value(&text, "title").unwrap_or(&name), args);
+                    let (entry, kernel) = sd::trial_entry(&text, &title, &options)
+                        .map_err(|e| StepError::new(format!("ESP {uuid}, {name}: {e}")))?;
+                    if trial.title.is_empty() {
+                        trial.title = title;
+                        trial.kernel = kernel;
+                        save(host, &trial)?;
+                    }
+                    let path = format!("{entries_dir}/{}", sd::ENTRY_FILE);
+                    Ok(fs.write_atomic(&path, entry.as_bytes(), 0o644)?)
                 })?;
             }
             let spec = host.command(
@@ -323,9 +286,10 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
                 "boot the trial entry once, at the next boot",
             );
             run_or(host, spec, "check `bootctl status` and the EFI variables")?;
+            trial
         }
-    }
-    trial.oneshot_boot = Some(boot_id(host)?);
+    };
+    trial.oneshot_boot = Some(boot);
     save(host, &trial)?;
     host.note(format!(
         "trial boot armed: {}; the default entry is unchanged until the trial boot comes up",

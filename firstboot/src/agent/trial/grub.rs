@@ -161,10 +161,10 @@ fn entry_body(lines: &[&str], i: &mut usize) -> Result<Vec<String>, String> {
 /// `/etc/default/grub.d/*.cfg` files in order; `0` when unset.
 pub fn grub_default(settings: &[&str]) -> String {
     let all = settings.join("\n");
-    shell_assignments(&all)
-        .remove("GRUB_DEFAULT")
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "0".to_owned())
+    match shell_assignments(&all).get("GRUB_DEFAULT") {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => "0".to_owned(),
+    }
 }
 
 /// A value of GRUB's environment block (`grubenv`).
