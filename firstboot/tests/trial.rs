@@ -13,7 +13,7 @@ use agent_harness::SimHost;
 
 const SCRIPT: &str = "etc/grub.d/42_vgpu-bake-trial";
 const DROPIN: &str = "etc/default/grub.d/vgpu-bake.cfg";
-const TRIAL: &str = "var/lib/vgpu-firstboot/trial.toml";
+const TRIAL: &str = "var/lib/vgpu-firstboot/trial";
 
 fn out(o: &std::process::Output) -> String {
     format!(
@@ -30,9 +30,8 @@ fn read(host: &SimHost, rel: &str) -> String {
 fn status_of_trial(host: &SimHost) -> String {
     let t = read(host, TRIAL);
     t.lines()
-        .find_map(|l| l.strip_prefix("status = "))
+        .find_map(|l| l.strip_prefix("status: "))
         .unwrap()
-        .trim_matches(['"', '\''])
         .to_owned()
 }
 
@@ -119,7 +118,13 @@ fn grub_trial_is_armed_then_committed() {
     let json = host.agent(&["status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["trial"]["status"], "committed");
-    assert_eq!(v["trial"]["kernel"], "6.8.12-9-pve");
+    assert!(
+        v["trial"]["trial"]
+            .as_str()
+            .unwrap()
+            .contains("(kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt)"),
+        "{v}"
+    );
     // The next boot boots the committed default.
     host.reboot();
     assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));

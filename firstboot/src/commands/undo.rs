@@ -92,7 +92,7 @@ fn preview(root: &Path) -> Result<String, RunError> {
         .read_to_string(TRIAL_FILE)
         .ok()
         .flatten()
-        .and_then(|t| Trial::from_toml(&t).ok())
+        .and_then(|t| Trial::from_text(&t).ok())
         .filter(Trial::active)
     {
         out.push_str(&format!(

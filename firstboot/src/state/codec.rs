@@ -11,7 +11,7 @@ use toml::{Table, Value};
 use super::{LogEntry, State, Status, StepRecord, StepState};
 
 /// A TOML basic string.
-pub(crate) fn q(out: &mut String, s: &str) {
+fn q(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

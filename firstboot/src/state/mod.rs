@@ -35,7 +35,6 @@ mod machine;
 mod render;
 mod store;
 
-pub(crate) use codec::q as toml_string;
 pub use codec::to_toml as encode;
 pub use found::{EXIT_NEW_PLAN, EXIT_NO_BUNDLE, EXIT_UNREADABLE, Found, Installed, found};
 pub(crate) use render::status_name;

@@ -792,7 +792,7 @@ impl SimHost {
             !k.starts_with(TEST_DIR.trim_start_matches('/'))
                 && !k.starts_with("var/lib/vgpu-firstboot/state.toml")
                 // The trial record: boot ids, as in the state.
-                && !k.starts_with("var/lib/vgpu-firstboot/trial.toml")
+                && !k.starts_with("var/lib/vgpu-firstboot/trial")
                 && !k.starts_with("var/lib/vgpu-firstboot/lock")
                 && !k.starts_with("proc/sys/kernel/random/boot_id")
                 // Progress: its done timestamp is the clock's.

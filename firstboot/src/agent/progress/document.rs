@@ -41,7 +41,7 @@ pub fn snapshot(root: &Path) -> Snapshot {
         .ok()
         .and_then(|r| r.read_to_string(crate::agent::trial::TRIAL_FILE).ok())
         .flatten()
-        .and_then(|t| crate::agent::trial::Trial::from_toml(&t).ok());
+        .and_then(|t| crate::agent::trial::Trial::from_text(&t).ok());
     Snapshot {
         found,
         code,

@@ -43,7 +43,7 @@ pub(super) fn boot_id(host: &Host) -> Result<String, StepError> {
 pub(crate) fn load(host: &Host) -> Result<Option<Trial>, StepError> {
     host.read_opt(TRIAL_FILE)?
         .map(|t| {
-            Trial::from_toml(&t).map_err(|e| {
+            Trial::from_text(&t).map_err(|e| {
                 StepError::new(format!(
                     "{} is not a trial record ({e}); look at it, remove it if no trial entry is left in the boot loader, then retry",
                     shown(TRIAL_FILE)
@@ -57,7 +57,7 @@ pub(crate) fn load(host: &Host) -> Result<Option<Trial>, StepError> {
 pub(crate) fn save(host: &Host, t: &Trial) -> Result<(), StepError> {
     Ok(host
         .fs()?
-        .write_atomic(TRIAL_FILE, t.to_toml().as_bytes(), 0o600)?)
+        .write_atomic(TRIAL_FILE, t.to_text().as_bytes(), 0o600)?)
 }
 
 /// Whether the running command line has every one of `args`.
@@ -127,16 +127,13 @@ fn need_root(cmdline: &str) -> Result<(), StepError> {
     ))
 }
 
-/// The command that regenerates the boot configuration.
-pub(super) fn refresh_command(kind: BootloaderKind) -> (&'static str, &'static [&'static str]) {
-    match kind {
+/// Regenerates the boot configuration: `update-grub`, or `proxmox-boot-tool
+/// refresh`.
+pub(super) fn refresh(host: &mut Host, kind: BootloaderKind, why: &str) -> Result<(), StepError> {
+    let (program, args): (&str, &[&str]) = match kind {
         BootloaderKind::Grub => ("update-grub", &[]),
         BootloaderKind::SystemdBoot => ("proxmox-boot-tool", &["refresh"]),
-    }
-}
-
-fn refresh(host: &mut Host, kind: BootloaderKind, why: &str) -> Result<(), StepError> {
-    let (program, args) = refresh_command(kind);
+    };
     let spec = host.command(program, args, why);
     run_or(
         host,
@@ -208,13 +205,9 @@ fn with_esp(
         "mount the ESP for the trial boot entry",
     );
     run_or(host, spec, "check the ESP (`proxmox-boot-tool status`)")?;
-    let result = if host.fs()?.exists(&format!("{dir}/loader")) {
-        f(host, &dir)
-    } else {
-        Err(StepError::new(format!(
-            "ESP {uuid} has no loader/ directory: it does not hold systemd-boot; check `proxmox-boot-tool status`, then retry"
-        )))
-    };
+    // An ESP without systemd-boot's loader/ fails in `f` (no default
+    // entry), before anything is written.
+    let result = f(host, &dir);
     let spec = host.command("umount", &[&abs], "unmount the ESP");
     let unmounted = run_or(host, spec, "unmount it by hand");
     result?;
@@ -362,13 +355,8 @@ pub(super) fn fail(host: &mut Host, t: &mut Trial, reason: String) -> StepError 
     let mut reason = reason;
     if let Err(e) = remove_entry(host, t) {
         reason.push_str(&format!(
-            "; removing the trial entry failed too ({}): remove {} by hand",
-            e.reason,
-            match t.loader {
-                BootloaderKind::Grub => shown(grub::SCRIPT),
-                BootloaderKind::SystemdBoot =>
-                    format!("loader/entries/{} on each ESP", sd::ENTRY_FILE),
-            }
+            "; removing the trial entry failed too ({}): remove /etc/grub.d/42_vgpu-bake-trial or loader/entries/vgpu-bake-trial.conf on each ESP by hand",
+            e.reason
         ));
     }
     t.status = TrialStatus::Failed;

@@ -8,8 +8,7 @@
 //! that needs no reboot), the default is written directly, as there is
 //! nothing to try.
 
-use super::boot_trial::{self, default_ops, refresh_command};
-use super::commands::run_or;
+use super::boot_trial::{self, default_ops};
 use super::file_ops::ops_lines;
 use super::iommu_args::desired_kernel_args;
 use crate::agent::host::{Host, StepError, StepOutcome};
@@ -60,14 +59,9 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         // This boot runs the trial, or the trial came up before a power
         // cut: verify-reboot commits it after its checks.
         (Seen::Up | Seen::CameUpEarlier, Some(_)) => {
-            host.note(format!(
-                "trial boot {}: verify-reboot makes its arguments the default after its checks",
-                if seen == Seen::Up {
-                    "running"
-                } else {
-                    "came up earlier"
-                }
-            ));
+            host.note(
+                "a trial boot is under way: verify-reboot makes its arguments the default after its checks",
+            );
             return Ok(StepOutcome::Done);
         }
         _ => {}
@@ -83,16 +77,10 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         ));
         return Ok(StepOutcome::Done);
     }
-    let (program, args) = refresh_command(p.kind);
-    let why = format!(
-        "make kernel arguments {} (already in effect) the default",
-        p.args.join(" ")
-    );
-    let spec = host.command(program, args, &why);
-    run_or(
+    boot_trial::refresh(
         host,
-        spec,
-        "check /boot and the ESPs (`proxmox-boot-tool status`)",
+        p.kind,
+        "make the kernel arguments (already in effect) the default",
     )?;
     Ok(StepOutcome::Done)
 }
@@ -119,14 +107,14 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     }
     lines.extend(ops_lines(&p.ops));
     if !p.ops.is_empty() {
-        let (program, args) = refresh_command(p.kind);
-        let shown = std::iter::once(program)
-            .chain(args.iter().copied())
-            .collect::<Vec<_>>();
-        lines.push(format!(
-            "would run `{}`: make the kernel arguments the default",
-            shown.join(" ")
-        ));
+        lines.push(
+            match p.kind {
+                BootloaderKind::Grub => "would run `update-grub`",
+                BootloaderKind::SystemdBoot => "would run `proxmox-boot-tool refresh`",
+            }
+            .to_owned()
+                + ": make the kernel arguments the default",
+        );
     }
     Ok(lines)
 }

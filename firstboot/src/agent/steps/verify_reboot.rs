@@ -55,10 +55,9 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                 boot_trial::commit(host, &mut t)?;
                 t.commit_reboot_boot = Some(boot_id(host)?);
                 boot_trial::save(host, &t)?;
-                return Ok(StepOutcome::Reboot(format!(
-                    "the trial boot of {} came up before a power cut; its arguments are the default now: rebooting into it once",
-                    t.describe()
-                )));
+                return Ok(StepOutcome::Reboot(
+                    "the trial boot came up before a power cut; its arguments are the default now: rebooting into it once".to_owned(),
+                ));
             }
             // The reboot into the committed default was asked for in this
             // boot and has not happened yet.
@@ -74,10 +73,9 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             (Seen::Over, Some(t)) if t.status == TrialStatus::Failed => {
                 let kind = resolve_bootloader(host.plan.host.bootloader, host.facts).kind;
                 boot_trial::arm(host, kind, &desired_kernel_args(host)?)?;
-                return Ok(StepOutcome::Reboot(format!(
-                    "retry of the failed trial boot of {}: trying the arguments once more",
-                    t.describe()
-                )));
+                return Ok(StepOutcome::Reboot(
+                    "retry of the failed trial boot: trying the arguments once more".to_owned(),
+                ));
             }
             _ => problems.insert(
                 0,
@@ -126,13 +124,8 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
             pinned.trim()
         ));
     }
-    lines.push(match boot_trial::load(host)? {
-        Some(t) if t.active() => format!(
-            "trial boot {} ({}): would make its arguments the default once its boot passed these checks (the drop-in or /etc/kernel/cmdline, then the trial entry removed); a trial that did not come up is reported and removed, the default left unchanged",
-            t.status.name(),
-            t.describe()
-        ),
-        _ => "a trial boot armed by kernel-args would be committed here once its boot passed these checks".to_owned(),
-    });
+    lines.push(
+        "would make the trial boot's arguments the default once its boot passed these checks (the drop-in or /etc/kernel/cmdline, the refresh, the trial entry removed); a trial that did not come up would be reported and removed, the default left unchanged".to_owned(),
+    );
     Ok(lines)
 }

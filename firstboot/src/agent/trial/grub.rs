@@ -96,6 +96,8 @@ pub fn parse_menu(cfg: &str) -> Result<Vec<MenuItem>, String> {
     Ok(items)
 }
 
+const UNCLOSED: &str = "a menuentry or submenu has no closing `}`";
+
 fn parse_items(lines: &[&str], i: &mut usize, nested: bool) -> Result<Vec<MenuItem>, String> {
     let mut items = Vec::new();
     while *i < lines.len() {
@@ -112,10 +114,7 @@ fn parse_items(lines: &[&str], i: &mut usize, nested: bool) -> Result<Vec<MenuIt
             continue;
         }
         if w.last().map(String::as_str) != Some("{") || w.len() < 3 {
-            return Err(format!(
-                "line {}: `{line}` is not a `{first} 'title' ... {{` line",
-                *i
-            ));
+            return Err(format!("`{line}` is not a `menuentry 'title' ... {{` line"));
         }
         let title = w[1].clone();
         let id = w
@@ -131,7 +130,7 @@ fn parse_items(lines: &[&str], i: &mut usize, nested: bool) -> Result<Vec<MenuIt
         items.push(MenuItem { title, id, kind });
     }
     if nested {
-        return Err("a submenu has no closing `}`".into());
+        return Err(UNCLOSED.into());
     }
     Ok(items)
 }
@@ -154,7 +153,7 @@ fn entry_body(lines: &[&str], i: &mut usize) -> Result<Vec<String>, String> {
         }
         body.push(raw.to_owned());
     }
-    Err("a menuentry has no closing `}`".into())
+    Err(UNCLOSED.into())
 }
 
 /// `GRUB_DEFAULT` as `update-grub` sees it: `/etc/default/grub`, then the
@@ -208,30 +207,25 @@ pub fn resolve_default<'a>(
                 .iter()
                 .find(|m| m.id.as_deref() == Some(part) || m.title == *part),
         };
-        let Some(item) = found else {
-            let names: Vec<String> = level.iter().map(|m| format!("{:?}", m.title)).collect();
-            return Err(format!(
-                "{shown}: no entry {part:?} in /{GRUB_CFG} (there: {}); set GRUB_DEFAULT in /etc/default/grub to an entry that exists, run update-grub, then retry",
-                names.join(", ")
-            ));
+        let last = n + 1 == parts.len();
+        let why = match found.map(|i| (&i.kind, last)) {
+            Some((Item::Entry(body), true)) => {
+                titles.push(found.map_or("", |i| i.title.as_str()));
+                return Ok((titles, body));
+            }
+            Some((Item::Submenu(items), false)) => {
+                titles.push(found.map_or("", |i| i.title.as_str()));
+                level = items;
+                continue;
+            }
+            Some((Item::Submenu(_), true)) => "is a submenu, not an entry",
+            Some((Item::Entry(_), false)) => "is an entry, not a submenu",
+            None => "is not there",
         };
-        titles.push(item.title.as_str());
-        match (&item.kind, n + 1 == parts.len()) {
-            (Item::Entry(body), true) => return Ok((titles, body)),
-            (Item::Submenu(items), false) => level = items,
-            (Item::Submenu(_), true) => {
-                return Err(format!(
-                    "{shown} names the submenu {:?} of /{GRUB_CFG}, not an entry; name an entry inside it (`submenu>entry`), run update-grub, then retry",
-                    item.title
-                ));
-            }
-            (Item::Entry(_), false) => {
-                return Err(format!(
-                    "{shown}: {:?} in /{GRUB_CFG} is an entry, not a submenu; fix GRUB_DEFAULT, then retry",
-                    item.title
-                ));
-            }
-        }
+        return Err(format!(
+            "{shown}: {part:?} {why} in /{GRUB_CFG} (menu level {}); set GRUB_DEFAULT in /etc/default/grub to an entry that exists (`N`, a title, an id, or `submenu>entry`), run update-grub, then retry",
+            n + 1
+        ));
     }
     Err(format!(
         "{shown} is empty; set it in /etc/default/grub, then retry"
@@ -255,7 +249,7 @@ pub fn trial_entry(
         let w: Vec<&str> = t.split_whitespace().collect();
         if kernel.is_none() && matches!(w.first(), Some(&"linux") | Some(&"linuxefi")) {
             let Some(image) = w.get(1) else {
-                return Err(format!("the default entry's `{t}` names no kernel image"));
+                break;
             };
             let rest = t
                 .split_once(image)
@@ -387,11 +381,14 @@ menuentry 'Memory test (memtest86+x64.efi)' --class memtest $menuentry_id_option
     #[test]
     fn unresolvable_defaults_are_errors() {
         for (default, says) in [
-            ("7", "no entry \"7\""),
-            ("Debian", "no entry \"Debian\""),
-            ("1", "names the submenu"),
-            ("0>1", "is an entry, not a submenu"),
-            ("1>5", "no entry \"5\""),
+            ("7", "\"7\" is not there"),
+            ("Debian", "\"Debian\" is not there"),
+            ("1", "\"1\" is a submenu, not an entry"),
+            ("0>1", "\"0\" is an entry, not a submenu"),
+            (
+                "1>5",
+                "\"5\" is not there in /boot/grub/grub.cfg (menu level 2)",
+            ),
         ] {
             let e = resolve(default, None).unwrap_err();
             assert!(e.contains(says), "{default}: {e}");

@@ -21,12 +21,10 @@ pub mod systemd_boot;
 
 use std::fmt::Write as _;
 
-use toml::{Table, Value};
-
 use crate::facts::BootloaderKind;
 
 /// The trial's record.
-pub const TRIAL_FILE: &str = "var/lib/vgpu-firstboot/trial.toml";
+pub const TRIAL_FILE: &str = "var/lib/vgpu-firstboot/trial";
 /// The id of the trial entry (GRUB `--id`; systemd-boot entry file stem).
 pub const ENTRY_ID: &str = "vgpu-bake-trial";
 
@@ -57,14 +55,13 @@ impl TrialStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            TrialStatus::Armed,
-            TrialStatus::CameUp,
-            TrialStatus::Committed,
-            TrialStatus::Failed,
-        ]
-        .into_iter()
-        .find(|t| t.name() == s)
+        Some(match s {
+            "armed" => TrialStatus::Armed,
+            "came-up" => TrialStatus::CameUp,
+            "committed" => TrialStatus::Committed,
+            "failed" => TrialStatus::Failed,
+            _ => return None,
+        })
     }
 }
 
@@ -141,23 +138,16 @@ impl Trial {
         )
     }
 
-    /// The `trial` object of `status --json` (kebab-case keys).
+    /// The `trial` object of `status --json`: its status, what it is
+    /// (as [`Trial::describe`] says it) and why it failed.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         let s = |v: &str| serde_json::to_string(v);
-        let mut o = format!(
-            "{{\"status\":{},\"loader\":{},\"entry\":{},\"title\":{},\"kernel\":{},\"args\":{}",
-            s(self.status.name())?,
-            s(&self.loader.to_string())?,
-            s(&self.entry)?,
-            s(&self.title)?,
-            s(&self.kernel)?,
-            serde_json::to_string(&self.args)?
-        );
-        if let Some(r) = &self.reason {
-            o.push_str(&format!(",\"reason\":{}", s(r)?));
-        }
-        o.push('}');
-        Ok(o)
+        Ok(format!(
+            "{{\"status\":\"{}\",\"trial\":{},\"reason\":{}}}",
+            self.status.name(),
+            s(&self.describe())?,
+            s(self.reason.as_deref().unwrap_or(""))?
+        ))
     }
 
     /// One line for `status`.
@@ -169,30 +159,25 @@ impl Trial {
         line
     }
 
-    /// The record's text.
-    pub fn to_toml(&self) -> String {
-        let mut o = String::from("# vgpu-firstboot: the trial boot of new kernel arguments\n");
-        let q = |s: &str| {
-            let mut out = String::new();
-            crate::state::toml_string(&mut out, s);
-            out
-        };
-        let list = |v: &[String]| {
-            let items: Vec<String> = v.iter().map(|s| q(s)).collect();
-            format!("[{}]", items.join(", "))
-        };
+    /// The record's text: one `key: value` a line (values never hold a
+    /// newline: one is written as a space; arguments and ESP UUIDs never
+    /// hold whitespace, so they are space-separated). Hand-made, like the
+    /// state file's codec, to keep the agent small.
+    pub fn to_text(&self) -> String {
         let loader = match self.loader {
             BootloaderKind::Grub => "grub",
             BootloaderKind::SystemdBoot => "systemd-boot",
         };
-        let _ = writeln!(o, "loader = {}", q(loader));
-        let _ = writeln!(o, "entry = {}", q(&self.entry));
-        let _ = writeln!(o, "title = {}", q(&self.title));
-        let _ = writeln!(o, "args = {}", list(&self.args));
-        let _ = writeln!(o, "kernel = {}", q(&self.kernel));
-        let _ = writeln!(o, "esps = {}", list(&self.esps));
-        let _ = writeln!(o, "armed-boot = {}", q(&self.armed_boot));
-        let _ = writeln!(o, "status = {}", q(self.status.name()));
+        let mut o = format!(
+            "# vgpu-firstboot: the trial boot of new kernel arguments\nloader: {loader}\nentry: {}\ntitle: {}\nargs: {}\nkernel: {}\nesps: {}\narmed-boot: {}\nstatus: {}\n",
+            self.entry,
+            self.title.replace(['\n', '\r'], " "),
+            self.args.join(" "),
+            self.kernel,
+            self.esps.join(" "),
+            self.armed_boot,
+            self.status.name()
+        );
         for (k, v) in [
             ("oneshot-boot", &self.oneshot_boot),
             ("came-up-boot", &self.came_up_boot),
@@ -200,52 +185,47 @@ impl Trial {
             ("reason", &self.reason),
         ] {
             if let Some(v) = v {
-                let _ = writeln!(o, "{k} = {}", q(v));
+                // One value a line: a newline in a reason becomes a space.
+                let _ = writeln!(o, "{k}: {}", v.replace(['\n', '\r'], " "));
             }
         }
         o
     }
 
-    /// Reads a record; the error names the key.
-    pub fn from_toml(text: &str) -> Result<Trial, String> {
-        let t: Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
-        let s = |k: &str| -> Result<String, String> {
-            t.get(k)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("`{k}` is missing or not a string"))
-        };
-        let opt = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_owned);
-        let list = |k: &str| -> Result<Vec<String>, String> {
-            let bad = || format!("`{k}` is missing or not a list of strings");
-            t.get(k)
-                .and_then(Value::as_array)
-                .ok_or_else(bad)?
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
-                .collect()
-        };
-        let loader = match s("loader")?.as_str() {
-            "grub" => BootloaderKind::Grub,
-            "systemd-boot" => BootloaderKind::SystemdBoot,
-            other => return Err(format!("`loader` = {other:?} is not grub or systemd-boot")),
-        };
-        let status = s("status")?;
-        Ok(Trial {
-            loader,
-            entry: s("entry")?,
-            title: s("title")?,
-            args: list("args")?,
-            kernel: s("kernel")?,
-            esps: list("esps")?,
-            armed_boot: s("armed-boot")?,
-            oneshot_boot: opt("oneshot-boot"),
-            status: TrialStatus::parse(&status)
-                .ok_or_else(|| format!("`status` = {status:?} is not a trial status"))?,
-            came_up_boot: opt("came-up-boot"),
-            commit_reboot_boot: opt("commit-reboot-boot"),
-            reason: opt("reason"),
-        })
+    /// Reads a record written by [`Trial::to_text`]; the error names the
+    /// line it could not take.
+    pub fn from_text(text: &str) -> Result<Trial, String> {
+        let mut t = Trial::armed(BootloaderKind::Grub, "", "", &[], "", "");
+        let mut status = None;
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (k, v) = line.split_once(':').unwrap_or((line, ""));
+            let v = v.strip_prefix(' ').unwrap_or(v).to_owned();
+            let words = || v.split_whitespace().map(str::to_owned).collect();
+            match k {
+                "loader" if v == "grub" => t.loader = BootloaderKind::Grub,
+                "loader" if v == "systemd-boot" => t.loader = BootloaderKind::SystemdBoot,
+                "status" if TrialStatus::parse(&v).is_some() => status = TrialStatus::parse(&v),
+                "entry" => t.entry = v,
+                "title" => t.title = v,
+                "args" => t.args = words(),
+                "kernel" => t.kernel = v,
+                "esps" => t.esps = words(),
+                "armed-boot" => t.armed_boot = v,
+                "oneshot-boot" => t.oneshot_boot = Some(v),
+                "came-up-boot" => t.came_up_boot = Some(v),
+                "commit-reboot-boot" => t.commit_reboot_boot = Some(v),
+                "reason" => t.reason = Some(v),
+                _ => return Err(format!("line {line:?} is not a trial record line")),
+            }
+        }
+        t.status = status.ok_or("no `status` line")?;
+        if t.entry.is_empty() {
+            return Err("no `entry` line".into());
+        }
+        Ok(t)
     }
 }
 
@@ -312,15 +292,26 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let mut t = trial();
-        assert_eq!(Trial::from_toml(&t.to_toml()).unwrap(), t);
+        assert_eq!(Trial::from_text(&t.to_text()).unwrap(), t);
         t.loader = BootloaderKind::SystemdBoot;
         t.esps = vec!["1234-ABCD".into()];
         t.oneshot_boot = Some("boot-1".into());
         t.status = TrialStatus::Failed;
-        t.reason = Some("a \"quoted\"\nreason".into());
-        assert_eq!(Trial::from_toml(&t.to_toml()).unwrap(), t);
-        let bad = t.to_toml().replace("\"failed\"", "\"maybe\"");
-        assert!(Trial::from_toml(&bad).unwrap_err().contains("`status`"));
+        t.reason = Some("a \"quoted\": reason".into());
+        assert_eq!(Trial::from_text(&t.to_text()).unwrap(), t);
+        let bad = t.to_text().replace("status: failed", "status: maybe");
+        assert!(
+            Trial::from_text(&bad)
+                .unwrap_err()
+                .contains("\"status: maybe\"")
+        );
+        // A newline in a value cannot break the record.
+        t.reason = Some("two\nlines".into());
+        assert_eq!(
+            Trial::from_text(&t.to_text()).unwrap().reason.unwrap(),
+            "two lines"
+        );
+        assert!(Trial::from_text("loader: grub\n").is_err());
     }
 
     #[test]

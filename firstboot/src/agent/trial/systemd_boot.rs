@@ -26,15 +26,14 @@ pub fn esp_uuids(text: &str) -> Result<Vec<String>, String> {
             continue;
         }
         if !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!(
-                "/{BOOT_UUIDS}: {l:?} is not a file system UUID; fix it (`proxmox-boot-tool status`), then retry"
-            ));
+            out.clear();
+            break;
         }
         out.push(l.to_owned());
     }
     if out.is_empty() {
         return Err(format!(
-            "/{BOOT_UUIDS} names no ESP; `proxmox-boot-tool init` one, then retry"
+            "/{BOOT_UUIDS} must name the ESPs, one file system UUID a line; fix it (`proxmox-boot-tool status`, `proxmox-boot-tool init`), then retry"
         ));
     }
     Ok(out)
@@ -109,14 +108,8 @@ pub fn default_entry(
         .iter()
         .filter(|e| e.ends_with(".conf") && e.as_str() != ENTRY_FILE)
         .collect();
-    let listed = || {
-        let v: Vec<&str> = entries.iter().map(|e| e.as_str()).collect();
-        v.join(", ")
-    };
-    match default {
-        Some(d) if d.starts_with('@') => Err(format!(
-            "/{LOADER_CONF} says `default {d}`: the entry depends on EFI variables the agent does not guess from; set `default` to an entry (`bootctl set-default` or proxmox-boot-tool kernel pin), then retry"
-        )),
+    let found = match default {
+        Some(d) if d.starts_with('@') => None,
         Some(d) => {
             let want = if d.ends_with(".conf") {
                 d.to_owned()
@@ -125,26 +118,21 @@ pub fn default_entry(
             };
             entries
                 .iter()
-                .filter(|e| glob(want.as_bytes(), e.as_bytes()) || glob(d.as_bytes(), e.as_bytes()))
+                .filter(|e| glob(want.as_bytes(), e.as_bytes()))
                 .max_by(|a, b| version_cmp(a, b))
-                .map(|e| e.to_string())
-                .ok_or_else(|| format!(
-                    "/{LOADER_CONF}'s `default {d}` matches no entry in /{ENTRIES_DIR} (there: {}); run `proxmox-boot-tool refresh`, then retry",
-                    listed()
-                ))
         }
         None => {
             let want = format!("proxmox-{running}.conf");
-            entries
-                .iter()
-                .find(|e| **e == &want)
-                .map(|e| e.to_string())
-                .ok_or_else(|| format!(
-                    "/{LOADER_CONF} has no `default` and /{ENTRIES_DIR} has no {want} for the running kernel (there: {}); run `proxmox-boot-tool refresh`, then retry",
-                    listed()
-                ))
+            entries.iter().find(|e| **e == &want)
         }
-    }
+    };
+    found.map(|e| e.to_string()).ok_or_else(|| {
+        let v: Vec<&str> = entries.iter().map(|e| e.as_str()).collect();
+        format!(
+            "no loader entry to copy: /{LOADER_CONF}'s default is {default:?} (none: the running kernel's proxmox-{running}.conf; `@saved` and the like depend on EFI variables the agent does not guess from), /{ENTRIES_DIR} holds {}; set `default` to an entry (`proxmox-boot-tool refresh`, `bootctl set-default`), then retry",
+            v.join(", ")
+        )
+    })
 }
 
 /// The trial entry from the default entry's text: its lines without
@@ -213,12 +201,12 @@ mod tests {
         assert!(
             default_entry(None, &e, "6.2.16-3-pve")
                 .unwrap_err()
-                .contains("no proxmox-6.2.16-3-pve.conf")
+                .contains("default is None (none: the running kernel's proxmox-6.2.16-3-pve.conf")
         );
         assert!(
             default_entry(Some("debian-*"), &e, r)
                 .unwrap_err()
-                .contains("matches no entry")
+                .contains("default is Some(\"debian-*\")")
         );
         assert!(
             default_entry(Some("@saved"), &e, r)
