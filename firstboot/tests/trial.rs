@@ -40,18 +40,10 @@ fn boot_commands(host: &SimHost) -> Vec<String> {
     host.commands()
         .into_iter()
         .filter(|c| {
-            [
-                "update-grub",
-                "grub-reboot",
-                "grub-editenv",
-                "mount",
-                "umount",
-                "bootctl",
-                "proxmox-boot-tool",
-                "systemctl reboot",
-            ]
-            .iter()
-            .any(|p| c.starts_with(p))
+            agent_harness::BOOT_TOOL_NAMES
+                .iter()
+                .chain(&["proxmox-boot-tool", "systemctl reboot"])
+                .any(|p| c.starts_with(p))
         })
         .collect()
 }

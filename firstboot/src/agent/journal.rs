@@ -17,7 +17,12 @@
 //!
 //! Paths under the agent's own state directory are not journaled (they are
 //! the agent's, not the host's), and neither is the unit's `.wants` link
-//! (undo leaves the agent disabled). [`Host::write_atomic`],
+//! (undo leaves the agent disabled). The trial boot's systemd-boot entry
+//! on the ESPs is not journaled either: the ESPs are mounted only while the
+//! agent writes it, and the entry never outlives the trial (the trial
+//! record, `agent/trial`, names the ESPs; the commit, a failure and undo
+//! remove it). The GRUB trial script in `/etc/grub.d` is journaled like
+//! any file. [`Host::write_atomic`],
 //! [`Host::apply`], [`Host::remove_file`] and [`Host::create_dir_all`]
 //! journal by themselves; a step that lets a *command* create or change a
 //! file calls [`Host::touch`] for it first.

@@ -99,6 +99,21 @@ fi
 exec busybox dpkg-deb -f "$2"
 "#;
 
+/// The crash hook of the stateful stand-ins (`VGPU_TEST_CRASH_IN`): kills
+/// the agent, once per program, before the call has any effect.
+macro_rules! crash_hook {
+    () => {
+        r#"case " ${VGPU_TEST_CRASH_IN:-} " in
+  *" $name "*)
+    if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
+      : >"$VGPU_TEST_DIR/crashed-$name"
+      kill -9 "$PPID"; exit 137
+    fi ;;
+esac
+"#
+    };
+}
+
 /// The boot loader stand-ins of the trial boot, which keep what the real
 /// tools keep and fail (stderr, exit 2) when called in any other way:
 /// `update-grub` writes `/boot/grub/grub.cfg` from the fixture's copy
@@ -109,18 +124,14 @@ exec busybox dpkg-deb -f "$2"
 /// the simulated ESP `esp/U` into the empty DIR and `umount DIR` copies it
 /// back; `bootctl set-oneshot E` needs `loader/entries/E` on every ESP
 /// (`""` clears) and keeps it in `oneshot`, as the EFI variable would.
-const BOOT_TOOLS: &str = r#"#!/bin/sh
+const BOOT_TOOLS: &str = concat!(
+    r#"#!/bin/sh
 name=$(basename "$0")
 if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
 bad() { echo "$name stand-in: unexpected call: $name $*" >&2; exit 2; }
-case " ${VGPU_TEST_CRASH_IN:-} " in
-  *" $name "*)
-    if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
-      : >"$VGPU_TEST_DIR/crashed-$name"
-      kill -9 "$PPID"; exit 137
-    fi ;;
-esac
-esp=$VGPU_TEST_DIR/esp
+"#,
+    crash_hook!(),
+    r#"esp=$VGPU_TEST_DIR/esp
 case "$name" in
   update-grub)
     [ $# -eq 0 ] || bad
@@ -156,7 +167,8 @@ case "$name" in
   *) bad ;;
 esac
 exit 0
-"#;
+"#
+);
 
 /// The boot loader tools [`BOOT_TOOLS`] stands in for.
 pub const BOOT_TOOL_NAMES: &[&str] = &[
@@ -178,17 +190,13 @@ pub const GRUB_CFG_BASE: &str = "grub.cfg.base";
 /// without `-y`), `dpkg-query -W` answers from it, and `proxmox-boot-tool
 /// kernel pin|unpin` writes or removes the pin file. The crash hook
 /// (`VGPU_TEST_CRASH_IN`) kills the agent before the call has any effect.
-const STATEFUL: &str = r#"#!/bin/sh
+const STATEFUL: &str = concat!(
+    r#"#!/bin/sh
 name=$(basename "$0")
 echo "$name $*" >>"$VGPU_TEST_LOG"
-case " ${VGPU_TEST_CRASH_IN:-} " in
-  *" $name "*)
-    if [ ! -e "$VGPU_TEST_DIR/crashed-$name" ]; then
-      : >"$VGPU_TEST_DIR/crashed-$name"
-      kill -9 "$PPID"; exit 137
-    fi ;;
-esac
-db=/var/lib/dpkg/status
+"#,
+    crash_hook!(),
+    r#"db=/var/lib/dpkg/status
 log=/var/log/dpkg.log
 # dpkg's log, when there is one, gets a line per package newly installed;
 # mdevctl pulls in a dependency, as apt would.
@@ -233,7 +241,8 @@ case "$name $1" in
   *) echo "stand-in: unexpected call $name $*" >&2; exit 2 ;;
 esac
 exit 0
-"#;
+"#
+);
 
 /// dpkg's record of installed packages, as [`STATEFUL`] keeps it.
 pub const PACKAGE_DB: &str = "var/lib/dpkg/status";

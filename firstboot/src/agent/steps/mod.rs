@@ -7,10 +7,11 @@
 //! from the pure functions in [`crate::edits`], which plan nothing when the
 //! file is already right, and commands with lasting effects run only when a
 //! read-only probe (or a changed file) says they are needed. The exceptions
-//! are documented where they are: `update-initramfs` always runs, the boot
-//! loader update runs again while the running kernel still lacks the
-//! arguments (a crash may have come between the file write and the update),
-//! and the NVIDIA installer installs over itself.
+//! are documented where they are: `update-initramfs` always runs, the trial
+//! boot of new kernel arguments is armed again (the same entry, the boot
+//! loader update and the one-shot) while the running kernel still lacks
+//! them (a crash may have come between the entry and the one-shot), and
+//! the NVIDIA installer installs over itself.
 //!
 //! `preview` shows the same decisions for the dry run (`vgpu-firstboot
 //! plan`): one line per file, kernel argument, module, repository, package,
