@@ -134,8 +134,8 @@ fn trial_preview(host: &Host, p: &ArgsPlan) -> Vec<String> {
             Err(e) => vec![format!("cannot arm the trial boot: {e}")],
         },
         BootloaderKind::SystemdBoot => vec![
-            "would write loader/entries/vgpu-bake-trial.conf on each ESP of /etc/kernel/proxmox-boot-uuids (mounted under /run/vgpu-firstboot/esp): the default entry with the new options".to_owned(),
-            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries the arguments once; /etc/kernel/cmdline stays as it is".to_owned(),
+            "would write loader/entries/vgpu-bake-trial.conf on each ESP of /etc/kernel/proxmox-boot-uuids: the default entry with the arguments".to_owned(),
+            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries them once; /etc/kernel/cmdline stays as it is".to_owned(),
         ],
     }
 }

@@ -125,7 +125,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         ));
     }
     lines.push(
-        "would make the trial boot's arguments the default once its boot passed these checks (the drop-in or /etc/kernel/cmdline, the refresh, the trial entry removed); a trial that did not come up would be reported and removed, the default left unchanged".to_owned(),
+        "would make a trial boot's arguments the default once its boot passed these checks; a trial that did not come up would be reported and removed, the default unchanged".to_owned(),
     );
     Ok(lines)
 }
