@@ -110,6 +110,23 @@ fn two_boots_then_nothing() {
     let mut before = before;
     before.remove("proc/cmdline");
     assert_eq!(before, after);
+
+    // A power cut between the done marker and the link's removal (the
+    // seal's two writes) leaves the link: the next boot starts the unit,
+    // whose run only removes the link.
+    let link = host.root().join(layout::UNIT_WANTS_LINK);
+    std::os::unix::fs::symlink(layout::UNIT_WANTS_TARGET, &link).unwrap();
+    host.reboot();
+    let sealed = host.boot_run(&[]).expect("the link starts the unit");
+    assert_exit(&sealed, 0);
+    assert!(
+        stderr(&sealed).contains("removed (the agent is not needed at boot any more)"),
+        "{}",
+        stderr(&sealed)
+    );
+    assert!(!link.exists() && std::fs::symlink_metadata(&link).is_err());
+    assert_eq!(host.commands().len(), before_cmds, "sealing ran commands");
+    assert!(host.boot_run(&[]).is_none(), "the unit starts again");
 }
 
 /// The final tree of an uninterrupted run, to compare crashed runs with.

@@ -43,7 +43,7 @@ pub const PAYLOAD_DIR: &str = "var/lib/vgpu-firstboot/payload";
 pub const GUEST_DRIVERS_DIR: &str = "var/lib/vgpu-firstboot/guest-drivers";
 /// The agent's crash-safe state file.
 pub const STATE_FILE: &str = "var/lib/vgpu-firstboot/state.toml";
-/// Written when the plan is complete; the unit's `ConditionPathExists=!` reads it.
+/// Written when the plan is complete; the unit's `ConditionPathExists=|!` reads it.
 pub const DONE_MARKER: &str = "var/lib/vgpu-firstboot/done";
 
 /// Directories a bundle may hold: the parents of the fixed files.

@@ -2,7 +2,7 @@
 
 use crate::layout;
 
-/// The unit file template. `@AGENT@` and `@DONE@` are replaced with
+/// The unit file template. `@AGENT@`, `@DONE@` and `@WANTS@` are replaced with
 /// absolute paths by [`render`].
 pub const TEMPLATE: &str = include_str!("../systemd/vgpu-firstboot.service.in");
 
@@ -11,6 +11,7 @@ pub fn render() -> String {
     TEMPLATE
         .replace("@AGENT@", &layout::absolute(layout::AGENT_BIN))
         .replace("@DONE@", &layout::absolute(layout::DONE_MARKER))
+        .replace("@WANTS@", &layout::absolute(layout::UNIT_WANTS_LINK))
 }
 
 #[cfg(test)]
@@ -27,7 +28,8 @@ mod tests {
             "After=network-online.target",
             "Wants=network-online.target",
             "After=proxmox-first-boot-network-pre.service proxmox-first-boot-network-online.service proxmox-first-boot-multi-user.service",
-            "ConditionPathExists=!/var/lib/vgpu-firstboot/done",
+            "ConditionPathExists=|!/var/lib/vgpu-firstboot/done",
+            "ConditionPathExists=|/etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service",
             "ExecStart=/usr/local/sbin/vgpu-firstboot run",
             "StandardOutput=journal+console",
             "WantedBy=multi-user.target",

@@ -104,7 +104,9 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
             layout::absolute(layout::STATE_FILE)
         )));
     }
-    if fs.resolves(layout::DONE_MARKER) {
+    // With the link still there (a power cut between the seal's two
+    // writes started the unit for it), go on: the done state seals again.
+    if fs.resolves(layout::DONE_MARKER) && !fs.exists(layout::UNIT_WANTS_LINK) {
         errln!(
             "vgpu-firstboot: {} exists: the plan is complete, nothing to do",
             layout::absolute(layout::DONE_MARKER)
