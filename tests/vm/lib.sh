@@ -492,7 +492,7 @@ load_cell() {
     local f=$REPO/tests/vm/cells/$1.sh v fn
     [ -f "$f" ] || fail "no cell $1: $f does not exist (cells: $(find "$REPO/tests/vm/cells" -maxdepth 1 -name '*.sh' -printf '%f\n' | sed 's/\.sh$//' | sort | paste -sd' '))"
     unset -f cell_tree cell_esp cell_check_booted cell_check_final
-    unset CELL_SUITE CELL_INCLUDE CELL_PROFILE BOOT_VIA
+    unset CELL_SUITE CELL_INCLUDE CELL_PROFILE BOOT_VIA CELL_BOOTLOADER
     # shellcheck disable=SC2034 # read by two-boot.sh
     CELL_STATE_FILES=()
     # shellcheck source=/dev/null # the cell is chosen at run time

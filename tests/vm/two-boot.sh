@@ -205,6 +205,34 @@ final_state() {
 # Whether this run cut the power (--power-cuts, --random-cuts).
 cut_mode() { [ "$MODE" = power-cuts ] || [ "$MODE" = random-cuts ]; }
 
+# The repositories as the agent leaves a fresh Proxmox VE host's: the
+# enterprise ones disabled, no-subscription ones added (one-line .list files
+# up to bookworm, deb822 .sources from trixie on, as Proxmox VE 9 has them).
+check_apt_repos() {
+    local d=/etc/apt/sources.list.d
+    case $BASE_SUITE in
+        bookworm)
+            grep -Eq '^#.*enterprise.proxmox.com' <<<"$(img_cat $d/pve-enterprise.list)" \
+                || fail "pve-enterprise.list is not commented out: $(img_cat $d/pve-enterprise.list)"
+            has "$(img_cat $d/pve-no-subscription.list)" \
+                "deb http://download.proxmox.com/debian/pve bookworm pve-no-subscription" "pve-no-subscription.list"
+            ;;
+        *)
+            local f
+            for f in pve-enterprise ceph; do
+                has "$(img_cat "$d/$f.sources")" "Enabled: no" "$f.sources (disabled)"
+            done
+            local line
+            for line in "URIs: http://download.proxmox.com/debian/pve" \
+                "Suites: $BASE_SUITE" "Components: pve-no-subscription"; do
+                has "$(img_cat $d/pve-no-subscription.sources)" "$line" "pve-no-subscription.sources"
+            done
+            has "$(img_cat $d/ceph-no-subscription.sources)" \
+                "Components: no-subscription" "ceph-no-subscription.sources"
+            ;;
+    esac
+}
+
 # Checks the image after the flow completed.
 check_final() {
     say "reading the results back from the image"
@@ -226,16 +254,24 @@ check_final() {
 
     has "$(img_cat /etc/modules-load.d/vgpu-bake-vfio.conf)" vfio_pci "vfio modules file"
     has "$(img_cat /etc/modprobe.d/vgpu-bake-blacklist.conf)" "blacklist nouveau" "blacklist file"
-    local dropin
-    dropin=$(img_cat /etc/default/grub.d/vgpu-bake.cfg)
-    # shellcheck disable=SC2016 # the drop-in's literal text
-    has "$dropin" 'GRUB_CMDLINE_LINUX_DEFAULT="${GRUB_CMDLINE_LINUX_DEFAULT} intel_iommu=on iommu=pt"' "GRUB drop-in"
-    [ "$(grep -o 'intel_iommu=on' <<<"$dropin" | wc -l)" -eq 1 ] \
-        || fail "GRUB drop-in has intel_iommu=on more than once: $dropin"
-    grep -Eq '^#.*enterprise.proxmox.com' <<<"$(img_cat /etc/apt/sources.list.d/pve-enterprise.list)" \
-        || fail "pve-enterprise.list is not commented out: $(img_cat /etc/apt/sources.list.d/pve-enterprise.list)"
-    has "$(img_cat /etc/apt/sources.list.d/pve-no-subscription.list)" \
-        "deb http://download.proxmox.com/debian/pve bookworm pve-no-subscription" "pve-no-subscription.list"
+    # The boot loader's configuration file the agent edits (what the loader
+    # made of it is the cell's to check).
+    case ${CELL_BOOTLOADER:-grub} in
+        grub)
+            local dropin
+            dropin=$(img_cat /etc/default/grub.d/vgpu-bake.cfg)
+            # shellcheck disable=SC2016 # the drop-in's literal text
+            has "$dropin" 'GRUB_CMDLINE_LINUX_DEFAULT="${GRUB_CMDLINE_LINUX_DEFAULT} intel_iommu=on iommu=pt"' "GRUB drop-in"
+            [ "$(grep -o 'intel_iommu=on' <<<"$dropin" | wc -l)" -eq 1 ] \
+                || fail "GRUB drop-in has intel_iommu=on more than once: $dropin"
+            ;;
+        systemd-boot)
+            ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
+                || fail "the agent wrote a GRUB drop-in on a systemd-boot host: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
+            ;;
+        *) fail "CELL_BOOTLOADER=$CELL_BOOTLOADER: expected grub or systemd-boot" ;;
+    esac
+    check_apt_repos
 
     img_exists /usr/bin/hello || fail "/usr/bin/hello is not installed"
     has "$(img_cat /var/lib/dpkg/status | grep -A2 '^Package: hello$')" \
