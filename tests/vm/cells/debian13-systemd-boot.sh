@@ -91,10 +91,11 @@ Components: enterprise
 Signed-By: /usr/share/keyrings/proxmox-archive-keyring.gpg
 EOF
     # Which entry systemd-boot booted, on the console (its LoaderEntrySelected
-    # and LoaderInfo EFI variables: UTF-16 after 4 bytes of attributes).
+    # and LoaderInfo EFI variables: UTF-16 after 4 bytes of attributes;
+    # efivarfs files cannot seek, so they are read through cat).
     put /usr/local/libexec/vgpu-vm-loader 0755 <<EOF
 #!/bin/sh
-var() { f=/sys/firmware/efi/efivars/\$1-$LOADER_GUID; [ -e "\$f" ] && tail -c +5 "\$f" | tr -d '\\000'; }
+var() { f=/sys/firmware/efi/efivars/\$1-$LOADER_GUID; [ -e "\$f" ] && cat "\$f" | tail -c +5 | tr -d '\\000'; }
 echo "vgpu-loader: LoaderInfo=\$(var LoaderInfo) LoaderEntrySelected=\$(var LoaderEntrySelected)"
 EOF
     put /etc/systemd/system/vgpu-vm-loader.service <<'EOF'
