@@ -11,6 +11,9 @@
 # - QEMU_EXTRA: more qemu arguments (array: a second disk, -smbios ...).
 # - HARNESS_UNITS: the units the harness reports on the console, in order
 #   (default vgpu-firstboot.service) and orders itself after.
+# - HARNESS_STATUS=1: the harness also prints `vgpu-firstboot status` on the
+#   console (a file in the guest, /etc/vgpu-vm-harness-status, turns it on).
+# - BASE_CACHE: where debootstrap_base keeps its trees (default $WORK).
 # - BASE_SUITE: the Debian suite debootstrap_base installs (default
 #   bookworm; another suite is cached as $WORK/base-<suite>-<hash>).
 # - BOOT_VIA: how start_boot boots the image. `kernel` (default): qemu's
@@ -99,7 +102,7 @@ debootstrap_base() {
     elif [ "$include" != "$BASE_INCLUDE_DEFAULT" ]; then
         tag=-$(printf %s "$include" | sha256sum | cut -c1-12)
     fi
-    BASE=$WORK/base$tag
+    BASE=${BASE_CACHE:-$WORK}/base$tag
     if [ -e "$BASE/etc/os-release" ]; then
         say "debootstrap: using the cached tree $BASE"
         return
@@ -258,6 +261,10 @@ add_harness_unit() {
     cat >>"$ROOT/usr/local/libexec/vgpu-vm-harness" <<'EOF'
 echo "vgpu-harness: $(grep -m1 vendor_id /proc/cpuinfo | tr -s '\t ' ' '), iommu_groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)"
 echo "vgpu-harness: cmdline: $(cat /proc/cmdline)"
+echo "vgpu-harness: getty.target: $(systemctl is-active getty.target)"
+if [ -e /etc/vgpu-vm-harness-status ]; then
+    /usr/local/sbin/vgpu-firstboot status 2>&1 | sed 's/^/vgpu-harness: status: /'
+fi
 if systemctl list-jobs --no-legend 2>/dev/null | grep -Eq 'reboot.target|poweroff.target'; then
     echo "vgpu-harness: a reboot or power-off is under way"
     exit 0
@@ -269,7 +276,8 @@ EOF
     put /etc/systemd/system/vgpu-vm-harness.service <<EOF
 [Unit]
 Description=vgpu-bake VM test harness: report the agent's state, power off
-After=${HARNESS_UNITS:-vgpu-firstboot.service}
+# After the gettys too: the guest got as far as a login prompt.
+After=${HARNESS_UNITS:-vgpu-firstboot.service} getty.target
 
 [Service]
 Type=oneshot
@@ -280,6 +288,9 @@ StandardError=journal+console
 [Install]
 WantedBy=multi-user.target
 EOF
+    if [ "${HARNESS_STATUS:-0}" = 1 ]; then
+        put /etc/vgpu-vm-harness-status <<<'# vgpu-bake VM test: the harness prints vgpu-firstboot status'
+    fi
     mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
     ln -sf ../vgpu-vm-harness.service \
         "$ROOT/etc/systemd/system/multi-user.target.wants/vgpu-vm-harness.service"
@@ -407,6 +418,42 @@ wait_boot() {
 # Boots once and waits for the guest to end the boot.
 boot() { start_boot "$1"; wait_boot "$1"; }
 
+# How the boot logged in $1 ended, from the kernel's last words on the
+# console (printed at KERN_EMERG, so `quiet` keeps them): reboot, poweroff,
+# or unknown (qemu ended otherwise: killed, crashed, timed out).
+boot_end() {
+    local text
+    text=$(tr -d '\r' <"$1")
+    if grep -q 'reboot: Restarting system' <<<"$text"; then
+        echo reboot
+    elif grep -q 'reboot: Power down' <<<"$text"; then
+        echo poweroff
+    else
+        echo unknown
+    fi
+}
+
+# Boots ($2-1, $2-2, ...) until a boot ends with the guest powering itself
+# off, at most $1 boots; fails when a boot ends another way than a reboot or
+# a power-off, or none powers off. Sets NBOOTS and BOOT_ENDS (one word a boot).
+boot_until_poweroff() {
+    local max=$1 prefix=$2 end
+    NBOOTS=0 BOOT_ENDS=()
+    while [ "$NBOOTS" -lt "$max" ]; do
+        NBOOTS=$((NBOOTS + 1))
+        boot "$prefix-$NBOOTS"
+        end=$(boot_end "$SERIAL")
+        BOOT_ENDS+=("$end")
+        say "boot $prefix-$NBOOTS ended with: $end"
+        case $end in
+            poweroff) return 0 ;;
+            reboot) ;;
+            *) fail "boot $prefix-$NBOOTS ended without a reboot or power-off on its console" ;;
+        esac
+    done
+    fail "the guest did not power off by itself in $max boots (ends: ${BOOT_ENDS[*]}): a reboot loop"
+}
+
 # -------------------------------------------------------------- assertions
 
 # Fails unless $1 (text) contains the fixed string $2; $3 says what it is.
@@ -509,6 +556,33 @@ load_cell() {
     esac
     [ -f "$REPO/$CELL_PROFILE" ] || fail "cell $1 ($f): no profile $REPO/$CELL_PROFILE"
     BASE_SUITE=$CELL_SUITE BASE_INCLUDE=$CELL_INCLUDE
+}
+
+# Bakes the cell's profile and lays the bundle onto $ROOT with `vgpu-bake
+# install`.
+bake_and_install() {
+    say "baking $CELL_PROFILE and installing the bundle onto the tree"
+    local bundle
+    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/$CELL_PROFILE" \
+        --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
+    [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
+    "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"
+    tail -n 1 "$WORK/install.log"
+}
+
+# The guest of the loaded cell from $BASE: the tree copied to $ROOT, the
+# host files, stand-ins and harness, the cell's boot parts, the bundle, then
+# $IMG.
+cell_make_image() {
+    say "copying the tree, adding stand-ins and the cell's boot parts, making the image"
+    rm -rf "$ROOT" "$IMG"
+    cp -a "$BASE" "$ROOT"
+    add_host_files
+    add_standins
+    add_harness_unit
+    cell_tree
+    bake_and_install
+    cell_image
 }
 
 # Writes $IMG from $ROOT the way the loaded cell boots: a bare ext4 image

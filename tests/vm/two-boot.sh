@@ -103,29 +103,11 @@ T0=$SECONDS
 . "$REPO/tests/vm/lib.sh"
 load_cell "$CELL"
 
-bake_and_install() {
-    say "baking $CELL_PROFILE and installing the bundle onto the tree"
-    local bundle
-    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/$CELL_PROFILE" \
-        --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
-    [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
-    "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"
-    tail -n 1 "$WORK/install.log"
-}
-
 make_image() {
-    say "copying the tree, adding stand-ins and the cell's boot parts, making the image"
-    rm -rf "$ROOT" "$IMG"
     echo "$MODE" >"$WORK/last-mode"
     echo "$CELL" >"$WORK/last-cell"
     : >"$WORK/last-serials"
-    cp -a "$BASE" "$ROOT"
-    add_host_files
-    add_standins
-    add_harness_unit
-    cell_tree
-    bake_and_install
-    cell_image
+    cell_make_image
 }
 
 # Boots and kills qemu (kill -9) when the console shows the line of a cut

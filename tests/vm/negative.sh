@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# tests/vm/negative.sh: a host the plan cannot finish on; the agent must
+# stop with advice, not loop, and leave a guest that still boots.
+#
+#   bash tests/vm/negative.sh --case no-viommu
+#
+# Cases (one function each, case_<name with _ for ->):
+# - no-viommu: the Debian 12 GRUB cell (tests/vm/cells/debian12-grub.sh)
+#   on a machine without an IOMMU (qemu without intel-iommu: VT-d off in
+#   the firmware, as far as the guest can tell). Phase 1 runs and reboots
+#   once (without the kernel arguments a reboot may turn the IOMMU on); at
+#   boot 2 GRUB gives the arguments, there are still no IOMMU groups, and
+#   the agent fails with the firmware advice and does not reboot again. A
+#   later boot must not run phase 1 again nor reboot: the agent reports the
+#   earlier failure and stops; the guest gets to its login prompt.
+#
+# The harness boots until the guest powers itself off (at most MAX_BOOTS),
+# then once more. Runs as root like two-boot.sh, with its tools; the
+# debootstrap trees are shared with it ($VGPU_VM_WORK, default target/vm),
+# the images are kept apart ($VGPU_VM_WORK/negative-<case>).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+TOP=${VGPU_VM_WORK:-$REPO/target/vm}
+BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
+MAX_BOOTS=4
+CASE=
+usage() {
+    echo "usage: $0 --case no-viommu" >&2
+    exit 2
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --case)
+            CASE=${2:-}
+            shift
+            ;;
+        *) usage ;;
+    esac
+    shift
+done
+[[ $CASE =~ ^[a-z0-9][a-z0-9-]*$ ]] || usage
+CASE_FN=case_${CASE//-/_}
+
+export DEBIAN_FRONTEND=noninteractive
+WORK=$TOP/negative-$CASE
+BASE_CACHE=$TOP
+ROOT=$WORK/root
+IMG=$WORK/disk.img
+SERIALS=()
+T0=$SECONDS
+
+# shellcheck source=tests/vm/lib.sh
+. "$REPO/tests/vm/lib.sh"
+
+# shellcheck disable=SC2317 # the case functions are called by name, and call these
+# Every console line of the boots in $@ that matches the extended regex $1,
+# counted.
+count_lines() {
+    local re=$1
+    shift
+    cat "$@" | tr -d '\r' | grep -Ec -- "$re" || true
+}
+
+# shellcheck disable=SC2317
+# A boot after the failure: the agent does nothing but report it, the unit
+# stays failed, the guest reaches its login prompt and powers off (harness).
+check_failed_and_idle() {
+    local log=$1 name=$2 text
+    text=$(tr -d '\r' <"$log")
+    [ "$(boot_end "$log")" = poweroff ] || fail "$name: did not end with the harness's power-off"
+    has "$text" "vgpu-harness: getty.target: active" "$name (the guest reached its login prompt)"
+    has "$text" "vgpu-harness: vgpu-firstboot.service: ActiveState=failed" "$name (the agent's unit)"
+    has "$text" "vgpu-harness: status: vgpu-firstboot: FAILED at step" "$name (vgpu-firstboot status)"
+    has "$text" "vgpu-harness: status:   next: fix the cause, then run \`vgpu-firstboot retry\`" "$name (vgpu-firstboot status)"
+    ! grep -q 'vgpu-firstboot: rebooting:' <<<"$text" || fail "$name: the agent asked for a reboot"
+}
+
+# ------------------------------------------------------------------ cases
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_no_viommu() {
+    load_cell debian12-grub
+    VIOMMU=0 HARNESS_STATUS=1
+    install_tools
+    build_binaries
+    debootstrap_base
+    cell_make_image
+    boot_until_poweroff "$MAX_BOOTS" nv
+    [ "${BOOT_ENDS[*]}" = "reboot poweroff" ] \
+        || fail "expected boot 1 to end with the agent's reboot and boot 2 with a power-off, got: ${BOOT_ENDS[*]}"
+    local b1=${SERIALS[0]} b2=${SERIALS[1]} t1 t2
+    t1=$(tr -d '\r' <"$b1")
+    t2=$(tr -d '\r' <"$b2")
+
+    # Boot 1: phase 1, then the one reboot.
+    has "$t1" "vgpu-firstboot: step kernel-args:" "boot 1 console"
+    has "$t1" "vgpu-firstboot: step initramfs:" "boot 1 console"
+    has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
+
+    # Boot 2: GRUB gave the arguments (the loader is not the problem), the
+    # kernel found no IOMMU, the agent failed with the firmware advice.
+    SERIAL=$b2
+    cell_check_booted 2
+    has "$t2" "iommu_groups=0" "boot 2 console (harness)"
+    grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: IOMMU is off: enable VT-d' <<<"$t2" \
+        || fail "boot 2: no failure with the firmware advice on the console"
+    has "$t2" "vgpu-harness: status:   cause: IOMMU is off: enable VT-d" "boot 2 (vgpu-firstboot status)"
+    check_failed_and_idle "$b2" "boot 2"
+
+    # One more boot: nothing runs again, nothing reboots.
+    boot nv-3
+    local b3=$SERIAL t3
+    t3=$(tr -d '\r' <"$b3")
+    check_failed_and_idle "$b3" "boot 3"
+    has "$t3" "failed earlier: IOMMU is off" "boot 3 console"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t3" || fail "boot 3: the agent ran a step again: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t3")"
+
+    # Across the three boots: one reboot, the agent's.
+    local reboots requests
+    reboots=$(count_lines 'reboot: Restarting system' "${SERIALS[@]}")
+    requests=$(count_lines 'vgpu-firstboot: rebooting:' "${SERIALS[@]}")
+    if [ "$reboots" -ne 1 ] || [ "$requests" -ne 1 ]; then
+        fail "expected exactly 1 reboot (the agent's): the consoles show $reboots reboots, $requests asked by the agent"
+    fi
+    local state
+    state=$(img_cat /var/lib/vgpu-firstboot/state.toml)
+    grep -qx 'reboots = 1' <<<"$state" || fail "state.toml does not record exactly 1 reboot: $(grep '^reboots' <<<"$state")"
+    grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
+        || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
+    # Phase 1's changes stay (expected); the unit stays enabled and fails
+    # at each boot without doing anything.
+    img_exists /etc/default/grub.d/vgpu-bake.cfg || fail "phase 1's GRUB drop-in is gone"
+    img_exists /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service \
+        || fail "the agent's unit is no longer enabled"
+    ! img_exists /var/lib/vgpu-firstboot/done || fail "a done marker exists"
+    say "boots: 3 (${BOOT_ENDS[*]} poweroff), reboots: $reboots, the agent's: $requests"
+}
+
+main() {
+    [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 2; }
+    declare -F "$CASE_FN" >/dev/null || usage
+    mkdir -p "$WORK"
+    : >"$WORK/last-serials"
+    "$CASE_FN"
+    say "PASS (negative case $CASE) in $((SECONDS - T0))s"
+}
+
+# On one line: editing this file while it runs cannot make it run more.
+main "$@"; exit
