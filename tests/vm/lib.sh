@@ -334,6 +334,41 @@ esp_ls() {
     MTOOLS_SKIP_CHECK=1 mdir -b -i "$IMG@@$ESP_OFFSET" "::$1"
 }
 
+# Every path under the directories $@ of the image's root filesystem, one
+# line each (sorted): path, type, mode, owner, link target; then the sha256
+# of every regular file. Read out with debugfs rdump into $WORK/tree (which
+# keeps modes and owners), not mounted.
+img_tree_digest() {
+    local out=$WORK/tree d
+    rm -rf "$out"
+    for d in "$@"; do
+        mkdir -p "$out$(dirname "$d")"
+        debugfs -R "rdump $d $out$(dirname "$d")" "$(img_fs)" >/dev/null 2>&1 \
+            || fail "cannot read $d from the image"
+    done
+    tree_digest "$out"
+}
+
+# The same for the ESP's files (copied out with mcopy; vfat keeps no owners
+# or modes, so names, types and contents).
+esp_digest() {
+    local out=$WORK/esp-tree
+    rm -rf "$out"
+    mkdir -p "$out"
+    MTOOLS_SKIP_CHECK=1 mcopy -s -n -i "$IMG@@$ESP_OFFSET" '::/*' "$out/" \
+        || fail "cannot copy the ESP out of $IMG"
+    tree_digest "$out"
+}
+
+# The listing and hashes of directory $1 (see img_tree_digest).
+tree_digest() {
+    (
+        cd "$1" || exit 1
+        find . -mindepth 1 -printf '%P %y %m %U:%G %l\n' | LC_ALL=C sort
+        find . -type f -print0 | xargs -0 -r sha256sum | sed 's#  \./# #' | LC_ALL=C sort -k2
+    )
+}
+
 # The agent's log from the guest's journal in the image (its unit's
 # messages, every boot).
 agent_log() {

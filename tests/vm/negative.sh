@@ -13,6 +13,13 @@
 #   the agent fails with the firmware advice and does not reboot again. A
 #   later boot must not run phase 1 again nor reboot: the agent reports the
 #   earlier failure and stops; the guest gets to its login prompt.
+# - pve8-on-debian13: the Debian 13 systemd-boot cell's guest
+#   (tests/vm/cells/debian13-systemd-boot.sh) with the demo profile baked
+#   for Proxmox VE 8 (profiles/demo.toml). The host gate refuses before
+#   any change: the guest's files (/etc, /boot, /usr/local, /var/lib; see
+#   GUEST_CHURN for what the guest's own boot changes) and the ESP are as
+#   the image was built, nothing reboots, the console shows the gate's
+#   reason, and the guest reaches its login prompt, at a second boot too.
 #
 # The harness boots until the guest powers itself off (at most MAX_BOOTS),
 # then once more. Runs as root like two-boot.sh, with its tools; the
@@ -26,7 +33,7 @@ BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MAX_BOOTS=4
 CASE=
 usage() {
-    echo "usage: $0 --case no-viommu" >&2
+    echo "usage: $0 --case no-viommu|pve8-on-debian13" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -135,6 +142,101 @@ case_no_viommu() {
         || fail "the agent's unit is no longer enabled"
     ! img_exists /var/lib/vgpu-firstboot/done || fail "a done marker exists"
     say "boots: 3 (${BOOT_ENDS[*]} poweroff), reboots: $reboots, the agent's: $requests"
+}
+
+# What a boot of the guest changes by itself in the directories
+# case_pve8_on_debian13 compares (extended regexes on the digest's paths),
+# each with its writer: the agent's own state and report, and what systemd
+# does at any first boot.
+GUEST_CHURN=(
+    '^var/lib/vgpu-firstboot(/| )'                      # the agent's state directory
+    '^var/lib/prometheus/node-exporter/vgpu-firstboot.prom ' # the agent's report (textfile)
+    '^var/lib/systemd/random-seed '                     # systemd-random-seed.service
+    '^var/lib/systemd/credential.secret '               # systemd's credential key, made at first use
+    '^var/lib/systemd/catalog/database '                # systemd-journal-catalog-update (first boot)
+    '^etc/ld.so.cache '                                 # ldconfig.service (first boot)
+    '^etc/.updated '                                    # systemd-update-done.service
+    '^var/lib/systemd/timers(/| )'                      # timers' last-run stamps
+)
+# The same for the ESP: systemd-boot and systemd-boot-random-seed.service
+# rewrite the loader's random seed at every boot.
+ESP_CHURN=('^loader/random-seed ')
+
+# shellcheck disable=SC2317 # called by check_unchanged
+# The digest $1 (img_tree_digest or esp_digest output) without the lines
+# that match any of the regexes $2...
+without_churn() {
+    local text=$1 re
+    shift
+    re=$(printf '%s|' "$@")
+    grep -Ev -- "${re%|}" <<<"$text" || true
+}
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_pve8_on_debian13() {
+    load_cell debian13-systemd-boot
+    # The Debian 13 guest, the bundle baked for Proxmox VE 8 (bookworm).
+    CELL_PROFILE=profiles/demo.toml HARNESS_STATUS=1
+    install_tools
+    build_binaries
+    debootstrap_base
+    cell_make_image
+    local dirs=(/etc /boot /usr/local /var/lib) files0 esp0 standins0
+    files0=$(img_tree_digest "${dirs[@]}")
+    esp0=$(esp_digest)
+    standins0=$(img_cat /var/log/vgpu-standins.log)
+    [ "$(wc -l <<<"$files0")" -gt 1000 ] || fail "the digest of ${dirs[*]} lists only $(wc -l <<<"$files0") lines"
+
+    boot_until_poweroff 1 pv
+    local b1=$SERIAL t1
+    t1=$(tr -d '\r' <"$b1")
+    # The gate's reason, and the refusal before the first step.
+    has "$t1" "the host runs Debian GNU/Linux 13 (trixie) (debian trixie, from /etc/os-release) but the plan is for Proxmox VE 8 on Debian bookworm" "boot 1 console (the host gate)"
+    has "$t1" "vgpu-firstboot: step apt-repositories failed: host gate: this plan does not fit this host, nothing was changed" "boot 1 console"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t1" \
+        || fail "boot 1: the agent began a step: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t1")"
+    has "$t1" "vgpu-harness: status: vgpu-firstboot: FAILED at step apt-repositories" "boot 1 (vgpu-firstboot status)"
+    check_failed_and_idle "$b1" "boot 1"
+    SERIAL=$b1
+    cell_check_booted 1
+    check_unchanged "boot 1"
+
+    # A second boot: the agent reports the failure and changes nothing.
+    boot pv-2
+    local b2=$SERIAL t2
+    t2=$(tr -d '\r' <"$b2")
+    check_failed_and_idle "$b2" "boot 2"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t2" || fail "boot 2: the agent ran a step"
+    cell_check_booted 1 # still the image's own loader entry
+    check_unchanged "boot 2"
+
+    local reboots state
+    reboots=$(count_lines 'reboot: Restarting system' "${SERIALS[@]}")
+    [ "$reboots" -eq 0 ] || fail "the guest rebooted $reboots times"
+    state=$(img_cat /var/lib/vgpu-firstboot/state.toml)
+    grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
+        || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
+    ! grep -Eq '^reboots = [1-9]' <<<"$state" || fail "state.toml records a reboot: $(grep '^reboots' <<<"$state")"
+    has "$(img_cat /var/lib/prometheus/node-exporter/vgpu-firstboot.prom)" \
+        'vgpu_firstboot_state{plan="demo",state="failed"} 1' "the agent's textfile report"
+    say "boots: 2 (both powered off by the harness), reboots: 0; the guest's files and ESP unchanged"
+}
+
+# shellcheck disable=SC2317 # called by case_pve8_on_debian13
+# After boot $1: the guest's files, its ESP and the stand-ins' log are as
+# the image was built (what the guest's own boot changes left out). Reads
+# case_pve8_on_debian13's dirs, files0, esp0 and standins0.
+check_unchanged() {
+    local files esp
+    files=$(img_tree_digest "${dirs[@]}")
+    esp=$(esp_digest)
+    diff -u <(without_churn "$files0" "${GUEST_CHURN[@]}") <(without_churn "$files" "${GUEST_CHURN[@]}") >&2 \
+        || fail "$1: the guest's files changed (diff above)"
+    diff -u <(without_churn "$esp0" "${ESP_CHURN[@]}") <(without_churn "$esp" "${ESP_CHURN[@]}") >&2 \
+        || fail "$1: the ESP changed (diff above)"
+    [ "$(img_cat /var/log/vgpu-standins.log)" = "$standins0" ] \
+        || fail "$1: a stand-in was called: $(img_cat /var/log/vgpu-standins.log)"
+    say "$1: ${dirs[*]} and the ESP unchanged ($(wc -l <<<"$files") digest lines)"
 }
 
 main() {
