@@ -335,8 +335,8 @@ esp_ls() {
 }
 
 # Every path under the directories $@ of the image's root filesystem, one
-# line each (sorted): path, type, mode, owner, link target; then the sha256
-# of every regular file. Read out with debugfs rdump into $WORK/tree (which
+# line each (sorted): path, type, mode, owner, link target; then each
+# regular file's path and sha256. Read out with debugfs rdump into $WORK/tree (which
 # keeps modes and owners), not mounted.
 img_tree_digest() {
     local out=$WORK/tree d
@@ -365,7 +365,8 @@ tree_digest() {
     (
         cd "$1" || exit 1
         find . -mindepth 1 -printf '%P %y %m %U:%G %l\n' | LC_ALL=C sort
-        find . -type f -print0 | xargs -0 -r sha256sum | sed 's#  \./# #' | LC_ALL=C sort -k2
+        find . -type f -print0 | xargs -0 -r sha256sum \
+            | sed -E 's#^([0-9a-f]+)  \./(.*)$#\2 sha256 \1#' | LC_ALL=C sort
     )
 }
 

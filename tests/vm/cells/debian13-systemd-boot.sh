@@ -140,38 +140,42 @@ entry_options() {
     esp_cat "/loader/entries/proxmox-$KVER.conf" | tr -d '\r' | sed -n 's/^options  *//p'
 }
 
+# The kernel's command line of the boot logged in $SERIAL (the kernel
+# prints it first thing on the console).
+booted_cmdline() { tr -d '\r' <"$SERIAL" | sed -n 's/.*Kernel command line: //p' | head -n 1; }
+
+# Fails unless systemd-boot booted the Proxmox entry of the kernel (its own
+# EFI variables say so) and the kernel's whole command line is the
+# `initrd=` systemd-boot adds and the options $2. $1 names the boot.
+check_loader_booted() {
+    local loader cmdline
+    loader=$(tr -d '\r' <"$SERIAL" | sed -n 's/.*vgpu-loader: //p' | tail -n 1)
+    has "$loader" "LoaderInfo=systemd-boot" "$1: the loader's EFI variables"
+    has "$loader" "LoaderEntrySelected=proxmox-$KVER.conf" "$1: the loader's EFI variables"
+    cmdline=$(booted_cmdline)
+    [ "$cmdline" = "initrd=\\EFI\\proxmox\\$KVER\\initrd.img-$KVER $2" ] \
+        || fail "$1: the kernel's command line \"$cmdline\" is not systemd-boot's initrd= and the entry's options \"$2\""
+}
+
 # $1: which boot of a clean run this was (1 phase 1, 2 phase 2, 3 idle).
 cell_check_booted() {
-    local text cmdline loader options kcmdline
-    text=$(tr -d '\r' <"$SERIAL")
-    cmdline=$(sed -n 's/.*vgpu-harness: cmdline: //p' <<<"$text" | tail -n 1)
-    loader=$(sed -n 's/.*vgpu-loader: //p' <<<"$text" | tail -n 1)
+    local options kcmdline
     options=$(entry_options)
     kcmdline=$(img_cat /etc/kernel/cmdline)
-    # systemd-boot booted the Proxmox entry (its own EFI variables say so).
-    has "$loader" "LoaderInfo=systemd-boot" "boot $1: the loader's EFI variables"
-    has "$loader" "LoaderEntrySelected=proxmox-$KVER.conf" "boot $1: the loader's EFI variables"
     [ "$(esp_cat /loader/loader.conf | tr -d '\r' | grep '^default')" = "default proxmox-*" ] \
         || fail "loader.conf's default is not proxmox-*: $(esp_cat /loader/loader.conf)"
+    # Phase 1 added the arguments to /etc/kernel/cmdline and refreshed the
+    # ESP: the entry's options are that file from then on.
+    [ "$kcmdline" = "root=UUID=$ROOT_UUID rw console=ttyS0 intel_iommu=on iommu=pt" ] \
+        || fail "after boot $1: /etc/kernel/cmdline is \"$kcmdline\""
+    [ "$options" = "$kcmdline" ] \
+        || fail "after boot $1: the loader entry's options \"$options\" are not /etc/kernel/cmdline \"$kcmdline\""
     case $1 in
-        1)
-            [ "$options" = "root=UUID=$ROOT_UUID rw console=ttyS0" ] \
-                || fail "boot 1: the image's loader entry has options \"$options\""
-            [ -z "$cmdline" ] || has "$cmdline" "root=UUID=$ROOT_UUID" "boot 1 /proc/cmdline"
-            ;;
+        # Boot 1 booted the entry the image was built with.
+        1) check_loader_booted "boot 1" "root=UUID=$ROOT_UUID rw console=ttyS0" ;;
         2 | 3)
-            # The entry's options are /etc/kernel/cmdline, with the arguments.
-            [ "$options" = "$kcmdline" ] \
-                || fail "boot $1: the loader entry's options \"$options\" are not /etc/kernel/cmdline \"$kcmdline\""
-            [ "$kcmdline" = "root=UUID=$ROOT_UUID rw console=ttyS0 intel_iommu=on iommu=pt" ] \
-                || fail "boot $1: /etc/kernel/cmdline is \"$kcmdline\""
-            # The kernel got them from that entry: every option is on
-            # /proc/cmdline, and so is the initrd= systemd-boot adds.
-            local o
-            for o in $options; do
-                grep -qwF -- "$o" <<<"$cmdline" || fail "boot $1: /proc/cmdline lacks the entry's \"$o\": $cmdline"
-            done
-            has "$cmdline" "initrd=" "boot $1 /proc/cmdline (systemd-boot's initrd=)"
+            # The kernel got the arguments from the rewritten entry.
+            check_loader_booted "boot $1" "$kcmdline"
             # The ESP's initrd is the one phase 1's update-initramfs built
             # (copied there by the post-update hook, proxmox-boot-sync).
             img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.root"
