@@ -260,7 +260,9 @@ add_harness_unit() {
         | put /usr/local/libexec/vgpu-vm-harness 0755
     cat >>"$ROOT/usr/local/libexec/vgpu-vm-harness" <<'EOF'
 echo "vgpu-harness: $(grep -m1 vendor_id /proc/cpuinfo | tr -s '\t ' ' '), iommu_groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)"
-echo "vgpu-harness: cmdline: $(cat /proc/cmdline)"
+# printf, not echo: the guest's sh (dash) would expand the backslashes of
+# systemd-boot's initrd=\EFI\... (\6... is an octal escape to it).
+printf 'vgpu-harness: cmdline: %s\n' "$(cat /proc/cmdline)"
 echo "vgpu-harness: getty.target: $(systemctl is-active getty.target)"
 if [ -e /etc/vgpu-vm-harness-status ]; then
     /usr/local/sbin/vgpu-firstboot status 2>&1 | sed 's/^/vgpu-harness: status: /'
