@@ -102,6 +102,8 @@ T0=$SECONDS
 # shellcheck source=tests/vm/lib.sh
 . "$REPO/tests/vm/lib.sh"
 load_cell "$CELL"
+# The bundle's name, as the agent says it ("plan NAME complete").
+PLAN_NAME=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$REPO/$CELL_PROFILE")
 
 make_image() {
     echo "$MODE" >"$WORK/last-mode"
@@ -275,7 +277,7 @@ check_final() {
     log=$(agent_log)
     [ -n "$log" ] || fail "no vgpu-firstboot.service messages in the image's journal (/var/log/journal)"
     if ! cut_mode; then
-        has "$log" "plan demo complete" "the agent's log (journal)"
+        has "$log" "plan $PLAN_NAME complete" "the agent's log (journal)"
         has "$log" "vgpu-firstboot: step post-check:" "the agent's log (journal)"
     fi
     say "the agent's log in the image's journal: $(wc -l <<<"$log") lines"
@@ -341,7 +343,7 @@ check_console() {
         phase2)
             has "$text" "reboot took effect" "boot 2 console"
             has "$text" "vgpu-firstboot: step post-check:" "boot 2 console"
-            has "$text" "plan demo complete" "boot 2 console"
+            has "$text" "plan $PLAN_NAME complete" "boot 2 console"
             has "$text" "intel_iommu=on iommu=pt" "boot 2 console (/proc/cmdline)"
             has "$text" "vendor_id : GenuineIntel" "boot 2 console (harness)"
             has "$text" "vgpu-harness: powering off" "boot 2 console"
