@@ -17,11 +17,13 @@
 #
 # Runs as root on a Debian 12 machine with the Debian mirror reachable. It
 # installs its own tools (qemu-system-x86 from bookworm-backports, debootstrap,
-# e2tools, cpio, zstd), builds the release binaries, debootstraps Debian 12
-# (cached in $WORK/base; delete it to start fresh), adds stand-ins for what
-# only Proxmox VE and NVIDIA provide, bakes profiles/demo.toml, lays the
-# bundle onto the tree with `vgpu-bake install`, builds an ext4 image without
-# loop devices (mkfs.ext4 -d) and boots it under qemu (TCG: /dev/kvm is not
+# e2tools, cpio, zstd, ovmf, mtools, dosfstools, fdisk), builds the release
+# binaries, debootstraps the cell's Debian (cached in $WORK/base*; delete it
+# to start fresh), adds stand-ins for what only Proxmox VE and NVIDIA
+# provide, adds the cell's boot loader, bakes the cell's profile, lays the
+# bundle onto the tree with `vgpu-bake install`, builds the disk without loop
+# devices (mkfs.ext4 -d; for firmware cells a GPT disk made with sfdisk, the
+# ESP with mkfs.vfat and mtools) and boots it under qemu (TCG: /dev/kvm is not
 # usable on the project's machines).
 #
 # How the boots work, and why:
@@ -121,6 +123,9 @@ boot_and_cut() {
     local name=$1 from=$2 j spec pattern delay pid
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if stop_on_panic "$name"; then
+            return 1
+        fi
         for ((j = from; j < ${#CUTS[@]}; j++)); do
             spec=${CUTS[$j]}
             pattern=${spec%|*} delay=${spec##*|}
@@ -474,6 +479,9 @@ boot_and_cut_at() {
     local name=$1 delay=$2 pid
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if stop_on_panic "$name"; then
+            return 1
+        fi
         if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
             pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
