@@ -109,8 +109,15 @@ fn iommu_off_with_args_present_fails_without_reboot() {
         why.starts_with("IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup"),
         "{why}"
     );
+    // The step fails, and a failed state waits for `retry` (the agent does
+    // not resume by itself): the advice must say so.
+    assert!(
+        why.ends_with("boot, then run `vgpu-firstboot retry`"),
+        "{why}"
+    );
     let why = reason(env.run(steps::verify_reboot::run));
     assert!(why.contains("IOMMU is off"), "{why}");
+    assert!(why.contains("then run `vgpu-firstboot retry`"), "{why}");
     assert!(env.commands().is_empty());
 }
 

@@ -11,6 +11,26 @@
 # - QEMU_EXTRA: more qemu arguments (array: a second disk, -smbios ...).
 # - HARNESS_UNITS: the units the harness reports on the console, in order
 #   (default vgpu-firstboot.service) and orders itself after.
+# - HARNESS_STATUS=1: the harness also prints `vgpu-firstboot status` on the
+#   console (a file in the guest, /etc/vgpu-vm-harness-status, turns it on).
+# - BASE_CACHE: where debootstrap_base keeps its trees (default $WORK).
+# - BASE_SUITE: the Debian suite debootstrap_base installs (default
+#   bookworm; another suite is cached as $WORK/base-<suite>-<hash>).
+# - BOOT_VIA: how start_boot boots the image. `kernel` (default): qemu's
+#   -kernel/-initrd/-append with the kernel and initrd read back from a bare
+#   ext4 image (image_from_root), the arguments from grub_args. `firmware`:
+#   OVMF boots the GPT disk disk_image_from_root made; the boot loader on
+#   its ESP finds the kernel and its arguments (no -kernel/-append).
+# - VIOMMU: 1 (default) gives the guest qemu's intel-iommu device (with
+#   kernel-irqchip=split, which its interrupt remapping needs); 0 leaves
+#   both out: a machine whose firmware has VT-d off or lacks it.
+#
+# Firmware-boot images (disk_image_from_root) have fixed identifiers, so
+# fstab, loader entries and /etc/kernel/proxmox-boot-uuids can name them
+# before the image exists: ROOT_UUID (ext4), ESP_UUID (the vfat volume id,
+# as blkid and /dev/disk/by-uuid spell it), ROOT_PARTUUID, ESP_PARTUUID,
+# DISK_GUID. img_cat & co. read the root partition at ROOT_OFFSET (bytes;
+# empty for a bare ext4 image); esp_cat reads the ESP at ESP_OFFSET.
 
 say() { printf '==> [%4ds] %s\n' "$((SECONDS - T0))" "$*"; }
 
@@ -42,6 +62,13 @@ install_tools() {
     done
     # journalctl reads the guest's journal back (package systemd).
     command -v journalctl >/dev/null || need+=(journalctl)
+    # Firmware boots: OVMF, the GPT table (sfdisk), the ESP (vfat + mtools).
+    local fw=()
+    [ -e "$OVMF_CODE" ] || fw+=(ovmf)
+    command -v sfdisk >/dev/null || fw+=(fdisk)
+    command -v mkfs.vfat >/dev/null || fw+=(dosfstools)
+    command -v mcopy >/dev/null || fw+=(mtools)
+    need+=(${fw[@]+"${fw[@]}"})
     [ ${#need[@]} -gt 0 ] || return 0
     say "installing ${need[*]}"
     local bpo=/etc/apt/sources.list.d/vgpu-bake-bookworm-backports.list
@@ -49,9 +76,11 @@ install_tools() {
         echo "deb $(mirror) bookworm-backports main" >"$bpo"
     fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86
+    command -v qemu-system-x86_64 >/dev/null \
+        || apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86
     apt-get install -y -qq --no-install-recommends debootstrap e2tools cpio zstd
     command -v journalctl >/dev/null || apt-get install -y -qq --no-install-recommends systemd
+    [ ${#fw[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${fw[@]}"
 }
 
 build_binaries() {
@@ -61,25 +90,27 @@ build_binaries() {
 
 # ------------------------------------------------------------- guest's tree
 
-# Debian 12 as debootstrap leaves it (its /etc/os-release says bookworm, which
-# the agent maps to Proxmox VE 8, like the demo profile's `proxmox = 8`).
-# Cached per --include list: a rerun copies $BASE instead of debootstrapping
-# again. Sets BASE.
+# Debian 12 (or BASE_SUITE) as debootstrap leaves it (bookworm's
+# /etc/os-release says bookworm, which the agent maps to Proxmox VE 8, like
+# the demo profile's `proxmox = 8`). Cached per suite and --include list: a
+# rerun copies $BASE instead of debootstrapping again. Sets BASE.
 BASE_INCLUDE_DEFAULT=systemd-sysv,udev,linux-image-amd64,kmod,apt
 debootstrap_base() {
-    local include=${BASE_INCLUDE:-$BASE_INCLUDE_DEFAULT} tag=
-    if [ "$include" != "$BASE_INCLUDE_DEFAULT" ]; then
+    local include=${BASE_INCLUDE:-$BASE_INCLUDE_DEFAULT} suite=${BASE_SUITE:-bookworm} tag=
+    if [ "$suite" != bookworm ]; then
+        tag=-$suite-$(printf %s "$include" | sha256sum | cut -c1-12)
+    elif [ "$include" != "$BASE_INCLUDE_DEFAULT" ]; then
         tag=-$(printf %s "$include" | sha256sum | cut -c1-12)
     fi
-    BASE=$WORK/base$tag
+    BASE=${BASE_CACHE:-$WORK}/base$tag
     if [ -e "$BASE/etc/os-release" ]; then
         say "debootstrap: using the cached tree $BASE"
         return
     fi
-    say "debootstrap bookworm --include=$include (about 80 s)"
+    say "debootstrap $suite --include=$include (80 s or more)"
     rm -rf "$BASE.tmp"
     debootstrap --variant=minbase --include="$include" \
-        bookworm "$BASE.tmp" "$(mirror)" >"$WORK/debootstrap$tag.log" 2>&1 \
+        "$suite" "$BASE.tmp" "$(mirror)" >"$WORK/debootstrap$tag.log" 2>&1 \
         || { tail -20 "$WORK/debootstrap$tag.log" >&2; fail "debootstrap failed"; }
     mv "$BASE.tmp" "$BASE"
 }
@@ -229,7 +260,13 @@ add_harness_unit() {
         | put /usr/local/libexec/vgpu-vm-harness 0755
     cat >>"$ROOT/usr/local/libexec/vgpu-vm-harness" <<'EOF'
 echo "vgpu-harness: $(grep -m1 vendor_id /proc/cpuinfo | tr -s '\t ' ' '), iommu_groups=$(ls /sys/kernel/iommu_groups 2>/dev/null | wc -l)"
-echo "vgpu-harness: cmdline: $(cat /proc/cmdline)"
+# printf, not echo: the guest's sh (dash) would expand the backslashes of
+# systemd-boot's initrd=\EFI\... (\6... is an octal escape to it).
+printf 'vgpu-harness: cmdline: %s\n' "$(cat /proc/cmdline)"
+echo "vgpu-harness: getty.target: $(systemctl is-active getty.target)"
+if [ -e /etc/vgpu-vm-harness-status ]; then
+    /usr/local/sbin/vgpu-firstboot status 2>&1 | sed 's/^/vgpu-harness: status: /'
+fi
 if systemctl list-jobs --no-legend 2>/dev/null | grep -Eq 'reboot.target|poweroff.target'; then
     echo "vgpu-harness: a reboot or power-off is under way"
     exit 0
@@ -241,7 +278,8 @@ EOF
     put /etc/systemd/system/vgpu-vm-harness.service <<EOF
 [Unit]
 Description=vgpu-bake VM test harness: report the agent's state, power off
-After=${HARNESS_UNITS:-vgpu-firstboot.service}
+# After the gettys too: the guest got as far as a login prompt.
+After=${HARNESS_UNITS:-vgpu-firstboot.service} getty.target
 
 [Service]
 Type=oneshot
@@ -252,6 +290,9 @@ StandardError=journal+console
 [Install]
 WantedBy=multi-user.target
 EOF
+    if [ "${HARNESS_STATUS:-0}" = 1 ]; then
+        put /etc/vgpu-vm-harness-status <<<'# vgpu-bake VM test: the harness prints vgpu-firstboot status'
+    fi
     mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
     ln -sf ../vgpu-vm-harness.service \
         "$ROOT/etc/systemd/system/multi-user.target.wants/vgpu-vm-harness.service"
@@ -259,18 +300,76 @@ EOF
 
 # ---------------------------------------------------------------- image I/O
 
+# The root filesystem as debugfs names it: the image itself, or its root
+# partition (debugfs's `?offset=` io option) in a disk_image_from_root image.
+img_fs() { printf '%s' "$IMG${ROOT_OFFSET:+?offset=$ROOT_OFFSET}"; }
+
 # Prints file $1 of the image (nothing if it does not exist; NUL bytes, which
 # a power cut can leave at the end of an appended file, dropped).
-img_cat() { debugfs -R "cat $1" "$IMG" 2>/dev/null | tr -d '\0'; }
+img_cat() { debugfs -R "cat $1" "$(img_fs)" 2>/dev/null | tr -d '\0'; }
 
 # Whether $1 exists in the image (a link counts; it is not followed).
-img_exists() { ! debugfs -R "stat $1" "$IMG" 2>&1 | grep -q 'File not found'; }
+img_exists() { ! debugfs -R "stat $1" "$(img_fs)" 2>&1 | grep -q 'File not found'; }
 
 # Copies $1 out of the image to $2.
 img_dump() {
     rm -f "$2"
-    debugfs -R "dump $1 $2" "$IMG" >/dev/null 2>&1
+    debugfs -R "dump $1 $2" "$(img_fs)" >/dev/null 2>&1
     [ -s "$2" ] || fail "cannot read $1 from the image"
+}
+
+# After qemu was killed: replays the root filesystem's ext4 journal only, as
+# the guest's kernel would when it mounts the root at the next boot (debugfs
+# would otherwise read stale metadata).
+img_replay_journal() { e2fsck -E journal_only -p "$(img_fs)" >/dev/null 2>&1 || true; }
+
+# Prints file $1 (a path on the ESP, e.g. /loader/loader.conf) of a
+# disk_image_from_root image; fails when it cannot be read.
+esp_cat() {
+    [ -n "${ESP_OFFSET:-}" ] || fail "esp_cat $1: the image has no ESP (not made by disk_image_from_root)"
+    MTOOLS_SKIP_CHECK=1 mtype -i "$IMG@@$ESP_OFFSET" "::$1"
+}
+
+# Lists directory $1 of the ESP (mdir's short form: one name a line).
+esp_ls() {
+    [ -n "${ESP_OFFSET:-}" ] || fail "esp_ls $1: the image has no ESP (not made by disk_image_from_root)"
+    MTOOLS_SKIP_CHECK=1 mdir -b -i "$IMG@@$ESP_OFFSET" "::$1"
+}
+
+# Every path under the directories $@ of the image's root filesystem, one
+# line each (sorted): path, type, mode, owner, link target; then each
+# regular file's path and sha256. Read out with debugfs rdump into $WORK/tree (which
+# keeps modes and owners), not mounted.
+img_tree_digest() {
+    local out=$WORK/tree d
+    rm -rf "$out"
+    for d in "$@"; do
+        mkdir -p "$out$(dirname "$d")"
+        debugfs -R "rdump $d $out$(dirname "$d")" "$(img_fs)" >/dev/null 2>&1 \
+            || fail "cannot read $d from the image"
+    done
+    tree_digest "$out"
+}
+
+# The same for the ESP's files (copied out with mcopy; vfat keeps no owners
+# or modes, so names, types and contents).
+esp_digest() {
+    local out=$WORK/esp-tree
+    rm -rf "$out"
+    mkdir -p "$out"
+    MTOOLS_SKIP_CHECK=1 mcopy -s -n -i "$IMG@@$ESP_OFFSET" '::/*' "$out/" \
+        || fail "cannot copy the ESP out of $IMG"
+    tree_digest "$out"
+}
+
+# The listing and hashes of directory $1 (see img_tree_digest).
+tree_digest() {
+    (
+        cd "$1" || exit 1
+        find . -mindepth 1 -printf '%P %y %m %U:%G %l\n' | LC_ALL=C sort
+        find . -type f -print0 | xargs -0 -r sha256sum \
+            | sed -E 's#^([0-9a-f]+)  \./(.*)$#\2 sha256 \1#' | LC_ALL=C sort
+    )
 }
 
 # The agent's log from the guest's journal in the image (its unit's
@@ -278,7 +377,7 @@ img_dump() {
 agent_log() {
     rm -rf "$WORK/journal"
     mkdir -p "$WORK/journal"
-    debugfs -R "rdump /var/log/journal $WORK/journal" "$IMG" >/dev/null 2>&1 || true
+    debugfs -R "rdump /var/log/journal $WORK/journal" "$(img_fs)" >/dev/null 2>&1 || true
     journalctl --no-pager -q -o cat -D "$WORK/journal/journal" \
         _SYSTEMD_UNIT=vgpu-firstboot.service 2>/dev/null || true
 }
@@ -293,27 +392,52 @@ grub_args() {
 
 # ------------------------------------------------------------------- boots
 
+# OVMF from Debian's ovmf package: the code read-only, the variables a
+# per-image copy (see disk_image_from_root).
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
+OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
+
+# The image's own EFI variable store, beside it: EFI variables (boot
+# entries, systemd-boot's LoaderEntryOneShot) persist from boot to boot.
+img_vars() { printf '%s' "${IMG%.img}.OVMF_VARS.fd"; }
+
 # Starts qemu in the background on the image; sets QEMU_PID and SERIAL.
-# $1 names the boot (for the serial log's file name).
+# $1 names the boot (for the serial log's file name). BOOT_VIA and VIOMMU
+# (see the top) choose how it boots and whether it has an IOMMU.
 start_boot() {
     SERIAL=$WORK/serial-$1.log
     SERIALS+=("$SERIAL")
     echo "$SERIAL" >>"$WORK/last-serials"
     : >"$SERIAL"
-    img_dump "/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
-    img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.img"
-    local args net=(-nic none)
+    local args boot net=(-nic none) machine=q35 iommu=() note=" (no vIOMMU)"
     [ -z "${QEMU_NET+set}" ] || net=("${QEMU_NET[@]}")
-    args="root=/dev/vda rw console=ttyS0 panic=-1 $(grub_args)"
-    say "boot $1: -append \"$args\""
+    if [ "${VIOMMU:-1}" = 1 ]; then
+        machine=q35,kernel-irqchip=split iommu=(-device 'intel-iommu,intremap=on') note=
+    fi
+    case ${BOOT_VIA:-kernel} in
+        kernel)
+            img_dump "/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+            img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.img"
+            args="root=/dev/vda rw console=ttyS0 panic=-1 $(grub_args)"
+            boot=(-kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" -append "$args")
+            say "boot $1: -append \"$args\"$note"
+            ;;
+        firmware)
+            [ -e "$(img_vars)" ] || fail "no EFI variable store $(img_vars) (disk_image_from_root makes it)"
+            boot=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+                -drive "if=pflash,format=raw,unit=1,file=$(img_vars)")
+            say "boot $1: OVMF, the boot loader on the ESP$note"
+            ;;
+        *) fail "BOOT_VIA=${BOOT_VIA}: expected kernel or firmware" ;;
+    esac
     rm -f "$WORK/qemu.pid"
     timeout --signal=KILL "$BOOT_TIMEOUT" \
         qemu-system-x86_64 -accel tcg -m 1024 -smp 2 \
-        -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on \
+        -machine "$machine" ${iommu[@]+"${iommu[@]}"} \
         -cpu qemu64,vendor=GenuineIntel \
         -display none -no-user-config -nodefaults -no-reboot \
         -serial "file:$SERIAL" -monitor none -pidfile "$WORK/qemu.pid" \
-        -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" -append "$args" \
+        "${boot[@]}" \
         -drive "file=$IMG,format=raw,if=virtio,cache=unsafe" \
         "${net[@]}" ${QEMU_EXTRA[@]+"${QEMU_EXTRA[@]}"} \
         </dev/null >"$WORK/qemu-$1.out" 2>&1 &
@@ -321,9 +445,36 @@ start_boot() {
     BOOT_T=$SECONDS
 }
 
-# Waits for the boot started last; fails when it hit the timeout.
+# Whether the guest's kernel panicked in the boot logged in $SERIAL. Under
+# TCG on a loaded machine the kernel now and then fails its early timer
+# check through the remapped IO-APIC ("timer doesn't work through
+# Interrupt-remapped IO-APIC"), seen here. With -kernel, panic=-1 makes that
+# a reboot (qemu exits); a loader's command line has no panic=-1, so the
+# kernel would wait for the timeout.
+kernel_panicked() { grep -q 'end Kernel panic - not syncing' "$SERIAL"; }
+
+# Stops qemu after a kernel panic, as panic=-1 would (see kernel_panicked).
+# Returns 0 when it did.
+stop_on_panic() {
+    kernel_panicked || return 1
+    local pid
+    pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || return 1
+    wait "$QEMU_PID" || true
+    img_replay_journal
+    say "boot $1: the kernel panicked ($(grep -m1 -o 'Kernel panic - not syncing: .*' "$SERIAL" | tr -d '\r')): qemu stopped, as panic=-1 would"
+}
+
+# Waits for the boot started last; fails when it hit the timeout. A kernel
+# panic (kernel_panicked) ends the boot as a reboot would.
 wait_boot() {
     local rc=0
+    while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if stop_on_panic "$1"; then
+            return 0
+        fi
+        sleep 1
+    done
     wait "$QEMU_PID" || rc=$?
     [ "$rc" -eq 0 ] || fail "qemu ($1) exited $rc (137: the ${BOOT_TIMEOUT}s timeout): $(cat "$WORK/qemu-$1.out")"
     say "boot $1 ended by itself after $((SECONDS - BOOT_T))s"
@@ -331,6 +482,45 @@ wait_boot() {
 
 # Boots once and waits for the guest to end the boot.
 boot() { start_boot "$1"; wait_boot "$1"; }
+
+# How the boot logged in $1 ended, from the kernel's last words on the
+# console (printed at KERN_EMERG, so `quiet` keeps them): reboot, poweroff,
+# panic (kernel_panicked), or unknown (qemu ended otherwise: killed, timed
+# out).
+boot_end() {
+    local text
+    text=$(tr -d '\r' <"$1")
+    if grep -q 'end Kernel panic - not syncing' <<<"$text"; then
+        echo panic
+    elif grep -q 'reboot: Restarting system' <<<"$text"; then
+        echo reboot
+    elif grep -q 'reboot: Power down' <<<"$text"; then
+        echo poweroff
+    else
+        echo unknown
+    fi
+}
+
+# Boots ($2-1, $2-2, ...) until a boot ends with the guest powering itself
+# off, at most $1 boots; fails when a boot ends another way than a reboot or
+# a power-off, or none powers off. Sets NBOOTS and BOOT_ENDS (one word a boot).
+boot_until_poweroff() {
+    local max=$1 prefix=$2 end
+    NBOOTS=0 BOOT_ENDS=()
+    while [ "$NBOOTS" -lt "$max" ]; do
+        NBOOTS=$((NBOOTS + 1))
+        boot "$prefix-$NBOOTS"
+        end=$(boot_end "$SERIAL")
+        BOOT_ENDS+=("$end")
+        say "boot $prefix-$NBOOTS ended with: $end"
+        case $end in
+            poweroff) return 0 ;;
+            reboot) ;;
+            *) fail "boot $prefix-$NBOOTS ended without a reboot or power-off on its console" ;;
+        esac
+    done
+    fail "the guest did not power off by itself in $max boots (ends: ${BOOT_ENDS[*]}): a reboot loop"
+}
 
 # -------------------------------------------------------------- assertions
 
@@ -341,12 +531,149 @@ has() { grep -qF -- "$2" <<<"$1" || fail "$3: no \"$2\" in: $1"; }
 # journal forwards its lines as `vgpu-firstboot[PID]: ...`).
 agent_ran() { grep -q 'vgpu-firstboot\[[0-9]*\]:' "$1"; }
 
-# The guest's disk from $ROOT: sets KVER (the newest kernel in /boot) and
-# writes $IMG, an ext4 image made with mkfs.ext4 -d (no loop device).
-image_from_root() {
+# Sets KVER: the newest kernel in $ROOT/boot.
+root_kver() {
     KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
     KVER=${KVER#vmlinuz-}
     [ -n "$KVER" ] || fail "no kernel in $ROOT/boot"
+}
+
+# The guest's disk from $ROOT: sets KVER (the newest kernel in /boot) and
+# writes $IMG, an ext4 image made with mkfs.ext4 -d (no loop device), for
+# BOOT_VIA=kernel.
+image_from_root() {
+    root_kver
+    ROOT_OFFSET='' ESP_OFFSET=''
     truncate -s 2G "$IMG"
     mkfs.ext4 -q -F -L root -d "$ROOT" "$IMG"
+}
+
+# The fixed identifiers of a disk_image_from_root image (see the top).
+ROOT_UUID=8d3f1c52-6a0e-4b8e-9f3a-2c7d5e4b1a60
+ROOT_PARTUUID=4f68bce3-e8cd-4db1-96e7-fbcaf984b709
+ESP_UUID=7A3B-2C1D
+ESP_PARTUUID=1b0d9a57-3c2e-4f61-8a9d-5e0c7b2f4d13
+DISK_GUID=2e5b8c41-9d7a-4f3e-b1c6-0a4d8e7f6c25
+# The layout, in 512-byte sectors: the ESP at 1 MiB (128 MiB), the root
+# after it (2 GiB), 1 MiB at the end for GPT's backup table.
+ESP_START=2048 ESP_SECTORS=262144
+ROOT_START=$((2048 + 262144)) ROOT_SECTORS=4194304
+
+# The guest's disk for BOOT_VIA=firmware: sets KVER, ROOT_OFFSET and
+# ESP_OFFSET and writes $IMG, a GPT disk (sfdisk on the image file, no loop
+# device) with partition 1 the EFI system partition (vfat made with
+# mkfs.vfat -C on a file, filled from $1 with mcopy) and partition 2 the
+# root (ext4 made with mkfs.ext4 -d from $ROOT), each dd'd into place. Also
+# makes the image's EFI variable store (img_vars), fresh: a new disk is a
+# new machine.
+disk_image_from_root() {
+    local esp_dir=$1 part=$WORK/part.img
+    [ -d "$esp_dir" ] || fail "disk_image_from_root: no ESP directory $esp_dir"
+    root_kver
+    rm -f "$IMG" "$part"
+    truncate -s $(((ROOT_START + ROOT_SECTORS + 2048) * 512)) "$IMG"
+    sfdisk --quiet "$IMG" <<EOF >/dev/null || fail "sfdisk could not write the partition table of $IMG"
+label: gpt
+label-id: $DISK_GUID
+unit: sectors
+first-lba: 2048
+start=$ESP_START, size=$ESP_SECTORS, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$ESP_PARTUUID, name="EFI system partition"
+start=$ROOT_START, size=$ROOT_SECTORS, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$ROOT_PARTUUID, name="root"
+EOF
+    # The ESP: FAT32 (what Debian's installer makes), the volume id fixed.
+    mkfs.vfat -C -F 32 -n ESP -i "${ESP_UUID//-/}" "$part" $((ESP_SECTORS / 2)) >/dev/null \
+        || fail "mkfs.vfat could not make the ESP"
+    if [ -n "$(ls -A "$esp_dir")" ]; then
+        MTOOLS_SKIP_CHECK=1 mcopy -s -Q -i "$part" "$esp_dir"/* ::/ \
+            || fail "mcopy could not fill the ESP from $esp_dir"
+    fi
+    dd if="$part" of="$IMG" bs=512 seek="$ESP_START" conv=notrunc,sparse status=none
+    rm -f "$part"
+    truncate -s $((ROOT_SECTORS * 512)) "$part"
+    mkfs.ext4 -q -F -L root -U "$ROOT_UUID" -d "$ROOT" "$part"
+    dd if="$part" of="$IMG" bs=1M seek=$((ROOT_START / 2048)) conv=notrunc,sparse status=none
+    rm -f "$part"
+    ESP_OFFSET=$((ESP_START * 512)) ROOT_OFFSET=$((ROOT_START * 512))
+    cp "$OVMF_VARS" "$(img_vars)"
+}
+
+# ------------------------------------------------------------------- cells
+
+# A cell is one boot path (a Debian release, a boot loader, a profile):
+# tests/vm/cells/NAME.sh, sourced. Its contract is in tests/vm/cells/
+# README.md. Loads cell $1: sets BASE_SUITE and BASE_INCLUDE from it, and
+# fails unless it set every variable and defined every function.
+load_cell() {
+    local f=$REPO/tests/vm/cells/$1.sh v fn
+    [ -f "$f" ] || fail "no cell $1: $f does not exist (cells: $(find "$REPO/tests/vm/cells" -maxdepth 1 -name '*.sh' -printf '%f\n' | sed 's/\.sh$//' | sort | paste -sd' '))"
+    unset -f cell_tree cell_esp cell_check_booted cell_check_final
+    unset CELL_SUITE CELL_INCLUDE CELL_PROFILE BOOT_VIA CELL_BOOTLOADER
+    # shellcheck disable=SC2034 # read by two-boot.sh
+    CELL_STATE_FILES=()
+    # shellcheck source=/dev/null # the cell is chosen at run time
+    . "$f"
+    for v in CELL_SUITE CELL_INCLUDE CELL_PROFILE BOOT_VIA; do
+        [ -n "${!v:-}" ] || fail "cell $1 ($f) does not set $v"
+    done
+    for fn in cell_tree cell_esp cell_check_booted cell_check_final; do
+        declare -F "$fn" >/dev/null || fail "cell $1 ($f) does not define $fn"
+    done
+    case $BOOT_VIA in
+        kernel | firmware) ;;
+        *) fail "cell $1 ($f): BOOT_VIA=$BOOT_VIA, expected kernel or firmware" ;;
+    esac
+    [ -f "$REPO/$CELL_PROFILE" ] || fail "cell $1 ($f): no profile $REPO/$CELL_PROFILE"
+    BASE_SUITE=$CELL_SUITE BASE_INCLUDE=$CELL_INCLUDE
+}
+
+# Bakes the cell's profile and lays the bundle onto $ROOT with `vgpu-bake
+# install`.
+bake_and_install() {
+    say "baking $CELL_PROFILE and installing the bundle onto the tree"
+    local bundle
+    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/$CELL_PROFILE" \
+        --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
+    [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
+    "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"
+    tail -n 1 "$WORK/install.log"
+}
+
+# The guest of the loaded cell from $BASE: the tree copied to $ROOT, the
+# host files, stand-ins and harness, the cell's boot parts, the bundle, then
+# $IMG.
+cell_make_image() {
+    say "copying the tree, adding stand-ins and the cell's boot parts, making the image"
+    rm -rf "$ROOT" "$IMG"
+    cp -a "$BASE" "$ROOT"
+    add_host_files
+    add_standins
+    add_harness_unit
+    cell_tree
+    bake_and_install
+    cell_image
+}
+
+# Writes $IMG from $ROOT the way the loaded cell boots: a bare ext4 image
+# for BOOT_VIA=kernel, a GPT disk with the ESP cell_esp filled for firmware.
+cell_image() {
+    if [ "$BOOT_VIA" = firmware ]; then
+        local esp=$WORK/esp
+        rm -rf "$esp"
+        mkdir -p "$esp"
+        cell_esp "$esp"
+        disk_image_from_root "$esp"
+    else
+        image_from_root
+    fi
+}
+
+# Sets KVER, ROOT_OFFSET and ESP_OFFSET for an image cell_image made
+# earlier (two-boot.sh --check reads the last run's image).
+cell_image_offsets() {
+    root_kver
+    if [ "$BOOT_VIA" = firmware ]; then
+        ESP_OFFSET=$((ESP_START * 512)) ROOT_OFFSET=$((ROOT_START * 512))
+    else
+        ROOT_OFFSET='' ESP_OFFSET=''
+    fi
 }

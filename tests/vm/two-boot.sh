@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/vm/two-boot.sh: the demo bundle provisions a real Debian 12 VM.
 #
-#   bash tests/vm/two-boot.sh               # clean run: boot 1, boot 2, boot 3
+#   bash tests/vm/two-boot.sh [--cell NAME] # clean run: boot 1, boot 2, boot 3
 #   bash tests/vm/two-boot.sh --power-cuts  # the same with qemu killed (kill -9)
 #                                           # at several points of both phases
 #   bash tests/vm/two-boot.sh --random-cuts N [--seed S]
@@ -9,27 +9,39 @@
 #                                           # on fresh images (the seed, printed,
 #                                           # draws the same delays again)
 #
+# --cell NAME (default debian12-grub) picks the boot path: tests/vm/cells/
+# NAME.sh says which Debian, which profile, how the guest boots (its own
+# boot loader under OVMF, or qemu's -kernel) and what to check about the
+# loader; see tests/vm/cells/README.md. `--cell kernel` is the -kernel boot
+# with an update-grub stand-in described below.
+#
 # Runs as root on a Debian 12 machine with the Debian mirror reachable. It
 # installs its own tools (qemu-system-x86 from bookworm-backports, debootstrap,
-# e2tools, cpio, zstd), builds the release binaries, debootstraps Debian 12
-# (cached in $WORK/base; delete it to start fresh), adds stand-ins for what
-# only Proxmox VE and NVIDIA provide, bakes profiles/demo.toml, lays the
-# bundle onto the tree with `vgpu-bake install`, builds an ext4 image without
-# loop devices (mkfs.ext4 -d) and boots it under qemu (TCG: /dev/kvm is not
+# e2tools, cpio, zstd, ovmf, mtools, dosfstools, fdisk), builds the release
+# binaries, debootstraps the cell's Debian (cached in $WORK/base*; delete it
+# to start fresh), adds stand-ins for what only Proxmox VE and NVIDIA
+# provide, adds the cell's boot loader, bakes the cell's profile, lays the
+# bundle onto the tree with `vgpu-bake install`, builds the disk without loop
+# devices (mkfs.ext4 -d; for firmware cells a GPT disk made with sfdisk, the
+# ESP with mkfs.vfat and mtools) and boots it under qemu (TCG: /dev/kvm is not
 # usable on the project's machines).
 #
 # How the boots work, and why:
-# - The guest boots with -kernel/-initrd/-append (it has no boot loader). The
-#   kernel and initrd are read back from the image before every boot, so
-#   boot 2 runs the initramfs that phase 1's real `update-initramfs` built.
-# - The kernel command line is what a boot loader would use: the update-grub
-#   stand-in evaluates /etc/default/grub and /etc/default/grub.d/*.cfg the way
-#   grub-mkconfig does and writes the result to /boot/grub/grub.cfg; the
-#   harness reads that back (debugfs) and appends its arguments. So the
-#   arguments phase 1 wrote reach /proc/cmdline only if update-grub ran after
-#   the drop-in was written, as on a real host. This needs a new qemu process
-#   per boot: qemu runs with -no-reboot, and the guest's `systemctl reboot`
-#   (requested by the agent at the end of phase 1) ends the process.
+# - Firmware cells (debian12-grub, ...): OVMF boots the GPT disk; the boot
+#   loader on its ESP reads its own configuration, which the agent's real
+#   `update-grub` (or proxmox-boot-tool) rewrote in phase 1, so the
+#   arguments reach /proc/cmdline only through the loader. EFI variables
+#   persist in the image's own OVMF variable store.
+# - `--cell kernel`: the guest boots with -kernel/-initrd/-append (it has no
+#   boot loader). The kernel and initrd are read back from the image before
+#   every boot, so boot 2 runs the initramfs that phase 1's real
+#   `update-initramfs` built. The update-grub stand-in evaluates
+#   /etc/default/grub and /etc/default/grub.d/*.cfg the way grub-mkconfig
+#   does and writes the result to /boot/grub/grub.cfg; the harness reads that
+#   back (debugfs) and appends its arguments.
+# - Either way a boot is a new qemu process: qemu runs with -no-reboot, and
+#   the guest's `systemctl reboot` (requested by the agent at the end of
+#   phase 1) ends the process.
 # - Every boot ends by itself: boot 1 with the agent's reboot, later boots
 #   with a harness unit (ordered after vgpu-firstboot.service) that prints the
 #   agent unit's state on the console and powers off. `timeout` is a backstop.
@@ -48,15 +60,22 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${VGPU_VM_WORK:-$REPO/target/vm}
 BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MODE=clean
+CELL=debian12-grub # --cell NAME
 RANDOM_CUTS=0 # --random-cuts N
 SEED=         # --seed S (default: drawn from /dev/urandom, printed)
 usage() {
-    echo "usage: $0 [--power-cuts | --random-cuts N [--seed S] | --check]" >&2
+    echo "usage: $0 [--cell NAME] [--power-cuts | --random-cuts N [--seed S] | --check]" >&2
+    echo "NAME: a cell, tests/vm/cells/NAME.sh (default debian12-grub)" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
     case $1 in
         --power-cuts) MODE=power-cuts ;;
+        --cell)
+            CELL=${2:-}
+            [[ $CELL =~ ^[a-z0-9][a-z0-9-]*$ ]] || usage
+            shift
+            ;;
         --random-cuts)
             MODE=random-cuts
             RANDOM_CUTS=${2:-}
@@ -84,28 +103,15 @@ T0=$SECONDS
 
 # shellcheck source=tests/vm/lib.sh
 . "$REPO/tests/vm/lib.sh"
-
-bake_and_install() {
-    say "baking profiles/demo.toml and installing the bundle onto the tree"
-    local bundle
-    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/profiles/demo.toml" \
-        --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
-    [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
-    "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"
-    tail -n 1 "$WORK/install.log"
-}
+load_cell "$CELL"
+# The bundle's name, as the agent says it ("plan NAME complete").
+PLAN_NAME=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$REPO/$CELL_PROFILE")
 
 make_image() {
-    say "copying the tree, adding stand-ins, making the ext4 image"
-    rm -rf "$ROOT" "$IMG"
     echo "$MODE" >"$WORK/last-mode"
+    echo "$CELL" >"$WORK/last-cell"
     : >"$WORK/last-serials"
-    cp -a "$BASE" "$ROOT"
-    add_host_files
-    add_standins
-    add_harness_unit
-    bake_and_install
-    image_from_root
+    cell_make_image
 }
 
 # Boots and kills qemu (kill -9) when the console shows the line of a cut
@@ -117,6 +123,9 @@ boot_and_cut() {
     local name=$1 from=$2 j spec pattern delay pid
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if stop_on_panic "$name"; then
+            return 1
+        fi
         for ((j = from; j < ${#CUTS[@]}; j++)); do
             spec=${CUTS[$j]}
             pattern=${spec%|*} delay=${spec##*|}
@@ -128,7 +137,7 @@ boot_and_cut() {
                 # The image's ext4 journal was not replayed: debugfs would read
                 # stale metadata. Replay it only, as the guest's kernel would
                 # when it mounts the root at the next boot.
-                e2fsck -E journal_only -p "$IMG" >/dev/null 2>&1 || true
+                img_replay_journal
                 CUT=$j
                 say "power cut at /$pattern/ +${delay}s (boot $name, after $((SECONDS - BOOT_T))s): $(landed)"
                 return 0
@@ -160,7 +169,7 @@ final_state() {
     local f
     for f in /etc/modules-load.d/vgpu-bake-vfio.conf \
         /etc/modprobe.d/vgpu-bake-blacklist.conf \
-        /etc/default/grub.d/vgpu-bake.cfg /boot/grub/grub.cfg \
+        /etc/default/grub.d/vgpu-bake.cfg ${CELL_STATE_FILES[@]+"${CELL_STATE_FILES[@]}"} \
         /etc/apt/sources.list \
         /etc/apt/sources.list.d/pve-enterprise.list \
         /etc/apt/sources.list.d/ceph.list \
@@ -185,6 +194,34 @@ final_state() {
 # Whether this run cut the power (--power-cuts, --random-cuts).
 cut_mode() { [ "$MODE" = power-cuts ] || [ "$MODE" = random-cuts ]; }
 
+# The repositories as the agent leaves a fresh Proxmox VE host's: the
+# enterprise ones disabled, no-subscription ones added (one-line .list files
+# up to bookworm, deb822 .sources from trixie on, as Proxmox VE 9 has them).
+check_apt_repos() {
+    local d=/etc/apt/sources.list.d
+    case $BASE_SUITE in
+        bookworm)
+            grep -Eq '^#.*enterprise.proxmox.com' <<<"$(img_cat $d/pve-enterprise.list)" \
+                || fail "pve-enterprise.list is not commented out: $(img_cat $d/pve-enterprise.list)"
+            has "$(img_cat $d/pve-no-subscription.list)" \
+                "deb http://download.proxmox.com/debian/pve bookworm pve-no-subscription" "pve-no-subscription.list"
+            ;;
+        *)
+            local f
+            for f in pve-enterprise ceph; do
+                has "$(img_cat "$d/$f.sources")" "Enabled: no" "$f.sources (disabled)"
+            done
+            local line
+            for line in "URIs: http://download.proxmox.com/debian/pve" \
+                "Suites: $BASE_SUITE" "Components: pve-no-subscription"; do
+                has "$(img_cat $d/pve-no-subscription.sources)" "$line" "pve-no-subscription.sources"
+            done
+            has "$(img_cat $d/ceph-no-subscription.sources)" \
+                "Components: no-subscription" "ceph-no-subscription.sources"
+            ;;
+    esac
+}
+
 # Checks the image after the flow completed.
 check_final() {
     say "reading the results back from the image"
@@ -206,18 +243,24 @@ check_final() {
 
     has "$(img_cat /etc/modules-load.d/vgpu-bake-vfio.conf)" vfio_pci "vfio modules file"
     has "$(img_cat /etc/modprobe.d/vgpu-bake-blacklist.conf)" "blacklist nouveau" "blacklist file"
-    local dropin
-    dropin=$(img_cat /etc/default/grub.d/vgpu-bake.cfg)
-    # shellcheck disable=SC2016 # the drop-in's literal text
-    has "$dropin" 'GRUB_CMDLINE_LINUX_DEFAULT="${GRUB_CMDLINE_LINUX_DEFAULT} intel_iommu=on iommu=pt"' "GRUB drop-in"
-    [ "$(grep -o 'intel_iommu=on' <<<"$dropin" | wc -l)" -eq 1 ] \
-        || fail "GRUB drop-in has intel_iommu=on more than once: $dropin"
-    [ "$(grub_args)" = "intel_iommu=on iommu=pt" ] \
-        || fail "update-grub produced \"$(grub_args)\", expected the drop-in's args"
-    grep -Eq '^#.*enterprise.proxmox.com' <<<"$(img_cat /etc/apt/sources.list.d/pve-enterprise.list)" \
-        || fail "pve-enterprise.list is not commented out: $(img_cat /etc/apt/sources.list.d/pve-enterprise.list)"
-    has "$(img_cat /etc/apt/sources.list.d/pve-no-subscription.list)" \
-        "deb http://download.proxmox.com/debian/pve bookworm pve-no-subscription" "pve-no-subscription.list"
+    # The boot loader's configuration file the agent edits (what the loader
+    # made of it is the cell's to check).
+    case ${CELL_BOOTLOADER:-grub} in
+        grub)
+            local dropin
+            dropin=$(img_cat /etc/default/grub.d/vgpu-bake.cfg)
+            # shellcheck disable=SC2016 # the drop-in's literal text
+            has "$dropin" 'GRUB_CMDLINE_LINUX_DEFAULT="${GRUB_CMDLINE_LINUX_DEFAULT} intel_iommu=on iommu=pt"' "GRUB drop-in"
+            [ "$(grep -o 'intel_iommu=on' <<<"$dropin" | wc -l)" -eq 1 ] \
+                || fail "GRUB drop-in has intel_iommu=on more than once: $dropin"
+            ;;
+        systemd-boot)
+            ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
+                || fail "the agent wrote a GRUB drop-in on a systemd-boot host: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
+            ;;
+        *) fail "CELL_BOOTLOADER=$CELL_BOOTLOADER: expected grub or systemd-boot" ;;
+    esac
+    check_apt_repos
 
     img_exists /usr/bin/hello || fail "/usr/bin/hello is not installed"
     has "$(img_cat /var/lib/dpkg/status | grep -A2 '^Package: hello$')" \
@@ -239,7 +282,7 @@ check_final() {
     log=$(agent_log)
     [ -n "$log" ] || fail "no vgpu-firstboot.service messages in the image's journal (/var/log/journal)"
     if ! cut_mode; then
-        has "$log" "plan demo complete" "the agent's log (journal)"
+        has "$log" "plan $PLAN_NAME complete" "the agent's log (journal)"
         has "$log" "vgpu-firstboot: step post-check:" "the agent's log (journal)"
     fi
     say "the agent's log in the image's journal: $(wc -l <<<"$log") lines"
@@ -283,12 +326,12 @@ check_final() {
 
     local standins
     standins=$(img_cat /var/log/vgpu-standins.log)
-    has "$standins" "update-grub args: quiet intel_iommu=on iommu=pt" "stand-in log (update-grub)"
     has "$standins" "nvidia-smi vgpu" "stand-in log"
     has "$standins" "mdevctl types" "stand-in log"
     ! grep -q FAILED <<<"$standins" || fail "a stand-in was called wrongly: $standins"
-    ! grep -Eq '^(proxmox-boot-tool|mokutil)' <<<"$standins" \
-        || fail "a stand-in was called that this host should not need: $standins"
+    # What the boot loader's configuration says, and which stand-ins this
+    # boot path may call.
+    cell_check_final "$standins"
     say "stand-in calls: $(grep -v '^update-grub args:' <<<"$standins" | sort | uniq -c | tr -s ' ' | paste -sd, -)"
 }
 
@@ -305,7 +348,7 @@ check_console() {
         phase2)
             has "$text" "reboot took effect" "boot 2 console"
             has "$text" "vgpu-firstboot: step post-check:" "boot 2 console"
-            has "$text" "plan demo complete" "boot 2 console"
+            has "$text" "plan $PLAN_NAME complete" "boot 2 console"
             has "$text" "intel_iommu=on iommu=pt" "boot 2 console (/proc/cmdline)"
             has "$text" "vendor_id : GenuineIntel" "boot 2 console (harness)"
             has "$text" "vgpu-harness: powering off" "boot 2 console"
@@ -326,23 +369,26 @@ clean_run() {
     local d1=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase1
     img_exists /var/lib/vgpu-firstboot/done && fail "done after boot 1: no reboot happened"
+    cell_check_booted 1
     boot 2
     local d2=$((SECONDS - BOOT_T))
     check_console "$SERIAL" phase2
+    cell_check_booted 2
     boot 3
     local d3=$((SECONDS - BOOT_T))
     check_console "$SERIAL" idle
+    cell_check_booted 3
     check_final
-    final_state >"$WORK/final-clean.txt"
+    final_state >"$WORK/final-clean-$CELL.txt"
     # How long each boot took (phase 1, phase 2, idle): --random-cuts draws
     # its cut delays within these.
-    echo "$d1 $d2 $d3" >"$WORK/clean-durations"
+    echo "$d1 $d2 $d3" >"$WORK/clean-durations-$CELL"
 }
 
 # A clean run first, unless one for this build already left its results.
 ensure_clean_run() {
-    if [ ! -s "$WORK/final-clean.txt" ] || [ ! -s "$WORK/clean-durations" ] \
-        || [ "$WORK/final-clean.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
+    if [ ! -s "$WORK/final-clean-$CELL.txt" ] || [ ! -s "$WORK/clean-durations-$CELL" ] \
+        || [ "$WORK/final-clean-$CELL.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
         say "no clean run's results for this build yet: doing a clean run first"
         local mode=$MODE
         MODE=clean
@@ -395,13 +441,14 @@ power_cut_run() {
         fi
         if img_exists /var/lib/vgpu-firstboot/done && ! agent_ran "$SERIAL"; then
             check_console "$SERIAL" idle
+            cell_check_booted 3
             break
         fi
     done
     [ $cuts -ge 8 ] || fail "only $cuts power cuts happened (8 or more are required)"
     check_final
     final_state >"$WORK/final-cuts.txt"
-    if diff -u "$WORK/final-clean.txt" "$WORK/final-cuts.txt"; then
+    if diff -u "$WORK/final-clean-$CELL.txt" "$WORK/final-cuts.txt"; then
         converged=$cuts
     else
         fail "the final state after power cuts differs from a clean run's (diff above)"
@@ -432,12 +479,15 @@ boot_and_cut_at() {
     local name=$1 delay=$2 pid
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
+        if stop_on_panic "$name"; then
+            return 1
+        fi
         if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
             pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
                 wait "$QEMU_PID" || true
                 # As in boot_and_cut: replay the ext4 journal only.
-                e2fsck -E journal_only -p "$IMG" >/dev/null 2>&1 || true
+                img_replay_journal
                 return 0
             fi
         fi
@@ -460,7 +510,7 @@ boot_and_cut_at() {
 random_cut_run() {
     ensure_clean_run
     local durations
-    read -r -a durations <"$WORK/clean-durations"
+    read -r -a durations <"$WORK/clean-durations-$CELL"
     [ -n "$SEED" ] || SEED=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
     RANDOM=$SEED
     say "random cuts: $RANDOM_CUTS, seed $SEED; clean boots took ${durations[*]} s"
@@ -485,6 +535,7 @@ random_cut_run() {
                 progress=0
                 if img_exists /var/lib/vgpu-firstboot/done && ! agent_ran "$SERIAL"; then
                     check_console "$SERIAL" idle
+                    cell_check_booted 3
                     break
                 fi
                 continue
@@ -506,7 +557,7 @@ random_cut_run() {
         done
         check_final
         final_state >"$WORK/final-random.txt"
-        diff -u "$WORK/final-clean.txt" "$WORK/final-random.txt" \
+        diff -u "$WORK/final-clean-$CELL.txt" "$WORK/final-random.txt" \
             || fail "round $round: the final state after random power cuts differs from a clean run's (diff above)"
         converged=$((converged + round_cuts))
         say "round $round converged after $round_cuts cuts in $n boots"
@@ -521,6 +572,9 @@ main() {
     mkdir -p "$WORK"
     if [ "$MODE" = check ]; then
         MODE=$(cat "$WORK/last-mode")
+        [ "$(cat "$WORK/last-cell" 2>/dev/null)" = "$CELL" ] \
+            || fail "the last run's image is of cell $(cat "$WORK/last-cell" 2>/dev/null || echo '(none)'), not $CELL: pass --cell"
+        cell_image_offsets
         mapfile -t SERIALS <"$WORK/last-serials"
         check_final
         say "PASS (checks only, on $IMG)"
@@ -529,12 +583,13 @@ main() {
     install_tools
     build_binaries
     debootstrap_base
+    say "cell $CELL: Debian $BASE_SUITE, $CELL_PROFILE, boot via $BOOT_VIA"
     case $MODE in
         clean) clean_run ;;
         power-cuts) power_cut_run ;;
         random-cuts) random_cut_run ;;
     esac
-    say "PASS ($MODE) in $((SECONDS - T0))s"
+    say "PASS ($MODE, cell $CELL) in $((SECONDS - T0))s"
 }
 
 # On one line, so bash has read the exit before it runs main: editing this

@@ -72,10 +72,13 @@ pub(super) fn check(host: &Host) -> Result<BootCheck, StepError> {
     })
 }
 
+/// The step fails with this (the state says `failed`): at the next boot the
+/// agent only reports it, so the advice ends with `retry`, which is what
+/// lets it run again once the firmware is fixed.
 pub(super) fn iommu_off_error() -> StepError {
     StepError::new(
         "IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup \
          (the kernel arguments are on /proc/cmdline but /sys/kernel/iommu_groups is empty, \
-         so a reboot will not help); then reboot and the agent resumes",
+         so a reboot alone will not help), boot, then run `vgpu-firstboot retry`",
     )
 }

@@ -1,0 +1,205 @@
+# tests/vm/cells/debian13-systemd-boot.sh: Debian 13 (Proxmox VE 9) booted
+# by OVMF through the real systemd-boot, its ESP managed the Proxmox way.
+# shellcheck shell=bash disable=SC2034 # the CELL_ variables are read by lib.sh and two-boot.sh
+#
+# The layout of a Proxmox VE ZFS-on-UEFI install: systemd-boot (Debian's
+# package) on the ESP, the ESP not in fstab (proxmox-boot-tool mounts it
+# when it needs it), /etc/kernel/proxmox-boot-uuids naming it by its vfat
+# volume id, /etc/kernel/cmdline the kernel's arguments. Ours differs in
+# the root: ext4, so `root=UUID=<ext4 UUID>` where Proxmox writes
+# `root=ZFS=rpool/ROOT/pve-1 boot=zfs`. proxmox-boot-tool is our stand-in
+# (tests/vm/standins/proxmox-boot-tool; its top says what it follows):
+# the kernels and initrds are copied to EFI/proxmox/<version>/ and each
+# loader entry's `options` line is /etc/kernel/cmdline.
+#
+# The image build runs the stand-in's `vm-init-dir` in a chroot of the
+# tree: the real `bootctl install` (--no-variables) into the directory that
+# becomes the ESP, loader.conf as `proxmox-boot-tool init` writes it, and
+# the refresh's own code for the entries. Boot 1 thus boots through
+# systemd-boot already; the agent then picks systemd-boot (UEFI,
+# proxmox-boot-uuids, /etc/kernel/cmdline), adds the IOMMU arguments to
+# /etc/kernel/cmdline and runs `proxmox-boot-tool refresh`, which mounts the
+# ESP in the guest and rewrites the entry; update-initramfs's post-update
+# hook (proxmox-boot-sync) copies the new initrd there. Boot 2 gets its
+# arguments only from the entry systemd-boot reads.
+
+CELL_SUITE=trixie
+CELL_INCLUDE=$BASE_INCLUDE_DEFAULT,systemd-boot,systemd-boot-efi,dosfstools
+CELL_PROFILE=profiles/demo-pve9.toml
+BOOT_VIA=firmware
+# The agent writes /etc/kernel/cmdline instead of a GRUB drop-in, and PVE 9's
+# deb822 repository files instead of .list files.
+CELL_BOOTLOADER=systemd-boot
+CELL_STATE_FILES=(/etc/kernel/cmdline /etc/kernel/proxmox-boot-uuids
+    /etc/apt/sources.list.d/pve-enterprise.sources
+    /etc/apt/sources.list.d/ceph.sources
+    /etc/apt/sources.list.d/pve-no-subscription.sources
+    /etc/apt/sources.list.d/ceph-no-subscription.sources)
+
+# systemd-boot's vendor GUID: the Loader* EFI variables it sets.
+LOADER_GUID=4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+# Where vm-init-dir stages the ESP inside the tree (removed afterwards).
+ESP_STAGE=/var/tmp/vgpu-esp-stage
+
+# The stand-in, under each name Proxmox's package installs its programs at.
+install_boot_tool() {
+    local src=$REPO/tests/vm/standins/proxmox-boot-tool path
+    for path in /usr/local/sbin/proxmox-boot-tool \
+        /etc/kernel/postinst.d/zz-proxmox-boot /etc/kernel/postrm.d/zz-proxmox-boot \
+        /etc/initramfs/post-update.d/proxmox-boot-sync; do
+        put "$path" 0755 <"$src"
+    done
+}
+
+cell_tree() {
+    # No GRUB here: a call to update-grub must fail (command not found).
+    rm -f "$ROOT/usr/local/sbin/update-grub"
+    install_boot_tool
+    put /etc/fstab <<<"UUID=$ROOT_UUID / ext4 rw,errors=remount-ro 0 1"
+    put /etc/kernel/cmdline <<<"root=UUID=$ROOT_UUID rw console=ttyS0"
+    put /etc/kernel/proxmox-boot-uuids <<<"$ESP_UUID"
+    # The agent's Proxmox hint (on a real host pmxcfs is mounted there).
+    mkdir -p "$ROOT/etc/pve"
+    # A fresh Proxmox VE 9 host's repositories (deb822, as its installer
+    # writes them): Debian's, and the enterprise ones for PVE and Ceph Squid.
+    rm -f "$ROOT/etc/apt/sources.list" "$ROOT"/etc/apt/sources.list.d/{pve-enterprise,ceph}.list
+    put /etc/apt/sources.list.d/debian.sources <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian/
+Suites: trixie trixie-updates
+Components: main contrib non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://security.debian.org/debian-security/
+Suites: trixie-security
+Components: main contrib non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    put /etc/apt/sources.list.d/pve-enterprise.sources <<'EOF'
+Types: deb
+URIs: https://enterprise.proxmox.com/debian/pve
+Suites: trixie
+Components: pve-enterprise
+Signed-By: /usr/share/keyrings/proxmox-archive-keyring.gpg
+EOF
+    put /etc/apt/sources.list.d/ceph.sources <<'EOF'
+Types: deb
+URIs: https://enterprise.proxmox.com/debian/ceph-squid
+Suites: trixie
+Components: enterprise
+Signed-By: /usr/share/keyrings/proxmox-archive-keyring.gpg
+EOF
+    # Which entry systemd-boot booted, on the console (its LoaderEntrySelected
+    # and LoaderInfo EFI variables: UTF-16 after 4 bytes of attributes;
+    # efivarfs files cannot seek, so they are read through cat).
+    put /usr/local/libexec/vgpu-vm-loader 0755 <<EOF
+#!/bin/sh
+var() { f=/sys/firmware/efi/efivars/\$1-$LOADER_GUID; [ -e "\$f" ] && cat "\$f" | tail -c +5 | tr -d '\\000'; }
+echo "vgpu-loader: LoaderInfo=\$(var LoaderInfo) LoaderEntrySelected=\$(var LoaderEntrySelected)"
+EOF
+    put /etc/systemd/system/vgpu-vm-loader.service <<'EOF'
+[Unit]
+Description=vgpu-bake VM test: the entry systemd-boot booted, on the console
+Before=vgpu-vm-harness.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/libexec/vgpu-vm-loader
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    ln -sf ../vgpu-vm-loader.service \
+        "$ROOT/etc/systemd/system/multi-user.target.wants/vgpu-vm-loader.service"
+}
+
+# $1: the ESP staging directory. Debian's kernel is no proxmox-kernel
+# package, so it is on the ESP through the manual list (`kernel add`), as a
+# Proxmox host that boots a Debian kernel would have it.
+cell_esp() {
+    root_kver
+    rm -rf "${ROOT:?}$ESP_STAGE"
+    mkdir -p "$ROOT$ESP_STAGE"
+    # A private mount namespace: vm-init-dir bind-mounts the staging
+    # directory onto itself (a directory, not an image) for bootctl.
+    unshare --mount --propagation private chroot "$ROOT" /bin/sh -c "
+        proxmox-boot-tool kernel add '$KVER' && proxmox-boot-tool vm-init-dir '$ESP_STAGE'" \
+        >"$WORK/esp-init.log" 2>&1 \
+        || { cat "$WORK/esp-init.log" >&2; fail "proxmox-boot-tool vm-init-dir failed in the tree"; }
+    cp -a "$ROOT$ESP_STAGE/." "$1/"
+    rm -rf "${ROOT:?}$ESP_STAGE"
+    if [ ! -f "$1/EFI/BOOT/BOOTX64.EFI" ] || [ ! -f "$1/loader/entries/proxmox-$KVER.conf" ]; then
+        fail "the ESP has no systemd-boot or no loader entry: $(find "$1" | sort | paste -sd' ')"
+    fi
+}
+
+# The options line of the loader entry systemd-boot boots.
+entry_options() {
+    esp_cat "/loader/entries/proxmox-$KVER.conf" | tr -d '\r' | sed -n 's/^options  *//p'
+}
+
+# The kernel's command line of the boot logged in $SERIAL (the kernel
+# prints it first thing on the console).
+booted_cmdline() { tr -d '\r' <"$SERIAL" | sed -n 's/.*Kernel command line: //p' | head -n 1; }
+
+# Fails unless systemd-boot booted the Proxmox entry of the kernel (its own
+# EFI variables say so) and the kernel's whole command line is the
+# `initrd=` systemd-boot adds and the options $2. $1 names the boot.
+check_loader_booted() {
+    local loader cmdline
+    loader=$(tr -d '\r' <"$SERIAL" | sed -n 's/.*vgpu-loader: //p' | tail -n 1)
+    has "$loader" "LoaderInfo=systemd-boot" "$1: the loader's EFI variables"
+    has "$loader" "LoaderEntrySelected=proxmox-$KVER.conf" "$1: the loader's EFI variables"
+    cmdline=$(booted_cmdline)
+    [ "$cmdline" = "initrd=\\EFI\\proxmox\\$KVER\\initrd.img-$KVER $2" ] \
+        || fail "$1: the kernel's command line \"$cmdline\" is not systemd-boot's initrd= and the entry's options \"$2\""
+}
+
+# $1: which boot of a clean run this was (1 phase 1, 2 phase 2, 3 idle).
+cell_check_booted() {
+    local options kcmdline
+    options=$(entry_options)
+    kcmdline=$(img_cat /etc/kernel/cmdline)
+    [ "$(esp_cat /loader/loader.conf | tr -d '\r' | grep '^default')" = "default proxmox-*" ] \
+        || fail "loader.conf's default is not proxmox-*: $(esp_cat /loader/loader.conf)"
+    # Phase 1 added the arguments to /etc/kernel/cmdline and refreshed the
+    # ESP: the entry's options are that file from then on.
+    [ "$kcmdline" = "root=UUID=$ROOT_UUID rw console=ttyS0 intel_iommu=on iommu=pt" ] \
+        || fail "after boot $1: /etc/kernel/cmdline is \"$kcmdline\""
+    [ "$options" = "$kcmdline" ] \
+        || fail "after boot $1: the loader entry's options \"$options\" are not /etc/kernel/cmdline \"$kcmdline\""
+    case $1 in
+        # Boot 1 booted the entry the image was built with.
+        1) check_loader_booted "boot 1" "root=UUID=$ROOT_UUID rw console=ttyS0" ;;
+        2 | 3)
+            # The kernel got the arguments from the rewritten entry.
+            check_loader_booted "boot $1" "$kcmdline"
+            # The ESP's initrd is the one phase 1's update-initramfs built
+            # (copied there by the post-update hook, proxmox-boot-sync).
+            img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.root"
+            MTOOLS_SKIP_CHECK=1 mcopy -o -n -i "$IMG@@$ESP_OFFSET" \
+                "::/EFI/proxmox/$KVER/initrd.img-$KVER" "$WORK/initrd.esp"
+            cmp -s "$WORK/initrd.root" "$WORK/initrd.esp" \
+                || fail "boot $1: the ESP's initrd differs from /boot/initrd.img-$KVER"
+            ;;
+    esac
+}
+
+# $1: the stand-ins' log.
+cell_check_final() {
+    has "$1" "proxmox-boot-tool refresh" "stand-in log (the kernel-args step)"
+    has "$1" "proxmox-boot-sync $KVER" "stand-in log (update-initramfs's post-update hook)"
+    has "$1" "zz-proxmox-boot: ESPs $ESP_UUID, kernels $KVER, options: root=UUID=$ROOT_UUID rw console=ttyS0 intel_iommu=on iommu=pt" \
+        "stand-in log (the refresh)"
+    ! grep -Eq '^(update-grub|mokutil)' <<<"$1" \
+        || fail "a stand-in was called that this host should not need: $1"
+    # The refresh disabled systemd-boot's own hooks, as Proxmox's does.
+    has "$(img_cat /etc/kernel/postinst.d/zz-systemd-boot)" \
+        "# This hookfile has been disabled by proxmox-boot-tool" "zz-systemd-boot"
+    local kcmdline
+    kcmdline=$(img_cat /etc/kernel/cmdline)
+    [ "$(grep -o 'intel_iommu=on' <<<"$kcmdline" | wc -l)" -eq 1 ] \
+        || fail "/etc/kernel/cmdline has intel_iommu=on other than once: $kcmdline"
+}

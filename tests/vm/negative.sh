@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# tests/vm/negative.sh: a host the plan cannot finish on; the agent must
+# stop with advice, not loop, and leave a guest that still boots.
+#
+#   bash tests/vm/negative.sh --case no-viommu
+#
+# Cases (one function each, case_<name with _ for ->):
+# - no-viommu: the Debian 12 GRUB cell (tests/vm/cells/debian12-grub.sh)
+#   on a machine without an IOMMU (qemu without intel-iommu: VT-d off in
+#   the firmware, as far as the guest can tell). Phase 1 runs and reboots
+#   once (without the kernel arguments a reboot may turn the IOMMU on); at
+#   boot 2 GRUB gives the arguments, there are still no IOMMU groups, and
+#   the agent fails with the firmware advice and does not reboot again. A
+#   later boot must not run phase 1 again nor reboot: the agent reports the
+#   earlier failure and stops; the guest gets to its login prompt.
+# - pve8-on-debian13: the Debian 13 systemd-boot cell's guest
+#   (tests/vm/cells/debian13-systemd-boot.sh) with the demo profile baked
+#   for Proxmox VE 8 (profiles/demo.toml). The host gate refuses before
+#   any change: the guest's files (/etc, /boot, /usr/local, /var/lib; see
+#   GUEST_CHURN for what the guest's own boot changes) and the ESP are as
+#   the image was built, nothing reboots, the console shows the gate's
+#   reason, and the guest reaches its login prompt, at a second boot too.
+#
+# The harness boots until the guest powers itself off (at most MAX_BOOTS),
+# then once more. Runs as root like two-boot.sh, with its tools; the
+# debootstrap trees are shared with it ($VGPU_VM_WORK, default target/vm),
+# the images are kept apart ($VGPU_VM_WORK/negative-<case>).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+TOP=${VGPU_VM_WORK:-$REPO/target/vm}
+BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
+MAX_BOOTS=4
+CASE=
+usage() {
+    echo "usage: $0 --case no-viommu|pve8-on-debian13" >&2
+    exit 2
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --case)
+            CASE=${2:-}
+            shift
+            ;;
+        *) usage ;;
+    esac
+    shift
+done
+[[ $CASE =~ ^[a-z0-9][a-z0-9-]*$ ]] || usage
+CASE_FN=case_${CASE//-/_}
+
+export DEBIAN_FRONTEND=noninteractive
+WORK=$TOP/negative-$CASE
+BASE_CACHE=$TOP
+ROOT=$WORK/root
+IMG=$WORK/disk.img
+SERIALS=()
+T0=$SECONDS
+
+# shellcheck source=tests/vm/lib.sh
+. "$REPO/tests/vm/lib.sh"
+
+# shellcheck disable=SC2317 # the case functions are called by name, and call these
+# Every console line of the boots in $@ that matches the extended regex $1,
+# counted.
+count_lines() {
+    local re=$1
+    shift
+    cat "$@" | tr -d '\r' | grep -Ec -- "$re" || true
+}
+
+# shellcheck disable=SC2317
+# A boot after the failure: the agent does nothing but report it, the unit
+# stays failed, the guest reaches its login prompt and powers off (harness).
+check_failed_and_idle() {
+    local log=$1 name=$2 text
+    text=$(tr -d '\r' <"$log")
+    [ "$(boot_end "$log")" = poweroff ] || fail "$name: did not end with the harness's power-off"
+    has "$text" "vgpu-harness: getty.target: active" "$name (the guest reached its login prompt)"
+    has "$text" "vgpu-harness: vgpu-firstboot.service: ActiveState=failed" "$name (the agent's unit)"
+    has "$text" "vgpu-harness: status: vgpu-firstboot: FAILED at step" "$name (vgpu-firstboot status)"
+    has "$text" "vgpu-harness: status:   next: fix the cause, then run \`vgpu-firstboot retry\`" "$name (vgpu-firstboot status)"
+    ! grep -q 'vgpu-firstboot: rebooting:' <<<"$text" || fail "$name: the agent asked for a reboot"
+}
+
+# ------------------------------------------------------------------ cases
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_no_viommu() {
+    load_cell debian12-grub
+    VIOMMU=0 HARNESS_STATUS=1
+    install_tools
+    build_binaries
+    debootstrap_base
+    cell_make_image
+    boot_until_poweroff "$MAX_BOOTS" nv
+    [ "${BOOT_ENDS[*]}" = "reboot poweroff" ] \
+        || fail "expected boot 1 to end with the agent's reboot and boot 2 with a power-off, got: ${BOOT_ENDS[*]}"
+    local b1=${SERIALS[0]} b2=${SERIALS[1]} t1 t2
+    t1=$(tr -d '\r' <"$b1")
+    t2=$(tr -d '\r' <"$b2")
+
+    # Boot 1: phase 1, then the one reboot.
+    has "$t1" "vgpu-firstboot: step kernel-args:" "boot 1 console"
+    has "$t1" "vgpu-firstboot: step initramfs:" "boot 1 console"
+    has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
+
+    # Boot 2: GRUB gave the arguments (the loader is not the problem), the
+    # kernel found no IOMMU, the agent failed with the firmware advice.
+    SERIAL=$b2
+    cell_check_booted 2
+    has "$t2" "iommu_groups=0" "boot 2 console (harness)"
+    grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: IOMMU is off: enable VT-d' <<<"$t2" \
+        || fail "boot 2: no failure with the firmware advice on the console"
+    has "$t2" "vgpu-harness: status:   cause: IOMMU is off: enable VT-d" "boot 2 (vgpu-firstboot status)"
+    check_failed_and_idle "$b2" "boot 2"
+
+    # One more boot: nothing runs again, nothing reboots.
+    boot nv-3
+    local b3=$SERIAL t3
+    t3=$(tr -d '\r' <"$b3")
+    check_failed_and_idle "$b3" "boot 3"
+    has "$t3" "failed earlier: IOMMU is off" "boot 3 console"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t3" || fail "boot 3: the agent ran a step again: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t3")"
+
+    # Across the three boots: one reboot, the agent's (it prints its
+    # `rebooting:` line twice for one request: when it asks, and as the
+    # run's end; so boots with the line are counted).
+    local reboots requests
+    reboots=$(count_lines 'reboot: Restarting system' "${SERIALS[@]}")
+    requests=$(grep -l 'vgpu-firstboot: rebooting:' "${SERIALS[@]}" | wc -l)
+    if [ "$reboots" -ne 1 ] || [ "$requests" -ne 1 ]; then
+        fail "expected exactly 1 reboot (the agent's): the consoles show $reboots reboots, $requests asked by the agent"
+    fi
+    local state
+    state=$(img_cat /var/lib/vgpu-firstboot/state.toml)
+    grep -qx 'reboots = 1' <<<"$state" || fail "state.toml does not record exactly 1 reboot: $(grep '^reboots' <<<"$state")"
+    grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
+        || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
+    # Phase 1's changes stay (expected); the unit stays enabled and fails
+    # at each boot without doing anything.
+    img_exists /etc/default/grub.d/vgpu-bake.cfg || fail "phase 1's GRUB drop-in is gone"
+    img_exists /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service \
+        || fail "the agent's unit is no longer enabled"
+    ! img_exists /var/lib/vgpu-firstboot/done || fail "a done marker exists"
+    say "boots: 3 (${BOOT_ENDS[*]} poweroff), reboots: $reboots, the agent's: $requests"
+}
+
+# What a boot of the guest changes by itself in the directories
+# case_pve8_on_debian13 compares (extended regexes on the digest's paths),
+# each with its writer: the agent's own state and report, and what systemd
+# does at any first boot.
+GUEST_CHURN=(
+    # the agent's state directory, and its report (the textfile, in the
+    # directory it makes for it: the plan's [report] textfile-dir)
+    '^var/lib/vgpu-firstboot(/| )'
+    '^var/lib/prometheus(/| )'
+    # systemd: the saved random seed, the timers' last-run stamps, and
+    # systemd-update-done's stamp after a first boot
+    '^var/lib/systemd/random-seed '
+    '^var/lib/systemd/timers(/| )'
+    '^etc/\.updated '
+)
+# The same for the ESP: systemd-boot and systemd-boot-random-seed.service
+# rewrite the loader's random seed at every boot.
+ESP_CHURN=('^loader/random-seed ')
+
+# shellcheck disable=SC2317 # called by check_unchanged
+# The digest $1 (img_tree_digest or esp_digest output) without the lines
+# that match any of the regexes $2...
+without_churn() {
+    local text=$1 re
+    shift
+    re=$(printf '%s|' "$@")
+    grep -Ev -- "${re%|}" <<<"$text" || true
+}
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_pve8_on_debian13() {
+    load_cell debian13-systemd-boot
+    # The Debian 13 guest, the bundle baked for Proxmox VE 8 (bookworm).
+    CELL_PROFILE=profiles/demo.toml HARNESS_STATUS=1
+    install_tools
+    build_binaries
+    debootstrap_base
+    cell_make_image
+    local dirs=(/etc /boot /usr/local /var/lib) files0 esp0 standins0
+    files0=$(img_tree_digest "${dirs[@]}")
+    esp0=$(esp_digest)
+    standins0=$(img_cat /var/log/vgpu-standins.log)
+    [ "$(wc -l <<<"$files0")" -gt 1000 ] || fail "the digest of ${dirs[*]} lists only $(wc -l <<<"$files0") lines"
+
+    boot_until_poweroff 1 pv
+    local b1=$SERIAL t1
+    t1=$(tr -d '\r' <"$b1")
+    # The gate's reason, and the refusal before the first step.
+    has "$t1" "the host runs Debian GNU/Linux 13 (trixie) (debian trixie, from /etc/os-release) but the plan is for Proxmox VE 8 on Debian bookworm" "boot 1 console (the host gate)"
+    has "$t1" "vgpu-firstboot: step apt-repositories failed: host gate: this plan does not fit this host, nothing was changed" "boot 1 console"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t1" \
+        || fail "boot 1: the agent began a step: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t1")"
+    has "$t1" "vgpu-harness: status: vgpu-firstboot: FAILED at step apt-repositories" "boot 1 (vgpu-firstboot status)"
+    check_failed_and_idle "$b1" "boot 1"
+    SERIAL=$b1
+    check_loader_booted "boot 1" "root=UUID=$ROOT_UUID rw console=ttyS0"
+    check_unchanged "boot 1"
+
+    # A second boot: the agent reports the failure and changes nothing.
+    boot pv-2
+    local b2=$SERIAL t2
+    t2=$(tr -d '\r' <"$b2")
+    check_failed_and_idle "$b2" "boot 2"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t2" || fail "boot 2: the agent ran a step"
+    check_loader_booted "boot 2" "root=UUID=$ROOT_UUID rw console=ttyS0"
+    check_unchanged "boot 2"
+
+    local reboots state
+    reboots=$(count_lines 'reboot: Restarting system' "${SERIALS[@]}")
+    [ "$reboots" -eq 0 ] || fail "the guest rebooted $reboots times"
+    state=$(img_cat /var/lib/vgpu-firstboot/state.toml)
+    grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
+        || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
+    ! grep -Eq '^reboots = [1-9]' <<<"$state" || fail "state.toml records a reboot: $(grep '^reboots' <<<"$state")"
+    has "$(img_cat /var/lib/prometheus/node-exporter/vgpu-firstboot.prom)" \
+        'vgpu_firstboot_state{plan="demo",state="failed"} 1' "the agent's textfile report"
+    say "boots: 2 (both powered off by the harness), reboots: 0; the guest's files and ESP unchanged"
+}
+
+# shellcheck disable=SC2317 # called by case_pve8_on_debian13
+# After boot $1: the guest's files, its ESP and the stand-ins' log are as
+# the image was built (what the guest's own boot changes left out). Reads
+# case_pve8_on_debian13's dirs, files0, esp0 and standins0.
+check_unchanged() {
+    local files esp
+    files=$(img_tree_digest "${dirs[@]}")
+    esp=$(esp_digest)
+    diff -u <(without_churn "$files0" "${GUEST_CHURN[@]}") <(without_churn "$files" "${GUEST_CHURN[@]}") >&2 \
+        || fail "$1: the guest's files changed (diff above)"
+    diff -u <(without_churn "$esp0" "${ESP_CHURN[@]}") <(without_churn "$esp" "${ESP_CHURN[@]}") >&2 \
+        || fail "$1: the ESP changed (diff above)"
+    [ "$(img_cat /var/log/vgpu-standins.log)" = "$standins0" ] \
+        || fail "$1: a stand-in was called: $(img_cat /var/log/vgpu-standins.log)"
+    say "$1: ${dirs[*]} and the ESP unchanged ($(wc -l <<<"$files") digest lines)"
+}
+
+main() {
+    [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 2; }
+    declare -F "$CASE_FN" >/dev/null || usage
+    mkdir -p "$WORK"
+    : >"$WORK/last-serials"
+    "$CASE_FN"
+    say "PASS (negative case $CASE) in $((SECONDS - T0))s"
+}
+
+# On one line: editing this file while it runs cannot make it run more.
+main "$@"; exit
