@@ -63,7 +63,7 @@ fn every_example_profile_against_every_captured_host() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         stderr,
-        "vgpu-bake: error: 20 of 35 (profile, facts) pair(s) failed the host gate\n"
+        "vgpu-bake: error: 24 of 40 (profile, facts) pair(s) failed the host gate\n"
     );
     golden("fleet.out", &stdout);
 }
