@@ -14,6 +14,9 @@
 # - HARNESS_STATUS=1: the harness also prints `vgpu-firstboot status` on the
 #   console (a file in the guest, /etc/vgpu-vm-harness-status, turns it on).
 # - BASE_CACHE: where debootstrap_base keeps its trees (default $WORK).
+# - VGPU_VM_BASES (environment): overrides BASE_CACHE for every script, so
+#   one cache outside the checkout serves every run on a machine (.ci/run
+#   sets it; each tree is keyed by its suite and --include list).
 # - BASE_SUITE: the Debian suite debootstrap_base installs (default
 #   bookworm; another suite is cached as $WORK/base-<suite>-<hash>).
 # - BOOT_VIA: how start_boot boots the image. `kernel` (default): qemu's
@@ -102,7 +105,8 @@ debootstrap_base() {
     elif [ "$include" != "$BASE_INCLUDE_DEFAULT" ]; then
         tag=-$(printf %s "$include" | sha256sum | cut -c1-12)
     fi
-    BASE=${BASE_CACHE:-$WORK}/base$tag
+    BASE=${VGPU_VM_BASES:-${BASE_CACHE:-$WORK}}/base$tag
+    mkdir -p "$(dirname "$BASE")"
     if [ -e "$BASE/etc/os-release" ]; then
         say "debootstrap: using the cached tree $BASE"
         return
@@ -136,26 +140,66 @@ sync "$log" # a power cut must not take the record of a call that had effects
 die() { echo "$me (stand-in): $*" >&2; echo "$me FAILED: $*" >>"$log"; exit 1; }
 marker=/var/lib/vgpu-demo/installed'
 
-    # update-grub: no GRUB in the guest. It evaluates the settings as
-    # grub-mkconfig does (sourcing them in a shell) and writes the kernel
-    # command line to /boot/grub/grub.cfg, which the harness boots with.
+    # update-grub: no GRUB in the guest (the -kernel path: the kernel cell,
+    # rollout.sh, undo.sh, upgrade.sh; the real GRUB is the debian12-grub
+    # cell's). Like grub-mkconfig it evaluates the settings (sourcing them in
+    # a shell), writes one entry for the newest kernel with that command line,
+    # and appends what the executable /etc/grub.d scripts print (the agent's
+    # one-time trial entry). The harness boots the entry GRUB would: see
+    # grub_args.
     put /usr/local/sbin/update-grub 0755 <<EOF
 $head
 [ \$# -eq 0 ] || die "takes no arguments"
-[ -f /etc/default/grub.d/vgpu-bake.cfg ] || die "/etc/default/grub.d/vgpu-bake.cfg is missing"
 args=\$(
     . /etc/default/grub || exit 1
-    for f in /etc/default/grub.d/*.cfg; do . "\$f" || exit 1; done
+    for f in /etc/default/grub.d/*.cfg; do [ -e "\$f" ] || continue; . "\$f" || exit 1; done
     echo \$GRUB_CMDLINE_LINUX \$GRUB_CMDLINE_LINUX_DEFAULT
 ) || die "the GRUB settings do not evaluate"
+kernel=\$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+[ -n "\$kernel" ] || die "no kernel in /boot"
 # Recorded before grub.cfg changes: a power cut cannot keep the effect
 # and lose its record.
 echo "update-grub args: \$args" >>"\$log"
 sync "\$log"
 mkdir -p /boot/grub
-printf 'linux /vmlinuz root=/dev/vda ro %s\n' "\$args" >/boot/grub/grub.cfg.new
+{
+    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" "\$kernel" "\$args"
+    for s in /etc/grub.d/*; do
+        [ -f "\$s" ] && [ -x "\$s" ] || continue
+        "\$s" || die "\$s failed"
+    done
+} >/boot/grub/grub.cfg.new
 sync /boot/grub/grub.cfg.new && mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg && sync /boot/grub
 echo "Generating grub configuration file ... done (stand-in)" >&2
+EOF
+
+    # grub-reboot: GRUB's one-shot, as grub-editenv would write it
+    # (next_entry in /boot/grub/grubenv). It refuses an entry grub.cfg
+    # does not have, which the real one would leave GRUB to ignore.
+    put /usr/local/sbin/grub-reboot 0755 <<EOF
+$head
+[ \$# -eq 1 ] || die "takes one entry, got: \$*"
+grep -q -- "--id \$1 {" /boot/grub/grub.cfg || die "/boot/grub/grub.cfg has no entry with id \$1"
+printf '# GRUB Environment Block\nnext_entry=%s\n' "\$1" >/boot/grub/grubenv.new
+sync /boot/grub/grubenv.new && mv /boot/grub/grubenv.new /boot/grub/grubenv && sync /boot/grub
+EOF
+
+    # grub-editenv FILE unset KEY... | FILE list: what undo uses to clear a
+    # one-shot it left.
+    put /usr/bin/grub-editenv 0755 <<EOF
+$head
+[ "\${1:-}" = /boot/grub/grubenv ] || die "expected /boot/grub/grubenv, got: \$*"
+env=\$1; cmd=\${2:-}
+shift 2 || die "no command"
+case "\$cmd" in
+    list) [ ! -e "\$env" ] || grep -v '^#' "\$env" ;;
+    unset)
+        [ \$# -gt 0 ] || die "unset takes keys"
+        [ -e "\$env" ] || exit 0
+        for k in "\$@"; do sed -i "/^\$k=/d" "\$env"; done
+        sync "\$env" ;;
+    *) die "unexpected command: \$cmd" ;;
+esac
 EOF
 
     # proxmox-boot-tool: the demo host boots through GRUB without ESPs
@@ -382,12 +426,33 @@ agent_log() {
         _SYSTEMD_UNIT=vgpu-firstboot.service 2>/dev/null || true
 }
 
-# The kernel arguments the boot loader would add: those update-grub wrote.
+# The kernel arguments of the entry GRUB would boot, as the update-grub
+# stand-in wrote them: the entry grub-reboot named (next_entry in
+# /boot/grub/grubenv), which GRUB clears as it boots it, and so does this, in
+# the image; else the first entry (GRUB_DEFAULT=0). root=, ro and quiet left
+# out (the -append line has its own). Says which in $WORK/grub-boot-entry.
 grub_args() {
-    img_cat /boot/grub/grub.cfg | awk '/^linux / {
-        s = ""
-        for (i = 3; i <= NF; i++) if ($i !~ /^(root=.*|ro|quiet)$/) s = s (s == "" ? "" : " ") $i
-        print s; exit }'
+    local next env=$WORK/grubenv
+    next=$(img_cat /boot/grub/grubenv | sed -n 's/^next_entry=//p')
+    if [ -n "$next" ]; then
+        img_cat /boot/grub/grubenv | grep -v '^next_entry=' >"$env"
+        debugfs -w -R "rm /boot/grub/grubenv" "$(img_fs)" >/dev/null 2>&1
+        debugfs -w -R "write $env /boot/grub/grubenv" "$(img_fs)" >/dev/null 2>&1
+        echo "the one-shot entry $next; next_entry cleared" >"$WORK/grub-boot-entry"
+    else
+        echo "the default entry" >"$WORK/grub-boot-entry"
+    fi
+    img_cat /boot/grub/grub.cfg | awk -v want="$next" '
+        /^menuentry / {
+            n++; id = ""
+            for (i = 1; i < NF; i++) if ($i == "--id") id = $(i + 1)
+            cur = (want == "" ? n == 1 : id == want)
+        }
+        cur && $1 == "linux" {
+            s = ""
+            for (i = 3; i <= NF; i++) if ($i !~ /^(root=.*|ro|quiet)$/) s = s (s == "" ? "" : " ") $i
+            print s; exit
+        }'
 }
 
 # ------------------------------------------------------------------- boots
@@ -420,7 +485,7 @@ start_boot() {
             img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.img"
             args="root=/dev/vda rw console=ttyS0 panic=-1 $(grub_args)"
             boot=(-kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" -append "$args")
-            say "boot $1: -append \"$args\"$note"
+            say "boot $1: -append \"$args\" ($(cat "$WORK/grub-boot-entry"))$note"
             ;;
         firmware)
             [ -e "$(img_vars)" ] || fail "no EFI variable store $(img_vars) (disk_image_from_root makes it)"

@@ -316,7 +316,7 @@ EOF
 
 # What the installer does with its boot line: the arguments (minus its own)
 # go to /etc/default/grub.d/installer.cfg, then update-grub. This is the
-# update-grub stand-in's evaluation (lib.sh), run on the host, as the
+# update-grub stand-in's evaluation and entry (lib.sh), run on the host, as the
 # installer runs update-grub in the target before its first boot.
 installer_boot_line() {
     [ -z "$1" ] || put /etc/default/grub.d/installer.cfg <<<"GRUB_CMDLINE_LINUX=\"\$GRUB_CMDLINE_LINUX $1\""
@@ -327,7 +327,10 @@ installer_boot_line() {
         for f in "$ROOT"/etc/default/grub.d/*.cfg; do [ -e "$f" ] || continue; . "$f" || exit 1; done
         echo $GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT
     ) || fail "the guest's GRUB settings do not evaluate"
-    printf 'linux /vmlinuz root=/dev/vda ro %s\n' "$args" | put /boot/grub/grub.cfg
+    local kernel
+    kernel=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '/boot/%f\n' | sort -V | tail -n 1)
+    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" \
+        "$kernel" "$args" | put /boot/grub/grub.cfg
 }
 
 # A guest tree as the installer leaves it; the image made from it.

@@ -83,13 +83,6 @@ make_image() {
     cp -a "$BASE/." "$ROOT"
     add_host_files
     add_standins
-    # After undo the drop-in is gone: GRUB's own update-grub then
-    # evaluates /etc/default/grub alone, and so does the stand-in here.
-    sed -i -e '/vgpu-bake.cfg is missing/d' \
-        -e 's|for f in /etc/default/grub.d/\*.cfg; do |&[ -e "$f" ] \|\| continue; |' \
-        "$ROOT/usr/local/sbin/update-grub"
-    grep -q '\[ -e "\$f" \] || continue' "$ROOT/usr/local/sbin/update-grub" \
-        || fail "the update-grub stand-in of lib.sh changed: adapt undo.sh"
     add_harness_unit
     add_undo_unit
     say "baking profiles/demo.toml and installing the bundle onto the tree"
