@@ -140,67 +140,7 @@ sync "$log" # a power cut must not take the record of a call that had effects
 die() { echo "$me (stand-in): $*" >&2; echo "$me FAILED: $*" >>"$log"; exit 1; }
 marker=/var/lib/vgpu-demo/installed'
 
-    # update-grub: no GRUB in the guest (the -kernel path: the kernel cell,
-    # rollout.sh, undo.sh, upgrade.sh; the real GRUB is the debian12-grub
-    # cell's). Like grub-mkconfig it evaluates the settings (sourcing them in
-    # a shell), writes one entry for the newest kernel with that command line,
-    # and appends what the executable /etc/grub.d scripts print (the agent's
-    # one-time trial entry). The harness boots the entry GRUB would: see
-    # grub_args.
-    put /usr/local/sbin/update-grub 0755 <<EOF
-$head
-[ \$# -eq 0 ] || die "takes no arguments"
-args=\$(
-    . /etc/default/grub || exit 1
-    for f in /etc/default/grub.d/*.cfg; do [ -e "\$f" ] || continue; . "\$f" || exit 1; done
-    echo \$GRUB_CMDLINE_LINUX \$GRUB_CMDLINE_LINUX_DEFAULT
-) || die "the GRUB settings do not evaluate"
-kernel=\$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
-[ -n "\$kernel" ] || die "no kernel in /boot"
-# Recorded before grub.cfg changes: a power cut cannot keep the effect
-# and lose its record.
-echo "update-grub args: \$args" >>"\$log"
-sync "\$log"
-mkdir -p /boot/grub
-{
-    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" "\$kernel" "\$args"
-    for s in /etc/grub.d/*; do
-        [ -f "\$s" ] && [ -x "\$s" ] || continue
-        "\$s" || die "\$s failed"
-    done
-} >/boot/grub/grub.cfg.new
-sync /boot/grub/grub.cfg.new && mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg && sync /boot/grub
-echo "Generating grub configuration file ... done (stand-in)" >&2
-EOF
-
-    # grub-reboot: GRUB's one-shot, as grub-editenv would write it
-    # (next_entry in /boot/grub/grubenv). It refuses an entry grub.cfg
-    # does not have, which the real one would leave GRUB to ignore.
-    put /usr/local/sbin/grub-reboot 0755 <<EOF
-$head
-[ \$# -eq 1 ] || die "takes one entry, got: \$*"
-grep -q -- "--id \$1 {" /boot/grub/grub.cfg || die "/boot/grub/grub.cfg has no entry with id \$1"
-printf '# GRUB Environment Block\nnext_entry=%s\n' "\$1" >/boot/grub/grubenv.new
-sync /boot/grub/grubenv.new && mv /boot/grub/grubenv.new /boot/grub/grubenv && sync /boot/grub
-EOF
-
-    # grub-editenv FILE unset KEY... | FILE list: what undo uses to clear a
-    # one-shot it left.
-    put /usr/bin/grub-editenv 0755 <<EOF
-$head
-[ "\${1:-}" = /boot/grub/grubenv ] || die "expected /boot/grub/grubenv, got: \$*"
-env=\$1; cmd=\${2:-}
-shift 2 || die "no command"
-case "\$cmd" in
-    list) [ ! -e "\$env" ] || grep -v '^#' "\$env" ;;
-    unset)
-        [ \$# -gt 0 ] || die "unset takes keys"
-        [ -e "\$env" ] || exit 0
-        for k in "\$@"; do sed -i "/^\$k=/d" "\$env"; done
-        sync "\$env" ;;
-    *) die "unexpected command: \$cmd" ;;
-esac
-EOF
+    add_grub_standins "$head"
 
     # proxmox-boot-tool: the demo host boots through GRUB without ESPs
     # managed by it, so the flow should not call it at all.
@@ -260,6 +200,103 @@ RemainAfterExit=yes
 WantedBy=multi-user.target
 EOF
     done
+}
+
+# The GRUB stand-ins of the -kernel path (update-grub, grub-reboot,
+# grub-editenv; $1 is add_standins' script head) and the grub.cfg a GRUB
+# host has from its installation. Cells with a real boot loader take them
+# out again (remove_grub_standins).
+add_grub_standins() {
+    local head=$1
+    # update-grub: no GRUB in the guest (the -kernel path: the kernel cell,
+    # rollout.sh, undo.sh, upgrade.sh; the real GRUB is the debian12-grub
+    # cell's). Like grub-mkconfig it evaluates the settings (sourcing them in
+    # a shell), writes one entry for the newest kernel with that command line,
+    # and appends what the executable /etc/grub.d scripts print (the agent's
+    # one-time trial entry). The harness boots the entry GRUB would: see
+    # grub_args.
+    put /usr/local/sbin/update-grub 0755 <<EOF
+$head
+[ \$# -eq 0 ] || die "takes no arguments"
+args=\$(
+    . /etc/default/grub || exit 1
+    for f in /etc/default/grub.d/*.cfg; do [ -e "\$f" ] || continue; . "\$f" || exit 1; done
+    echo \$GRUB_CMDLINE_LINUX \$GRUB_CMDLINE_LINUX_DEFAULT
+) || die "the GRUB settings do not evaluate"
+kernel=\$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+[ -n "\$kernel" ] || die "no kernel in /boot"
+# Recorded before grub.cfg changes: a power cut cannot keep the effect
+# and lose its record.
+echo "update-grub args: \$args" >>"\$log"
+sync "\$log"
+mkdir -p /boot/grub
+{
+    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" "\$kernel" "\$args"
+    for s in /etc/grub.d/*; do
+        [ -f "\$s" ] && [ -x "\$s" ] || continue
+        "\$s" || die "\$s failed"
+    done
+} >/boot/grub/grub.cfg.new
+sync /boot/grub/grub.cfg.new && mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg && sync /boot/grub
+echo "Generating grub configuration file ... done (stand-in)" >&2
+EOF
+
+    # grub-reboot: GRUB's one-shot, as grub-editenv would write it
+    # (next_entry in /boot/grub/grubenv). It refuses an entry grub.cfg
+    # does not have, which the real one would leave GRUB to ignore.
+    put /usr/local/sbin/grub-reboot 0755 <<EOF
+$head
+[ \$# -eq 1 ] || die "takes one entry, got: \$*"
+grep -q -- "--id \$1 {" /boot/grub/grub.cfg || die "/boot/grub/grub.cfg has no entry with id \$1"
+printf '# GRUB Environment Block\nnext_entry=%s\n' "\$1" >/boot/grub/grubenv.new
+sync /boot/grub/grubenv.new && mv /boot/grub/grubenv.new /boot/grub/grubenv && sync /boot/grub
+EOF
+
+    # grub-editenv FILE unset KEY... | FILE list: what undo uses to clear a
+    # one-shot it left.
+    put /usr/local/bin/grub-editenv 0755 <<EOF
+$head
+[ "\${1:-}" = /boot/grub/grubenv ] || die "expected /boot/grub/grubenv, got: \$*"
+env=\$1; cmd=\${2:-}
+shift 2 || die "no command"
+case "\$cmd" in
+    list) [ ! -e "\$env" ] || grep -v '^#' "\$env" ;;
+    unset)
+        [ \$# -gt 0 ] || die "unset takes keys"
+        [ -e "\$env" ] || exit 0
+        for k in "\$@"; do sed -i "/^\$k=/d" "\$env"; done
+        sync "\$env" ;;
+    *) die "unexpected command: \$cmd" ;;
+esac
+EOF
+    write_grub_cfg
+}
+
+# What a cell with a real boot loader does first: no GRUB stand-in may
+# shadow the real GRUB (/usr/local comes first in PATH), and a
+# systemd-boot host has no grub.cfg at all ($1 = all).
+remove_grub_standins() {
+    rm -f "$ROOT/usr/local/sbin/update-grub" "$ROOT/usr/local/sbin/grub-reboot" \
+        "$ROOT/usr/local/bin/grub-editenv"
+    [ "${1:-}" != all ] || rm -rf "$ROOT/boot/grub"
+}
+
+# Writes /boot/grub/grub.cfg as the update-grub stand-in would, on the host
+# from the tree's settings (/etc/default/grub and grub.d): the file a GRUB
+# host has from its installation, or from the installer's update-grub
+# (rollout.sh).
+write_grub_cfg() {
+    local args kernel
+    # shellcheck disable=SC1090,SC1091,SC2086 # the guest's settings, split as grub-mkconfig does
+    args=$(
+        . "$ROOT/etc/default/grub" || exit 1
+        for f in "$ROOT"/etc/default/grub.d/*.cfg; do [ -e "$f" ] || continue; . "$f" || exit 1; done
+        echo $GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT
+    ) || fail "the guest's GRUB settings do not evaluate"
+    kernel=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '/boot/%f\n' | sort -V | tail -n 1)
+    [ -n "$kernel" ] || fail "no kernel in $ROOT/boot"
+    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" \
+        "$kernel" "$args" | put /boot/grub/grub.cfg
 }
 
 # What a fresh Proxmox VE host has and debootstrap does not.

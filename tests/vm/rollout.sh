@@ -320,17 +320,7 @@ EOF
 # installer runs update-grub in the target before its first boot.
 installer_boot_line() {
     [ -z "$1" ] || put /etc/default/grub.d/installer.cfg <<<"GRUB_CMDLINE_LINUX=\"\$GRUB_CMDLINE_LINUX $1\""
-    local args
-    # shellcheck disable=SC1090,SC1091,SC2086 # the guest's settings, split as grub-mkconfig does
-    args=$(
-        . "$ROOT/etc/default/grub" || exit 1
-        for f in "$ROOT"/etc/default/grub.d/*.cfg; do [ -e "$f" ] || continue; . "$f" || exit 1; done
-        echo $GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT
-    ) || fail "the guest's GRUB settings do not evaluate"
-    local kernel
-    kernel=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '/boot/%f\n' | sort -V | tail -n 1)
-    printf "menuentry 'Debian GNU/Linux' --id debian {\n\tlinux %s root=/dev/vda ro %s\n}\n" \
-        "$kernel" "$args" | put /boot/grub/grub.cfg
+    write_grub_cfg
 }
 
 # A guest tree as the installer leaves it; the image made from it.

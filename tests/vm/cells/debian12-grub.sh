@@ -30,7 +30,7 @@ GRUB_FIRST_CFG='# vgpu-bake VM test: the first grub.cfg, hand-written by tests/v
 
 cell_tree() {
     # The real update-grub (grub2-common) replaces lib.sh's stand-in.
-    rm -f "$ROOT/usr/local/sbin/update-grub"
+    remove_grub_standins
     [ -x "$ROOT/usr/sbin/update-grub" ] || fail "no /usr/sbin/update-grub in the tree: is grub-efi-amd64 in CELL_INCLUDE?"
     # /etc/default/grub as grub2-common ships it (lib.sh's add_host_files
     # wrote a short copy), with the serial console and no menu delay.

@@ -53,7 +53,7 @@ install_boot_tool() {
 
 cell_tree() {
     # No GRUB here: a call to update-grub must fail (command not found).
-    rm -f "$ROOT/usr/local/sbin/update-grub"
+    remove_grub_standins all
     install_boot_tool
     put /etc/fstab <<<"UUID=$ROOT_UUID / ext4 rw,errors=remount-ro 0 1"
     put /etc/kernel/cmdline <<<"root=UUID=$ROOT_UUID rw console=ttyS0"
