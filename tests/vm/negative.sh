@@ -182,7 +182,7 @@ case_trial_fail() {
     t1=$(tr -d '\r' <"$b1")
     [ "$(boot_end "$b1")" = reboot ] || fail "boot 1 ended with $(boot_end "$b1"), expected the agent's reboot"
     has "$t1" "vgpu-firstboot: step kernel-args:" "boot 1 console"
-    has "$t1" "vgpu-firstboot: trial boot armed: grub entry" "boot 1 console"
+    has "$t1" "vgpu-firstboot: trial boot armed: GRUB entry" "boot 1 console"
     has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
     check_grub_cfg_generated "after boot 1"
     [ "$(grub_default_linux)" = "$shipped" ] \
@@ -211,10 +211,10 @@ case_trial_fail() {
     cmdline=$(harness_cmdline)
     [ "$cmdline" = "BOOT_IMAGE=$shipped" ] \
         || fail "boot 3: /proc/cmdline is \"$cmdline\", expected the old default entry's: BOOT_IMAGE=$shipped"
-    grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: the trial boot of grub entry .*adding '"$trial_args"'\) did not come up' <<<"$t3" \
+    grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: the trial boot of GRUB entry .*adding '"$trial_args"'\) did not come up' <<<"$t3" \
         || fail "boot 3: no failure naming the trial on the console: $(grep 'vgpu-firstboot: step' <<<"$t3")"
-    has "$t3" "vgpu-harness: status: trial boot: failed: grub entry \"vgpu-bake trial: Debian GNU/Linux + $trial_args\"" "boot 3 (vgpu-firstboot status)"
-    has "$t3" "vgpu-harness: status:   cause: the trial boot of grub entry" "boot 3 (vgpu-firstboot status)"
+    has "$t3" "vgpu-harness: status: trial boot: failed: GRUB entry \"vgpu-bake trial: Debian GNU/Linux + $trial_args\"" "boot 3 (vgpu-firstboot status)"
+    has "$t3" "vgpu-harness: status:   cause: the trial boot of GRUB entry" "boot 3 (vgpu-firstboot status)"
     check_failed_and_idle "$b3" "boot 3"
     check_trial_gone "after boot 3" "$shipped"
 
