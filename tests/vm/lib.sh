@@ -630,8 +630,11 @@ load_cell() {
 # install`.
 bake_and_install() {
     say "baking $CELL_PROFILE and installing the bundle onto the tree"
-    local bundle
-    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/$CELL_PROFILE" \
+    # CELL_PROFILE is relative to the repository, or absolute (a profile a
+    # test writes into its own directory).
+    local bundle profile=$CELL_PROFILE
+    [ "${profile#/}" != "$profile" ] || profile=$REPO/$profile
+    bundle=$("$REPO/target/release/vgpu-bake" bake "$profile" \
         --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
     [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
     "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"

@@ -31,6 +31,9 @@
 #   which never got the arguments; the agent reports that the trial did not
 #   come up and what it was (console, `vgpu-firstboot status`), removes the
 #   trial entry and does not reboot. Boot 4: nothing runs, nothing reboots.
+# - trial-fail-systemd-boot: the same on the Debian 13 systemd-boot cell
+#   (the trial is a loader entry on the ESP, `bootctl set-oneshot`), with
+#   demo-pve9.toml plus the same arguments (a copy in the case's directory).
 #
 # The harness boots until the guest powers itself off (at most MAX_BOOTS),
 # then once more. Runs as root like two-boot.sh, with its tools; the
@@ -44,7 +47,7 @@ BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MAX_BOOTS=4
 CASE=
 usage() {
-    echo "usage: $0 --case no-viommu|pve8-on-debian13|trial-fail" >&2
+    echo "usage: $0 --case no-viommu|pve8-on-debian13|trial-fail|trial-fail-systemd-boot" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -156,24 +159,54 @@ case_no_viommu() {
     # the unit stays enabled.
     [ "$(harness_cmdline)" = "BOOT_IMAGE=$(grub_shipped_linux)" ] \
         || fail "boot 3: /proc/cmdline is \"$(harness_cmdline)\", expected the old default entry's"
-    check_trial_gone "after boot 3" "$(grub_shipped_linux)"
+    trial_gone_grub "after boot 3"
     img_exists /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service \
         || fail "the agent's unit is no longer enabled"
     ! img_exists /var/lib/vgpu-firstboot/done || fail "a done marker exists"
     say "boots: 3 (${BOOT_ENDS[*]} poweroff), reboots: $reboots, the agent's: $requests"
 }
 
+# The bad arguments of profiles/demo-trial-fail.toml (after the IOMMU
+# ones, as the agent adds them).
+TRIAL_BAD='rdinit=/nonexistent-vgpu-trial init=/nonexistent-vgpu-trial panic=5'
+TRIAL_ARGS="intel_iommu=on iommu=pt $TRIAL_BAD"
+
 # shellcheck disable=SC2317 # called by name ("$CASE_FN")
 case_trial_fail() {
     load_cell debian12-grub
-    CELL_PROFILE=profiles/demo-trial-fail.toml HARNESS_STATUS=1
+    CELL_PROFILE=profiles/demo-trial-fail.toml
+    trial_fail_flow GRUB "Debian GNU/Linux"
+}
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_trial_fail_systemd_boot() {
+    load_cell debian13-systemd-boot
+    # profiles/demo-trial-fail.toml is for Proxmox VE 8: the same bad
+    # arguments on demo-pve9.toml, written beside its offline package.
+    mkdir -p "$WORK/profile/demo"
+    cp "$REPO/profiles/demo/hello_2.10-3_amd64.deb" "$WORK/profile/demo/"
+    sed -e 's/^name = "demo-pve9"$/name = "demo-trial-fail-pve9"/' \
+        -e "/^offline-debs = /i kernel-args = [\"${TRIAL_BAD// /\", \"}\"]" \
+        "$REPO/profiles/demo-pve9.toml" >"$WORK/profile/demo-trial-fail-pve9.toml"
+    grep -q '^kernel-args = \["rdinit=' "$WORK/profile/demo-trial-fail-pve9.toml" \
+        || fail "could not add kernel-args to a copy of profiles/demo-pve9.toml"
+    CELL_PROFILE=$WORK/profile/demo-trial-fail-pve9.toml
+    trial_fail_flow systemd-boot "Proxmox Virtual Environment"
+}
+
+# shellcheck disable=SC2317 # called by the trial-fail cases
+# The trial-fail flow on the loaded cell. $1: the loader as the agent names
+# it (GRUB, systemd-boot); $2: the title of the default entry the trial
+# copies. The loader's own checks are trial_armed_<loader>,
+# trial_gone_<loader> and trial_old_default_<loader>.
+trial_fail_flow() {
+    local loader=$1 title=$2 lc=${1,,}
+    lc=${lc//-/_}
+    HARNESS_STATUS=1
     install_tools
     build_binaries
     debootstrap_base
     cell_make_image
-    local bad='rdinit=/nonexistent-vgpu-trial init=/nonexistent-vgpu-trial panic=5'
-    local trial_args="intel_iommu=on iommu=pt $bad" shipped
-    shipped=$(grub_shipped_linux)
 
     # Boot 1: phase 1 arms the trial and reboots; the default entry is
     # unchanged, the trial entry has the arguments, the one-shot names it.
@@ -182,41 +215,31 @@ case_trial_fail() {
     t1=$(tr -d '\r' <"$b1")
     [ "$(boot_end "$b1")" = reboot ] || fail "boot 1 ended with $(boot_end "$b1"), expected the agent's reboot"
     has "$t1" "vgpu-firstboot: step kernel-args:" "boot 1 console"
-    has "$t1" "vgpu-firstboot: trial boot armed: GRUB entry" "boot 1 console"
+    has "$t1" "vgpu-firstboot: trial boot armed: $loader entry \"vgpu-bake trial: $title + $TRIAL_ARGS\"" "boot 1 console"
     has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
-    check_grub_cfg_generated "after boot 1"
-    [ "$(grub_default_linux)" = "$shipped" ] \
-        || fail "after boot 1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $shipped"
-    [ "$(grub_trial_linux)" = "$shipped $trial_args" ] \
-        || fail "after boot 1: the trial entry boots \"$(grub_trial_linux)\", expected \"$shipped $trial_args\""
-    [ "$(grub_next_entry)" = vgpu-bake-trial ] \
-        || fail "after boot 1: grubenv's next_entry is \"$(grub_next_entry)\", expected vgpu-bake-trial"
+    "trial_armed_$lc"
 
-    # Boot 2: GRUB boots the trial entry (and empties next_entry before it
-    # does); its kernel panics before any userspace: the agent never runs.
+    # Boot 2: the loader boots the trial entry once; its kernel panics
+    # before any userspace: the agent never runs.
     boot tf-2
     local b2=$SERIAL t2
     t2=$(tr -d '\r' <"$b2")
     [ "$(boot_end "$b2")" = panic ] || fail "boot 2 (the trial) ended with $(boot_end "$b2"), expected a kernel panic"
     say "boot 2: $(grep -m1 -o 'Kernel panic - not syncing: .*' <<<"$t2")"
     ! agent_ran "$b2" || fail "boot 2: the agent ran in the trial boot, which should not have come up"
-    [ -z "$(grub_next_entry)" ] \
-        || fail "after boot 2: grubenv's next_entry is \"$(grub_next_entry)\": GRUB did not use the one-shot up"
 
     # Boot 3: the old default; the agent reports the failed trial, removes
     # its entry, does not reboot.
     boot tf-3
-    local b3=$SERIAL t3 cmdline
+    local b3=$SERIAL t3
     t3=$(tr -d '\r' <"$b3")
-    cmdline=$(harness_cmdline)
-    [ "$cmdline" = "BOOT_IMAGE=$shipped" ] \
-        || fail "boot 3: /proc/cmdline is \"$cmdline\", expected the old default entry's: BOOT_IMAGE=$shipped"
-    grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: the trial boot of GRUB entry .*adding '"$trial_args"'\) did not come up' <<<"$t3" \
+    "trial_old_default_$lc" "boot 3"
+    grep -Eq "vgpu-firstboot: step (reboot|verify-reboot) failed: the trial boot of $loader entry .*adding $TRIAL_ARGS\) did not come up" <<<"$t3" \
         || fail "boot 3: no failure naming the trial on the console: $(grep 'vgpu-firstboot: step' <<<"$t3")"
-    has "$t3" "vgpu-harness: status: trial boot: failed: GRUB entry \"vgpu-bake trial: Debian GNU/Linux + $trial_args\"" "boot 3 (vgpu-firstboot status)"
-    has "$t3" "vgpu-harness: status:   cause: the trial boot of GRUB entry" "boot 3 (vgpu-firstboot status)"
+    has "$t3" "vgpu-harness: status: trial boot: failed: $loader entry \"vgpu-bake trial: $title + $TRIAL_ARGS\"" "boot 3 (vgpu-firstboot status)"
+    has "$t3" "vgpu-harness: status:   cause: the trial boot of $loader entry" "boot 3 (vgpu-firstboot status)"
     check_failed_and_idle "$b3" "boot 3"
-    check_trial_gone "after boot 3" "$shipped"
+    "trial_gone_$lc" "after boot 3"
 
     # Boot 4: nothing runs again, nothing reboots.
     boot tf-4
@@ -224,8 +247,8 @@ case_trial_fail() {
     t4=$(tr -d '\r' <"$b4")
     check_failed_and_idle "$b4" "boot 4"
     ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t4" || fail "boot 4: the agent ran a step again: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t4")"
-    [ "$(harness_cmdline)" = "BOOT_IMAGE=$shipped" ] || fail "boot 4: /proc/cmdline is \"$(harness_cmdline)\""
-    check_trial_gone "after boot 4" "$shipped"
+    "trial_old_default_$lc" "boot 4"
+    "trial_gone_$lc" "after boot 4"
 
     # Across the four boots: one reboot, the agent's (boot 2's panic is
     # not one: the harness stopped qemu at the panic line).
@@ -243,20 +266,72 @@ case_trial_fail() {
     say "boots: 4 (reboot panic poweroff poweroff), reboots: $reboots, the agent's: $requests; the default entry never got the arguments"
 }
 
-# shellcheck disable=SC2317 # called by the GRUB cases
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# GRUB after boot 1: grub-mkconfig's grub.cfg, its default entry the
+# shipped one, the trial entry with the arguments, next_entry set to it.
+trial_armed_grub() {
+    check_grub_cfg_generated "after boot 1"
+    [ "$(grub_default_linux)" = "$(grub_shipped_linux)" ] \
+        || fail "after boot 1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $(grub_shipped_linux)"
+    [ "$(grub_trial_linux)" = "$(grub_shipped_linux) $TRIAL_ARGS" ] \
+        || fail "after boot 1: the trial entry boots \"$(grub_trial_linux)\", expected \"$(grub_shipped_linux) $TRIAL_ARGS\""
+    [ "$(grub_next_entry)" = vgpu-bake-trial ] \
+        || fail "after boot 1: grubenv's next_entry is \"$(grub_next_entry)\", expected vgpu-bake-trial"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# GRUB booted the old default at boot $1 (/proc/cmdline, as the harness
+# printed it, is its line; GRUB's one-shot used up).
+trial_old_default_grub() {
+    [ "$(harness_cmdline)" = "BOOT_IMAGE=$(grub_shipped_linux)" ] \
+        || fail "$1: /proc/cmdline is \"$(harness_cmdline)\", expected the old default entry's: BOOT_IMAGE=$(grub_shipped_linux)"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow and case_no_viommu
 # After a failed trial ($1 names when): GRUB's default entry is the shipped
-# one $2 (it never got the arguments), no trial entry, no /etc/grub.d
-# script, no drop-in, no one-shot left.
-check_trial_gone() {
-    [ "$(grub_default_linux)" = "$2" ] \
-        || fail "$1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $2"
+# one (it never got the arguments), no trial entry, no /etc/grub.d script,
+# no drop-in, no one-shot left.
+trial_gone_grub() {
+    [ "$(grub_default_linux)" = "$(grub_shipped_linux)" ] \
+        || fail "$1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $(grub_shipped_linux)"
     [ -z "$(grub_trial_linux)" ] || fail "$1: grub.cfg still has the trial entry: linux $(grub_trial_linux)"
     ! img_exists /etc/grub.d/42_vgpu-bake-trial || fail "$1: /etc/grub.d/42_vgpu-bake-trial is still there"
     ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
         || fail "$1: the GRUB drop-in exists: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
     [ -z "$(grub_next_entry)" ] || fail "$1: grubenv's next_entry is \"$(grub_next_entry)\""
-    ! grep -q nonexistent-vgpu-trial <<<"$(img_cat /boot/grub/grub.cfg)" \
+    ! grep -q 'intel_iommu' <<<"$(img_cat /boot/grub/grub.cfg)" \
         || fail "$1: grub.cfg still names the trial's arguments"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# systemd-boot after boot 1: /etc/kernel/cmdline and the Proxmox entry
+# unchanged, the trial entry on the ESP with the arguments.
+trial_armed_systemd_boot() {
+    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
+        || fail "after boot 1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged"
+    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
+        || fail "after boot 1: the Proxmox entry's options are \"$(entry_options)\", expected them unchanged"
+    [ "$(trial_options)" = "$SHIPPED_CMDLINE $TRIAL_ARGS" ] \
+        || fail "after boot 1: the trial entry's options are \"$(trial_options)\", expected \"$SHIPPED_CMDLINE $TRIAL_ARGS\""
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# systemd-boot booted the Proxmox entry at boot $1, the one-shot used up
+# (its EFI variables), with the shipped arguments.
+trial_old_default_systemd_boot() {
+    check_loader_booted "$1" "$SHIPPED_CMDLINE"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# After a failed trial ($1 names when): /etc/kernel/cmdline and the Proxmox
+# entry never got the arguments, the trial entry is gone from the ESP.
+trial_gone_systemd_boot() {
+    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged"
+    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: the Proxmox entry's options are \"$(entry_options)\", expected them unchanged"
+    ! grep -q vgpu-bake-trial <<<"$(esp_ls /loader/entries)" \
+        || fail "$1: the trial entry is still on the ESP: $(esp_ls /loader/entries)"
 }
 
 # What a boot of the guest changes by itself in the directories
