@@ -450,8 +450,10 @@ start_boot() {
 # check through the remapped IO-APIC ("timer doesn't work through
 # Interrupt-remapped IO-APIC"), seen here. With -kernel, panic=-1 makes that
 # a reboot (qemu exits); a loader's command line has no panic=-1, so the
-# kernel would wait for the timeout.
-kernel_panicked() { grep -q 'end Kernel panic - not syncing' "$SERIAL"; }
+# kernel would wait for the timeout. A panic=N on the command line (N > 0)
+# prints "Rebooting in N seconds.." instead of the end line, and the kernel
+# resets the machine itself (qemu exits: -no-reboot).
+kernel_panicked() { grep -Eq 'end Kernel panic - not syncing|^[][ 0-9.]*Rebooting in [0-9]+ seconds' "$SERIAL"; }
 
 # Stops qemu after a kernel panic, as panic=-1 would (see kernel_panicked).
 # Returns 0 when it did.
@@ -490,7 +492,7 @@ boot() { start_boot "$1"; wait_boot "$1"; }
 boot_end() {
     local text
     text=$(tr -d '\r' <"$1")
-    if grep -q 'end Kernel panic - not syncing' <<<"$text"; then
+    if grep -q 'Kernel panic - not syncing' <<<"$text"; then
         echo panic
     elif grep -q 'reboot: Restarting system' <<<"$text"; then
         echo reboot
