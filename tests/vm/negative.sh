@@ -270,12 +270,7 @@ trial_fail_flow() {
 # shipped one, the trial entry with the arguments, next_entry set to it.
 trial_armed_grub() {
     check_grub_cfg_generated "after boot 1"
-    [ "$(grub_default_linux)" = "$(grub_shipped_linux)" ] \
-        || fail "after boot 1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $(grub_shipped_linux)"
-    [ "$(grub_trial_linux)" = "$(grub_shipped_linux) $TRIAL_ARGS" ] \
-        || fail "after boot 1: the trial entry boots \"$(grub_trial_linux)\", expected \"$(grub_shipped_linux) $TRIAL_ARGS\""
-    [ "$(grub_next_entry)" = vgpu-bake-trial ] \
-        || fail "after boot 1: grubenv's next_entry is \"$(grub_next_entry)\", expected vgpu-bake-trial"
+    check_grub_armed "after boot 1" "$TRIAL_ARGS"
 }
 
 # shellcheck disable=SC2317 # called by trial_fail_flow
@@ -293,11 +288,9 @@ trial_old_default_grub() {
 trial_gone_grub() {
     [ "$(grub_default_linux)" = "$(grub_shipped_linux)" ] \
         || fail "$1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $(grub_shipped_linux)"
-    [ -z "$(grub_trial_linux)" ] || fail "$1: grub.cfg still has the trial entry: linux $(grub_trial_linux)"
-    ! img_exists /etc/grub.d/42_vgpu-bake-trial || fail "$1: /etc/grub.d/42_vgpu-bake-trial is still there"
+    check_grub_no_trial "$1"
     ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
         || fail "$1: the GRUB drop-in exists: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
-    [ -z "$(grub_next_entry)" ] || fail "$1: grubenv's next_entry is \"$(grub_next_entry)\""
     ! grep -q 'intel_iommu' <<<"$(img_cat /boot/grub/grub.cfg)" \
         || fail "$1: grub.cfg still names the trial's arguments"
 }
@@ -306,12 +299,7 @@ trial_gone_grub() {
 # systemd-boot after boot 1: /etc/kernel/cmdline and the Proxmox entry
 # unchanged, the trial entry on the ESP with the arguments.
 trial_armed_systemd_boot() {
-    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
-        || fail "after boot 1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged"
-    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
-        || fail "after boot 1: the Proxmox entry's options are \"$(entry_options)\", expected them unchanged"
-    [ "$(trial_options)" = "$SHIPPED_CMDLINE $TRIAL_ARGS" ] \
-        || fail "after boot 1: the trial entry's options are \"$(trial_options)\", expected \"$SHIPPED_CMDLINE $TRIAL_ARGS\""
+    check_sd_armed "after boot 1" "$TRIAL_ARGS"
 }
 
 # shellcheck disable=SC2317 # called by trial_fail_flow
@@ -325,12 +313,8 @@ trial_old_default_systemd_boot() {
 # After a failed trial ($1 names when): /etc/kernel/cmdline and the Proxmox
 # entry never got the arguments, the trial entry is gone from the ESP.
 trial_gone_systemd_boot() {
-    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
-        || fail "$1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged"
-    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
-        || fail "$1: the Proxmox entry's options are \"$(entry_options)\", expected them unchanged"
-    ! grep -q vgpu-bake-trial <<<"$(esp_ls /loader/entries)" \
-        || fail "$1: the trial entry is still on the ESP: $(esp_ls /loader/entries)"
+    check_sd_unchanged "$1"
+    check_no_trial_entry "$1"
 }
 
 # What a boot of the guest changes by itself in the directories

@@ -147,23 +147,47 @@ check_grub_cfg_generated() {
     has "$cfg" "### BEGIN /etc/grub.d/10_linux ###" "$1: /boot/grub/grub.cfg"
 }
 
-# Fails unless the trial is over: no trial entry in grub.cfg, no script
-# in /etc/grub.d, no one-shot left in grubenv; the default entry has the
-# IOMMU arguments (committed).
-check_grub_committed() {
-    local linux
+# Fails unless a trial is armed after $1: the default entry is the shipped
+# one, the trial entry (after it) adds the arguments $2, grub-reboot set
+# the one-shot to it, its script is in /etc/grub.d, no drop-in yet.
+check_grub_armed() {
+    local linux trial
     linux=$(grub_default_linux)
-    [ "$linux" = "$(grub_shipped_linux) $IOMMU_ARGS" ] \
-        || fail "$1: the default entry of /boot/grub/grub.cfg boots \"$linux\", expected the IOMMU args after the shipped ones (the trial committed)"
+    trial=$(grub_trial_linux)
+    [ "$linux" = "$(grub_shipped_linux)" ] \
+        || fail "$1: the default entry boots \"$linux\", expected it unchanged until the trial boot comes up: $(grub_shipped_linux)"
+    [ "$trial" = "$(grub_shipped_linux) $2" ] \
+        || fail "$1: the trial entry boots \"$trial\", expected the default entry's line and $2"
+    [ "$(grub_next_entry)" = vgpu-bake-trial ] \
+        || fail "$1: grubenv's next_entry is \"$(grub_next_entry)\", expected vgpu-bake-trial: $(img_cat /boot/grub/grubenv | grep -v '^#')"
+    img_exists /etc/grub.d/42_vgpu-bake-trial || fail "$1: no /etc/grub.d/42_vgpu-bake-trial"
+    ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
+        || fail "$1: the GRUB drop-in is there before the trial: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
+    say "$1: default entry linux $linux; trial entry linux $trial; next_entry=vgpu-bake-trial"
+}
+
+# Fails unless no trial is left after $1: no trial entry in grub.cfg, no
+# script in /etc/grub.d, no one-shot in grubenv.
+check_grub_no_trial() {
     [ -z "$(grub_trial_linux)" ] || fail "$1: grub.cfg still has the trial entry: linux $(grub_trial_linux)"
     ! img_exists /etc/grub.d/42_vgpu-bake-trial || fail "$1: /etc/grub.d/42_vgpu-bake-trial is still there"
     [ -z "$(grub_next_entry)" ] || fail "$1: grubenv's next_entry is \"$(grub_next_entry)\", expected empty (the one-shot used up)"
 }
 
+# Fails unless the trial committed (after $1): the default entry has the
+# IOMMU arguments, no trial left.
+check_grub_committed() {
+    local linux
+    linux=$(grub_default_linux)
+    [ "$linux" = "$(grub_shipped_linux) $IOMMU_ARGS" ] \
+        || fail "$1: the default entry of /boot/grub/grub.cfg boots \"$linux\", expected the IOMMU args after the shipped ones (the trial committed)"
+    check_grub_no_trial "$1"
+}
+
 # $1: which boot of a clean run this was (1 phase 1, 2 phase 2: the trial
 # boot, 3 idle: the committed default).
 cell_check_booted() {
-    local linux trial cmdline
+    local linux cmdline
     check_grub_cfg_generated "after boot $1"
     linux=$(grub_default_linux)
     cmdline=$(harness_cmdline)
@@ -177,20 +201,8 @@ cell_check_booted() {
             # to print before the agent's reboot).
             [ -z "$cmdline" ] || [ "$cmdline" = "BOOT_IMAGE=$(grub_shipped_linux)" ] \
                 || fail "boot 1: /proc/cmdline is \"$cmdline\", expected the first grub.cfg's"
-            # Phase 1 armed a trial: the default entry is unchanged, the
-            # trial entry (after it) adds the arguments, and grub-reboot
-            # set the one-shot to it. No drop-in yet.
-            trial=$(grub_trial_linux)
-            [ "$linux" = "$(grub_shipped_linux)" ] \
-                || fail "after boot 1: the default entry boots \"$linux\", expected it unchanged until the trial boot comes up: $(grub_shipped_linux)"
-            [ "$trial" = "$(grub_shipped_linux) $IOMMU_ARGS" ] \
-                || fail "after boot 1: the trial entry boots \"$trial\", expected the default entry's line and $IOMMU_ARGS"
-            [ "$(grub_next_entry)" = vgpu-bake-trial ] \
-                || fail "after boot 1: grubenv's next_entry is \"$(grub_next_entry)\", expected vgpu-bake-trial: $(img_cat /boot/grub/grubenv | grep -v '^#')"
-            img_exists /etc/grub.d/42_vgpu-bake-trial || fail "after boot 1: no /etc/grub.d/42_vgpu-bake-trial"
-            ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
-                || fail "after boot 1: the GRUB drop-in is there before the trial: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
-            say "after boot 1: default entry linux $linux; trial entry linux $trial; next_entry=vgpu-bake-trial"
+            # Phase 1 armed a trial.
+            check_grub_armed "after boot 1" "$IOMMU_ARGS"
             ;;
         2)
             # GRUB booted the trial entry (its line is what boot 1 left:

@@ -188,16 +188,36 @@ check_committed() {
         || fail "after boot $1: /etc/kernel/cmdline is \"$kcmdline\", expected the arguments committed"
     [ "$options" = "$kcmdline" ] \
         || fail "after boot $1: the loader entry's options \"$options\" are not /etc/kernel/cmdline \"$kcmdline\""
+    check_no_trial_entry "after boot $1"
+}
+
+# Fails unless the trial entry is gone from the ESP after $1.
+check_no_trial_entry() {
     ! grep -q vgpu-bake-trial <<<"$(esp_ls /loader/entries)" \
-        || fail "after boot $1: the trial entry is still on the ESP: $(esp_ls /loader/entries)"
+        || fail "$1: the trial entry is still on the ESP: $(esp_ls /loader/entries)"
+}
+
+# Fails unless /etc/kernel/cmdline and the Proxmox entry's options are the
+# shipped ones after $1 (no arguments made the default).
+check_sd_unchanged() {
+    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged until a trial boot comes up"
+    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: the default entry's options are \"$(entry_options)\", expected them unchanged"
+}
+
+# Fails unless a trial is armed after $1: the defaults unchanged, the trial
+# entry on the ESP with the arguments $2 after the shipped ones.
+check_sd_armed() {
+    check_sd_unchanged "$1"
+    [ "$(trial_options)" = "$SHIPPED_CMDLINE $2" ] \
+        || fail "$1: the trial entry's options are \"$(trial_options)\", expected \"$SHIPPED_CMDLINE $2\": $(esp_cat /loader/entries/vgpu-bake-trial.conf 2>&1)"
+    say "$1: default entry options $(entry_options); trial entry options $(trial_options)"
 }
 
 # $1: which boot of a clean run this was (1 phase 1, 2 phase 2: the trial
 # boot, 3 idle: the committed default).
 cell_check_booted() {
-    local options kcmdline trial
-    options=$(entry_options)
-    kcmdline=$(img_cat /etc/kernel/cmdline)
     [ "$(esp_cat /loader/loader.conf | tr -d '\r' | grep '^default')" = "default proxmox-*" ] \
         || fail "loader.conf's default is not proxmox-*: $(esp_cat /loader/loader.conf)"
     case $1 in
@@ -207,14 +227,7 @@ cell_check_booted() {
             # unchanged, the trial entry on the ESP has the arguments
             # (`bootctl set-oneshot` named it: boot 2 shows it used).
             check_loader_booted "boot 1" "$SHIPPED_CMDLINE"
-            [ "$kcmdline" = "$SHIPPED_CMDLINE" ] \
-                || fail "after boot 1: /etc/kernel/cmdline is \"$kcmdline\", expected it unchanged until the trial boot comes up"
-            [ "$options" = "$SHIPPED_CMDLINE" ] \
-                || fail "after boot 1: the default entry's options are \"$options\", expected them unchanged"
-            trial=$(trial_options)
-            [ "$trial" = "$SHIPPED_CMDLINE $IOMMU_ARGS" ] \
-                || fail "after boot 1: the trial entry's options are \"$trial\", expected \"$SHIPPED_CMDLINE $IOMMU_ARGS\": $(esp_cat /loader/entries/vgpu-bake-trial.conf 2>&1)"
-            say "after boot 1: default entry options $options; trial entry options $trial"
+            check_sd_armed "after boot 1" "$IOMMU_ARGS"
             ;;
         2 | 3)
             # Boot 2: systemd-boot booted the trial entry once (the one-shot
