@@ -552,8 +552,10 @@ start_boot() {
 # check through the remapped IO-APIC ("timer doesn't work through
 # Interrupt-remapped IO-APIC"), seen here. With -kernel, panic=-1 makes that
 # a reboot (qemu exits); a loader's command line has no panic=-1, so the
-# kernel would wait for the timeout.
-kernel_panicked() { grep -q 'end Kernel panic - not syncing' "$SERIAL"; }
+# kernel would wait for the timeout. A panic=N on the command line (N > 0)
+# prints "Rebooting in N seconds.." instead of the end line, and the kernel
+# resets the machine itself (qemu exits: -no-reboot).
+kernel_panicked() { grep -Eq 'end Kernel panic - not syncing|^[][ 0-9.]*Rebooting in [0-9]+ seconds' "$SERIAL"; }
 
 # Stops qemu after a kernel panic, as panic=-1 would (see kernel_panicked).
 # Returns 0 when it did.
@@ -592,7 +594,7 @@ boot() { start_boot "$1"; wait_boot "$1"; }
 boot_end() {
     local text
     text=$(tr -d '\r' <"$1")
-    if grep -q 'end Kernel panic - not syncing' <<<"$text"; then
+    if grep -q 'Kernel panic - not syncing' <<<"$text"; then
         echo panic
     elif grep -q 'reboot: Restarting system' <<<"$text"; then
         echo reboot
@@ -732,8 +734,11 @@ load_cell() {
 # install`.
 bake_and_install() {
     say "baking $CELL_PROFILE and installing the bundle onto the tree"
-    local bundle
-    bundle=$("$REPO/target/release/vgpu-bake" bake "$REPO/$CELL_PROFILE" \
+    # CELL_PROFILE is relative to the repository, or absolute (a profile a
+    # test writes into its own directory).
+    local bundle profile=$CELL_PROFILE
+    [ "${profile#/}" != "$profile" ] || profile=$REPO/$profile
+    bundle=$("$REPO/target/release/vgpu-bake" bake "$profile" \
         --out "$WORK/out" --cache "$WORK/cache" | tail -n 1)
     [ -f "$bundle" ] || fail "vgpu-bake bake printed no bundle path"
     "$REPO/target/release/vgpu-bake" install "$bundle" --root "$ROOT" >"$WORK/install.log"

@@ -9,8 +9,10 @@
 #   on a machine without an IOMMU (qemu without intel-iommu: VT-d off in
 #   the firmware, as far as the guest can tell). Phase 1 runs and reboots
 #   once (without the kernel arguments a reboot may turn the IOMMU on); at
-#   boot 2 GRUB gives the arguments, there are still no IOMMU groups, and
-#   the agent fails with the firmware advice and does not reboot again. A
+#   boot 2 (the trial boot) GRUB gives the arguments, there are still no
+#   IOMMU groups, and the agent fails with the firmware advice, ends the
+#   trial (the default entry never gets the arguments) and does not reboot
+#   again. A
 #   later boot must not run phase 1 again nor reboot: the agent reports the
 #   earlier failure and stops; the guest gets to its login prompt.
 # - pve8-on-debian13: the Debian 13 systemd-boot cell's guest
@@ -20,6 +22,18 @@
 #   GUEST_CHURN for what the guest's own boot changes) and the ESP are as
 #   the image was built, nothing reboots, the console shows the gate's
 #   reason, and the guest reaches its login prompt, at a second boot too.
+# - trial-fail: the Debian 12 GRUB cell with profiles/demo-trial-fail.toml,
+#   whose extra kernel arguments (rdinit= and init= of a program that does
+#   not exist) make any boot with them panic. Boot 1: phase 1 arms the trial
+#   boot (a GRUB entry with the arguments, `grub-reboot` to it) and reboots.
+#   Boot 2: GRUB boots the trial entry once and the kernel panics (the
+#   harness stops qemu: a power-cycle). Boot 3: GRUB boots the old default,
+#   which never got the arguments; the agent reports that the trial did not
+#   come up and what it was (console, `vgpu-firstboot status`), removes the
+#   trial entry and does not reboot. Boot 4: nothing runs, nothing reboots.
+# - trial-fail-systemd-boot: the same on the Debian 13 systemd-boot cell
+#   (the trial is a loader entry on the ESP, `bootctl set-oneshot`), with
+#   demo-pve9.toml plus the same arguments (a copy in the case's directory).
 #
 # The harness boots until the guest powers itself off (at most MAX_BOOTS),
 # then once more. Runs as root like two-boot.sh, with its tools; the
@@ -33,7 +47,7 @@ BOOT_TIMEOUT=${VGPU_VM_BOOT_TIMEOUT:-900}
 MAX_BOOTS=4
 CASE=
 usage() {
-    echo "usage: $0 --case no-viommu|pve8-on-debian13" >&2
+    echo "usage: $0 --case no-viommu|pve8-on-debian13|trial-fail|trial-fail-systemd-boot" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -105,10 +119,13 @@ case_no_viommu() {
     has "$t1" "vgpu-firstboot: step initramfs:" "boot 1 console"
     has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
 
-    # Boot 2: GRUB gave the arguments (the loader is not the problem), the
-    # kernel found no IOMMU, the agent failed with the firmware advice.
+    # Boot 2: the trial boot; GRUB gave the arguments (the loader is not
+    # the problem), the kernel found no IOMMU, the agent failed with the
+    # firmware advice and ended the trial (its entry removed, the default
+    # unchanged).
     SERIAL=$b2
-    cell_check_booted 2
+    [ "$(harness_cmdline)" = "BOOT_IMAGE=$(grub_shipped_linux) intel_iommu=on iommu=pt" ] \
+        || fail "boot 2: /proc/cmdline is \"$(harness_cmdline)\", expected the trial entry's"
     has "$t2" "iommu_groups=0" "boot 2 console (harness)"
     grep -Eq 'vgpu-firstboot: step (reboot|verify-reboot) failed: IOMMU is off: enable VT-d' <<<"$t2" \
         || fail "boot 2: no failure with the firmware advice on the console"
@@ -137,13 +154,167 @@ case_no_viommu() {
     grep -qx 'reboots = 1' <<<"$state" || fail "state.toml does not record exactly 1 reboot: $(grep '^reboots' <<<"$state")"
     grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
         || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
-    # Phase 1's changes stay (expected); the unit stays enabled and fails
-    # at each boot without doing anything.
-    img_exists /etc/default/grub.d/vgpu-bake.cfg || fail "phase 1's GRUB drop-in is gone"
+    # The trial's arguments never became the default (boot 3 booted the
+    # old default: the unit fails at each boot without doing anything);
+    # the unit stays enabled.
+    trial_old_default_grub "boot 3"
+    trial_gone_grub "after boot 3"
     img_exists /etc/systemd/system/multi-user.target.wants/vgpu-firstboot.service \
         || fail "the agent's unit is no longer enabled"
     ! img_exists /var/lib/vgpu-firstboot/done || fail "a done marker exists"
     say "boots: 3 (${BOOT_ENDS[*]} poweroff), reboots: $reboots, the agent's: $requests"
+}
+
+# The bad arguments of profiles/demo-trial-fail.toml (after the IOMMU
+# ones, as the agent adds them).
+TRIAL_BAD='rdinit=/nonexistent-vgpu-trial init=/nonexistent-vgpu-trial panic=5'
+TRIAL_ARGS="intel_iommu=on iommu=pt $TRIAL_BAD"
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_trial_fail() {
+    load_cell debian12-grub
+    CELL_PROFILE=profiles/demo-trial-fail.toml
+    trial_fail_flow GRUB "Debian GNU/Linux"
+}
+
+# shellcheck disable=SC2317 # called by name ("$CASE_FN")
+case_trial_fail_systemd_boot() {
+    load_cell debian13-systemd-boot
+    # profiles/demo-trial-fail.toml is for Proxmox VE 8: the same bad
+    # arguments on demo-pve9.toml, written beside its offline package.
+    mkdir -p "$WORK/profile/demo"
+    cp "$REPO/profiles/demo/hello_2.10-3_amd64.deb" "$WORK/profile/demo/"
+    sed -e 's/^name = "demo-pve9"$/name = "demo-trial-fail-pve9"/' \
+        -e "/^offline-debs = /i kernel-args = [\"${TRIAL_BAD// /\", \"}\"]" \
+        "$REPO/profiles/demo-pve9.toml" >"$WORK/profile/demo-trial-fail-pve9.toml"
+    grep -q '^kernel-args = \["rdinit=' "$WORK/profile/demo-trial-fail-pve9.toml" \
+        || fail "could not add kernel-args to a copy of profiles/demo-pve9.toml"
+    CELL_PROFILE=$WORK/profile/demo-trial-fail-pve9.toml
+    trial_fail_flow systemd-boot "Proxmox Virtual Environment"
+}
+
+# shellcheck disable=SC2317 # called by the trial-fail cases
+# The trial-fail flow on the loaded cell. $1: the loader as the agent names
+# it (GRUB, systemd-boot); $2: the title of the default entry the trial
+# copies. The loader's own checks are trial_armed_<loader>,
+# trial_gone_<loader> and trial_old_default_<loader>.
+trial_fail_flow() {
+    local loader=$1 title=$2 lc=${1,,}
+    lc=${lc//-/_}
+    HARNESS_STATUS=1
+    install_tools
+    build_binaries
+    debootstrap_base
+    cell_make_image
+
+    # Boot 1: phase 1 arms the trial and reboots; the default entry is
+    # unchanged, the trial entry has the arguments, the one-shot names it.
+    boot tf-1
+    local b1=$SERIAL t1
+    t1=$(tr -d '\r' <"$b1")
+    [ "$(boot_end "$b1")" = reboot ] || fail "boot 1 ended with $(boot_end "$b1"), expected the agent's reboot"
+    has "$t1" "vgpu-firstboot: step kernel-args:" "boot 1 console"
+    has "$t1" "vgpu-firstboot: trial boot armed: $loader entry \"vgpu-bake trial: $title + $TRIAL_ARGS\"" "boot 1 console"
+    has "$t1" "vgpu-firstboot: rebooting:" "boot 1 console"
+    "trial_armed_$lc"
+
+    # Boot 2: the loader boots the trial entry once; its kernel panics
+    # before any userspace: the agent never runs.
+    boot tf-2
+    local b2=$SERIAL t2
+    t2=$(tr -d '\r' <"$b2")
+    [ "$(boot_end "$b2")" = panic ] || fail "boot 2 (the trial) ended with $(boot_end "$b2"), expected a kernel panic"
+    say "boot 2: $(grep -m1 -o 'Kernel panic - not syncing: .*' <<<"$t2")"
+    ! agent_ran "$b2" || fail "boot 2: the agent ran in the trial boot, which should not have come up"
+
+    # Boot 3: the old default; the agent reports the failed trial, removes
+    # its entry, does not reboot.
+    boot tf-3
+    local b3=$SERIAL t3
+    t3=$(tr -d '\r' <"$b3")
+    "trial_old_default_$lc" "boot 3"
+    grep -Eq "vgpu-firstboot: step (reboot|verify-reboot) failed: the trial boot of $loader entry .*adding $TRIAL_ARGS\) did not come up" <<<"$t3" \
+        || fail "boot 3: no failure naming the trial on the console: $(grep 'vgpu-firstboot: step' <<<"$t3")"
+    has "$t3" "vgpu-harness: status: trial boot: failed: $loader entry \"vgpu-bake trial: $title + $TRIAL_ARGS\"" "boot 3 (vgpu-firstboot status)"
+    has "$t3" "vgpu-harness: status:   cause: the trial boot of $loader entry" "boot 3 (vgpu-firstboot status)"
+    check_failed_and_idle "$b3" "boot 3"
+    "trial_gone_$lc" "after boot 3"
+
+    # Boot 4: nothing runs again, nothing reboots.
+    boot tf-4
+    local b4=$SERIAL t4
+    t4=$(tr -d '\r' <"$b4")
+    check_failed_and_idle "$b4" "boot 4"
+    ! grep -Eq 'vgpu-firstboot: step [a-z-]+: ' <<<"$t4" || fail "boot 4: the agent ran a step again: $(grep -E 'vgpu-firstboot: step [a-z-]+: ' <<<"$t4")"
+    "trial_old_default_$lc" "boot 4"
+    "trial_gone_$lc" "after boot 4"
+
+    # Across the four boots: one reboot, the agent's (boot 2's panic is
+    # not one: the harness stopped qemu at the panic line).
+    local reboots requests state
+    reboots=$(count_lines 'reboot: Restarting system' "${SERIALS[@]}")
+    requests=$(grep -l 'vgpu-firstboot: rebooting:' "${SERIALS[@]}" | wc -l)
+    if [ "$reboots" -ne 1 ] || [ "$requests" -ne 1 ]; then
+        fail "expected exactly 1 reboot (the agent's): the consoles show $reboots reboots, $requests asked by the agent"
+    fi
+    state=$(img_cat /var/lib/vgpu-firstboot/state.toml)
+    grep -qx 'reboots = 1' <<<"$state" || fail "state.toml does not record exactly 1 reboot: $(grep '^reboots' <<<"$state")"
+    grep -A1 '^\[status\]' <<<"$state" | grep -qx 'state = "failed"' \
+        || fail "state.toml status is not failed: $(grep -A3 '^\[status\]' <<<"$state")"
+    has "$(img_cat /var/lib/vgpu-firstboot/trial)" "status: failed" "the trial record"
+    say "boots: 4 (reboot panic poweroff poweroff), reboots: $reboots, the agent's: $requests; the default entry never got the arguments"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# GRUB after boot 1: grub-mkconfig's grub.cfg, its default entry the
+# shipped one, the trial entry with the arguments, next_entry set to it.
+trial_armed_grub() {
+    check_grub_cfg_generated "after boot 1"
+    check_grub_armed "after boot 1" "$TRIAL_ARGS"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# GRUB booted the old default at boot $1 (/proc/cmdline, as the harness
+# printed it, is its line; GRUB's one-shot used up).
+trial_old_default_grub() {
+    [ "$(harness_cmdline)" = "BOOT_IMAGE=$(grub_shipped_linux)" ] \
+        || fail "$1: /proc/cmdline is \"$(harness_cmdline)\", expected the old default entry's: BOOT_IMAGE=$(grub_shipped_linux)"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow and case_no_viommu
+# After a failed trial ($1 names when): GRUB's default entry is the shipped
+# one (it never got the arguments), no trial entry, no /etc/grub.d script,
+# no drop-in, no one-shot left.
+trial_gone_grub() {
+    [ "$(grub_default_linux)" = "$(grub_shipped_linux)" ] \
+        || fail "$1: the default entry boots \"$(grub_default_linux)\", expected it unchanged: $(grub_shipped_linux)"
+    check_grub_no_trial "$1"
+    ! img_exists /etc/default/grub.d/vgpu-bake.cfg \
+        || fail "$1: the GRUB drop-in exists: $(img_cat /etc/default/grub.d/vgpu-bake.cfg)"
+    ! grep -q 'intel_iommu' <<<"$(img_cat /boot/grub/grub.cfg)" \
+        || fail "$1: grub.cfg still names the trial's arguments"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# systemd-boot after boot 1: /etc/kernel/cmdline and the Proxmox entry
+# unchanged, the trial entry on the ESP with the arguments.
+trial_armed_systemd_boot() {
+    check_sd_armed "after boot 1" "$TRIAL_ARGS"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# systemd-boot booted the Proxmox entry at boot $1, the one-shot used up
+# (its EFI variables), with the shipped arguments.
+trial_old_default_systemd_boot() {
+    check_loader_booted "$1" "$SHIPPED_CMDLINE"
+}
+
+# shellcheck disable=SC2317 # called by trial_fail_flow
+# After a failed trial ($1 names when): /etc/kernel/cmdline and the Proxmox
+# entry never got the arguments, the trial entry is gone from the ESP.
+trial_gone_systemd_boot() {
+    check_sd_unchanged "$1"
+    check_no_trial_entry "$1"
 }
 
 # What a boot of the guest changes by itself in the directories

@@ -409,6 +409,10 @@ ensure_clean_run() {
 # (update-grub ran before it), so the agent rightly skips the reboot and runs
 # phase 2 in that boot: no cut may wait for the agent's "rebooting:" line.
 # `reboots` is left out of the comparison with the clean run for that reason.
+# The cut a second into the trial's commit (phase 2's update-grub or
+# proxmox-boot-tool refresh, the trial boot having come up) makes the next
+# boot the old default's: the agent finishes the commit there and reboots
+# once into it ("came up before a power cut").
 CUTS=(
     'vgpu-firstboot: step apt-repositories:|0'
     'vgpu-firstboot: step apt-install:|3'
@@ -417,6 +421,7 @@ CUTS=(
     'vgpu-firstboot: step initramfs:|10'
     'vgpu-firstboot: step initramfs:|30'
     'vgpu-firstboot: step reboot:|0'
+    'make the kernel arguments the default|1'
     'vgpu-firstboot: step verify-payload:|0'
     'vgpu-firstboot: step install-driver:|1'
     'vgpu-firstboot: step enable-services:|0'

@@ -17,11 +17,16 @@
 # becomes the ESP, loader.conf as `proxmox-boot-tool init` writes it, and
 # the refresh's own code for the entries. Boot 1 thus boots through
 # systemd-boot already; the agent then picks systemd-boot (UEFI,
-# proxmox-boot-uuids, /etc/kernel/cmdline), adds the IOMMU arguments to
-# /etc/kernel/cmdline and runs `proxmox-boot-tool refresh`, which mounts the
-# ESP in the guest and rewrites the entry; update-initramfs's post-update
-# hook (proxmox-boot-sync) copies the new initrd there. Boot 2 gets its
-# arguments only from the entry systemd-boot reads.
+# proxmox-boot-uuids, /etc/kernel/cmdline) and arms a trial boot: it mounts
+# the ESP, writes loader/entries/vgpu-bake-trial.conf (the default entry
+# with the IOMMU arguments) and runs the real `bootctl set-oneshot`;
+# update-initramfs's post-update hook (proxmox-boot-sync) copies the new
+# initrd to the ESP. Boot 2 is systemd-boot's one-shot of the trial entry
+# (LoaderEntrySelected says so, LoaderEntryOneShot is gone); phase 2 commits:
+# the arguments into /etc/kernel/cmdline, `proxmox-boot-tool refresh`
+# rewrites the Proxmox entry, the trial entry is removed. Boot 3 boots the
+# committed default. The kernel gets its arguments only from the entry
+# systemd-boot reads.
 
 CELL_SUITE=trixie
 CELL_INCLUDE=$BASE_INCLUDE_DEFAULT,systemd-boot,systemd-boot-efi,dosfstools
@@ -96,7 +101,7 @@ EOF
     put /usr/local/libexec/vgpu-vm-loader 0755 <<EOF
 #!/bin/sh
 var() { f=/sys/firmware/efi/efivars/\$1-$LOADER_GUID; [ -e "\$f" ] && cat "\$f" | tail -c +5 | tr -d '\\000'; }
-echo "vgpu-loader: LoaderInfo=\$(var LoaderInfo) LoaderEntrySelected=\$(var LoaderEntrySelected)"
+echo "vgpu-loader: LoaderInfo=\$(var LoaderInfo) LoaderEntrySelected=\$(var LoaderEntrySelected) LoaderEntryOneShot=\$(var LoaderEntryOneShot)"
 EOF
     put /etc/systemd/system/vgpu-vm-loader.service <<'EOF'
 [Unit]
@@ -144,38 +149,96 @@ entry_options() {
 # prints it first thing on the console).
 booted_cmdline() { tr -d '\r' <"$SERIAL" | sed -n 's/.*Kernel command line: //p' | head -n 1; }
 
-# Fails unless systemd-boot booted the Proxmox entry of the kernel (its own
-# EFI variables say so) and the kernel's whole command line is the
-# `initrd=` systemd-boot adds and the options $2. $1 names the boot.
+# The options line of the agent's trial entry on the ESP (empty when there
+# is none).
+trial_options() {
+    esp_cat /loader/entries/vgpu-bake-trial.conf 2>/dev/null | tr -d '\r' | sed -n 's/^options  *//p'
+}
+
+# The image's first /etc/kernel/cmdline, and the IOMMU arguments the
+# profile adds.
+SHIPPED_CMDLINE="root=UUID=$ROOT_UUID rw console=ttyS0"
+IOMMU_ARGS='intel_iommu=on iommu=pt'
+
+# Fails unless systemd-boot booted the entry $3 (default: the Proxmox entry
+# of the kernel; its own EFI variables say so), no one-shot is left (it
+# deletes LoaderEntryOneShot when it uses it), and the kernel's whole
+# command line is the `initrd=` systemd-boot adds and the options $2. $1
+# names the boot.
 check_loader_booted() {
-    local loader cmdline
+    local loader cmdline entry=${3:-proxmox-$KVER.conf}
     loader=$(tr -d '\r' <"$SERIAL" | sed -n 's/.*vgpu-loader: //p' | tail -n 1)
     has "$loader" "LoaderInfo=systemd-boot" "$1: the loader's EFI variables"
-    has "$loader" "LoaderEntrySelected=proxmox-$KVER.conf" "$1: the loader's EFI variables"
+    has "$loader" "LoaderEntrySelected=$entry " "$1: the loader's EFI variables"
+    has "$loader" "LoaderEntryOneShot=" "$1: the loader's EFI variables"
+    [ "${loader##*LoaderEntryOneShot=}" = "" ] || fail "$1: a one-shot entry is still set: $loader"
     cmdline=$(booted_cmdline)
     [ "$cmdline" = "initrd=\\EFI\\proxmox\\$KVER\\initrd.img-$KVER $2" ] \
         || fail "$1: the kernel's command line \"$cmdline\" is not systemd-boot's initrd= and the entry's options \"$2\""
 }
 
-# $1: which boot of a clean run this was (1 phase 1, 2 phase 2, 3 idle).
-cell_check_booted() {
+# Fails unless the trial is over after boot $1: /etc/kernel/cmdline has the
+# arguments, the Proxmox entry's options are that file (the refresh), the
+# trial entry is gone from the ESP.
+check_committed() {
     local options kcmdline
     options=$(entry_options)
     kcmdline=$(img_cat /etc/kernel/cmdline)
-    [ "$(esp_cat /loader/loader.conf | tr -d '\r' | grep '^default')" = "default proxmox-*" ] \
-        || fail "loader.conf's default is not proxmox-*: $(esp_cat /loader/loader.conf)"
-    # Phase 1 added the arguments to /etc/kernel/cmdline and refreshed the
-    # ESP: the entry's options are that file from then on.
-    [ "$kcmdline" = "root=UUID=$ROOT_UUID rw console=ttyS0 intel_iommu=on iommu=pt" ] \
-        || fail "after boot $1: /etc/kernel/cmdline is \"$kcmdline\""
+    [ "$kcmdline" = "$SHIPPED_CMDLINE $IOMMU_ARGS" ] \
+        || fail "after boot $1: /etc/kernel/cmdline is \"$kcmdline\", expected the arguments committed"
     [ "$options" = "$kcmdline" ] \
         || fail "after boot $1: the loader entry's options \"$options\" are not /etc/kernel/cmdline \"$kcmdline\""
+    check_no_trial_entry "after boot $1"
+}
+
+# Fails unless the trial entry is gone from the ESP after $1.
+check_no_trial_entry() {
+    ! grep -q vgpu-bake-trial <<<"$(esp_ls /loader/entries)" \
+        || fail "$1: the trial entry is still on the ESP: $(esp_ls /loader/entries)"
+}
+
+# Fails unless /etc/kernel/cmdline and the Proxmox entry's options are the
+# shipped ones after $1 (no arguments made the default).
+check_sd_unchanged() {
+    [ "$(img_cat /etc/kernel/cmdline)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: /etc/kernel/cmdline is \"$(img_cat /etc/kernel/cmdline)\", expected it unchanged until a trial boot comes up"
+    [ "$(entry_options)" = "$SHIPPED_CMDLINE" ] \
+        || fail "$1: the default entry's options are \"$(entry_options)\", expected them unchanged"
+}
+
+# Fails unless a trial is armed after $1: the defaults unchanged, the trial
+# entry on the ESP with the arguments $2 after the shipped ones.
+check_sd_armed() {
+    check_sd_unchanged "$1"
+    [ "$(trial_options)" = "$SHIPPED_CMDLINE $2" ] \
+        || fail "$1: the trial entry's options are \"$(trial_options)\", expected \"$SHIPPED_CMDLINE $2\": $(esp_cat /loader/entries/vgpu-bake-trial.conf 2>&1)"
+    say "$1: default entry options $(entry_options); trial entry options $(trial_options)"
+}
+
+# $1: which boot of a clean run this was (1 phase 1, 2 phase 2: the trial
+# boot, 3 idle: the committed default).
+cell_check_booted() {
+    [ "$(esp_cat /loader/loader.conf | tr -d '\r' | grep '^default')" = "default proxmox-*" ] \
+        || fail "loader.conf's default is not proxmox-*: $(esp_cat /loader/loader.conf)"
     case $1 in
-        # Boot 1 booted the entry the image was built with.
-        1) check_loader_booted "boot 1" "root=UUID=$ROOT_UUID rw console=ttyS0" ;;
+        1)
+            # Boot 1 booted the entry the image was built with. Phase 1
+            # armed a trial: /etc/kernel/cmdline and the default entry are
+            # unchanged, the trial entry on the ESP has the arguments
+            # (`bootctl set-oneshot` named it: boot 2 shows it used).
+            check_loader_booted "boot 1" "$SHIPPED_CMDLINE"
+            check_sd_armed "after boot 1" "$IOMMU_ARGS"
+            ;;
         2 | 3)
-            # The kernel got the arguments from the rewritten entry.
-            check_loader_booted "boot $1" "$kcmdline"
+            # Boot 2: systemd-boot booted the trial entry once (the one-shot
+            # used up), phase 2 committed. Boot 3: the committed default.
+            if [ "$1" = 2 ]; then
+                check_loader_booted "boot 2" "$SHIPPED_CMDLINE $IOMMU_ARGS" vgpu-bake-trial.conf
+                has "$(tr -d '\r' <"$SERIAL")" "trial committed" "boot 2 console"
+            else
+                check_loader_booted "boot 3" "$SHIPPED_CMDLINE $IOMMU_ARGS"
+            fi
+            check_committed "$1"
             # The ESP's initrd is the one phase 1's update-initramfs built
             # (copied there by the post-update hook, proxmox-boot-sync).
             img_dump "/boot/initrd.img-$KVER" "$WORK/initrd.root"
