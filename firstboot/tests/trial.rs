@@ -403,3 +403,31 @@ fn retry_after_a_failed_check_in_the_trial_boot_commits() {
     assert_eq!(status_of_trial(&host), "committed");
     assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
 }
+
+#[test]
+fn iommu_off_in_the_trial_boot_fails_at_verify_reboot_and_ends_the_trial() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    // The trial boot is up with the arguments, but the firmware has the
+    // IOMMU off: no groups.
+    let groups = host.root().join("sys/kernel/iommu_groups");
+    fs::remove_dir_all(&groups).unwrap();
+    fs::create_dir_all(&groups).unwrap();
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("step verify-reboot failed: IOMMU is off: enable VT-d"),
+        "{text}"
+    );
+    assert!(!text.contains("step reboot failed"), "{text}");
+    assert!(!text.contains("rebooting"), "{text}");
+    assert_eq!(status_of_trial(&host), "failed");
+    assert!(!host.root().join(DROPIN).exists(), "committed");
+    assert!(!host.root().join(SCRIPT).exists(), "the trial entry stayed");
+    assert_eq!(
+        boot_commands(&host).last().map(String::as_str),
+        Some("update-grub")
+    );
+}
