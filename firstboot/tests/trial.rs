@@ -350,7 +350,9 @@ fn a_trial_boot_that_fails_a_check_is_not_committed() {
     assert_eq!(second.status.code(), Some(1), "{text}");
     assert!(text.contains("nouveau is still loaded"), "{text}");
     assert!(
-        text.contains("the trial boot's arguments were not made the default"),
+        text.contains(
+            "the trial boot was not made the default (the default entry is unchanged, no pin)"
+        ),
         "{text}"
     );
     assert_eq!(status_of_trial(&host), "failed");

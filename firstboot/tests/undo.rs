@@ -25,17 +25,10 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// A reboot, with the pinned kernel running when one is pinned.
+/// A reboot: the harness boots the trial's kernel for a trial, else the
+/// pinned kernel when one is pinned.
 fn reboot(host: &mut SimHost) {
     host.reboot();
-    let pin = host.root().join("etc/kernel/proxmox-boot-pin");
-    if let Ok(v) = fs::read_to_string(pin) {
-        fs::write(
-            host.root().join("proc/sys/kernel/osrelease"),
-            format!("{}\n", v.trim()),
-        )
-        .unwrap();
-    }
 }
 
 /// Runs the agent at every boot until it is done; fails otherwise.

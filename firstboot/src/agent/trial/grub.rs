@@ -6,7 +6,7 @@
 //! GRUB's `00_header` uses `next_entry` whatever `GRUB_DEFAULT` is, and sets
 //! `boot_once`, so a `savedefault` in the copied body saves nothing.
 
-use super::ENTRY_ID;
+use super::{ENTRY_ID, image_kernel};
 use crate::edits::kernel_cmdline::{kernel_cmdline, shell_assignments};
 
 /// The script `update-grub` runs for the trial entry.
@@ -232,6 +232,42 @@ pub fn resolve_default<'a>(
     ))
 }
 
+/// The entry that boots kernel `version` (a pin's trial): the first, in
+/// menu order and into submenus ("Advanced options"), whose first `linux`
+/// line boots `vmlinuz-<version>`. Returns its titles from the top and its
+/// body, like [`resolve_default`].
+pub fn kernel_entry<'a>(
+    menu: &'a [MenuItem],
+    version: &str,
+) -> Result<(Vec<&'a str>, &'a [String]), String> {
+    fn find<'a>(items: &'a [MenuItem], v: &str, titles: &mut Vec<&'a str>) -> Option<&'a [String]> {
+        for m in items {
+            titles.push(&m.title);
+            let hit = match &m.kind {
+                Item::Entry(body) => body
+                    .iter()
+                    .find_map(|l| {
+                        let mut w = l.split_whitespace();
+                        matches!(w.next(), Some("linux" | "linuxefi")).then(|| w.next())?
+                    })
+                    .filter(|image| image_kernel(image) == v)
+                    .map(|_| body.as_slice()),
+                Item::Submenu(items) => find(items, v, titles),
+            };
+            if hit.is_some() {
+                return hit;
+            }
+            titles.pop();
+        }
+        None
+    }
+    let mut titles = Vec::new();
+    let body = find(menu, version, &mut titles).ok_or_else(|| {
+        format!("/{GRUB_CFG} has no entry that boots kernel {version}; run update-grub, then retry")
+    })?;
+    Ok((titles, body))
+}
+
 /// The trial entry made from the default entry's body: the same lines with
 /// `args` on its `linux` line ([`kernel_cmdline`]: a contradicting token
 /// replaced, the rest kept). Returns the `menuentry` text and the kernel
@@ -258,14 +294,7 @@ pub fn trial_entry(
                 .trim();
             let cmdline = kernel_cmdline(rest, args);
             lines.push(format!("{indent}{} {image} {}", w[0], cmdline.trim_end()));
-            kernel = Some(
-                image
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(image)
-                    .trim_start_matches("vmlinuz-")
-                    .to_owned(),
-            );
+            kernel = Some(image_kernel(image).to_owned());
         } else {
             lines.push(line.clone());
         }
@@ -396,6 +425,29 @@ menuentry 'Memory test (memtest86+x64.efi)' --class memtest $menuentry_id_option
         }
         let e = resolve("saved", Some("saved_entry=gone\n")).unwrap_err();
         assert!(e.contains("saved_entry \"gone\""), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_kernel_is_found_in_the_advanced_submenu() {
+        let menu = parse_menu(CFG).unwrap();
+        let (titles, body) = kernel_entry(&menu, "6.5.13-6-pve").unwrap();
+        assert_eq!(
+            titles,
+            [
+                "Advanced options for Proxmox VE GNU/Linux",
+                "Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve"
+            ]
+        );
+        let (_, kernel) = trial_entry("t", body, &args("intel_iommu=on")).unwrap();
+        assert_eq!(kernel, "6.5.13-6-pve");
+        // The newest kernel: the top-level entry, found first.
+        let (titles, _) = kernel_entry(&menu, "6.8.12-9-pve").unwrap();
+        assert_eq!(titles, ["Proxmox VE GNU/Linux"]);
+        let e = kernel_entry(&menu, "6.5.13").unwrap_err();
+        assert!(
+            e.contains("no entry that boots kernel 6.5.13; run update-grub"),
+            "{e}"
+        );
     }
 
     #[test]
