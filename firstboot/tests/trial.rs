@@ -10,6 +10,7 @@ mod agent_harness;
 use std::fs;
 
 use agent_harness::SimHost;
+use vgpu_plan::plan::{KernelPin, Phase, Step, StepKind};
 
 const SCRIPT: &str = "etc/grub.d/42_vgpu-bake-trial";
 const DROPIN: &str = "etc/default/grub.d/vgpu-bake.cfg";
@@ -404,4 +405,300 @@ fn retry_after_a_failed_check_in_the_trial_boot_commits() {
     assert!(out(&done).contains("done"), "{}", out(&done));
     assert_eq!(status_of_trial(&host), "committed");
     assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+}
+
+const PIN_FILE: &str = "etc/kernel/proxmox-boot-pin";
+
+/// `plan` on `fixture` with a kernel pin of `series` (fallback `version`:
+/// the stand-in `apt-cache` lists no kernel), the pin step before
+/// apt-install or kernel-args as the builder places it, and the stand-ins
+/// that keep dpkg's record (a kernel package's install writes its GRUB
+/// entry and its loader entry on each ESP). With `args_running`, the boot
+/// already runs the plan's kernel arguments: a pin-only trial.
+fn pinned(fixture: &str, plan: &str, series: &str, version: &str, args_running: bool) -> SimHost {
+    let (series, version) = (series.to_owned(), version.to_owned());
+    let host = SimHost::with_plan(fixture, plan, |p| {
+        p.host.kernel_pin = Some(KernelPin {
+            when_running_at_least: "6.0".into(),
+            series,
+            fallback: version,
+            zfs_guard: false,
+            reason: "the test's driver needs it".into(),
+        });
+        let at = p
+            .steps
+            .iter()
+            .position(|s| matches!(s.kind, StepKind::AptInstall | StepKind::KernelArgs))
+            .unwrap();
+        p.steps.insert(
+            at,
+            Step {
+                phase: Phase::One,
+                kind: StepKind::KernelPin,
+                why: "pin the kernel".into(),
+            },
+        );
+    });
+    host.package_db(&[]);
+    if args_running {
+        let args = host.agent(&["plan"], &[]);
+        let text = out(&args);
+        let line = text
+            .lines()
+            .filter_map(|l| l.split("kernel argument ").nth(1))
+            .map(|l| l.split(':').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!line.is_empty(), "{text}");
+        for rel in ["proc/cmdline", "cmdline.base"] {
+            let path = if rel == "cmdline.base" {
+                host.test_path(rel)
+            } else {
+                host.root().join(rel)
+            };
+            let c = fs::read_to_string(&path).unwrap();
+            fs::write(&path, format!("{} {line}\n", c.trim())).unwrap();
+        }
+    }
+    host
+}
+
+fn osrelease(host: &SimHost) -> String {
+    read(host, "proc/sys/kernel/osrelease").trim().to_owned()
+}
+
+fn pin_commands(host: &SimHost) -> Vec<String> {
+    host.commands()
+        .into_iter()
+        .filter(|c| c.starts_with("proxmox-boot-tool kernel"))
+        .collect()
+}
+
+fn trial_line(host: &SimHost) -> String {
+    let json = host.agent(&["status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    v["trial"]["trial"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn grub_pin_only_trial_boots_the_kernel_once_and_pins_it_at_the_commit() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    // Phase 1 pinned nothing: the trial entry boots the chosen kernel.
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    assert!(!host.root().join(PIN_FILE).exists());
+    assert!(
+        !host.root().join(DROPIN).exists(),
+        "phase 1 changed the default"
+    );
+    let script = read(&host, SCRIPT);
+    assert!(
+        script.contains("menuentry 'vgpu-bake trial: Advanced options for Proxmox VE GNU/Linux > Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
+        "{script}"
+    );
+    assert!(
+        script.contains("\tlinux /boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
+        "{script}"
+    );
+    assert!(read(&host, TRIAL).contains("\npin: true\n"));
+    assert!(
+        trial_line(&host).contains("(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt)"),
+        "{}",
+        trial_line(&host)
+    );
+    // The trial boot runs the chosen kernel: committed, pinned once.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+    assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
+    assert!(!host.root().join(SCRIPT).exists());
+    let st = host.agent(&["status"], &[]);
+    assert!(
+        out(&st).contains("trial boot: committed: GRUB entry") && out(&st).contains("to pin"),
+        "{}",
+        out(&st)
+    );
+    // The default boots the pinned kernel from now on.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    assert!(host.boot_run(&[]).is_none());
+}
+
+#[test]
+fn systemd_boot_pin_only_trial_uses_the_kernels_loader_entry() {
+    let mut host = pinned(
+        "pve9-zfs-sdboot",
+        "passthrough",
+        "6.8.12",
+        "6.8.12-9-pve",
+        true,
+    );
+    let cmdline = read(&host, "etc/kernel/cmdline");
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    assert_eq!(read(&host, "etc/kernel/cmdline"), cmdline);
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        let e = fs::read_to_string(
+            host.test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf")),
+        )
+        .unwrap();
+        assert!(
+            e.contains("linux    /EFI/proxmox/6.8.12-9-pve/vmlinuz-6.8.12-9-pve\ninitrd   /EFI/proxmox/6.8.12-9-pve/initrd.img-6.8.12-9-pve\n"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("options root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt pcie_acs_override=downstream\n"),
+            "{e}"
+        );
+    }
+    assert!(
+        trial_line(&host).contains("(kernel 6.8.12-9-pve to pin, adding "),
+        "{}",
+        trial_line(&host)
+    );
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.8.12-9-pve"]
+    );
+    // The commit: the pin, then the refresh, then the entries removed.
+    let cmds = host.commands();
+    let pin = cmds
+        .iter()
+        .position(|c| c == "proxmox-boot-tool kernel pin 6.8.12-9-pve")
+        .unwrap();
+    assert_eq!(cmds[pin + 1], "proxmox-boot-tool refresh", "{cmds:?}");
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        assert!(
+            !host
+                .test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf"))
+                .exists()
+        );
+    }
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+}
+
+#[test]
+fn a_pin_and_new_arguments_are_one_trial() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
+    host.boot_run(&[]).unwrap();
+    let script = read(&host, SCRIPT);
+    assert!(
+        script.contains("\tlinux /boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
+        "{script}"
+    );
+    assert_eq!(script.matches("menuentry").count(), 1, "{script}");
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
+}
+
+#[test]
+fn a_pin_trial_that_does_not_come_up_never_pins() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    host.failing_kernel = Some("6.5.13-6-pve".into());
+    host.boot_run(&[]).unwrap();
+    // The trial kernel panics; the power cycle boots the old default.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt) did not come up (panic, hang or power cut)"),
+        "{text}"
+    );
+    assert!(text.contains("no pin"), "{text}");
+    assert_eq!(status_of_trial(&host), "failed");
+    assert!(!host.root().join(SCRIPT).exists());
+    assert!(!host.root().join(PIN_FILE).exists());
+    // Further boots change nothing and never pin.
+    let cmds = host.commands();
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let third = host.boot_run(&[]).unwrap();
+    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    assert_eq!(host.commands(), cmds);
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+}
+
+#[test]
+fn a_power_cut_after_the_pin_trial_came_up_pins_once() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    let cut = host
+        .boot_run(&[("VGPU_FIRSTBOOT_FAULT", "verify-reboot:begun")])
+        .unwrap();
+    assert_eq!(cut.status.code(), None, "{}", out(&cut));
+    assert_eq!(status_of_trial(&host), "came-up");
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    // The next boot is the old default, old kernel: the commit finishes
+    // (the pin once) and reboots into it once.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let again = host.boot_run(&[]).unwrap();
+    assert!(out(&again).contains("rebooting"), "{}", out(&again));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    let last = host.boot_run(&[]).unwrap();
+    assert!(out(&last).contains("done"), "{}", out(&last));
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+}
+
+#[test]
+fn undo_after_the_commit_reverts_the_pin() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    host.boot_run(&[]).unwrap();
+    host.reboot();
+    let done = host.boot_run(&[]).unwrap();
+    assert!(out(&done).contains("done"), "{}", out(&done));
+    assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
+    let undo = host.agent(&["undo"], &[]);
+    assert_eq!(undo.status.code(), Some(0), "{}", out(&undo));
+    assert!(
+        out(&undo).contains("the kernel pin 6.5.13-6-pve was reverted"),
+        "{}",
+        out(&undo)
+    );
+    assert!(!host.root().join(PIN_FILE).exists());
+    assert_eq!(
+        pin_commands(&host),
+        [
+            "proxmox-boot-tool kernel pin 6.5.13-6-pve",
+            "proxmox-boot-tool kernel unpin"
+        ]
+    );
 }
