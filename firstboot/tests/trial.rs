@@ -494,7 +494,7 @@ fn grub_pin_only_trial_boots_the_kernel_once_and_pins_it_at_the_commit() {
     );
     let script = read(&host, SCRIPT);
     assert!(
-        script.contains("menuentry 'vgpu-bake trial: Advanced options for Proxmox VE GNU/Linux > Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
+        script.contains("menuentry 'vgpu-bake trial: Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
         "{script}"
     );
     assert!(

@@ -75,7 +75,7 @@ pub(super) fn check(host: &Host) -> Result<BootCheck, StepError> {
 pub(super) fn iommu_off_error() -> StepError {
     StepError::new(
         "IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup \
-         (the kernel arguments are on /proc/cmdline but /sys/kernel/iommu_groups is empty, \
-         so a reboot alone will not help), boot, then run `vgpu-firstboot retry`",
+         (the kernel arguments are on /proc/cmdline, /sys/kernel/iommu_groups is empty: \
+         a reboot alone will not help), boot, then `vgpu-firstboot retry`",
     )
 }

@@ -48,7 +48,7 @@ pub(crate) fn load(host: &Host) -> Result<Option<Trial>, StepError> {
         .map(|t| {
             Trial::from_text(&t).map_err(|e| {
                 StepError::new(format!(
-                    "{} is not a trial record ({e}); look at it, remove it if no trial entry is left in the boot loader, then retry",
+                    "{} is not a trial record ({e}); remove it if the boot loader has no trial entry left, then retry",
                     shown(TRIAL_FILE)
                 ))
             })
@@ -162,7 +162,7 @@ pub(super) fn grub_trial(
 ) -> Result<(String, String, String), StepError> {
     let cfg = host.read_opt(grub::GRUB_CFG)?.ok_or_else(|| {
         StepError::new(format!(
-            "{} is missing: GRUB's configuration is needed to find its default entry; run update-grub, then retry",
+            "{} is missing (GRUB's menu); run update-grub, then retry",
             shown(grub::GRUB_CFG)
         ))
     })?;
@@ -190,7 +190,14 @@ pub(super) fn grub_trial(
     })?;
     let env = host.read_opt(grub::GRUBENV)?;
     let (titles, body) = match pin {
-        Some(v) => grub::kernel_entry(&menu, v),
+        Some(v) => grub::kernel_entry(&menu, v)
+            .map(|(t, b)| (vec![t], b))
+            .ok_or_else(|| {
+                format!(
+                    "{} has no entry that boots kernel {v}; run update-grub, then retry",
+                    shown(grub::GRUB_CFG)
+                )
+            }),
         None => grub::resolve_default(&menu, &default, env.as_deref()),
     }
     .map_err(StepError::new)?;
@@ -379,7 +386,7 @@ pub(super) fn fail(host: &mut Host, t: &mut Trial, reason: String) -> StepError 
     let mut reason = reason;
     if let Err(e) = remove_entry(host, t) {
         reason.push_str(&format!(
-            "; removing the trial entry failed too ({}): remove /etc/grub.d/42_vgpu-bake-trial or loader/entries/vgpu-bake-trial.conf on each ESP by hand",
+            "; removing the trial entry failed too ({}): remove it by hand (/etc/grub.d/42_vgpu-bake-trial, or each ESP's loader/entries/vgpu-bake-trial.conf)",
             e.reason
         ));
     }

@@ -145,7 +145,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         match earlier_install(host, &d.version)? {
             Ok(()) => {
                 host.note(format!(
-                    "the vGPU host driver {} was installed by an earlier run that stopped before recording it; {} --sanity finds every file intact: not installing again",
+                    "the vGPU host driver {} was installed by an earlier run cut before recording it; {} --sanity finds it intact: not installing again",
                     d.version,
                     shown(installed_tool(host))
                 ));
@@ -242,7 +242,7 @@ fn remove_other_driver(host: &mut Host, version: &str) -> Result<(), StepError> 
         );
         host.run(spec).map_err(|e| StepError {
             reason: format!(
-                "uninstalling the earlier driver {old}: {}; look at the installer's log, remove it by hand if need be, then `vgpu-firstboot retry`",
+                "uninstalling the earlier driver {old}: {}; see the installer's log, remove it by hand if need be, then `vgpu-firstboot retry`",
                 e.reason
             ),
             ..e

@@ -11,7 +11,7 @@
 use super::boot_trial::{self, default_ops};
 use super::file_ops::ops_lines;
 use super::iommu_args::desired_kernel_args;
-use super::pinned_kernel::{pin, pin_pending};
+use super::pinned_kernel::pin_pending;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::trial::{Seen, did_not_come_up};
 use crate::edits::FileOp;
@@ -28,7 +28,7 @@ struct ArgsPlan {
     not_running: Vec<String>,
     /// The kernel kernel-pin chose, not pinned yet.
     pin: Option<String>,
-    /// A trial is needed: arguments or the kernel to pin not running.
+    /// A trial is needed: arguments not running, or a kernel to pin.
     trial: bool,
 }
 
@@ -39,7 +39,9 @@ fn args_plan(host: &Host) -> Result<ArgsPlan, StepError> {
     let ops = default_ops(host, choice.kind, &args)?;
     let not_running = missing_args(&running, &args);
     let pin = pin_pending(host)?;
-    let trial = !not_running.is_empty() || pin.is_some() && pin != host.facts.kernel.release;
+    // A chosen kernel is never the running one (kernel-pin chooses a series
+    // older than the running kernel): always new, always tried.
+    let trial = !not_running.is_empty() || pin.is_some();
     Ok(ArgsPlan {
         args,
         kind: choice.kind,
@@ -68,9 +70,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         // This boot runs the trial, or the trial came up before a power
         // cut: verify-reboot commits it after its checks.
         (Seen::Up | Seen::CameUpEarlier, Some(_)) => {
-            host.note(
-                "a trial boot is under way: verify-reboot makes its arguments the default after its checks",
-            );
+            host.note("a trial boot is under way: verify-reboot commits it after its checks");
             return Ok(StepOutcome::Done);
         }
         _ => {}
@@ -78,10 +78,6 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     if p.trial {
         boot_trial::arm(host, p.kind, &p.args)?;
         return Ok(StepOutcome::Done);
-    }
-    // The chosen kernel runs already: nothing to try.
-    if let Some(v) = &p.pin {
-        pin(host, v)?;
     }
     if !host.apply(&p.ops)? {
         host.note(format!(
@@ -142,13 +138,13 @@ fn trial_preview(host: &Host, p: &ArgsPlan) -> Vec<String> {
                     "would write /{} (mode 0755): the trial entry \"{title}\" (kernel {kernel})",
                     crate::agent::trial::grub::SCRIPT
                 ),
-                "would run `update-grub`, then `grub-reboot vgpu-bake-trial`: the next boot tries the arguments once; the default entry stays as it is".to_owned(),
+                "would run `update-grub`, `grub-reboot vgpu-bake-trial`: the next boot tries it once, the default unchanged".to_owned(),
             ],
             Err(e) => vec![format!("cannot arm the trial boot: {e}")],
         },
         BootloaderKind::SystemdBoot => vec![
-            "would write loader/entries/vgpu-bake-trial.conf on each ESP of /etc/kernel/proxmox-boot-uuids: the default entry (a pin's: its kernel's) with the arguments".to_owned(),
-            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries them once; /etc/kernel/cmdline stays as it is".to_owned(),
+            "would write loader/entries/vgpu-bake-trial.conf on each ESP: the default entry (with a pin, its kernel's) and the arguments".to_owned(),
+            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries it once, /etc/kernel/cmdline unchanged".to_owned(),
         ],
     }
 }

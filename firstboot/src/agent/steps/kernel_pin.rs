@@ -121,7 +121,7 @@ fn choose(
     }
     let c = cands.iter().find(|c| c.signed).ok_or_else(|| {
         StepError::new(format!(
-            "Secure Boot is on but the repositories carry no proxmox-kernel-{}*-pve-signed; an unsigned kernel would not boot. Turn Secure Boot off or add a repository with signed kernels",
+            "Secure Boot is on but the repositories carry no proxmox-kernel-{}*-pve-signed (an unsigned kernel would not boot); turn Secure Boot off or add a repository with signed kernels",
             pin.series
         ))
     })?;
@@ -211,7 +211,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             .write_atomic(CHOSEN_FILE, format!("{version}\n").as_bytes(), 0o644)?;
     }
     host.note(format!(
-        "kernel {version} chosen (running {running}): the trial boot boots it, verify-reboot pins it: {}",
+        "kernel {version} chosen (running {running}), pinned at the trial's commit: {}",
         pin.reason
     ));
     Ok(StepOutcome::Done)
@@ -245,7 +245,7 @@ fn zfs_guard(host: &mut Host, pin: &KernelPin) -> Result<(), StepError> {
     };
     let pool = root.zfs_pool().ok_or_else(|| {
         StepError::new(format!(
-            "the root is on ZFS ({:?}) but its pool cannot be told, so the kernel pin cannot be checked; not pinning",
+            "the root is on ZFS ({:?}) but its pool cannot be told to check the kernel pin; not pinning",
             root.source
         ))
     })?;
@@ -282,7 +282,7 @@ fn zfs_guard(host: &mut Host, pin: &KernelPin) -> Result<(), StepError> {
     let value = out.stdout_tail.trim();
     if value == "enabled" || value == "active" {
         return Err(StepError::new(format!(
-            "refusing to pin kernel {}: root pool {pool} has feature@block_cloning_endian {value} (OpenZFS 2.4), which the older kernel's ZFS cannot import, so the host would not boot. Use a driver that builds on the running kernel (drop host.kernel-pin), or reinstall with an older Proxmox VE",
+            "refusing to pin kernel {}: root pool {pool} has feature@block_cloning_endian {value} (OpenZFS 2.4), which its ZFS cannot import: the host would not boot. Use a driver that builds on the running kernel (drop host.kernel-pin), or an older Proxmox VE",
             pin.series
         )));
     }
@@ -311,7 +311,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         .and_then(|m| m.zfs_pool())
     {
         lines.push(format!(
-            "would run `zpool get -H -o value feature@block_cloning_endian {pool}` and refuse if it is enabled or active: the older kernel could not import the root pool"
+            "would run `zpool get -H -o value feature@block_cloning_endian {pool}`, refusing if enabled or active (the older kernel could not import the pool)"
         ));
     }
     let signed = if secure_boot_on(host) { "-signed" } else { "" };
@@ -322,7 +322,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     match read_pin(host)? {
         Some(v) if in_series(&v, &pin.series) => lines.push(format!("kernel {v} is chosen")),
         _ => lines.push(format!(
-            "running kernel {running} is at least {}: the trial boot would boot the kernel once; `proxmox-boot-tool kernel pin <version>` would run at verify-reboot's commit after it came up",
+            "running kernel {running} is at least {}: the trial boot would boot the kernel once, `proxmox-boot-tool kernel pin <version>` run at the commit after it came up",
             pin.when_running_at_least
         )),
     }

@@ -20,25 +20,16 @@ fn first_word(host: &Host, path: &str) -> Result<Option<String>, StepError> {
         .and_then(|t| t.split_whitespace().next().map(str::to_owned)))
 }
 
-/// kernel-pin's choice while it is not pinned yet: the trial boots it and
-/// the commit pins it.
+/// kernel-pin's choice while it is not pinned yet (its record is removed
+/// once it is): the trial boots it and the commit pins it.
 pub(super) fn pin_pending(host: &Host) -> Result<Option<String>, StepError> {
-    let Some(chosen) = host
-        .plan
-        .host
-        .kernel_pin
-        .as_ref()
-        .map(|_| first_word(host, CHOSEN_FILE))
-        .transpose()?
-        .flatten()
-    else {
+    if host.plan.host.kernel_pin.is_none() {
         return Ok(None);
-    };
-    Ok((first_word(host, PIN_FILE)?.as_ref() != Some(&chosen)).then_some(chosen))
+    }
+    first_word(host, CHOSEN_FILE)
 }
 
-/// The kernel the host is to run: kernel-pin's choice, else (also when it
-/// is pinned already) the pinned one.
+/// The kernel the host is to run: kernel-pin's choice, else the pinned one.
 pub(super) fn read_pin(host: &Host) -> Result<Option<String>, StepError> {
     Ok(match pin_pending(host)? {
         Some(c) => Some(c),
@@ -47,31 +38,34 @@ pub(super) fn read_pin(host: &Host) -> Result<Option<String>, StepError> {
 }
 
 /// Runs `proxmox-boot-tool kernel pin version` unless it is pinned,
-/// journaled first (the pin file the command writes, and the pin). An
-/// upgrade re-pins: the record keeps the pin from before the agent's first
-/// one (the journal's first kernel-pin record), not the earlier plan's, so
-/// undo goes back to the host as it was.
+/// journaled first (the pin file the command writes, and the pin), then
+/// removes kernel-pin's record. An upgrade re-pins: the record keeps the
+/// pin from before the agent's first one (the journal's first kernel-pin
+/// record), not the earlier plan's, so undo goes back to the host as it
+/// was.
+// One copy outside its caller (the commit): smaller agent binary.
+#[inline(never)]
 pub(super) fn pin(host: &mut Host, version: &str) -> Result<(), StepError> {
     let previous = first_word(host, PIN_FILE)?;
-    if previous.as_deref() == Some(version) {
-        return Ok(());
+    if previous.as_deref() != Some(version) {
+        host.touch(PIN_FILE)?;
+        let journal = Journal::read(&host.fs()?)?;
+        host.record(Change::KernelPin {
+            version: version.to_owned(),
+            previous: pin_before_agent(&journal).unwrap_or(previous),
+        })?;
+        let spec = host.command(
+            "proxmox-boot-tool",
+            &["kernel", "pin", version],
+            "boot the kernel the trial boot proved from now on",
+        );
+        run_or(
+            host,
+            spec,
+            "check that `proxmox-boot-tool kernel list` shows the kernel",
+        )?;
     }
-    host.touch(PIN_FILE)?;
-    let journal = Journal::read(&host.fs()?)?;
-    host.record(Change::KernelPin {
-        version: version.to_owned(),
-        previous: pin_before_agent(&journal).unwrap_or(previous),
-    })?;
-    let spec = host.command(
-        "proxmox-boot-tool",
-        &["kernel", "pin", version],
-        "boot the kernel the trial boot proved from now on",
-    );
-    run_or(
-        host,
-        spec,
-        "check that `proxmox-boot-tool kernel list` shows the kernel",
-    )?;
+    host.fs()?.remove_file(CHOSEN_FILE)?;
     Ok(())
 }
 

@@ -30,7 +30,7 @@ fn other_problems(c: &BootCheck) -> Vec<String> {
     }
     if let Some((pinned, running)) = &c.wrong_kernel {
         problems.push(format!(
-            "kernel {pinned} is pinned but {running} is running after reboot: the pinned kernel did not boot; check proxmox-boot-tool kernel list and that {pinned} is installed"
+            "kernel {pinned} is pinned but {running} runs after reboot; check `proxmox-boot-tool kernel list` and that {pinned} is installed"
         ));
     }
     problems
@@ -92,7 +92,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         let mut reason = problems.join("; ");
         if let Some(mut t) = trial.filter(|t| t.active()) {
             reason.push_str(
-                "; the trial boot was not made the default (the default entry is unchanged, no pin) and its entry is removed: fix the cause, then `vgpu-firstboot retry` tries it once more",
+                "; the trial boot was not made the default (the default entry is unchanged, no pin), its entry removed: fix the cause, then `vgpu-firstboot retry` tries it once more",
             );
             return Err(boot_trial::fail(host, &mut t, reason));
         }
@@ -126,7 +126,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         ));
     }
     lines.push(
-        "would make a trial boot's arguments the default (and pin its kernel: `proxmox-boot-tool kernel pin`) once its boot passed these checks; a trial that did not come up would be reported and removed, the default unchanged".to_owned(),
+        "would commit a trial boot that passed these checks (its arguments the default, its kernel pinned: `proxmox-boot-tool kernel pin`); one that did not come up: reported and removed".to_owned(),
     );
     Ok(lines)
 }

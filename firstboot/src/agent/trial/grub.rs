@@ -223,7 +223,7 @@ pub fn resolve_default<'a>(
             None => "is not there",
         };
         return Err(format!(
-            "{shown}: {part:?} {why} in /{GRUB_CFG} (menu level {}); set GRUB_DEFAULT in /etc/default/grub to an entry that exists (`N`, a title, an id, or `submenu>entry`), run update-grub, then retry",
+            "{shown}: {part:?} {why} in /{GRUB_CFG} (menu level {}); set GRUB_DEFAULT in /etc/default/grub to an entry (`N`, a title, an id or `submenu>entry`), run update-grub, then retry",
             n + 1
         ));
     }
@@ -234,38 +234,20 @@ pub fn resolve_default<'a>(
 
 /// The entry that boots kernel `version` (a pin's trial): the first, in
 /// menu order and into submenus ("Advanced options"), whose first `linux`
-/// line boots `vmlinuz-<version>`. Returns its titles from the top and its
-/// body, like [`resolve_default`].
-pub fn kernel_entry<'a>(
-    menu: &'a [MenuItem],
-    version: &str,
-) -> Result<(Vec<&'a str>, &'a [String]), String> {
-    fn find<'a>(items: &'a [MenuItem], v: &str, titles: &mut Vec<&'a str>) -> Option<&'a [String]> {
-        for m in items {
-            titles.push(&m.title);
-            let hit = match &m.kind {
-                Item::Entry(body) => body
-                    .iter()
-                    .find_map(|l| {
-                        let mut w = l.split_whitespace();
-                        matches!(w.next(), Some("linux" | "linuxefi")).then(|| w.next())?
-                    })
-                    .filter(|image| image_kernel(image) == v)
-                    .map(|_| body.as_slice()),
-                Item::Submenu(items) => find(items, v, titles),
-            };
-            if hit.is_some() {
-                return hit;
-            }
-            titles.pop();
-        }
-        None
-    }
-    let mut titles = Vec::new();
-    let body = find(menu, version, &mut titles).ok_or_else(|| {
-        format!("/{GRUB_CFG} has no entry that boots kernel {version}; run update-grub, then retry")
-    })?;
-    Ok((titles, body))
+/// line boots `vmlinuz-<version>`: its title and body.
+pub fn kernel_entry<'a>(menu: &'a [MenuItem], version: &str) -> Option<(&'a str, &'a [String])> {
+    menu.iter().find_map(|m| match &m.kind {
+        Item::Entry(body) => (body
+            .iter()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                matches!(w.next(), Some("linux" | "linuxefi")).then(|| w.next())?
+            })
+            .map(image_kernel)
+            == Some(version))
+        .then_some((m.title.as_str(), body.as_slice())),
+        Item::Submenu(items) => kernel_entry(items, version),
+    })
 }
 
 /// The trial entry made from the default entry's body: the same lines with
@@ -301,7 +283,7 @@ pub fn trial_entry(
     }
     let Some(kernel) = kernel else {
         return Err(format!(
-            "the default entry {title:?} of /{GRUB_CFG} has no `linux` line: it boots no Linux kernel the agent can add arguments to; make a Linux entry the default, run update-grub, then retry"
+            "the default entry {title:?} of /{GRUB_CFG} has no `linux` line (no kernel to add arguments to); make a Linux entry the default, run update-grub, then retry"
         ));
     };
     let mut text = format!("menuentry {} --id {ENTRY_ID} {{\n", quote(title));
@@ -322,8 +304,8 @@ fn quote(s: &str) -> String {
 pub fn script(entry: &str) -> String {
     format!(
         "#!/bin/sh\n\
-         # Written by vgpu-firstboot: the one-time trial boot of new kernel arguments\n\
-         # (started with `grub-reboot {ENTRY_ID}`). Removed once the trial is over.\n\
+         # vgpu-firstboot's one-time trial boot (`grub-reboot {ENTRY_ID}`),\n\
+         # removed once it is over.\n\
          exec tail -n +5 \"$0\"\n\
          {entry}"
     )
@@ -430,14 +412,8 @@ menuentry 'Memory test (memtest86+x64.efi)' --class memtest $menuentry_id_option
     #[test]
     fn a_pinned_kernel_is_found_in_the_advanced_submenu() {
         let menu = parse_menu(CFG).unwrap();
-        let (titles, body) = kernel_entry(&menu, "6.5.13-6-pve").unwrap();
-        assert_eq!(
-            titles,
-            [
-                "Advanced options for Proxmox VE GNU/Linux",
-                "Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve"
-            ]
-        );
+        let (title, body) = kernel_entry(&menu, "6.5.13-6-pve").unwrap();
+        assert_eq!(title, "Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve");
         let (_, kernel) = trial_entry("t", body, &args("intel_iommu=on")).unwrap();
         assert_eq!(kernel, "6.5.13-6-pve");
         // The newest kernel: the top-level entry, found first.

@@ -57,13 +57,10 @@ impl TrialStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "armed" => TrialStatus::Armed,
-            "came-up" => TrialStatus::CameUp,
-            "committed" => TrialStatus::Committed,
-            "failed" => TrialStatus::Failed,
-            _ => return None,
-        })
+        use TrialStatus::*;
+        [Armed, CameUp, Committed, Failed]
+            .into_iter()
+            .find(|t| t.name() == s)
     }
 }
 
@@ -176,7 +173,7 @@ impl Trial {
             BootloaderKind::SystemdBoot => "systemd-boot",
         };
         let mut o = format!(
-            "# vgpu-firstboot: the trial boot\nloader: {loader}\nentry: {}\ntitle: {}\nargs: {}\nkernel: {}\npin: {}\nesps: {}\narmed-boot: {}\nstatus: {}\n",
+            "loader: {loader}\nentry: {}\ntitle: {}\nargs: {}\nkernel: {}\npin: {}\nesps: {}\narmed-boot: {}\nstatus: {}\n",
             self.entry,
             self.title.replace(['\n', '\r'], " "),
             self.args.join(" "),
@@ -212,10 +209,16 @@ impl Trial {
             let (k, v) = line.split_once(':').unwrap_or((line, ""));
             let v = v.strip_prefix(' ').unwrap_or(v).to_owned();
             let words = || v.split_whitespace().map(str::to_owned).collect();
+            let bad = format!("line {line:?} is not a trial record line");
             match k {
                 "loader" if v == "grub" => t.loader = BootloaderKind::Grub,
                 "loader" if v == "systemd-boot" => t.loader = BootloaderKind::SystemdBoot,
-                "status" if TrialStatus::parse(&v).is_some() => status = TrialStatus::parse(&v),
+                "status" if status.is_none() => {
+                    status = TrialStatus::parse(&v);
+                    if status.is_none() {
+                        return Err(bad);
+                    }
+                }
                 "entry" => t.entry = v,
                 "title" => t.title = v,
                 "args" => t.args = words(),
@@ -227,7 +230,7 @@ impl Trial {
                 "came-up-boot" => t.came_up_boot = Some(v),
                 "commit-reboot-boot" => t.commit_reboot_boot = Some(v),
                 "reason" => t.reason = Some(v),
-                _ => return Err(format!("line {line:?} is not a trial record line")),
+                _ => return Err(bad),
             }
         }
         t.status = status.ok_or("no `status` line")?;
@@ -287,7 +290,7 @@ pub fn image_kernel(image: &str) -> &str {
 /// default is unchanged, and what to do.
 pub fn did_not_come_up(t: &Trial) -> String {
     format!(
-        "the trial boot of {} did not come up (panic, hang or power cut): the host booted its old default entry, which is unchanged (nothing made the default, no pin); boot the trial entry from the boot menu and read the kernel's messages on a console, fix `host.kernel-args` or `host.kernel-pin` in the profile and rebake, or `vgpu-firstboot retry` to try it once more",
+        "the trial boot of {} did not come up (panic, hang or power cut): the host booted its old default, which is unchanged (no pin); boot the trial entry from the boot menu to read its kernel's messages, fix `host.kernel-args` or `host.kernel-pin` and rebake, or `vgpu-firstboot retry` to try it once more",
         t.describe()
     )
 }

@@ -130,7 +130,7 @@ pub fn default_entry(
     found.map(|e| e.to_string()).ok_or_else(|| {
         let v: Vec<&str> = entries.iter().map(|e| e.as_str()).collect();
         format!(
-            "no loader entry to copy: /{LOADER_CONF}'s default is {default:?} (none: proxmox-{running}.conf, of the running or pinned kernel; `@saved` and the like depend on EFI variables the agent does not guess from), /{ENTRIES_DIR} holds {}; set `default` to an entry (`proxmox-boot-tool refresh`, `bootctl set-default`), then retry",
+            "no loader entry to copy: /{LOADER_CONF}'s default is {default:?} (none: proxmox-{running}.conf, of the running or pinned kernel; `@saved` and such depend on EFI variables), /{ENTRIES_DIR} holds {}; set `default` to an entry (`bootctl set-default`), then retry",
             v.join(", ")
         )
     })
