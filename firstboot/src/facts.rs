@@ -53,7 +53,7 @@ pub enum FactsError {
     },
     /// The plan leaves the CPU vendor to the host and the host's is unknown.
     #[error(
-        "cannot choose the IOMMU kernel arguments: CPU vendor {} is not GenuineIntel or AuthenticAMD; set host.iommu = \"intel\" or \"amd\" in the profile",
+        "cannot choose the IOMMU kernel arguments: CPU vendor {} is neither GenuineIntel nor AuthenticAMD; set host.iommu = \"intel\" or \"amd\" in the profile",
         vendor_id.as_deref().map_or("(no vendor_id in /proc/cpuinfo)".to_string(), |v| format!("`{v}`"))
     )]
     UnknownCpuVendor {

@@ -184,7 +184,7 @@ pub fn check(
         let want = layout::signature_comment(&manifest.name);
         if *comment != want {
             return Err(StepError::new(format!(
-                "the signature {} (key {key}) has the trusted comment {comment:?}, not {want:?} (another bundle's); install the bundle it belongs to",
+                "the signature {} (key {key}) has the trusted comment {comment:?}, not {want:?}: it was made for another bundle; install the bundle it belongs to",
                 shown(layout::SIGNATURE_FILE)
             )));
         }

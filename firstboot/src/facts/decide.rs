@@ -97,17 +97,17 @@ fn detect_bootloader(facts: &Facts) -> BootloaderChoice {
     }
     if !facts.firmware.uefi {
         return grub(
-            "/etc/kernel/proxmox-boot-uuids exists, legacy BIOS boot (no /sys/firmware/efi): proxmox-boot-tool manages GRUB ESPs".into(),
+            "/etc/kernel/proxmox-boot-uuids exists but the host booted legacy BIOS (no /sys/firmware/efi): proxmox-boot-tool manages GRUB ESPs".into(),
         );
     }
     if boot.kernel_cmdline.is_none() {
         return grub(
-            "/etc/kernel/proxmox-boot-uuids exists, UEFI boot, no /etc/kernel/cmdline: proxmox-boot-tool manages GRUB ESPs".into(),
+            "/etc/kernel/proxmox-boot-uuids exists and the host booted UEFI, but there is no /etc/kernel/cmdline: proxmox-boot-tool manages GRUB ESPs".into(),
         );
     }
     BootloaderChoice {
         kind: BootloaderKind::SystemdBoot,
-        reason: "/etc/kernel/proxmox-boot-uuids and /etc/kernel/cmdline exist, UEFI boot: proxmox-boot-tool manages systemd-boot ESPs (ZFS-on-UEFI install)".into(),
+        reason: "/etc/kernel/proxmox-boot-uuids and /etc/kernel/cmdline exist and the host booted UEFI: proxmox-boot-tool manages systemd-boot ESPs (ZFS-on-UEFI install)".into(),
     }
 }
 

@@ -340,7 +340,7 @@ pub enum StateError {
     },
     /// The state file has a format this agent does not know.
     #[error(
-        "{} has schema {found}, this agent reads {SCHEMA}; use the vgpu-firstboot that wrote it, or move the file aside to start over",
+        "{} has schema {found}, this agent reads schema {SCHEMA}; use the vgpu-firstboot that wrote it, or move the file aside to start over",
         path.display()
     )]
     Schema {
@@ -364,7 +364,7 @@ pub enum StateError {
     },
     /// The state was written for another plan.
     #[error(
-        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies it over a finished one (the state archived), or remove the file to run it from the first step",
+        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived), or remove the file to run it from the first step",
         path.display()
     )]
     OtherPlan {
@@ -377,7 +377,7 @@ pub enum StateError {
     },
     /// The reboot-loop guard.
     #[error(
-        "refusing to reboot: the agent rebooted the host {reboots} times (cap {cap}) and it still lacks what phase 2 needs; check /proc/cmdline and the boot loader, then `vgpu-firstboot retry`"
+        "refusing to reboot: the agent already rebooted the host {reboots} times (cap {cap}) and it still lacks what phase 2 needs; check /proc/cmdline and the boot loader, then `vgpu-firstboot retry`"
     )]
     RebootCap {
         /// Reboots so far.

@@ -76,6 +76,6 @@ pub(super) fn iommu_off_error() -> StepError {
     StepError::new(
         "IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup \
          (the kernel arguments are on /proc/cmdline, /sys/kernel/iommu_groups is empty: \
-         a reboot alone will not help), boot, then `vgpu-firstboot retry`",
+         a reboot alone will not help), boot, then run `vgpu-firstboot retry`",
     )
 }

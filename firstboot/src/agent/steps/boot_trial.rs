@@ -312,7 +312,7 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
     trial.oneshot_boot = Some(boot);
     save(host, &trial)?;
     host.note(format!(
-        "trial boot armed: {}; the default entry (and pin) unchanged until it comes up",
+        "trial boot armed: {}; the default unchanged until it comes up",
         trial.describe()
     ));
     Ok(())

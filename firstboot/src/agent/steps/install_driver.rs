@@ -145,7 +145,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         match earlier_install(host, &d.version)? {
             Ok(()) => {
                 host.note(format!(
-                    "the vGPU host driver {} was installed by an earlier run cut before recording it; {} --sanity finds it intact: not installing again",
+                    "the vGPU host driver {} was installed by an earlier run that stopped before recording it; {} --sanity finds every file intact: not installing again",
                     d.version,
                     shown(installed_tool(host))
                 ));

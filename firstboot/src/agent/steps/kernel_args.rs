@@ -138,7 +138,7 @@ fn trial_preview(host: &Host, p: &ArgsPlan) -> Vec<String> {
                     "would write /{} (mode 0755): the trial entry \"{title}\" (kernel {kernel})",
                     crate::agent::trial::grub::SCRIPT
                 ),
-                "would run `update-grub`, `grub-reboot vgpu-bake-trial`: the next boot tries it once, the default unchanged".to_owned(),
+                "would run `update-grub`, then `grub-reboot vgpu-bake-trial`: the next boot tries it once, the default unchanged".to_owned(),
             ],
             Err(e) => vec![format!("cannot arm the trial boot: {e}")],
         },

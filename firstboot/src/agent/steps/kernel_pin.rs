@@ -322,7 +322,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     match read_pin(host)? {
         Some(v) if in_series(&v, &pin.series) => lines.push(format!("kernel {v} is chosen")),
         _ => lines.push(format!(
-            "running kernel {running} is at least {}: the trial boot would boot the kernel once, `proxmox-boot-tool kernel pin <version>` run at the commit after it came up",
+            "running kernel {running} is at least {}: the trial boot would boot the kernel once, `proxmox-boot-tool kernel pin <version>` run at the commit after it",
             pin.when_running_at_least
         )),
     }

@@ -30,7 +30,7 @@ fn other_problems(c: &BootCheck) -> Vec<String> {
     }
     if let Some((pinned, running)) = &c.wrong_kernel {
         problems.push(format!(
-            "kernel {pinned} is pinned but {running} runs after reboot; check `proxmox-boot-tool kernel list` and that {pinned} is installed"
+            "kernel {pinned} is pinned but {running} is running after reboot; check `proxmox-boot-tool kernel list` and that {pinned} is installed"
         ));
     }
     problems
@@ -57,7 +57,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                 t.commit_reboot_boot = Some(boot_id(host)?);
                 boot_trial::save(host, &t)?;
                 return Ok(StepOutcome::Reboot(
-                    "the trial boot came up before a power cut; it is the default now: rebooting into it once".to_owned(),
+                    "the trial boot came up before a power cut, now the default: rebooting into it once".to_owned(),
                 ));
             }
             // The reboot into the committed default was asked for in this
@@ -126,7 +126,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         ));
     }
     lines.push(
-        "would commit a trial boot that passed these checks (its arguments the default, its kernel pinned: `proxmox-boot-tool kernel pin`); one that did not come up: reported and removed".to_owned(),
+        "would commit a trial boot that passed these checks (arguments the default, `proxmox-boot-tool kernel pin`); one that did not come up: reported, removed".to_owned(),
     );
     Ok(lines)
 }
