@@ -10,7 +10,7 @@ mod agent_harness;
 use std::fs;
 
 use agent_harness::SimHost;
-use vgpu_plan::plan::{KernelPin, Phase, Step, StepKind};
+use vgpu_plan::plan::KernelPin;
 
 const SCRIPT: &str = "etc/grub.d/42_vgpu-bake-trial";
 const DROPIN: &str = "etc/default/grub.d/vgpu-bake.cfg";
@@ -49,6 +49,41 @@ fn boot_commands(host: &SimHost) -> Vec<String> {
         .collect()
 }
 
+/// The GRUB trial script holds the entry `title` with the `linux` line.
+fn script_has(host: &SimHost, title: &str, linux: &str) {
+    let script = read(host, SCRIPT);
+    assert!(
+        script.contains(&format!("menuentry '{title}' --id vgpu-bake-trial {{\n")),
+        "{script}"
+    );
+    assert!(script.contains(&format!("\tlinux {linux}\n")), "{script}");
+}
+
+/// The boot after a trial boot that did not come up: it fails with
+/// `says` in its output, the trial failed and its entry gone.
+fn fails_as_not_come_up(host: &SimHost, says: &str) -> String {
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(text.contains(says), "{text}");
+    assert!(
+        text.contains("did not come up (panic, hang or power cut)"),
+        "{text}"
+    );
+    assert_eq!(status_of_trial(host), "failed");
+    assert!(!host.root().join(SCRIPT).exists(), "the trial stays armed");
+    text
+}
+
+/// Further boots after a failed trial run nothing: no phase 1, no reboot.
+fn further_boots_run_nothing(host: &mut SimHost) {
+    let cmds = host.commands();
+    host.reboot();
+    let third = host.boot_run(&[]).unwrap();
+    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    assert_eq!(host.commands(), cmds);
+}
+
 #[test]
 fn grub_trial_is_armed_then_committed() {
     let mut host = SimHost::new("pve8-grub", "demo");
@@ -61,14 +96,10 @@ fn grub_trial_is_armed_then_committed() {
         "phase 1 changed the default"
     );
     assert_eq!(read(&host, "etc/default/grub"), default_grub);
-    let script = read(&host, SCRIPT);
-    assert!(
-        script.contains("menuentry 'vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
-        "{script}"
-    );
-    assert!(
-        script.contains("\tlinux /boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
-        "{script}"
+    script_has(
+        &host,
+        "vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt",
+        "/boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt",
     );
     let cfg = read(&host, "boot/grub/grub.cfg");
     assert_eq!(cfg.matches("--id vgpu-bake-trial").count(), 1, "{cfg}");
@@ -138,16 +169,11 @@ fn a_trial_that_does_not_come_up_fails_once_and_stays_failed() {
     // The trial panics; the power cycle boots the unchanged default.
     host.reboot();
     assert!(!read(&host, "proc/cmdline").contains("intel_iommu=on"));
-    let second = host.boot_run(&[]).unwrap();
-    let text = out(&second);
-    assert_eq!(second.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("the trial boot of GRUB entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial\" (kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial) did not come up (panic, hang or power cut)"),
-        "{text}"
+    let text = fails_as_not_come_up(
+        &host,
+        "the trial boot of GRUB entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial\" (kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial) did not come up",
     );
     assert!(text.contains("which is unchanged"), "{text}");
-    assert_eq!(status_of_trial(&host), "failed");
-    assert!(!host.root().join(SCRIPT).exists(), "the trial stays armed");
     assert!(
         !host.root().join(DROPIN).exists(),
         "the failed args became the default"
@@ -163,28 +189,29 @@ fn a_trial_that_does_not_come_up_fails_once_and_stays_failed() {
             "update-grub"
         ]
     );
-    // Further boots do nothing: no phase 1, no reboot.
-    host.reboot();
-    let third = host.boot_run(&[]).unwrap();
-    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    further_boots_run_nothing(&mut host);
     assert_eq!(boot_commands(&host), cmds);
     let st = host.agent(&["status"], &[]);
     assert!(out(&st).contains("trial boot: failed"), "{}", out(&st));
 }
 
-#[test]
-fn a_power_cut_after_the_trial_came_up_commits_and_reboots_once() {
-    let mut host = SimHost::new("pve8-grub", "demo");
+/// Phase 1, then the trial boot comes up (recorded at start-up) and the
+/// power goes as verify-reboot begins, before the commit.
+fn cut_after_the_trial_came_up(host: &mut SimHost) {
     host.boot_run(&[]).unwrap();
     host.reboot();
-    // The trial boot is up (recorded at start-up); the power goes as
-    // verify-reboot begins, before the commit.
     let cut = host
         .boot_run(&[("VGPU_FIRSTBOOT_FAULT", "verify-reboot:begun")])
         .unwrap();
     assert_eq!(cut.status.code(), None, "{}", out(&cut));
-    assert_eq!(status_of_trial(&host), "came-up", "{}", out(&cut));
+    assert_eq!(status_of_trial(host), "came-up", "{}", out(&cut));
     assert!(!host.root().join(DROPIN).exists(), "{}", out(&cut));
+}
+
+#[test]
+fn a_power_cut_after_the_trial_came_up_commits_and_reboots_once() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    cut_after_the_trial_came_up(&mut host);
     // The next boot is the old default (the one-shot is used up).
     host.reboot();
     assert!(
@@ -418,26 +445,16 @@ const PIN_FILE: &str = "etc/kernel/proxmox-boot-pin";
 fn pinned(fixture: &str, plan: &str, series: &str, version: &str, args_running: bool) -> SimHost {
     let (series, version) = (series.to_owned(), version.to_owned());
     let host = SimHost::with_plan(fixture, plan, |p| {
-        p.host.kernel_pin = Some(KernelPin {
-            when_running_at_least: "6.0".into(),
-            series,
-            fallback: version,
-            zfs_guard: false,
-            reason: "the test's driver needs it".into(),
-        });
-        let at = p
-            .steps
-            .iter()
-            .position(|s| matches!(s.kind, StepKind::AptInstall | StepKind::KernelArgs))
-            .unwrap();
-        p.steps.insert(
-            at,
-            Step {
-                phase: Phase::One,
-                kind: StepKind::KernelPin,
-                why: "pin the kernel".into(),
+        agent_harness::add_kernel_pin(
+            p,
+            KernelPin {
+                when_running_at_least: "6.0".into(),
+                series,
+                fallback: version,
+                zfs_guard: false,
+                reason: "the test's driver needs it".into(),
             },
-        );
+        )
     });
     host.package_db(&[]);
     if args_running {
@@ -474,6 +491,27 @@ fn pin_commands(host: &SimHost) -> Vec<String> {
         .collect()
 }
 
+/// The first boot arms the trial and reboots, pinning nothing.
+fn arms_without_pinning(host: &SimHost) {
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    assert_eq!(pin_commands(host), Vec::<String>::new());
+    assert!(!host.root().join(PIN_FILE).exists());
+}
+
+/// The trial boot runs the chosen kernel `v`: committed, pinned once.
+fn trial_boot_pins(host: &mut SimHost, v: &str) {
+    host.reboot();
+    assert_eq!(osrelease(host), v);
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(host), "committed");
+    assert_eq!(
+        pin_commands(host),
+        [format!("proxmox-boot-tool kernel pin {v}")]
+    );
+}
+
 fn trial_line(host: &SimHost) -> String {
     let json = host.agent(&["status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -483,23 +521,16 @@ fn trial_line(host: &SimHost) -> String {
 #[test]
 fn grub_pin_only_trial_boots_the_kernel_once_and_pins_it_at_the_commit() {
     let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
-    let first = host.boot_run(&[]).unwrap();
-    assert!(out(&first).contains("rebooting"), "{}", out(&first));
     // Phase 1 pinned nothing: the trial entry boots the chosen kernel.
-    assert_eq!(pin_commands(&host), Vec::<String>::new());
-    assert!(!host.root().join(PIN_FILE).exists());
+    arms_without_pinning(&host);
     assert!(
         !host.root().join(DROPIN).exists(),
         "phase 1 changed the default"
     );
-    let script = read(&host, SCRIPT);
-    assert!(
-        script.contains("menuentry 'vgpu-bake trial: Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
-        "{script}"
-    );
-    assert!(
-        script.contains("\tlinux /boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
-        "{script}"
+    script_has(
+        &host,
+        "vgpu-bake trial: Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt",
+        "/boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt",
     );
     assert!(read(&host, TRIAL).contains("\npin: true\n"));
     assert!(
@@ -507,16 +538,7 @@ fn grub_pin_only_trial_boots_the_kernel_once_and_pins_it_at_the_commit() {
         "{}",
         trial_line(&host)
     );
-    // The trial boot runs the chosen kernel: committed, pinned once.
-    host.reboot();
-    assert_eq!(osrelease(&host), "6.5.13-6-pve");
-    let second = host.boot_run(&[]).unwrap();
-    assert!(out(&second).contains("done"), "{}", out(&second));
-    assert_eq!(status_of_trial(&host), "committed");
-    assert_eq!(
-        pin_commands(&host),
-        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
-    );
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
     assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
     assert!(!host.root().join(SCRIPT).exists());
     let st = host.agent(&["status"], &[]);
@@ -541,9 +563,7 @@ fn systemd_boot_pin_only_trial_uses_the_kernels_loader_entry() {
         true,
     );
     let cmdline = read(&host, "etc/kernel/cmdline");
-    let first = host.boot_run(&[]).unwrap();
-    assert!(out(&first).contains("rebooting"), "{}", out(&first));
-    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    arms_without_pinning(&host);
     assert_eq!(read(&host, "etc/kernel/cmdline"), cmdline);
     for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
         let e = fs::read_to_string(
@@ -564,15 +584,7 @@ fn systemd_boot_pin_only_trial_uses_the_kernels_loader_entry() {
         "{}",
         trial_line(&host)
     );
-    host.reboot();
-    assert_eq!(osrelease(&host), "6.8.12-9-pve");
-    let second = host.boot_run(&[]).unwrap();
-    assert!(out(&second).contains("done"), "{}", out(&second));
-    assert_eq!(status_of_trial(&host), "committed");
-    assert_eq!(
-        pin_commands(&host),
-        ["proxmox-boot-tool kernel pin 6.8.12-9-pve"]
-    );
+    trial_boot_pins(&mut host, "6.8.12-9-pve");
     // The commit: the pin, then the refresh, then the entries removed.
     let cmds = host.commands();
     let pin = cmds
@@ -594,24 +606,15 @@ fn systemd_boot_pin_only_trial_uses_the_kernels_loader_entry() {
 #[test]
 fn a_pin_and_new_arguments_are_one_trial() {
     let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
-    host.boot_run(&[]).unwrap();
+    arms_without_pinning(&host);
     let script = read(&host, SCRIPT);
     assert!(
         script.contains("\tlinux /boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
         "{script}"
     );
     assert_eq!(script.matches("menuentry").count(), 1, "{script}");
-    assert_eq!(pin_commands(&host), Vec::<String>::new());
-    host.reboot();
-    assert_eq!(osrelease(&host), "6.5.13-6-pve");
-    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
-    let second = host.boot_run(&[]).unwrap();
-    assert!(out(&second).contains("done"), "{}", out(&second));
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
     assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
-    assert_eq!(
-        pin_commands(&host),
-        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
-    );
     host.reboot();
     assert_eq!(osrelease(&host), "6.5.13-6-pve");
     assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
@@ -625,37 +628,22 @@ fn a_pin_trial_that_does_not_come_up_never_pins() {
     // The trial kernel panics; the power cycle boots the old default.
     host.reboot();
     assert_eq!(osrelease(&host), "6.8.12-9-pve");
-    let second = host.boot_run(&[]).unwrap();
-    let text = out(&second);
-    assert_eq!(second.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt) did not come up (panic, hang or power cut)"),
-        "{text}"
+    let text = fails_as_not_come_up(
+        &host,
+        "(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt) did not come up",
     );
     assert!(text.contains("no pin"), "{text}");
-    assert_eq!(status_of_trial(&host), "failed");
-    assert!(!host.root().join(SCRIPT).exists());
     assert!(!host.root().join(PIN_FILE).exists());
     // Further boots change nothing and never pin.
-    let cmds = host.commands();
-    host.reboot();
+    further_boots_run_nothing(&mut host);
     assert_eq!(osrelease(&host), "6.8.12-9-pve");
-    let third = host.boot_run(&[]).unwrap();
-    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
-    assert_eq!(host.commands(), cmds);
     assert_eq!(pin_commands(&host), Vec::<String>::new());
 }
 
 #[test]
 fn a_power_cut_after_the_pin_trial_came_up_pins_once() {
     let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
-    host.boot_run(&[]).unwrap();
-    host.reboot();
-    let cut = host
-        .boot_run(&[("VGPU_FIRSTBOOT_FAULT", "verify-reboot:begun")])
-        .unwrap();
-    assert_eq!(cut.status.code(), None, "{}", out(&cut));
-    assert_eq!(status_of_trial(&host), "came-up");
+    cut_after_the_trial_came_up(&mut host);
     assert_eq!(pin_commands(&host), Vec::<String>::new());
     // The next boot is the old default, old kernel: the commit finishes
     // (the pin once) and reboots into it once.
@@ -681,10 +669,8 @@ fn a_power_cut_after_the_pin_trial_came_up_pins_once() {
 #[test]
 fn undo_after_the_commit_reverts_the_pin() {
     let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
-    host.boot_run(&[]).unwrap();
-    host.reboot();
-    let done = host.boot_run(&[]).unwrap();
-    assert!(out(&done).contains("done"), "{}", out(&done));
+    arms_without_pinning(&host);
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
     assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
     let undo = host.agent(&["undo"], &[]);
     assert_eq!(undo.status.code(), Some(0), "{}", out(&undo));

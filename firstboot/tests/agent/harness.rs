@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 
 use vgpu_plan::layout;
 use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
-use vgpu_plan::plan::{PayloadFile, Plan};
+use vgpu_plan::plan::{KernelPin, PayloadFile, Phase, Plan, Step, StepKind};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -133,6 +133,25 @@ macro_rules! mkcfg {
 }
 "#
     };
+}
+
+/// `p` with a kernel pin, its kernel-pin step where the builder puts it:
+/// before apt-install (else before kernel-args).
+pub fn add_kernel_pin(p: &mut Plan, pin: KernelPin) {
+    p.host.kernel_pin = Some(pin);
+    let at = p
+        .steps
+        .iter()
+        .position(|s| matches!(s.kind, StepKind::AptInstall | StepKind::KernelArgs))
+        .unwrap();
+    p.steps.insert(
+        at,
+        Step {
+            phase: Phase::One,
+            kind: StepKind::KernelPin,
+            why: "pin the kernel".into(),
+        },
+    );
 }
 
 /// The boot loader stand-ins of the trial boot, which keep what the real
