@@ -6,84 +6,73 @@ use std::time::Duration;
 
 /// Usage text; also the `--help` output.
 pub const USAGE: &str = "\
-vgpu-firstboot: applies a baked vGPU plan on a Proxmox VE host, across two
-boot phases with a reboot between, recording every step in a crash-safe state
-file (/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.
+vgpu-firstboot: applies a baked vGPU plan on a Proxmox VE host in two boot
+phases with a reboot between, each step recorded in a crash-safe state file
+(/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.
 
 Usage: vgpu-firstboot [--root DIR] <command> [options]
 
-Commands:
-  run                   run the next phase of the plan (what systemd starts);
-                        a fresh run first passes the host gate: the Debian
-                        release of the plan's Proxmox VE major, a Proxmox VE
-                        host, every [[gpu]] present (id, address), each
-                        card's class fits the mode, vGPU possible. A host
-                        that fails it is refused with every reason and
-                        nothing changed (failed, or needs-operator for the
-                        firmware's VT-x/IOMMU); a demo plan is bound by the
-                        release check only
+Commands (each followed by what it does):
+  run
+    run the plan's next phase. A fresh run first passes the host gate (Debian
+    release of the plan's Proxmox VE major, a Proxmox VE host, every [[gpu]]
+    present by id and address, its class fits the mode, vGPU possible; a demo
+    plan: the release only), else it refuses with every reason, nothing
+    changed (failed, or needs-operator for the firmware's VT-x/IOMMU)
   status [--json] [--wait [--timeout SECS]]
-                        show progress; --wait polls until done, failed or
-                        waiting for an operator, never past --timeout
-                        (default 600 s)
-  plan                  dry run on this host: the host gate's verdict and
-                        reasons first, the bundle check (signature, files,
-                        whether `run` would refuse the bundle), then every
-                        file, kernel argument, module, repository, package
-                        and service the plan would change, and why
-  facts [--json]        what the agent sees on this host
-  retry [STEP]          let a failed step (default: every failed step) run
-                        again at the next `run`
-  undo [--dry-run]      revert every change the agent made, from its change
-                        journal (newest first): files restored or removed,
-                        the packages it installed (only those) purged, the
-                        driver removed with its own uninstaller, units it
-                        enabled disabled, the kernel pin put back; then the
-                        initramfs and the boot configuration refreshed, and
-                        whether a reboot is needed. Safe to run again after
-                        an interruption; `run` refuses an undone plan.
-                        --dry-run prints the actions and changes nothing
-  licensing             where the licensing step put the client token and
-                        the guest scripts, the DLS's URL, and how a guest
-                        uses them
-  upgrade               apply a newer installed bundle over the plan this
-                        host finished (done or failed): the old state is
-                        archived in /var/lib/vgpu-firstboot/history/, the
-                        new plan runs as `run` does (the old driver removed
-                        with its own uninstaller first; a reboot only if
-                        needed, phase 2 then from the unit); `nothing to
-                        upgrade` when the plan is the state's
+    progress; --wait polls until done, failed or needs an operator, at most
+    --timeout (default 600 s)
+  plan
+    dry run: the host gate's verdict, the bundle check (signature, files,
+    would `run` refuse it), then each file, kernel argument, module,
+    repository, package and service the plan would change, and why
+  facts [--json]
+    what the agent sees on this host
+  retry [STEP]
+    a failed step (default: each) runs again at `run`
+  undo [--dry-run]
+    revert the agent's changes from its journal, newest first: files restored
+    or removed, its packages purged, the driver's own uninstaller, its units
+    disabled, the kernel pin put back; then initramfs and boot refreshed, and
+    whether to reboot. Safe to repeat; `run` refuses an undone plan.
+    --dry-run prints the actions and changes nothing
+  licensing
+    where the licensing step put the client token and guest scripts, the
+    DLS's URL, how a guest uses them
+  upgrade
+    apply a newer installed bundle over a finished plan (done or failed): the
+    old state archived in /var/lib/vgpu-firstboot/history/, the new plan run
+    as `run` does (the old driver's uninstaller first; a reboot only if
+    needed, phase 2 from the unit); `nothing to upgrade` when it is the
+    state's plan
 
 Options:
-  --root DIR            root of the host's filesystem (default /); the agent's
-                        own reads and writes stay under it
-  -h, --help            this text
-  -V, --version         the version
+  --root DIR     the host's root (default /); the agent's reads and writes
+                 stay under it
+  -h, --help     this text
+  -V, --version  the version
 
-With --root DIR other than /, `run`, `retry`, `undo` and `upgrade` first enter DIR as
-arch-chroot does: in a private mount namespace they mount this machine's
-kernel view (/proc, /sys, /dev) and an empty /run on DIR's directories of
-those names (a directory that already holds files is used as it is), then
-chroot into DIR. Every command they run (apt-get, update-grub,
-update-initramfs, the driver installer, systemctl reboot, ...) is then DIR's
-own program, never this machine's; DIR's commands still act on this
-machine's kernel through /proc, /sys and /dev, as under arch-chroot, and
-systemctl cannot reach this machine's systemd (its /run is not mounted).
-This needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT); without it they refuse and
-run nothing. The mounts are seen only by the agent and its commands and
-vanish when the last of them exits. `status`, `plan`, `facts` and `licensing` run no command.
+With --root DIR other than /, `run`, `retry`, `undo` and `upgrade` enter DIR
+as arch-chroot does: in a private mount namespace, this machine's /proc,
+/sys, /dev and an empty /run mounted on DIR's (a directory holding files is
+used as it is), then chroot. Every command (apt-get, update-grub, the driver
+installer, systemctl reboot, ...) is DIR's own, acting on this machine's
+kernel; systemctl cannot reach this machine's systemd. Needs root
+(CAP_SYS_ADMIN, CAP_SYS_CHROOT), else they refuse and run nothing. The
+mounts are the agent's own and vanish with it. `status`, `plan`, `facts`
+and `licensing` run no command.
 
-Exit codes of `status` (its JSON `status` in brackets): 0 done, 1 failed,
-2 needs an operator (needs-operator), 3 in progress or not started
-(in-progress, not-started), 4 no bundle: no plan, no state (no-bundle), 5 the
-installed plan is not the state's and has not run (new-plan), 6 the state
-file or the plan cannot be read; the reason says why (state-unreadable).
---wait waits only while it is 3. Other commands: 0 success, 1 failure (`run`
-a failed step or a host the plan does not fit, `plan` no plan, `retry` no
-such step, `undo` a damaged journal, the agent running or an action that
-failed, `upgrade` refused or a failed step; `upgrade` with nothing to
-upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3 `facts` found a fatal obstacle to vGPU, 64 a usage error. A
-closed stdout or stderr loses the text, never changes the code.
+Exit codes of `status` (JSON `status` in brackets): 0 done, 1 failed, 2 needs
+an operator (needs-operator), 3 in progress or not started (in-progress,
+not-started), 4 no plan, no state (no-bundle), 5 the installed plan is not
+the state's and has not run (new-plan), 6 the state file or plan cannot be
+read, the reason says why (state-unreadable); --wait waits only while 3.
+Others: 0 success, 1 failure (`run`: a failed step or a host the plan does
+not fit; `plan`: no plan; `retry`: no such step; `undo`: a damaged journal,
+the agent running or a failed action; `upgrade`: refused or a failed step;
+nothing to upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3
+`facts` found a fatal obstacle to vGPU, 64 a usage error. A closed stdout or
+stderr loses the text, never changes the code.
 ";
 
 /// A parsed command line.

@@ -143,6 +143,9 @@ fn kernel_cmdline_without_root_is_refused() {
     assert_eq!(r.lines(), Vec::<String>::new());
 }
 
+/// kernel-pin's record of the kernel it chose, pinned at the trial's commit.
+const CHOSEN: &str = "var/lib/vgpu-firstboot/kernel-pin";
+
 const ZPOOL: &str = "zpool get -H -o value feature@block_cloning_endian rpool";
 
 #[test]
@@ -162,7 +165,7 @@ fn kernel_pin_is_refused_on_a_pool_with_block_cloning_endian() {
 }
 
 #[test]
-fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
+fn kernel_pin_installs_the_newest_signed_kernel_and_chooses_it_once() {
     let bed = pve9_on_617();
     assert_eq!(bed.facts.firmware.secure_boot, Some(true));
     let mut r = Fake::new(&bed);
@@ -185,12 +188,14 @@ fn kernel_pin_installs_the_newest_signed_kernel_and_pins_it_once() {
             query("proxmox-kernel-6.14.11-9-pve-signed"),
             query("proxmox-headers-6.14.11-9-pve"),
             format!("{INSTALL} proxmox-kernel-6.14.11-9-pve-signed proxmox-headers-6.14.11-9-pve"),
-            "proxmox-boot-tool kernel pin 6.14.11-9-pve".into(),
         ]
     );
-    assert_eq!(bed.read("etc/kernel/proxmox-boot-pin"), "6.14.11-9-pve\n");
+    // Not pinned in phase 1: the choice is recorded for the trial boot,
+    // whose commit pins it.
+    assert!(!bed.path("etc/kernel/proxmox-boot-pin").exists());
+    assert_eq!(bed.read(CHOSEN), "6.14.11-9-pve\n");
 
-    // {kernel} is now the pinned kernel.
+    // {kernel} is now the chosen kernel.
     let mut r = Fake::new(&bed);
     r.respond(
         "dpkg-query",
@@ -272,8 +277,13 @@ fn kernel_pin_falls_back_when_the_repositories_list_none() {
     );
     assert_eq!(
         lines.last().unwrap(),
-        "proxmox-boot-tool kernel pin 6.14.11-9-pve"
+        &format!("{INSTALL} proxmox-kernel-6.14.11-9-pve-signed proxmox-headers-6.14.11-9-pve")
     );
+    assert!(
+        !lines.iter().any(|l| l.contains("kernel pin")),
+        "{lines:#?}"
+    );
+    assert_eq!(bed.read(CHOSEN), "6.14.11-9-pve\n");
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod agent_harness;
 use std::fs;
 
 use agent_harness::SimHost;
+use vgpu_plan::plan::KernelPin;
 
 const SCRIPT: &str = "etc/grub.d/42_vgpu-bake-trial";
 const DROPIN: &str = "etc/default/grub.d/vgpu-bake.cfg";
@@ -48,6 +49,41 @@ fn boot_commands(host: &SimHost) -> Vec<String> {
         .collect()
 }
 
+/// The GRUB trial script holds the entry `title` with the `linux` line.
+fn script_has(host: &SimHost, title: &str, linux: &str) {
+    let script = read(host, SCRIPT);
+    assert!(
+        script.contains(&format!("menuentry '{title}' --id vgpu-bake-trial {{\n")),
+        "{script}"
+    );
+    assert!(script.contains(&format!("\tlinux {linux}\n")), "{script}");
+}
+
+/// The boot after a trial boot that did not come up: it fails with
+/// `says` in its output, the trial failed and its entry gone.
+fn fails_as_not_come_up(host: &SimHost, says: &str) -> String {
+    let second = host.boot_run(&[]).unwrap();
+    let text = out(&second);
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    assert!(text.contains(says), "{text}");
+    assert!(
+        text.contains("did not come up (panic, hang or power cut)"),
+        "{text}"
+    );
+    assert_eq!(status_of_trial(host), "failed");
+    assert!(!host.root().join(SCRIPT).exists(), "the trial stays armed");
+    text
+}
+
+/// Further boots after a failed trial run nothing: no phase 1, no reboot.
+fn further_boots_run_nothing(host: &mut SimHost) {
+    let cmds = host.commands();
+    host.reboot();
+    let third = host.boot_run(&[]).unwrap();
+    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    assert_eq!(host.commands(), cmds);
+}
+
 #[test]
 fn grub_trial_is_armed_then_committed() {
     let mut host = SimHost::new("pve8-grub", "demo");
@@ -60,14 +96,10 @@ fn grub_trial_is_armed_then_committed() {
         "phase 1 changed the default"
     );
     assert_eq!(read(&host, "etc/default/grub"), default_grub);
-    let script = read(&host, SCRIPT);
-    assert!(
-        script.contains("menuentry 'vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt' --id vgpu-bake-trial {"),
-        "{script}"
-    );
-    assert!(
-        script.contains("\tlinux /boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
-        "{script}"
+    script_has(
+        &host,
+        "vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt",
+        "/boot/vmlinuz-6.8.12-9-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt",
     );
     let cfg = read(&host, "boot/grub/grub.cfg");
     assert_eq!(cfg.matches("--id vgpu-bake-trial").count(), 1, "{cfg}");
@@ -137,16 +169,11 @@ fn a_trial_that_does_not_come_up_fails_once_and_stays_failed() {
     // The trial panics; the power cycle boots the unchanged default.
     host.reboot();
     assert!(!read(&host, "proc/cmdline").contains("intel_iommu=on"));
-    let second = host.boot_run(&[]).unwrap();
-    let text = out(&second);
-    assert_eq!(second.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("the trial boot of GRUB entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial\" (kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial) did not come up (panic, hang or power cut)"),
-        "{text}"
+    let text = fails_as_not_come_up(
+        &host,
+        "the trial boot of GRUB entry \"vgpu-bake trial: Proxmox VE GNU/Linux + intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial\" (kernel 6.8.12-9-pve, adding intel_iommu=on iommu=pt init=/nonexistent-vgpu-trial) did not come up",
     );
     assert!(text.contains("which is unchanged"), "{text}");
-    assert_eq!(status_of_trial(&host), "failed");
-    assert!(!host.root().join(SCRIPT).exists(), "the trial stays armed");
     assert!(
         !host.root().join(DROPIN).exists(),
         "the failed args became the default"
@@ -162,28 +189,29 @@ fn a_trial_that_does_not_come_up_fails_once_and_stays_failed() {
             "update-grub"
         ]
     );
-    // Further boots do nothing: no phase 1, no reboot.
-    host.reboot();
-    let third = host.boot_run(&[]).unwrap();
-    assert_eq!(third.status.code(), Some(1), "{}", out(&third));
+    further_boots_run_nothing(&mut host);
     assert_eq!(boot_commands(&host), cmds);
     let st = host.agent(&["status"], &[]);
     assert!(out(&st).contains("trial boot: failed"), "{}", out(&st));
 }
 
-#[test]
-fn a_power_cut_after_the_trial_came_up_commits_and_reboots_once() {
-    let mut host = SimHost::new("pve8-grub", "demo");
+/// Phase 1, then the trial boot comes up (recorded at start-up) and the
+/// power goes as verify-reboot begins, before the commit.
+fn cut_after_the_trial_came_up(host: &mut SimHost) {
     host.boot_run(&[]).unwrap();
     host.reboot();
-    // The trial boot is up (recorded at start-up); the power goes as
-    // verify-reboot begins, before the commit.
     let cut = host
         .boot_run(&[("VGPU_FIRSTBOOT_FAULT", "verify-reboot:begun")])
         .unwrap();
     assert_eq!(cut.status.code(), None, "{}", out(&cut));
-    assert_eq!(status_of_trial(&host), "came-up", "{}", out(&cut));
+    assert_eq!(status_of_trial(host), "came-up", "{}", out(&cut));
     assert!(!host.root().join(DROPIN).exists(), "{}", out(&cut));
+}
+
+#[test]
+fn a_power_cut_after_the_trial_came_up_commits_and_reboots_once() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    cut_after_the_trial_came_up(&mut host);
     // The next boot is the old default (the one-shot is used up).
     host.reboot();
     assert!(
@@ -350,7 +378,9 @@ fn a_trial_boot_that_fails_a_check_is_not_committed() {
     assert_eq!(second.status.code(), Some(1), "{text}");
     assert!(text.contains("nouveau is still loaded"), "{text}");
     assert!(
-        text.contains("the trial boot's arguments were not made the default"),
+        text.contains(
+            "the trial boot was not made the default (the default entry is unchanged, no pin)"
+        ),
         "{text}"
     );
     assert_eq!(status_of_trial(&host), "failed");
@@ -429,5 +459,260 @@ fn iommu_off_in_the_trial_boot_fails_at_verify_reboot_and_ends_the_trial() {
     assert_eq!(
         boot_commands(&host).last().map(String::as_str),
         Some("update-grub")
+    );
+}
+
+const PIN_FILE: &str = "etc/kernel/proxmox-boot-pin";
+
+/// `plan` on `fixture` with a kernel pin of `series` (fallback `version`:
+/// the stand-in `apt-cache` lists no kernel), the pin step before
+/// apt-install or kernel-args as the builder places it, and the stand-ins
+/// that keep dpkg's record (a kernel package's install writes its GRUB
+/// entry and its loader entry on each ESP). With `args_running`, the boot
+/// already runs the plan's kernel arguments: a pin-only trial.
+fn pinned(fixture: &str, plan: &str, series: &str, version: &str, args_running: bool) -> SimHost {
+    let (series, version) = (series.to_owned(), version.to_owned());
+    let host = SimHost::with_plan(fixture, plan, |p| {
+        agent_harness::add_kernel_pin(
+            p,
+            KernelPin {
+                when_running_at_least: "6.0".into(),
+                series,
+                fallback: version,
+                zfs_guard: false,
+                reason: "the test's driver needs it".into(),
+            },
+        )
+    });
+    host.package_db(&[]);
+    if args_running {
+        let args = host.agent(&["plan"], &[]);
+        let text = out(&args);
+        let line = text
+            .lines()
+            .filter_map(|l| l.split("kernel argument ").nth(1))
+            .map(|l| l.split(':').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!line.is_empty(), "{text}");
+        for rel in ["proc/cmdline", "cmdline.base"] {
+            let path = if rel == "cmdline.base" {
+                host.test_path(rel)
+            } else {
+                host.root().join(rel)
+            };
+            let c = fs::read_to_string(&path).unwrap();
+            fs::write(&path, format!("{} {line}\n", c.trim())).unwrap();
+        }
+    }
+    host
+}
+
+fn osrelease(host: &SimHost) -> String {
+    read(host, "proc/sys/kernel/osrelease").trim().to_owned()
+}
+
+fn pin_commands(host: &SimHost) -> Vec<String> {
+    host.commands()
+        .into_iter()
+        .filter(|c| c.starts_with("proxmox-boot-tool kernel"))
+        .collect()
+}
+
+/// The first boot arms the trial and reboots, pinning nothing.
+fn arms_without_pinning(host: &SimHost) {
+    let first = host.boot_run(&[]).unwrap();
+    assert!(out(&first).contains("rebooting"), "{}", out(&first));
+    assert_eq!(pin_commands(host), Vec::<String>::new());
+    assert!(!host.root().join(PIN_FILE).exists());
+}
+
+/// The trial boot runs the chosen kernel `v`: committed, pinned once.
+fn trial_boot_pins(host: &mut SimHost, v: &str) {
+    host.reboot();
+    assert_eq!(osrelease(host), v);
+    let second = host.boot_run(&[]).unwrap();
+    assert!(out(&second).contains("done"), "{}", out(&second));
+    assert_eq!(status_of_trial(host), "committed");
+    assert_eq!(
+        pin_commands(host),
+        [format!("proxmox-boot-tool kernel pin {v}")]
+    );
+}
+
+fn trial_line(host: &SimHost) -> String {
+    let json = host.agent(&["status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    v["trial"]["trial"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn grub_pin_only_trial_boots_the_kernel_once_and_pins_it_at_the_commit() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    // Phase 1 pinned nothing: the trial entry boots the chosen kernel.
+    arms_without_pinning(&host);
+    assert!(
+        !host.root().join(DROPIN).exists(),
+        "phase 1 changed the default"
+    );
+    script_has(
+        &host,
+        "vgpu-bake trial: Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve + intel_iommu=on iommu=pt",
+        "/boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt",
+    );
+    assert!(read(&host, TRIAL).contains("\npin: true\n"));
+    assert!(
+        trial_line(&host).contains("(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt)"),
+        "{}",
+        trial_line(&host)
+    );
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
+    assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
+    assert!(!host.root().join(SCRIPT).exists());
+    let st = host.agent(&["status"], &[]);
+    assert!(
+        out(&st).contains("trial boot: committed: GRUB entry") && out(&st).contains("to pin"),
+        "{}",
+        out(&st)
+    );
+    // The default boots the pinned kernel from now on.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    assert!(host.boot_run(&[]).is_none());
+}
+
+#[test]
+fn systemd_boot_pin_only_trial_uses_the_kernels_loader_entry() {
+    let mut host = pinned(
+        "pve9-zfs-sdboot",
+        "passthrough",
+        "6.8.12",
+        "6.8.12-9-pve",
+        true,
+    );
+    let cmdline = read(&host, "etc/kernel/cmdline");
+    arms_without_pinning(&host);
+    assert_eq!(read(&host, "etc/kernel/cmdline"), cmdline);
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        let e = fs::read_to_string(
+            host.test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf")),
+        )
+        .unwrap();
+        assert!(
+            e.contains("linux    /EFI/proxmox/6.8.12-9-pve/vmlinuz-6.8.12-9-pve\ninitrd   /EFI/proxmox/6.8.12-9-pve/initrd.img-6.8.12-9-pve\n"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("options root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt pcie_acs_override=downstream\n"),
+            "{e}"
+        );
+    }
+    assert!(
+        trial_line(&host).contains("(kernel 6.8.12-9-pve to pin, adding "),
+        "{}",
+        trial_line(&host)
+    );
+    trial_boot_pins(&mut host, "6.8.12-9-pve");
+    // The commit: the pin, then the refresh, then the entries removed.
+    let cmds = host.commands();
+    let pin = cmds
+        .iter()
+        .position(|c| c == "proxmox-boot-tool kernel pin 6.8.12-9-pve")
+        .unwrap();
+    assert_eq!(cmds[pin + 1], "proxmox-boot-tool refresh", "{cmds:?}");
+    for uuid in ["5E2A-1B3C", "5E2A-4D5F"] {
+        assert!(
+            !host
+                .test_path(&format!("esp/{uuid}/loader/entries/vgpu-bake-trial.conf"))
+                .exists()
+        );
+    }
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+}
+
+#[test]
+fn a_pin_and_new_arguments_are_one_trial() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
+    arms_without_pinning(&host);
+    let script = read(&host, SCRIPT);
+    assert!(
+        script.contains("\tlinux /boot/vmlinuz-6.5.13-6-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt\n"),
+        "{script}"
+    );
+    assert_eq!(script.matches("menuentry").count(), 1, "{script}");
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
+    assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    assert!(read(&host, "proc/cmdline").contains("intel_iommu=on iommu=pt"));
+}
+
+#[test]
+fn a_pin_trial_that_does_not_come_up_never_pins() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    host.failing_kernel = Some("6.5.13-6-pve".into());
+    host.boot_run(&[]).unwrap();
+    // The trial kernel panics; the power cycle boots the old default.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let text = fails_as_not_come_up(
+        &host,
+        "(kernel 6.5.13-6-pve to pin, adding intel_iommu=on iommu=pt) did not come up",
+    );
+    assert!(text.contains("no pin"), "{text}");
+    assert!(!host.root().join(PIN_FILE).exists());
+    // Further boots change nothing and never pin.
+    further_boots_run_nothing(&mut host);
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+}
+
+#[test]
+fn a_power_cut_after_the_pin_trial_came_up_pins_once() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", false);
+    cut_after_the_trial_came_up(&mut host);
+    assert_eq!(pin_commands(&host), Vec::<String>::new());
+    // The next boot is the old default, old kernel: the commit finishes
+    // (the pin once) and reboots into it once.
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.8.12-9-pve");
+    let again = host.boot_run(&[]).unwrap();
+    assert!(out(&again).contains("rebooting"), "{}", out(&again));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+    host.reboot();
+    assert_eq!(osrelease(&host), "6.5.13-6-pve");
+    let last = host.boot_run(&[]).unwrap();
+    assert!(out(&last).contains("done"), "{}", out(&last));
+    assert_eq!(
+        pin_commands(&host),
+        ["proxmox-boot-tool kernel pin 6.5.13-6-pve"]
+    );
+}
+
+#[test]
+fn undo_after_the_commit_reverts_the_pin() {
+    let mut host = pinned("pve8-grub", "demo", "6.5", "6.5.13-6-pve", true);
+    arms_without_pinning(&host);
+    trial_boot_pins(&mut host, "6.5.13-6-pve");
+    assert_eq!(read(&host, PIN_FILE), "6.5.13-6-pve\n");
+    let undo = host.agent(&["undo"], &[]);
+    assert_eq!(undo.status.code(), Some(0), "{}", out(&undo));
+    assert!(
+        out(&undo).contains("the kernel pin 6.5.13-6-pve was reverted"),
+        "{}",
+        out(&undo)
+    );
+    assert!(!host.root().join(PIN_FILE).exists());
+    assert_eq!(
+        pin_commands(&host),
+        [
+            "proxmox-boot-tool kernel pin 6.5.13-6-pve",
+            "proxmox-boot-tool kernel unpin"
+        ]
     );
 }

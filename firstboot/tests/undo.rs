@@ -15,7 +15,7 @@ use agent_harness::SimHost;
 use vgpu_firstboot::agent::journal::JOURNAL_FILE;
 use vgpu_firstboot::agent::undo::{UNDONE_JOURNAL, UNDONE_MARKER};
 use vgpu_plan::layout;
-use vgpu_plan::plan::{KernelPin, Phase, Plan, Step, StepKind};
+use vgpu_plan::plan::{KernelPin, Plan};
 
 fn text(o: &std::process::Output) -> String {
     format!(
@@ -25,17 +25,10 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// A reboot, with the pinned kernel running when one is pinned.
+/// A reboot: the harness boots the trial's kernel for a trial, else the
+/// pinned kernel when one is pinned.
 fn reboot(host: &mut SimHost) {
     host.reboot();
-    let pin = host.root().join("etc/kernel/proxmox-boot-pin");
-    if let Ok(v) = fs::read_to_string(pin) {
-        fs::write(
-            host.root().join("proc/sys/kernel/osrelease"),
-            format!("{}\n", v.trim()),
-        )
-        .unwrap();
-    }
 }
 
 /// Runs the agent at every boot until it is done; fails otherwise.
@@ -189,25 +182,15 @@ fn passthrough_plan_undone_gives_back_the_same_tree() {
 /// an unusual mode that the apt-repositories step edits.
 fn pinned_host() -> SimHost {
     let host = SimHost::with_plan("pve8-grub", "demo", |p: &mut Plan| {
-        p.host.kernel_pin = Some(KernelPin {
-            when_running_at_least: "6.8".into(),
-            series: "6.5".into(),
-            fallback: "6.5.13-6-pve".into(),
-            zfs_guard: true,
-            reason: "the test's driver needs 6.5".into(),
-        });
         p.host.packages = vec!["dkms".into(), "mdevctl".into()];
-        let at = p
-            .steps
-            .iter()
-            .position(|s| s.kind == StepKind::AptInstall)
-            .unwrap();
-        p.steps.insert(
-            at,
-            Step {
-                phase: Phase::One,
-                kind: StepKind::KernelPin,
-                why: "pin kernel 6.5".into(),
+        agent_harness::add_kernel_pin(
+            p,
+            KernelPin {
+                when_running_at_least: "6.8".into(),
+                series: "6.5".into(),
+                fallback: "6.5.13-6-pve".into(),
+                zfs_guard: true,
+                reason: "the test's driver needs 6.5".into(),
             },
         );
     });

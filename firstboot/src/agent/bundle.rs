@@ -133,7 +133,7 @@ fn verify_signature(
     let trusted = format!("{} ({key_names})", shown(layout::TRUSTED_KEYS_DIR));
     let Some(sig) = sig else {
         return Err(StepError::new(format!(
-            "the bundle is unsigned ({sig_name} is missing) but this host trusts the keys in {trusted}: install a bundle baked with `vgpu-bake bake --sign-key` and one of these keys"
+            "the bundle is unsigned ({sig_name} is missing) but this host trusts the keys in {trusted}: install one baked with `vgpu-bake bake --sign-key` and one of them"
         )));
     };
     let sig = std::str::from_utf8(sig)
@@ -149,7 +149,7 @@ fn verify_signature(
         .find(|(_, k)| k.verify(manifest, &sig, false).is_ok())
         .ok_or_else(|| {
             StepError::new(format!(
-                "the signature {sig_name} of {} does not verify with any key in {trusted}: the manifest changed after signing, or another key signed it; install a bundle signed with a trusted key",
+                "the signature {sig_name} of {} does not verify with any key in {trusted} (the manifest changed after signing, or another key signed it); install a bundle signed with a trusted key",
                 shown(layout::MANIFEST_FILE)
             ))
         })?;

@@ -99,7 +99,7 @@ pub fn run(root: &Path, runner: &mut dyn Runner) -> Result<RunEnd, RunError> {
     let fs = Root::at(root).map_err(|e| RunError(e.to_string()))?;
     if fs.resolves(super::undo::UNDONE_MARKER) {
         return Err(RunError(format!(
-            "the plan was undone (`vgpu-firstboot undo`, {}): not applying it again; to apply it, remove that file and {}, then start the unit",
+            "the plan was undone (`vgpu-firstboot undo`, {}): not applying it again; to apply it, remove that file and {}, start the unit",
             layout::absolute(super::undo::UNDONE_MARKER),
             layout::absolute(layout::STATE_FILE)
         )));
@@ -384,7 +384,7 @@ fn reboot(
         Ok(()) => {}
         Err(StateError::RebootCap { reboots, cap }) => {
             let reason = format!(
-                "a reboot is still needed ({why}) but the agent already rebooted {reboots} time(s), the plan's cap is {cap}; it will not reboot again. Fix the cause, then `vgpu-firstboot retry`"
+                "a reboot is still needed ({why}) but the agent rebooted {reboots} time(s), the plan's cap is {cap}: no reboot again. Fix the cause, then `vgpu-firstboot retry`"
             );
             host.note(&reason);
             return Ok(RunEnd::Failed(reason));

@@ -9,10 +9,10 @@ use vgpu_plan::plan::Mode;
 pub fn next_steps(mode: Mode) -> &'static str {
     match mode {
         Mode::Passthrough => {
-            "next, in the Proxmox VE web UI: Datacenter > Resource Mappings > PCI Devices > Add, select the GPU; then the VM's Hardware > Add > PCI Device > Mapped Device (the whole card: no MDev Type)"
+            "next, in the web UI: Datacenter > Resource Mappings > PCI Devices > Add, select the GPU; then the VM's Hardware > Add > PCI Device > Mapped Device (the whole card: no MDev Type)"
         }
         Mode::Native | Mode::Unlock => {
-            "next, in the Proxmox VE web UI: Datacenter > Resource Mappings > PCI Devices > Add, tick \"Use with Mediated Devices\", select the GPU; then the VM's Hardware > Add > PCI Device > Mapped Device and its MDev Type (a vGPU profile)"
+            "next, in the web UI: Datacenter > Resource Mappings > PCI Devices > Add, tick \"Use with Mediated Devices\", select the GPU; then the VM's Hardware > Add > PCI Device > Mapped Device and its MDev Type (a vGPU profile)"
         }
     }
 }

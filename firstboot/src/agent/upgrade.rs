@@ -60,12 +60,12 @@ pub(crate) enum Decision {
 pub(crate) fn decide(st: &State, plan_sha: &str, machine_id: &str) -> Decision {
     if st.plan_sha256.is_empty() {
         return Decision::Refuse(
-            "no plan has run on this host yet (no state bound to a plan): there is nothing to upgrade from; start the unit (`systemctl start vgpu-firstboot`) or `vgpu-firstboot run`".into(),
+            "no plan has run on this host yet (no state): nothing to upgrade from; start the unit (`systemctl start vgpu-firstboot`) or `vgpu-firstboot run`".into(),
         );
     }
     if st.machine_id != machine_id {
         return Decision::Refuse(format!(
-            "{} belongs to machine {}, but this host is {machine_id} (cloned disk?): it is not this host's history; remove it, then start the unit to run the plan from the first step",
+            "{} belongs to machine {}, but this host is {machine_id} (cloned disk?), not this host's history; remove it, start the unit to run the plan from the first step",
             layout::absolute(layout::STATE_FILE),
             st.machine_id
         ));
@@ -82,14 +82,14 @@ pub(crate) fn decide(st: &State, plan_sha: &str, machine_id: &str) -> Decision {
             )),
             _ if upgraded => Decision::Resume,
             _ => Decision::Nothing(format!(
-                "nothing to upgrade: the installed plan (sha256 {plan_sha}) is the one the state is bound to ({status}); `vgpu-firstboot status` shows its progress"
+                "nothing to upgrade: the installed plan (sha256 {plan_sha}) is the state's ({status}); `vgpu-firstboot status` shows its progress"
             )),
         };
     }
     match st.status {
         Status::Done | Status::Failed { .. } => Decision::Upgrade,
         _ => Decision::Refuse(format!(
-            "the earlier plan (sha256 {}) is {status}, not done or failed: an upgrade starts from a finished plan. Let it finish (the unit runs it at boot; `vgpu-firstboot status`), or give it up: move {} aside and start the unit to run the installed plan from the first step",
+            "the earlier plan (sha256 {}) is {status}, not done or failed: an upgrade starts from a finished plan. Let it finish (`vgpu-firstboot status`), or give it up: move {} aside and start the unit to run the installed plan from its first step",
             st.plan_sha256,
             layout::absolute(layout::STATE_FILE)
         )),

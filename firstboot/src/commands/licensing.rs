@@ -83,11 +83,11 @@ pub fn licensing(root: &Path) -> u8 {
     );
     outln!("how a guest uses them (the NVIDIA guest driver must be installed first):");
     outln!(
-        "  Linux guest: copy the script in (e.g. scp root@THIS-HOST:{} .), then `sudo bash license_linux.sh`: it puts a token in /etc/nvidia/ClientConfigToken/, sets FeatureType=1 in /etc/nvidia/gridd.conf, restarts nvidia-gridd and shows the licence state",
+        "  Linux guest: copy the script in (scp root@THIS-HOST:{} .), `sudo bash license_linux.sh`: a token in /etc/nvidia/ClientConfigToken/, FeatureType=1 in /etc/nvidia/gridd.conf, nvidia-gridd restarted, the licence state shown",
         absolute(lp::GUEST_LINUX)
     );
     outln!(
-        "  Windows guest: copy license_windows.ps1 in, then in an elevated PowerShell `powershell -ExecutionPolicy Bypass -File license_windows.ps1`: it puts a token in C:\\Program Files\\NVIDIA Corporation\\vGPU Licensing\\ClientConfigToken\\, sets FeatureType=1 under HKLM:\\SOFTWARE\\NVIDIA Corporation\\Global\\GridLicensing and restarts NVDisplay.ContainerLocalSystem"
+        "  Windows guest: copy license_windows.ps1 in, in an elevated PowerShell `powershell -ExecutionPolicy Bypass -File license_windows.ps1`: a token in C:\\Program Files\\NVIDIA Corporation\\vGPU Licensing\\ClientConfigToken\\, FeatureType=1 under HKLM:\\SOFTWARE\\NVIDIA Corporation\\Global\\GridLicensing, NVDisplay.ContainerLocalSystem restarted"
     );
     if l.mode == LicensingMode::External {
         outln!(

@@ -58,6 +58,13 @@ fn step(e: StepError) -> RunError {
     RunError(reason)
 }
 
+/// An action's failure: undo stopped there.
+fn stopped(e: StepError) -> RunError {
+    let mut e = step(e);
+    e.0.push_str("\nundo stopped there; fix the cause, then `vgpu-firstboot undo` again (every action is safe to repeat)");
+    e
+}
+
 /// The journal, or why undo cannot trust it.
 fn journal(fs: &Root) -> Result<Journal, RunError> {
     Journal::read(fs).map_err(|e| {
@@ -156,16 +163,8 @@ fn revert(root: &Path) -> Result<Vec<String>, RunError> {
     }
     let actions = undo::actions(&j);
     // Before the journal's boot refresh, so `update-grub` drops the entry.
-    crate::agent::steps::undo_trial(&mut host).map_err(|e| {
-        let mut e = step(e);
-        e.0.push_str("\nundo stopped there; fix the cause, then `vgpu-firstboot undo` again (every action is safe to repeat)");
-        e
-    })?;
-    apply::execute(&mut host, &actions).map_err(|e| {
-        let mut e = step(e);
-        e.0.push_str("\nundo stopped there; fix the cause, then `vgpu-firstboot undo` again (every action is safe to repeat)");
-        e
-    })?;
+    crate::agent::steps::undo_trial(&mut host).map_err(stopped)?;
+    apply::execute(&mut host, &actions).map_err(stopped)?;
     let verdict = apply::judge(&host, &actions).map_err(step)?;
     finish(&fs, &verdict, &actions)?;
     lines.push(format!(

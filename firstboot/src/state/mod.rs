@@ -329,7 +329,7 @@ pub enum StateError {
     },
     /// The state file cannot be parsed.
     #[error(
-        "{} is not a valid state file ({detail}); it is never replaced silently: move it aside, then `vgpu-firstboot retry` starts over from the first step (steps are idempotent)",
+        "{} is not a valid state file ({detail}), never replaced silently: move it aside, then `vgpu-firstboot retry` starts over from the first step (steps are idempotent)",
         path.display()
     )]
     Corrupt {
@@ -364,7 +364,7 @@ pub enum StateError {
     },
     /// The state was written for another plan.
     #[error(
-        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived), or remove it to run the new plan from the first step",
+        "{} was written for plan sha256 {state_plan}, but the installed plan is {plan} (bundle replaced?); `vgpu-firstboot upgrade` applies the new plan over a finished one (the state is archived), or remove the file to run it from the first step",
         path.display()
     )]
     OtherPlan {
@@ -377,7 +377,7 @@ pub enum StateError {
     },
     /// The reboot-loop guard.
     #[error(
-        "refusing to reboot: the agent already rebooted the host {reboots} times (cap {cap}) and the running system still lacks what phase 2 needs; check /proc/cmdline and the boot loader, then run `vgpu-firstboot retry`"
+        "refusing to reboot: the agent already rebooted the host {reboots} times (cap {cap}) and it still lacks what phase 2 needs; check /proc/cmdline and the boot loader, then `vgpu-firstboot retry`"
     )]
     RebootCap {
         /// Reboots so far.

@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 
 use vgpu_plan::layout;
 use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
-use vgpu_plan::plan::{PayloadFile, Plan};
+use vgpu_plan::plan::{KernelPin, PayloadFile, Phase, Plan, Step, StepKind};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,11 +114,49 @@ esac
     };
 }
 
+/// `mkcfg`, shared by `update-grub` and the kernel packages' install: the
+/// grub.cfg `update-grub` writes, the fixture's ([`GRUB_CFG_BASE`]) with an
+/// "Advanced options" entry for each `proxmox-kernel-V-pve[-signed]` in
+/// dpkg's record (as `10_linux` lists installed kernels), then the output
+/// of every executable `/etc/grub.d` script.
+macro_rules! mkcfg {
+    () => {
+        r#"mkcfg() {
+  k=$VGPU_TEST_DIR/kernels.cfg; : >"$k"
+  for v in $(sed -n 's/^proxmox-kernel-\([^ ]*-pve\)[-a-z]* .*/\1/p' /var/lib/dpkg/status 2>/dev/null); do
+    printf "\tmenuentry 'Proxmox VE GNU/Linux, with Linux %s' --class os \$menuentry_id_option 'gnulinux-%s-advanced-fixture' {\n\t\tlinux\t/boot/vmlinuz-%s root=/dev/mapper/pve-root ro  quiet\n\t\tinitrd\t/boot/initrd.img-%s\n\t}\n" "$v" "$v" "$v" "$v" >>"$k"
+  done
+  sed "/^submenu /r $k" "$VGPU_TEST_DIR/grub.cfg.base" >/boot/grub/grub.cfg || exit 1
+  for s in /etc/grub.d/*; do
+    if [ -f "$s" ] && [ -x "$s" ]; then "$s" >>/boot/grub/grub.cfg || exit 1; fi
+  done
+}
+"#
+    };
+}
+
+/// `p` with a kernel pin, its kernel-pin step where the builder puts it:
+/// before apt-install (else before kernel-args).
+pub fn add_kernel_pin(p: &mut Plan, pin: KernelPin) {
+    p.host.kernel_pin = Some(pin);
+    let at = p
+        .steps
+        .iter()
+        .position(|s| matches!(s.kind, StepKind::AptInstall | StepKind::KernelArgs))
+        .unwrap();
+    p.steps.insert(
+        at,
+        Step {
+            phase: Phase::One,
+            kind: StepKind::KernelPin,
+            why: "pin the kernel".into(),
+        },
+    );
+}
+
 /// The boot loader stand-ins of the trial boot, which keep what the real
 /// tools keep and fail (stderr, exit 2) when called in any other way:
-/// `update-grub` writes `/boot/grub/grub.cfg` from the fixture's copy
-/// ([`GRUB_CFG_BASE`]) and the output of every executable `/etc/grub.d`
-/// script; `grub-reboot ID` needs `--id ID` in grub.cfg and sets
+/// `update-grub` writes `/boot/grub/grub.cfg` (`mkcfg`); `grub-reboot ID` needs `--id ID` in grub.cfg and sets
 /// `next_entry` in grubenv; `grub-editenv /boot/grub/grubenv unset
 /// next_entry` clears it; `mount -t vfat /dev/disk/by-uuid/U DIR` copies
 /// the simulated ESP `esp/U` into the empty DIR and `umount DIR` copies it
@@ -131,14 +169,12 @@ if [ $# -gt 0 ]; then echo "$name $*"; else echo "$name"; fi >>"$VGPU_TEST_LOG"
 bad() { echo "$name stand-in: unexpected call: $name $*" >&2; exit 2; }
 "#,
     crash_hook!(),
+    mkcfg!(),
     r#"esp=$VGPU_TEST_DIR/esp
 case "$name" in
   update-grub)
     [ $# -eq 0 ] || bad
-    cp "$VGPU_TEST_DIR/grub.cfg.base" /boot/grub/grub.cfg || exit 1
-    for s in /etc/grub.d/*; do
-      if [ -f "$s" ] && [ -x "$s" ]; then "$s" >>/boot/grub/grub.cfg || exit 1; fi
-    done ;;
+    mkcfg ;;
   grub-reboot)
     [ $# -eq 1 ] && grep -q -- "--id $1 " /boot/grub/grub.cfg || bad
     echo "next_entry=$1" >/boot/grub/grubenv ;;
@@ -188,7 +224,10 @@ pub const GRUB_CFG_BASE: &str = "grub.cfg.base";
 /// [`PACKAGE_DB`]) so `apt-get install` adds to it, `apt-get purge -y`
 /// removes from it (and fails for a package that is not installed, or
 /// without `-y`), `dpkg-query -W` answers from it, and `proxmox-boot-tool
-/// kernel pin|unpin` writes or removes the pin file. The crash hook
+/// kernel pin|unpin` writes or removes the pin file. A kernel package's
+/// install does what its hooks do: GRUB's grub.cfg written again (`mkcfg`),
+/// and on each simulated ESP its loader entry `proxmox-V.conf`, as
+/// `proxmox-boot-tool refresh` writes it. The crash hook
 /// (`VGPU_TEST_CRASH_IN`) kills the agent before the call has any effect.
 const STATEFUL: &str = concat!(
     r#"#!/bin/sh
@@ -196,6 +235,7 @@ name=$(basename "$0")
 echo "$name $*" >>"$VGPU_TEST_LOG"
 "#,
     crash_hook!(),
+    mkcfg!(),
     r#"db=/var/lib/dpkg/status
 log=/var/log/dpkg.log
 # dpkg's log, when there is one, gets a line per package newly installed;
@@ -205,6 +245,14 @@ add() {
   echo "$1 $2" >>"$db"
   [ ! -e "$log" ] || echo "2026-12-03 06:00:00 install $1:amd64 <none> $2" >>"$log"
   [ "$1" != mdevctl ] || add libmdevctl-dep-stand-in 1.0
+  case "$1" in proxmox-kernel-*-pve*)
+    [ ! -f "$VGPU_TEST_DIR/grub.cfg.base" ] || mkcfg
+    v=${1#proxmox-kernel-}; v=${v%-signed}
+    for e in "$VGPU_TEST_DIR"/esp/*/loader/entries; do
+      [ -d "$e" ] || continue
+      printf 'title    Proxmox Virtual Environment\nversion  %s\noptions  %s\nlinux    /EFI/proxmox/%s/vmlinuz-%s\ninitrd   /EFI/proxmox/%s/initrd.img-%s\n' "$v" "$(cat /etc/kernel/cmdline)" "$v" "$v" "$v" "$v" >"$e/proxmox-$v.conf"
+    done ;;
+  esac
 }
 case "$name $1" in
   "apt-get install")
@@ -343,6 +391,8 @@ pub struct SimHost {
     /// A kernel argument whose boot does not come up (panics): a trial boot
     /// with it is followed by the old default, as after a power cycle.
     pub failing_arg: Option<String>,
+    /// A kernel whose trial boot panics (the power cycle boots the default).
+    pub failing_kernel: Option<String>,
 }
 
 impl SimHost {
@@ -367,6 +417,7 @@ impl SimHost {
             dir,
             boots: 1,
             failing_arg: None,
+            failing_kernel: None,
         };
         host.install_tools();
         host.install_bundle(plan, edit, STAND_IN_LIBRARY);
@@ -500,6 +551,11 @@ impl SimHost {
             fs::write(self.test_path(GRUB_CFG_BASE), cfg).unwrap();
         }
         fs::copy(root.join("proc/cmdline"), self.test_path("cmdline.base")).unwrap();
+        fs::copy(
+            root.join("proc/sys/kernel/osrelease"),
+            self.test_path("osrelease.base"),
+        )
+        .unwrap();
         let Ok(uuids) = fs::read_to_string(root.join("etc/kernel/proxmox-boot-uuids")) else {
             return;
         };
@@ -521,10 +577,10 @@ impl SimHost {
         }
     }
 
-    /// The one-shot entry's kernel arguments, used up as the boot loader
-    /// would: GRUB's `next_entry` naming the trial script's entry, or the
-    /// systemd-boot one-shot naming an entry on the first ESP.
-    fn take_oneshot(&self) -> Option<String> {
+    /// The one-shot entry's kernel arguments and kernel, used up as the
+    /// boot loader would: GRUB's `next_entry` naming the trial script's
+    /// entry, or the systemd-boot one-shot naming an entry on the first ESP.
+    fn take_oneshot(&self) -> Option<(String, String)> {
         let root = self.root();
         let env = root.join("boot/grub/grubenv");
         if let Ok(text) = fs::read_to_string(&env) {
@@ -536,7 +592,11 @@ impl SimHost {
                 .lines()
                 .find(|l| l.trim_start().starts_with("linux"))?;
             let words: Vec<&str> = linux.split_whitespace().collect();
-            return Some(format!("BOOT_IMAGE={} {}", words[1], words[2..].join(" ")));
+            let kernel = words[1].rsplit("vmlinuz-").next().unwrap().to_owned();
+            return Some((
+                format!("BOOT_IMAGE={} {}", words[1], words[2..].join(" ")),
+                kernel,
+            ));
         }
         let oneshot = self.test_path("oneshot");
         let entry = fs::read_to_string(&oneshot).ok()?;
@@ -550,9 +610,12 @@ impl SimHost {
                 .join(entry.trim()),
         )
         .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("options"))
-            .map(|o| o.trim().to_owned())
+        let value = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|o| o.trim().to_owned())
+        };
+        Some((value("options")?, value("version")?))
     }
 
     fn install_bundle(&self, plan_name: &str, edit: impl FnOnce(&mut Plan), library: &[u8]) {
@@ -705,13 +768,19 @@ impl SimHost {
             format!("00000000-0000-4000-8000-{:012x}\n", self.boots),
         )
         .unwrap();
-        if let Some(trial) = self.take_oneshot() {
+        if let Some((trial, kernel)) = self.take_oneshot() {
             let fails = self
                 .failing_arg
                 .as_ref()
-                .is_some_and(|a| trial.split_whitespace().any(|t| t == a));
+                .is_some_and(|a| trial.split_whitespace().any(|t| t == a))
+                || self.failing_kernel.as_deref() == Some(kernel.as_str());
             if !fails {
                 fs::write(root.join("proc/cmdline"), format!("{trial}\n")).unwrap();
+                fs::write(
+                    root.join("proc/sys/kernel/osrelease"),
+                    format!("{kernel}\n"),
+                )
+                .unwrap();
                 self.blacklist_takes_effect();
                 return;
             }
@@ -748,6 +817,15 @@ impl SimHost {
             }
         }
         fs::write(root.join("proc/cmdline"), format!("{cmdline}\n")).unwrap();
+        // The default kernel: the pinned one, else the one the host had.
+        let release = fs::read_to_string(root.join("etc/kernel/proxmox-boot-pin"))
+            .or_else(|_| fs::read_to_string(self.test_path("osrelease.base")))
+            .unwrap();
+        fs::write(
+            root.join("proc/sys/kernel/osrelease"),
+            format!("{}\n", release.trim()),
+        )
+        .unwrap();
         self.blacklist_takes_effect();
     }
 

@@ -10,7 +10,7 @@
 //! loader that ignored our change, it would only loop.
 
 use super::iommu_args::desired_kernel_args;
-use super::pinned_kernel::PIN_FILE;
+use super::pinned_kernel::read_pin;
 use crate::agent::host::{Host, StepError};
 use crate::edits::kernel_cmdline::missing_args;
 
@@ -60,10 +60,7 @@ pub(super) fn check(host: &Host) -> Result<BootCheck, StepError> {
         StepError::new("/proc/cmdline is missing: is /proc mounted under the root?")
     })?;
     let running = host.facts.kernel.release.clone().unwrap_or_default();
-    let pinned = host
-        .read_opt(PIN_FILE)?
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
+    let pinned = read_pin(host)?;
     Ok(BootCheck {
         missing_args: missing_args(&cmdline, &desired_kernel_args(host)?),
         iommu_groups: host.facts.iommu.group_count,
@@ -78,7 +75,7 @@ pub(super) fn check(host: &Host) -> Result<BootCheck, StepError> {
 pub(super) fn iommu_off_error() -> StepError {
     StepError::new(
         "IOMMU is off: enable VT-d / AMD-Vi (SVM + IOMMU) in the firmware setup \
-         (the kernel arguments are on /proc/cmdline but /sys/kernel/iommu_groups is empty, \
-         so a reboot alone will not help), boot, then run `vgpu-firstboot retry`",
+         (the kernel arguments are on /proc/cmdline, /sys/kernel/iommu_groups is empty: \
+         a reboot alone will not help), boot, then run `vgpu-firstboot retry`",
     )
 }

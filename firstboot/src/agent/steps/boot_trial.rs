@@ -1,7 +1,9 @@
 //! The trial boot's effects (the record and the decisions are in
 //! [`crate::agent::trial`]): arming it in phase 1 (kernel-args), the commit
 //! and the clean-up in phase 2 (verify-reboot), its removal by undo, and
-//! the "came up" observation every run makes at start-up.
+//! the "came up" observation every run makes at start-up. With a kernel
+//! kernel-pin chose and nothing pinned yet ([`pin_pending`]), the entry is
+//! that kernel's and the commit pins it.
 //!
 //! GRUB: the script [`grub::SCRIPT`] is written through [`Host`] (so it is
 //! journaled, and undo removes it), then `update-grub` and `grub-reboot`.
@@ -13,6 +15,7 @@
 
 use super::commands::run_or;
 use super::iommu_args::desired_kernel_args;
+use super::pinned_kernel::{pin, pin_pending};
 use crate::agent::host::{Host, StepError};
 use crate::agent::shown::shown;
 use crate::agent::trial::{
@@ -45,7 +48,7 @@ pub(crate) fn load(host: &Host) -> Result<Option<Trial>, StepError> {
         .map(|t| {
             Trial::from_text(&t).map_err(|e| {
                 StepError::new(format!(
-                    "{} is not a trial record ({e}); look at it, remove it if no trial entry is left in the boot loader, then retry",
+                    "{} is not a trial record ({e}); remove it if the boot loader has no trial entry left, then retry",
                     shown(TRIAL_FILE)
                 ))
             })
@@ -60,10 +63,13 @@ pub(crate) fn save(host: &Host, t: &Trial) -> Result<(), StepError> {
         .write_atomic(TRIAL_FILE, t.to_text().as_bytes(), 0o600)?)
 }
 
-/// Whether the running command line has every one of `args`.
-fn running_has(host: &Host, args: &[String]) -> Result<bool, StepError> {
+/// Whether this boot runs the trial: every one of its arguments on the
+/// running command line, and with a pin its kernel
+/// (`/proc/sys/kernel/osrelease`).
+fn running_trial(host: &Host, t: &Trial) -> Result<bool, StepError> {
     let cmdline = host.read_opt("proc/cmdline")?.unwrap_or_default();
-    Ok(missing_args(&cmdline, args).is_empty())
+    Ok(missing_args(&cmdline, &t.args).is_empty()
+        && (!t.pin || host.facts.kernel.release.as_deref() == Some(t.kernel.as_str())))
 }
 
 /// The trial as this boot sees it; a trial whose arguments this boot runs
@@ -73,7 +79,7 @@ pub(crate) fn observe(host: &mut Host) -> Result<(Option<Trial>, Seen), StepErro
         return Ok((None, Seen::Over));
     };
     let boot = boot_id(host)?;
-    let seen = trial::seen(Some(&t), &boot, running_has(host, &t.args)?);
+    let seen = trial::seen(Some(&t), &boot, running_trial(host, &t)?);
     if seen == Seen::Up && t.status == TrialStatus::Armed {
         t.status = TrialStatus::CameUp;
         t.came_up_boot = Some(boot);
@@ -147,14 +153,16 @@ fn trial_title(default_title: &str, args: &[String]) -> String {
     format!("vgpu-bake trial: {default_title} + {}", args.join(" "))
 }
 
-/// The GRUB trial entry: the title, the `menuentry` text, the kernel.
+/// The GRUB trial entry: the title, the `menuentry` text, the kernel. With
+/// `pin`, the entry that boots that kernel, else the default entry.
 pub(super) fn grub_trial(
     host: &Host,
     args: &[String],
+    pin: Option<&str>,
 ) -> Result<(String, String, String), StepError> {
     let cfg = host.read_opt(grub::GRUB_CFG)?.ok_or_else(|| {
         StepError::new(format!(
-            "{} is missing: GRUB's configuration is needed to find its default entry; run update-grub, then retry",
+            "{} is missing (GRUB's menu); run update-grub, then retry",
             shown(grub::GRUB_CFG)
         ))
     })?;
@@ -181,8 +189,18 @@ pub(super) fn grub_trial(
         ))
     })?;
     let env = host.read_opt(grub::GRUBENV)?;
-    let (titles, body) =
-        grub::resolve_default(&menu, &default, env.as_deref()).map_err(StepError::new)?;
+    let (titles, body) = match pin {
+        Some(v) => grub::kernel_entry(&menu, v)
+            .map(|(t, b)| (vec![t], b))
+            .ok_or_else(|| {
+                format!(
+                    "{} has no entry that boots kernel {v}; run update-grub, then retry",
+                    shown(grub::GRUB_CFG)
+                )
+            }),
+        None => grub::resolve_default(&menu, &default, env.as_deref()),
+    }
+    .map_err(StepError::new)?;
     let title = trial_title(&titles.join(" > "), args);
     let (text, kernel) = grub::trial_entry(&title, body, args).map_err(StepError::new)?;
     Ok((title, text, kernel))
@@ -218,13 +236,17 @@ fn with_esp(
 /// clean-up knows what to remove), the entry, the boot loader's one-shot.
 /// Run again after a power cut it writes the same entry again, never a
 /// second one. systemd-boot: each ESP is mounted once, its default entry
-/// read and the trial entry written next to it.
+/// (with a pin, that kernel's `proxmox-V.conf`) read and the trial entry
+/// written next to it.
 pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Result<(), StepError> {
     let boot = boot_id(host)?;
+    let pinned = pin_pending(host)?;
+    let to_pin = pinned.as_deref();
     let mut trial = match kind {
         BootloaderKind::Grub => {
-            let (title, text, kernel) = grub_trial(host, args)?;
-            let trial = Trial::armed(kind, ENTRY_ID, &title, args, &kernel, &boot);
+            let (title, text, kernel) = grub_trial(host, args, to_pin)?;
+            let mut trial = Trial::armed(kind, ENTRY_ID, &title, args, &kernel, &boot);
+            trial.pin = to_pin.is_some();
             save(host, &trial)?;
             host.write_atomic(grub::SCRIPT, grub::script(&text).as_bytes(), 0o755)?;
             refresh(host, kind, "add the trial boot entry to grub.cfg")?;
@@ -243,6 +265,7 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
             need_root(&options)?;
             let running = host.facts.kernel.release.clone().unwrap_or_default();
             let mut trial = Trial::armed(kind, sd::ENTRY_FILE, "", args, "", &boot);
+            trial.pin = to_pin.is_some();
             trial.esps = uuids.clone();
             for uuid in &uuids {
                 with_esp(host, uuid, &mut |host, dir| {
@@ -256,8 +279,12 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
                         .collect();
                     let conf = fs.read_to_string(&format!("{dir}/{}", sd::LOADER_CONF))?;
                     let default = conf.as_deref().and_then(|c| sd::value(c, "default"));
-                    let name = sd::default_entry(default, &entries, &running)
-                        .map_err(|e| StepError::new(format!("ESP {uuid}: {e}")))?;
+                    let name = sd::default_entry(
+                        default.filter(|_| to_pin.is_none()),
+                        &entries,
+                        to_pin.unwrap_or(&running),
+                    )
+                    .map_err(|e| StepError::new(format!("ESP {uuid}: {e}")))?;
                     let text = fs
                         .read_to_string(&format!("{entries_dir}/{name}"))?
                         .unwrap_or_default();
@@ -285,7 +312,7 @@ pub(super) fn arm(host: &mut Host, kind: BootloaderKind, args: &[String]) -> Res
     trial.oneshot_boot = Some(boot);
     save(host, &trial)?;
     host.note(format!(
-        "trial boot armed: {}; the default entry is unchanged until the trial boot comes up",
+        "trial boot armed: {}; the default unchanged until it comes up",
         trial.describe()
     ));
     Ok(())
@@ -318,31 +345,35 @@ fn remove_entry(host: &mut Host, t: &Trial) -> Result<(), StepError> {
 }
 
 /// Makes the trial's arguments the default (the drop-in or
-/// `/etc/kernel/cmdline`, as before the trial), removes the trial entry,
-/// and records it committed. Idempotent: a power cut in it is finished by
-/// running it again.
+/// `/etc/kernel/cmdline`, as before the trial) and pins its kernel when it
+/// is a pin's, removes the trial entry, and records it committed.
+/// Idempotent: a power cut in it is finished by running it again (the pin
+/// runs once: not again once the pin file names the kernel).
 pub(super) fn commit(host: &mut Host, t: &mut Trial) -> Result<(), StepError> {
     let args = desired_kernel_args(host)?;
     let ops = default_ops(host, t.loader, &args)?;
     host.apply(&ops)?;
+    if t.pin {
+        pin(host, &t.kernel)?;
+    }
     match t.loader {
         BootloaderKind::Grub => {
             host.remove_file(grub::SCRIPT)?;
             refresh(
                 host,
                 t.loader,
-                "make the kernel arguments the default, without the trial entry",
+                "make the trial the default, without its entry",
             )?;
         }
         BootloaderKind::SystemdBoot => {
-            refresh(host, t.loader, "make the kernel arguments the default")?;
+            refresh(host, t.loader, "make the trial the default")?;
             remove_entry(host, t)?;
         }
     }
     t.status = TrialStatus::Committed;
     save(host, t)?;
     host.note(format!(
-        "trial committed: {} came up, its arguments are the default now",
+        "trial committed: {} came up, it is the default now",
         t.describe()
     ));
     Ok(())
@@ -355,7 +386,7 @@ pub(super) fn fail(host: &mut Host, t: &mut Trial, reason: String) -> StepError 
     let mut reason = reason;
     if let Err(e) = remove_entry(host, t) {
         reason.push_str(&format!(
-            "; removing the trial entry failed too ({}): remove /etc/grub.d/42_vgpu-bake-trial or loader/entries/vgpu-bake-trial.conf on each ESP by hand",
+            "; removing the trial entry failed too ({}): remove it by hand (/etc/grub.d/42_vgpu-bake-trial, or each ESP's loader/entries/vgpu-bake-trial.conf)",
             e.reason
         ));
     }

@@ -53,7 +53,7 @@ pub(super) fn dls_answers(host: &mut Host, server: &str, port: u16) -> Result<()
     }
     Err(StepError {
         reason: format!(
-            "{}; the DLS at {connect} does not answer: check `licensing.server` and `licensing.port`, that the DLS runs, and that this host can reach it (firewall), then `vgpu-firstboot retry licensing`",
+            "{}; the DLS at {connect} does not answer: check `licensing.server` and `.port`, that the DLS runs and this host reaches it (firewall), then `vgpu-firstboot retry licensing`",
             format_failure(&spec, &out)
         ),
         exit_code: out.exit_code,
@@ -140,7 +140,7 @@ pub(super) fn host_address(host: &Host) -> Result<String, StepError> {
     let hosts = host.read_opt("etc/hosts")?.unwrap_or_default();
     address_of(&hosts, name.trim()).ok_or_else(|| {
         StepError::new(format!(
-            "cannot tell the address guests reach this host at: /etc/hosts has no non-loopback address for the host name {:?} (/etc/hostname); add one, or set `licensing.server` in the profile to this host's address and bake again",
+            "cannot tell the address guests reach this host at: /etc/hosts has no non-loopback address for the host name {:?} (/etc/hostname); add one, or set `licensing.server` in the profile and bake again",
             name.trim()
         ))
     })

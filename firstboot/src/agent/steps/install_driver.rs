@@ -242,7 +242,7 @@ fn remove_other_driver(host: &mut Host, version: &str) -> Result<(), StepError> 
         );
         host.run(spec).map_err(|e| StepError {
             reason: format!(
-                "uninstalling the earlier driver {old}: {}; look at the installer's log, remove it by hand if need be, then `vgpu-firstboot retry`",
+                "uninstalling the earlier driver {old}: {}; see the installer's log, remove it by hand if need be, then `vgpu-firstboot retry`",
                 e.reason
             ),
             ..e

@@ -1,16 +1,17 @@
 //! Step kernel-args: the IOMMU (and extra) arguments on the boot loader's
 //! command line, for GRUB and for systemd-boot (seed §4.8 did GRUB only).
 //!
-//! When the running kernel lacks arguments, they are not made the default
-//! here: the step arms a one-time trial boot (`boot_trial.rs`,
-//! [`crate::agent::trial`]) and verify-reboot makes them the default once
-//! that boot came up. When the running kernel already has them (a host
-//! that needs no reboot), the default is written directly, as there is
-//! nothing to try.
+//! When the running kernel lacks arguments, or kernel-pin chose a kernel
+//! that is not pinned yet, neither is made the default here: the step arms
+//! a one-time trial boot (`boot_trial.rs`, [`crate::agent::trial`]) and
+//! verify-reboot makes them the default once that boot came up. When the
+//! running kernel already has them (a host that needs no reboot), the
+//! default is written directly, as there is nothing to try.
 
 use super::boot_trial::{self, default_ops};
 use super::file_ops::ops_lines;
 use super::iommu_args::desired_kernel_args;
+use super::pinned_kernel::pin_pending;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::trial::{Seen, did_not_come_up};
 use crate::edits::FileOp;
@@ -25,6 +26,10 @@ struct ArgsPlan {
     ops: Vec<FileOp>,
     /// Arguments the running kernel lacks: a reboot is still ahead.
     not_running: Vec<String>,
+    /// The kernel kernel-pin chose, not pinned yet.
+    pin: Option<String>,
+    /// A trial is needed: arguments not running, or a kernel to pin.
+    trial: bool,
 }
 
 fn args_plan(host: &Host) -> Result<ArgsPlan, StepError> {
@@ -33,12 +38,18 @@ fn args_plan(host: &Host) -> Result<ArgsPlan, StepError> {
     let running = host.facts.kernel.cmdline.join(" ");
     let ops = default_ops(host, choice.kind, &args)?;
     let not_running = missing_args(&running, &args);
+    let pin = pin_pending(host)?;
+    // A chosen kernel is never the running one (kernel-pin chooses a series
+    // older than the running kernel): always new, always tried.
+    let trial = !not_running.is_empty() || pin.is_some();
     Ok(ArgsPlan {
         args,
         kind: choice.kind,
         reason: choice.reason,
         ops,
         not_running,
+        pin,
+        trial,
     })
 }
 
@@ -59,14 +70,12 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         // This boot runs the trial, or the trial came up before a power
         // cut: verify-reboot commits it after its checks.
         (Seen::Up | Seen::CameUpEarlier, Some(_)) => {
-            host.note(
-                "a trial boot is under way: verify-reboot makes its arguments the default after its checks",
-            );
+            host.note("a trial boot is under way: verify-reboot commits it after its checks");
             return Ok(StepOutcome::Done);
         }
         _ => {}
     }
-    if !p.not_running.is_empty() {
+    if p.trial {
         boot_trial::arm(host, p.kind, &p.args)?;
         return Ok(StepOutcome::Done);
     }
@@ -97,7 +106,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         };
         lines.push(format!("kernel argument {a}: {state}"));
     }
-    if !p.not_running.is_empty() {
+    if p.trial {
         lines.extend(trial_preview(host, &p));
         lines.push(format!(
             "verify-reboot would then commit: {}",
@@ -123,19 +132,19 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
 /// grub.cfg; the ESPs are not mounted by a dry run.
 fn trial_preview(host: &Host, p: &ArgsPlan) -> Vec<String> {
     match p.kind {
-        BootloaderKind::Grub => match boot_trial::grub_trial(host, &p.args) {
+        BootloaderKind::Grub => match boot_trial::grub_trial(host, &p.args, p.pin.as_deref()) {
             Ok((title, _, kernel)) => vec![
                 format!(
                     "would write /{} (mode 0755): the trial entry \"{title}\" (kernel {kernel})",
                     crate::agent::trial::grub::SCRIPT
                 ),
-                "would run `update-grub`, then `grub-reboot vgpu-bake-trial`: the next boot tries the arguments once; the default entry stays as it is".to_owned(),
+                "would run `update-grub`, then `grub-reboot vgpu-bake-trial`: the next boot tries it once, the default unchanged".to_owned(),
             ],
             Err(e) => vec![format!("cannot arm the trial boot: {e}")],
         },
         BootloaderKind::SystemdBoot => vec![
-            "would write loader/entries/vgpu-bake-trial.conf on each ESP of /etc/kernel/proxmox-boot-uuids: the default entry with the arguments".to_owned(),
-            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries them once; /etc/kernel/cmdline stays as it is".to_owned(),
+            "would write loader/entries/vgpu-bake-trial.conf on each ESP: the default entry (with a pin, its kernel's) and the arguments".to_owned(),
+            "would run `bootctl set-oneshot vgpu-bake-trial.conf`: the next boot tries it once, /etc/kernel/cmdline unchanged".to_owned(),
         ],
     }
 }

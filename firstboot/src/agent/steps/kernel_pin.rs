@@ -1,13 +1,15 @@
-//! Step kernel-pin: an older kernel series pinned when the driver cannot
-//! build on the running one (seed §4.7).
+//! Step kernel-pin: an older kernel series chosen and installed when the
+//! driver cannot build on the running one (seed §4.7). The pin itself is
+//! part of the trial boot: the choice is recorded here, the trial boots
+//! the kernel once, and verify-reboot pins it at the commit
+//! (`pinned_kernel::pin`).
 
 use std::cmp::Ordering;
 
 use super::commands::run_or;
 use super::dpkg::{install, installed_version};
-use super::pinned_kernel::{PIN_FILE, read_pin};
+use super::pinned_kernel::{CHOSEN_FILE, read_pin};
 use crate::agent::host::{Host, StepError, StepOutcome};
-use crate::agent::journal::{Change, Journal, Record};
 use crate::runner::TAIL_BYTES;
 use vgpu_plan::plan::KernelPin;
 
@@ -119,7 +121,7 @@ fn choose(
     }
     let c = cands.iter().find(|c| c.signed).ok_or_else(|| {
         StepError::new(format!(
-            "Secure Boot is on but the repositories carry no proxmox-kernel-{}*-pve-signed; an unsigned kernel would not boot. Turn Secure Boot off or add a repository with signed kernels",
+            "Secure Boot is on but the repositories carry no proxmox-kernel-{}*-pve-signed (an unsigned kernel would not boot); turn Secure Boot off or add a repository with signed kernels",
             pin.series
         ))
     })?;
@@ -148,10 +150,11 @@ fn secure_boot_on(host: &Host) -> bool {
     host.facts.firmware.secure_boot == Some(true)
 }
 
-/// Installs and pins an older kernel series when the running kernel is at
-/// least `when-running-at-least`. Refuses, before changing anything, when
-/// the root is a ZFS pool the older kernel could not import. Does nothing
-/// when the pinned kernel of the series and its headers are installed.
+/// Installs an older kernel series and records it as the kernel to pin
+/// when the running kernel is at least `when-running-at-least`. Refuses,
+/// before changing anything, when the root is a ZFS pool the older kernel
+/// could not import. Does nothing when the chosen (or pinned) kernel of the
+/// series and its headers are installed.
 pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let plan = host.plan;
     let Some(pin) = plan.host.kernel_pin.as_ref() else {
@@ -170,7 +173,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
         && kernel_installed(host, &pinned)?
         && installed_version(host, &headers(&pinned))?.is_some()
     {
-        host.note(format!("kernel {pinned} is installed and pinned"));
+        host.note(format!("kernel {pinned} is installed and chosen"));
         return Ok(StepOutcome::Done);
     }
     zfs_guard(host, pin)?;
@@ -203,40 +206,15 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     }
     let why = format!("install kernel {version} and its headers: {}", pin.reason);
     install(host, &missing, &why)?;
-    let previous = read_pin(host)?;
-    if previous.as_deref() != Some(version.as_str()) {
-        // Journaled first: the pin file the command writes, and the pin.
-        // An upgrade re-pins: the record keeps the pin from before the
-        // agent's first one (the journal's first kernel-pin record), not
-        // the earlier plan's, so undo goes back to the host as it was.
-        host.touch(PIN_FILE)?;
-        let journal = Journal::read(&host.fs()?)?;
-        host.record(Change::KernelPin {
-            version: version.clone(),
-            previous: pin_before_agent(&journal).unwrap_or(previous),
-        })?;
-        let why = format!("boot kernel {version} from now on: {}", pin.reason);
-        let spec = host.command("proxmox-boot-tool", &["kernel", "pin", &version], &why);
-        run_or(
-            host,
-            spec,
-            "check that `proxmox-boot-tool kernel list` shows the kernel",
-        )?;
+    if read_pin(host)?.as_deref() != Some(version.as_str()) {
+        host.fs()?
+            .write_atomic(CHOSEN_FILE, format!("{version}\n").as_bytes(), 0o644)?;
     }
     host.note(format!(
-        "kernel {version} pinned (running {running}): {}",
+        "kernel {version} chosen (running {running}), pinned at the trial's commit: {}",
         pin.reason
     ));
     Ok(StepOutcome::Done)
-}
-
-/// The pin before the agent's first one, when the journal records one:
-/// `Some(previous)` of its first kernel-pin record. Pure.
-pub(crate) fn pin_before_agent(journal: &Journal) -> Option<Option<String>> {
-    journal.records.iter().find_map(|r| match r {
-        Record::Change(Change::KernelPin { previous, .. }) => Some(previous.clone()),
-        _ => None,
-    })
 }
 
 /// The signed or unsigned kernel package of `version` is installed.
@@ -267,7 +245,7 @@ fn zfs_guard(host: &mut Host, pin: &KernelPin) -> Result<(), StepError> {
     };
     let pool = root.zfs_pool().ok_or_else(|| {
         StepError::new(format!(
-            "the root is on ZFS ({:?}) but its pool cannot be told, so the kernel pin cannot be checked; not pinning",
+            "the root is on ZFS ({:?}) but its pool cannot be told to check the kernel pin; not pinning",
             root.source
         ))
     })?;
@@ -304,7 +282,7 @@ fn zfs_guard(host: &mut Host, pin: &KernelPin) -> Result<(), StepError> {
     let value = out.stdout_tail.trim();
     if value == "enabled" || value == "active" {
         return Err(StepError::new(format!(
-            "refusing to pin kernel {}: root pool {pool} has feature@block_cloning_endian {value} (OpenZFS 2.4), which the older kernel's ZFS cannot import, so the host would not boot. Use a driver that builds on the running kernel (drop host.kernel-pin), or reinstall with an older Proxmox VE",
+            "refusing to pin kernel {}: root pool {pool} has feature@block_cloning_endian {value} (OpenZFS 2.4), which its ZFS cannot import: the host would not boot. Use a driver that builds on the running kernel (drop host.kernel-pin), or an older Proxmox VE",
             pin.series
         )));
     }
@@ -333,7 +311,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         .and_then(|m| m.zfs_pool())
     {
         lines.push(format!(
-            "would run `zpool get -H -o value feature@block_cloning_endian {pool}` and refuse if it is enabled or active: the older kernel could not import the root pool"
+            "would run `zpool get -H -o value feature@block_cloning_endian {pool}`, refusing if enabled or active (the older kernel could not import the pool)"
         ));
     }
     let signed = if secure_boot_on(host) { "-signed" } else { "" };
@@ -342,11 +320,9 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         pin.series, pin.fallback, pin.reason
     ));
     match read_pin(host)? {
-        Some(v) if in_series(&v, &pin.series) => {
-            lines.push(format!("kernel {v} is already pinned in /{PIN_FILE}"))
-        }
+        Some(v) if in_series(&v, &pin.series) => lines.push(format!("kernel {v} is chosen")),
         _ => lines.push(format!(
-            "would run `proxmox-boot-tool kernel pin <version>` (running kernel {running} is at least {})",
+            "running kernel {running} is at least {}: the trial boot would boot the kernel once, `proxmox-boot-tool kernel pin <version>` run at the commit after it",
             pin.when_running_at_least
         )),
     }
@@ -355,29 +331,6 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_second_pin_keeps_the_pin_from_before_the_agent() {
-        use super::{Change, Journal, Record, pin_before_agent};
-        let pin = |v: &str, p: Option<&str>| {
-            Record::Change(Change::KernelPin {
-                version: v.into(),
-                previous: p.map(Into::into),
-            })
-        };
-        assert_eq!(pin_before_agent(&Journal::default()), None);
-        let j = Journal {
-            records: vec![
-                pin("6.8.12-4-pve", Some("6.5.13-6-pve")),
-                pin("6.14.11-1-pve", Some("6.8.12-4-pve")),
-            ],
-        };
-        assert_eq!(pin_before_agent(&j), Some(Some("6.5.13-6-pve".into())));
-        let j = Journal {
-            records: vec![pin("6.8.12-4-pve", None)],
-        };
-        assert_eq!(pin_before_agent(&j), Some(None));
-    }
-
     use super::*;
 
     #[test]

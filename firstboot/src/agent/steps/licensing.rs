@@ -127,7 +127,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
             let token = local_get(host, port, "/-/client-token")?;
             if !is_token_text(&token) {
                 return Err(StepError::new(format!(
-                    "FastAPI-DLS answered /-/client-token with something that is not a token ({} bytes): check `journalctl -u {}`, then `vgpu-firstboot retry licensing`",
+                    "FastAPI-DLS answered /-/client-token with no token ({} bytes): check `journalctl -u {}`, then `vgpu-firstboot retry licensing`",
                     token.len(),
                     lp::UNIT_NAME
                 )));

@@ -49,7 +49,7 @@ fn addresses(host: &Host) -> Result<(Vec<String>, Vec<String>), StepError> {
                     .map(|f| f.address.clone())
                     .collect();
                 notes.push(format!(
-                    "{} ({}) has no IOMMU group (IOMMU off until the reboot): binding its functions {}; the whole group is checked after the reboot",
+                    "{} ({}) has no IOMMU group (IOMMU off until the reboot): binding its functions {}; its group is checked after the reboot",
                     gpu.address,
                     gpu.id(),
                     funcs.join(" ")
@@ -66,7 +66,7 @@ fn addresses(host: &Host) -> Result<(Vec<String>, Vec<String>), StepError> {
         .find(|g| !chosen.iter().any(|c| c.address == g.address) && out.contains(&g.address))
     {
         return Err(StepError::new(format!(
-            "{} ({}) shares an IOMMU group with a passthrough GPU, so it would be bound to vfio-pci too; put the cards in other slots or pass both through",
+            "{} ({}) shares an IOMMU group with a passthrough GPU (so would be bound to vfio-pci too); put the cards in other slots or pass both through",
             kept.address,
             kept.id()
         )));

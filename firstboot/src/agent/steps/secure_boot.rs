@@ -155,7 +155,7 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
     }
     lines.extend(ops_lines(&dkms_ops(host)?));
     lines.push(format!(
-        "would run `mokutil --import {} --root-pw` unless `mokutil --test-key` shows it enrolled or `mokutil --list-new` queued; then: {ENROL}",
+        "would run `mokutil --import {} --root-pw` unless `mokutil --test-key` or `--list-new` shows it enrolled or queued; then: {ENROL}",
         absolute(DER)
     ));
     Ok(lines)

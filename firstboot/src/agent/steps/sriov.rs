@@ -52,7 +52,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let tool = SRIOV_MANAGE.trim_start_matches('/');
     if !host.exists(tool) {
         return Err(StepError::new(format!(
-            "neither {unit} (package pve-nvidia-vgpu-helper, Proxmox VE 8.3 and newer) nor {SRIOV_MANAGE} (the vGPU host driver) is installed: install one of them and run `vgpu-firstboot retry`"
+            "neither {unit} (pve-nvidia-vgpu-helper, Proxmox VE 8.3+) nor {SRIOV_MANAGE} (the vGPU host driver) is installed: install one, then `vgpu-firstboot retry`"
         )));
     }
     host.note(format!(

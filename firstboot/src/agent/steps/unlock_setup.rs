@@ -47,7 +47,7 @@ fn unlock_ops(host: &Host, unlock: &UnlockPlan) -> Result<Vec<FileOp>, StepError
     )
     .map_err(|e| {
         StepError::new(format!(
-            "unlock settings: {e}: the plan's library-path is vgpu-bake's, not a profile key (the profile's `unlock.library` names the file baked in); the plan is damaged or not vgpu-bake's: bake the bundle again and install it"
+            "unlock settings: {e}: the plan's library-path is vgpu-bake's (the profile's `unlock.library` names the file baked in), so the plan is damaged or not vgpu-bake's: bake the bundle again and install it"
         ))
     })
 }

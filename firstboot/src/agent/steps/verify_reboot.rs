@@ -11,7 +11,7 @@
 use super::boot_check::{BootCheck, check, iommu_off_error};
 use super::boot_trial::{self, boot_id};
 use super::iommu_args::desired_kernel_args;
-use super::pinned_kernel::PIN_FILE;
+use super::pinned_kernel::read_pin;
 use crate::agent::host::{Host, StepError, StepOutcome};
 use crate::agent::trial::{Seen, TrialStatus, did_not_come_up};
 use crate::facts::resolve_bootloader;
@@ -30,7 +30,7 @@ fn other_problems(c: &BootCheck) -> Vec<String> {
     }
     if let Some((pinned, running)) = &c.wrong_kernel {
         problems.push(format!(
-            "kernel {pinned} is pinned but {running} is running after reboot: the pinned kernel did not boot; check proxmox-boot-tool kernel list and that {pinned} is installed"
+            "kernel {pinned} is pinned but {running} is running after reboot; check `proxmox-boot-tool kernel list` and that {pinned} is installed"
         ));
     }
     problems
@@ -43,7 +43,8 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
     let c = check(host)?;
     let (trial, seen) = boot_trial::observe(host)?;
     let mut problems = other_problems(&c);
-    if !c.missing_args.is_empty() {
+    // This boot does not run the trial's arguments or the kernel to pin.
+    if !c.missing_args.is_empty() || c.wrong_kernel.is_some() {
         match (seen, trial.clone()) {
             (Seen::DidNotComeUp, Some(mut t)) => {
                 let reason = did_not_come_up(&t);
@@ -56,7 +57,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                 t.commit_reboot_boot = Some(boot_id(host)?);
                 boot_trial::save(host, &t)?;
                 return Ok(StepOutcome::Reboot(
-                    "the trial boot came up before a power cut; its arguments are the default now: rebooting into it once".to_owned(),
+                    "the trial boot came up before a power cut, now the default: rebooting into it once".to_owned(),
                 ));
             }
             // The reboot into the committed default was asked for in this
@@ -66,7 +67,7 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                     && t.commit_reboot_boot.as_deref() == Some(boot_id(host)?.as_str()) =>
             {
                 return Ok(StepOutcome::Reboot(
-                    "rebooting into the committed kernel arguments".to_owned(),
+                    "rebooting into the committed trial".to_owned(),
                 ));
             }
             // `retry` after a failed trial: one new trial boot.
@@ -74,23 +75,24 @@ pub fn run(host: &mut Host) -> Result<StepOutcome, StepError> {
                 let kind = resolve_bootloader(host.plan.host.bootloader, host.facts).kind;
                 boot_trial::arm(host, kind, &desired_kernel_args(host)?)?;
                 return Ok(StepOutcome::Reboot(
-                    "retry of the failed trial boot: trying the arguments once more".to_owned(),
+                    "retry of the failed trial boot: trying it once more".to_owned(),
                 ));
             }
-            _ => problems.insert(
+            _ if !c.missing_args.is_empty() => problems.insert(
                 0,
                 format!(
                     "kernel arguments {} missing from /proc/cmdline after reboot: the boot loader did not pick up the change; check update-grub / proxmox-boot-tool refresh",
                     c.missing_args.join(" ")
                 ),
             ),
+            _ => {}
         }
     }
     if !problems.is_empty() {
         let mut reason = problems.join("; ");
         if let Some(mut t) = trial.filter(|t| t.active()) {
             reason.push_str(
-                "; the trial boot's arguments were not made the default (the default entry is unchanged) and its entry is removed: fix the cause, then `vgpu-firstboot retry` tries them once more",
+                "; the trial boot was not made the default (the default entry is unchanged, no pin), its entry removed: fix the cause, then `vgpu-firstboot retry` tries it once more",
             );
             return Err(boot_trial::fail(host, &mut t, reason));
         }
@@ -118,14 +120,13 @@ pub fn preview(host: &Host) -> Result<Vec<String>, StepError> {
         "would check /sys/kernel/iommu_groups is not empty: the IOMMU is on".to_owned(),
         "would check /sys/module/nouveau is absent: nouveau stayed off the GPUs".to_owned(),
     ];
-    if let Some(pinned) = host.read_opt(PIN_FILE)? {
+    if let Some(pinned) = read_pin(host)? {
         lines.push(format!(
-            "would check the running kernel is the pinned {}",
-            pinned.trim()
+            "would check the running kernel is the pinned {pinned}"
         ));
     }
     lines.push(
-        "would make a trial boot's arguments the default once its boot passed these checks; a trial that did not come up would be reported and removed, the default unchanged".to_owned(),
+        "would commit a trial boot that passed these checks (arguments the default, `proxmox-boot-tool kernel pin`); one that did not come up: reported, removed".to_owned(),
     );
     Ok(lines)
 }

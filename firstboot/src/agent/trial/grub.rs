@@ -6,7 +6,7 @@
 //! GRUB's `00_header` uses `next_entry` whatever `GRUB_DEFAULT` is, and sets
 //! `boot_once`, so a `savedefault` in the copied body saves nothing.
 
-use super::ENTRY_ID;
+use super::{ENTRY_ID, image_kernel};
 use crate::edits::kernel_cmdline::{kernel_cmdline, shell_assignments};
 
 /// The script `update-grub` runs for the trial entry.
@@ -223,13 +223,31 @@ pub fn resolve_default<'a>(
             None => "is not there",
         };
         return Err(format!(
-            "{shown}: {part:?} {why} in /{GRUB_CFG} (menu level {}); set GRUB_DEFAULT in /etc/default/grub to an entry that exists (`N`, a title, an id, or `submenu>entry`), run update-grub, then retry",
+            "{shown}: {part:?} {why} in /{GRUB_CFG} (menu level {}); set GRUB_DEFAULT in /etc/default/grub to an entry (`N`, a title, an id or `submenu>entry`), run update-grub, then retry",
             n + 1
         ));
     }
     Err(format!(
         "{shown} is empty; set it in /etc/default/grub, then retry"
     ))
+}
+
+/// The entry that boots kernel `version` (a pin's trial): the first, in
+/// menu order and into submenus ("Advanced options"), whose first `linux`
+/// line boots `vmlinuz-<version>`: its title and body.
+pub fn kernel_entry<'a>(menu: &'a [MenuItem], version: &str) -> Option<(&'a str, &'a [String])> {
+    menu.iter().find_map(|m| match &m.kind {
+        Item::Entry(body) => (body
+            .iter()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                matches!(w.next(), Some("linux" | "linuxefi")).then(|| w.next())?
+            })
+            .map(image_kernel)
+            == Some(version))
+        .then_some((m.title.as_str(), body.as_slice())),
+        Item::Submenu(items) => kernel_entry(items, version),
+    })
 }
 
 /// The trial entry made from the default entry's body: the same lines with
@@ -258,21 +276,14 @@ pub fn trial_entry(
                 .trim();
             let cmdline = kernel_cmdline(rest, args);
             lines.push(format!("{indent}{} {image} {}", w[0], cmdline.trim_end()));
-            kernel = Some(
-                image
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(image)
-                    .trim_start_matches("vmlinuz-")
-                    .to_owned(),
-            );
+            kernel = Some(image_kernel(image).to_owned());
         } else {
             lines.push(line.clone());
         }
     }
     let Some(kernel) = kernel else {
         return Err(format!(
-            "the default entry {title:?} of /{GRUB_CFG} has no `linux` line: it boots no Linux kernel the agent can add arguments to; make a Linux entry the default, run update-grub, then retry"
+            "the default entry {title:?} of /{GRUB_CFG} has no `linux` line (no kernel to add arguments to); make a Linux entry the default, run update-grub, then retry"
         ));
     };
     let mut text = format!("menuentry {} --id {ENTRY_ID} {{\n", quote(title));
@@ -293,8 +304,8 @@ fn quote(s: &str) -> String {
 pub fn script(entry: &str) -> String {
     format!(
         "#!/bin/sh\n\
-         # Written by vgpu-firstboot: the one-time trial boot of new kernel arguments\n\
-         # (started with `grub-reboot {ENTRY_ID}`). Removed once the trial is over.\n\
+         # vgpu-firstboot's one-time trial boot (`grub-reboot {ENTRY_ID}`),\n\
+         # removed once it is over.\n\
          exec tail -n +5 \"$0\"\n\
          {entry}"
     )
@@ -396,6 +407,21 @@ menuentry 'Memory test (memtest86+x64.efi)' --class memtest $menuentry_id_option
         }
         let e = resolve("saved", Some("saved_entry=gone\n")).unwrap_err();
         assert!(e.contains("saved_entry \"gone\""), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_kernel_is_found_in_the_advanced_submenu() {
+        let menu = parse_menu(CFG).unwrap();
+        let (title, body) = kernel_entry(&menu, "6.5.13-6-pve").unwrap();
+        assert_eq!(title, "Proxmox VE GNU/Linux, with Linux 6.5.13-6-pve");
+        let (_, kernel) = trial_entry("t", body, &args("intel_iommu=on")).unwrap();
+        assert_eq!(kernel, "6.5.13-6-pve");
+        // The newest kernel: the top-level entry, found first.
+        let (title, _) = kernel_entry(&menu, "6.8.12-9-pve").unwrap();
+        assert_eq!(title, "Proxmox VE GNU/Linux");
+        // Whole versions only; a kernel with no entry is none.
+        assert_eq!(kernel_entry(&menu, "6.5.13"), None);
+        assert_eq!(kernel_entry(&menu, "6.1.10-1-pve"), None);
     }
 
     #[test]

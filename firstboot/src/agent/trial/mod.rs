@@ -1,13 +1,15 @@
-//! The trial boot: new kernel arguments are booted once, through a one-shot
-//! boot entry, before they become the default.
+//! The trial boot: new kernel arguments, or a kernel the plan pins, are
+//! booted once, through a one-shot boot entry, before they become the
+//! default.
 //!
-//! Phase 1 (`kernel-args`) does not change the default entry. It writes an
+//! Phase 1 (`kernel-args`) does not change the default entry (and
+//! `kernel-pin` does not pin: it only records its choice). It writes an
 //! extra entry (GRUB: a generated `menuentry` in
 //! [`grub::SCRIPT`], then `grub-reboot`; systemd-boot: a loader entry on
 //! every ESP, then `bootctl set-oneshot`) and records the trial here. The
-//! next boot boots it once. Phase 2 (`verify-reboot`) makes the arguments
-//! the default only when that boot came up and passed its checks (the
-//! commit). A trial that does not come up (panic, hang, power cut) is
+//! next boot boots it once (with a pin, the chosen kernel's entry).
+//! Phase 2 (`verify-reboot`) makes the arguments the default and pins the
+//! kernel only when that boot came up and passed its checks (the commit). A trial that does not come up (panic, hang, power cut) is
 //! followed by a boot of the old default, which is unchanged: the agent
 //! reports it and stops, it never loops.
 //!
@@ -55,13 +57,10 @@ impl TrialStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "armed" => TrialStatus::Armed,
-            "came-up" => TrialStatus::CameUp,
-            "committed" => TrialStatus::Committed,
-            "failed" => TrialStatus::Failed,
-            _ => return None,
-        })
+        use TrialStatus::*;
+        [Armed, CameUp, Committed, Failed]
+            .into_iter()
+            .find(|t| t.name() == s)
     }
 }
 
@@ -78,6 +77,9 @@ pub struct Trial {
     pub args: Vec<String>,
     /// The kernel version the entry boots.
     pub kernel: String,
+    /// The kernel is the one kernel-pin chose: the commit pins it, and the
+    /// trial came up only when it runs.
+    pub pin: bool,
     /// systemd-boot: the ESPs (UUIDs) that hold the entry.
     pub esps: Vec<String>,
     /// The boot in which the trial was armed.
@@ -112,6 +114,7 @@ impl Trial {
             title: title.to_owned(),
             args: args.to_vec(),
             kernel: kernel.to_owned(),
+            pin: false,
             esps: Vec::new(),
             armed_boot: boot.to_owned(),
             oneshot_boot: None,
@@ -130,10 +133,11 @@ impl Trial {
     /// One line: what the trial is.
     pub fn describe(&self) -> String {
         format!(
-            "{} entry \"{}\" (kernel {}, adding {})",
+            "{} entry \"{}\" (kernel {}{}, adding {})",
             self.loader,
             self.title,
             self.kernel,
+            if self.pin { " to pin" } else { "" },
             self.args.join(" ")
         )
     }
@@ -169,11 +173,12 @@ impl Trial {
             BootloaderKind::SystemdBoot => "systemd-boot",
         };
         let mut o = format!(
-            "# vgpu-firstboot: the trial boot of new kernel arguments\nloader: {loader}\nentry: {}\ntitle: {}\nargs: {}\nkernel: {}\nesps: {}\narmed-boot: {}\nstatus: {}\n",
+            "loader: {loader}\nentry: {}\ntitle: {}\nargs: {}\nkernel: {}\npin: {}\nesps: {}\narmed-boot: {}\nstatus: {}\n",
             self.entry,
             self.title.replace(['\n', '\r'], " "),
             self.args.join(" "),
             self.kernel,
+            self.pin,
             self.esps.join(" "),
             self.armed_boot,
             self.status.name()
@@ -204,21 +209,28 @@ impl Trial {
             let (k, v) = line.split_once(':').unwrap_or((line, ""));
             let v = v.strip_prefix(' ').unwrap_or(v).to_owned();
             let words = || v.split_whitespace().map(str::to_owned).collect();
+            let bad = format!("line {line:?} is not a trial record line");
             match k {
                 "loader" if v == "grub" => t.loader = BootloaderKind::Grub,
                 "loader" if v == "systemd-boot" => t.loader = BootloaderKind::SystemdBoot,
-                "status" if TrialStatus::parse(&v).is_some() => status = TrialStatus::parse(&v),
+                "status" if status.is_none() => {
+                    status = TrialStatus::parse(&v);
+                    if status.is_none() {
+                        return Err(bad);
+                    }
+                }
                 "entry" => t.entry = v,
                 "title" => t.title = v,
                 "args" => t.args = words(),
                 "kernel" => t.kernel = v,
+                "pin" => t.pin = v == "true",
                 "esps" => t.esps = words(),
                 "armed-boot" => t.armed_boot = v,
                 "oneshot-boot" => t.oneshot_boot = Some(v),
                 "came-up-boot" => t.came_up_boot = Some(v),
                 "commit-reboot-boot" => t.commit_reboot_boot = Some(v),
                 "reason" => t.reason = Some(v),
-                _ => return Err(format!("line {line:?} is not a trial record line")),
+                _ => return Err(bad),
             }
         }
         t.status = status.ok_or("no `status` line")?;
@@ -246,16 +258,16 @@ pub enum Seen {
     CameUpEarlier,
 }
 
-/// The decision over the record, the current boot id and whether the
-/// running command line has the trial's arguments. A one-shot is used by
-/// the boot after the one that set it, so a later boot without the
-/// arguments, with no boot seen running them, means the trial boot did not
-/// come up.
-pub fn seen(trial: Option<&Trial>, boot: &str, running_has_args: bool) -> Seen {
+/// The decision over the record, the current boot id and whether this
+/// boot runs the trial (its arguments, and with a pin its kernel). A
+/// one-shot is used by the boot after the one that set it, so a later boot
+/// that does not run the trial, with no boot seen running it, means the
+/// trial boot did not come up.
+pub fn seen(trial: Option<&Trial>, boot: &str, running_trial: bool) -> Seen {
     let Some(t) = trial.filter(|t| t.active()) else {
         return Seen::Over;
     };
-    if running_has_args {
+    if running_trial {
         return Seen::Up;
     }
     match (t.status, t.oneshot_boot.as_deref()) {
@@ -265,11 +277,20 @@ pub fn seen(trial: Option<&Trial>, boot: &str, running_has_args: bool) -> Seen {
     }
 }
 
+/// The kernel version of a `linux` image path: `/boot/vmlinuz-V` gives `V`.
+pub fn image_kernel(image: &str) -> &str {
+    image
+        .rsplit('/')
+        .next()
+        .unwrap_or(image)
+        .trim_start_matches("vmlinuz-")
+}
+
 /// The failure when the trial boot did not come up: what it was, that the
 /// default is unchanged, and what to do.
 pub fn did_not_come_up(t: &Trial) -> String {
     format!(
-        "the trial boot of {} did not come up (panic, hang or power cut): the host booted its old default entry, which is unchanged, and the arguments were not made the default; check the arguments on a console (boot the trial entry by hand from the boot menu and read the kernel's messages), fix the profile's extra kernel arguments (`host.kernel-args`) and rebake, or `vgpu-firstboot retry` to try the same arguments once more",
+        "the trial boot of {} did not come up (panic, hang or power cut): the host booted its old default, which is unchanged (no pin); boot the trial entry from the boot menu to read its kernel's messages, fix `host.kernel-args` or `host.kernel-pin` and rebake, or `vgpu-firstboot retry` to try it once more",
         t.describe()
     )
 }
@@ -295,6 +316,7 @@ mod tests {
         assert_eq!(Trial::from_text(&t.to_text()).unwrap(), t);
         t.loader = BootloaderKind::SystemdBoot;
         t.esps = vec!["1234-ABCD".into()];
+        t.pin = true;
         t.oneshot_boot = Some("boot-1".into());
         t.status = TrialStatus::Failed;
         t.reason = Some("a \"quoted\": reason".into());

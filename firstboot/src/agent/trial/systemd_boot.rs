@@ -97,8 +97,9 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
 /// The entry file systemd-boot boots by default among `entries` (file
 /// names in `loader/entries`): `default` names it exactly (with or without
 /// `.conf`) or as a glob, the newest version among the matches, as
-/// systemd-boot sorts them; without a `default`, the running kernel's
-/// `proxmox-<running>.conf`. The trial entry itself never counts.
+/// systemd-boot sorts them; without a `default`, `proxmox-<running>.conf`
+/// (`running`: the running kernel, or for a pin's trial the pinned one,
+/// whose entry `proxmox-boot-tool refresh` wrote). The trial entry itself never counts.
 pub fn default_entry(
     default: Option<&str>,
     entries: &[String],
@@ -129,7 +130,7 @@ pub fn default_entry(
     found.map(|e| e.to_string()).ok_or_else(|| {
         let v: Vec<&str> = entries.iter().map(|e| e.as_str()).collect();
         format!(
-            "no loader entry to copy: /{LOADER_CONF}'s default is {default:?} (none: the running kernel's proxmox-{running}.conf; `@saved` and the like depend on EFI variables the agent does not guess from), /{ENTRIES_DIR} holds {}; set `default` to an entry (`proxmox-boot-tool refresh`, `bootctl set-default`), then retry",
+            "no loader entry to copy: /{LOADER_CONF}'s default is {default:?} (none: proxmox-{running}.conf, of the running or pinned kernel; `@saved` and such depend on EFI variables), /{ENTRIES_DIR} holds {}; set `default` to an entry (`bootctl set-default`), then retry",
             v.join(", ")
         )
     })
@@ -144,15 +145,8 @@ pub fn trial_entry(default: &str, title: &str, options: &str) -> Result<(String,
         return Err("the default loader entry has no `linux` line: it boots no Linux kernel; make a Proxmox kernel's entry the default, then retry".into());
     };
     let kernel = value(default, "version")
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            linux
-                .rsplit('/')
-                .next()
-                .unwrap_or(linux)
-                .trim_start_matches("vmlinuz-")
-                .to_owned()
-        });
+        .unwrap_or_else(|| super::image_kernel(linux))
+        .to_owned();
     let mut text = format!("title   {title}\n");
     for l in default.lines() {
         let key = l.split_whitespace().next().unwrap_or("");
@@ -201,7 +195,7 @@ mod tests {
         assert!(
             default_entry(None, &e, "6.2.16-3-pve")
                 .unwrap_err()
-                .contains("default is None (none: the running kernel's proxmox-6.2.16-3-pve.conf")
+                .contains("default is None (none: proxmox-6.2.16-3-pve.conf, of the running or pinned kernel")
         );
         assert!(
             default_entry(Some("debian-*"), &e, r)
