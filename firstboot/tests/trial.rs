@@ -716,3 +716,36 @@ fn undo_after_the_commit_reverts_the_pin() {
         ]
     );
 }
+
+/// The README's way past a loader that never boots the one-shot (GRUB on
+/// ESPs kept by proxmox-boot-tool, legacy BIOS): the arguments made the
+/// default by hand, a reboot, `retry`; verify-reboot commits.
+#[test]
+fn a_one_shot_never_booted_then_arguments_added_by_hand_commit_at_retry() {
+    let mut host = SimHost::new("pve8-grub", "demo");
+    host.boot_run(&[]).unwrap();
+    // The loader ignored the one-shot: the old default booted.
+    host.reboot_without_new_args();
+    let failed = host.boot_run(&[]).unwrap();
+    let text = out(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(text.contains("did not come up"), "{text}");
+    assert_eq!(status_of_trial(&host), "failed");
+    // By hand: the arguments in the default entry, then a reboot (the
+    // blacklist phase 1 wrote keeps nouveau off, as at any boot).
+    host.reboot_without_new_args();
+    let _ = fs::remove_dir_all(host.root().join("sys/module/nouveau"));
+    let cmdline = read(&host, "proc/cmdline");
+    fs::write(
+        host.root().join("proc/cmdline"),
+        format!("{} intel_iommu=on iommu=pt\n", cmdline.trim()),
+    )
+    .unwrap();
+    let retry = host.agent(&["retry"], &[]);
+    assert_eq!(retry.status.code(), Some(0), "{}", out(&retry));
+    let done = host.boot_run(&[]).unwrap();
+    assert!(out(&done).contains("done"), "{}", out(&done));
+    assert!(!out(&done).contains("rebooting"), "{}", out(&done));
+    assert_eq!(status_of_trial(&host), "committed");
+    assert!(read(&host, DROPIN).contains("intel_iommu=on iommu=pt"));
+}
