@@ -9,9 +9,10 @@
 //! every ESP, then `bootctl set-oneshot`) and records the trial here. The
 //! next boot boots it once (with a pin, the chosen kernel's entry).
 //! Phase 2 (`verify-reboot`) makes the arguments the default and pins the
-//! kernel only when that boot came up and passed its checks (the commit). A trial that does not come up (panic, hang, power cut) is
-//! followed by a boot of the old default, which is unchanged: the agent
-//! reports it and stops, it never loops.
+//! kernel only when that boot came up and passed its checks (the commit).
+//! A trial that does not come up (panic, hang, power cut) is followed by a
+//! boot of the old default, which is unchanged: the agent reports it and
+//! stops, it never loops.
 //!
 //! The record ([`TRIAL_FILE`], in the agent's state directory, written
 //! atomically) says what the trial is and how far it got; [`seen`] is the

@@ -99,7 +99,8 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
 /// `.conf`) or as a glob, the newest version among the matches, as
 /// systemd-boot sorts them; without a `default`, `proxmox-<running>.conf`
 /// (`running`: the running kernel, or for a pin's trial the pinned one,
-/// whose entry `proxmox-boot-tool refresh` wrote). The trial entry itself never counts.
+/// whose entry `proxmox-boot-tool refresh` wrote). The trial entry itself
+/// never counts.
 pub fn default_entry(
     default: Option<&str>,
     entries: &[String],
