@@ -143,7 +143,7 @@ boot_and_cut() {
                 return 0
             fi
         done
-        sleep 0.5
+        sleep 0.2
     done
     wait_boot "$name"
     return 1
@@ -367,11 +367,13 @@ clean_run() {
     make_image
     boot 1
     local d1=$((SECONDS - BOOT_T))
+    step_durations "$SERIAL" >"$WORK/clean-steps-$CELL.tmp"
     check_console "$SERIAL" phase1
     img_exists /var/lib/vgpu-firstboot/done && fail "done after boot 1: no reboot happened"
     cell_check_booted 1
     boot 2
     local d2=$((SECONDS - BOOT_T))
+    step_durations "$SERIAL" >>"$WORK/clean-steps-$CELL.tmp"
     check_console "$SERIAL" phase2
     cell_check_booted 2
     boot 3
@@ -383,11 +385,32 @@ clean_run() {
     # How long each boot took (phase 1, phase 2, idle): --random-cuts draws
     # its cut delays within these.
     echo "$d1 $d2 $d3" >"$WORK/clean-durations-$CELL"
+    # How long each step took (--power-cuts places its cuts inside them).
+    mv "$WORK/clean-steps-$CELL.tmp" "$WORK/clean-steps-$CELL"
+}
+
+# The agent's steps in a boot's console and how long each took, a line
+# each: "STEP SECONDS", from the guest kernel's timestamps: a step lasts
+# until the next step's line, the "rebooting:" line or the agent's last
+# line. Console lines can be cut into by other output; only whole
+# timestamped agent lines count.
+step_durations() {
+    grep -aoE '\[ *[0-9]+\.[0-9]+\] vgpu-firstboot\[[0-9]+\]: vgpu-firstboot: ([a-z]+ [a-z0-9-]+:|rebooting:|.*)' "$1" \
+        | awk '
+            { t = $2; sub(/\]$/, "", t); if (t == "") { t = $3; sub(/\]$/, "", t) } }
+            / vgpu-firstboot: step [a-z0-9-]+:/ || / vgpu-firstboot: rebooting:/ {
+                if (step != "") { printf "%s %.1f\n", step, t - start }
+                step = ""
+                if (match($0, / step [a-z0-9-]+:/)) { step = substr($0, RSTART + 6, RLENGTH - 7); start = t }
+            }
+            { last = t }
+            END { if (step != "") printf "%s %.1f\n", step, last - start }'
 }
 
 # A clean run first, unless one for this build already left its results.
 ensure_clean_run() {
     if [ ! -s "$WORK/final-clean-$CELL.txt" ] || [ ! -s "$WORK/clean-durations-$CELL" ] \
+        || [ ! -s "$WORK/clean-steps-$CELL" ] \
         || [ "$WORK/final-clean-$CELL.txt" -ot "$REPO/target/release/vgpu-firstboot" ]; then
         say "no clean run's results for this build yet: doing a clean run first"
         local mode=$MODE
@@ -400,37 +423,63 @@ ensure_clean_run() {
 
 # Cut points: "regex|seconds after the line", armed one after the other.
 # Spread over both phases; some land at a step's start, some inside its
-# command (apt/dpkg, update-initramfs, the driver installer). A step cut
-# short runs again at the next boot and prints its line again, so a second
-# cut point on the same line (a longer delay) lands in the same step's
-# re-run: that is what keeps the count at 8 or more even when the fast
-# phase 2 steps pass several points within one polling interval. After the cut
-# inside update-initramfs the next boot already has the kernel arguments
-# (update-grub ran before it), so the agent rightly skips the reboot and runs
-# phase 2 in that boot: no cut may wait for the agent's "rebooting:" line.
-# `reboots` is left out of the comparison with the clean run for that reason.
-# The cut a second into the trial's commit (phase 2's update-grub or
+# command (apt/dpkg, update-initramfs, proxmox-boot-tool refresh or
+# update-grub, systemctl). A step cut short runs again at the next boot and
+# prints its line again, so several points on one line (longer delays) land
+# in the same step's re-runs.
+#
+# The delays inside a step are fractions of how long that step took in this
+# cell's clean run (clean-steps-CELL, from the guest's console timestamps),
+# not fixed seconds: a faster or busier machine moves them with the step.
+# A point whose line shows up after the step is done (the fast phase-2 steps
+# pass several in one polling interval) is skipped, and the boot that ends
+# before a point's delay is not cut. The points that always land are the
+# ones inside a long step that re-runs in full: update-initramfs (3 points),
+# the trial's commit in verify-reboot, enable-services (2 points), the
+# first apt-install, and the first step of the first boot: 8 with what the
+# others add (about 12 in practice). The run fails below 8.
+#
+# After the cut inside update-initramfs the next boot already has the kernel
+# arguments (they were written before it), so the agent rightly skips the
+# reboot and runs phase 2 in that boot: no point waits for the agent's
+# "rebooting:" line, and `reboots` is left out of the comparison with the
+# clean run. The cut inside the trial's commit (phase 2's update-grub or
 # proxmox-boot-tool refresh, the trial boot having come up) makes the next
 # boot the old default's: the agent finishes the commit there and reboots
 # once into it ("came up before a power cut").
-CUTS=(
-    'vgpu-firstboot: step apt-repositories:|0'
-    'vgpu-firstboot: step apt-install:|3'
-    'vgpu-firstboot: step apt-install:|20'
-    'vgpu-firstboot: step kernel-args:|0'
-    'vgpu-firstboot: step initramfs:|10'
-    'vgpu-firstboot: step initramfs:|30'
-    'vgpu-firstboot: step reboot:|0'
-    'make the kernel arguments the default|1'
-    'vgpu-firstboot: step verify-payload:|0'
-    'vgpu-firstboot: step install-driver:|1'
-    'vgpu-firstboot: step enable-services:|0'
-    'vgpu-firstboot: step post-check:|0'
-    'vgpu-firstboot: step finish:|0'
+CUT_PLAN=(
+    'apt-repositories|0'
+    'apt-install|0.4'
+    'kernel-args|0'
+    'initramfs|0.2 0.45 0.7'
+    'reboot|0'
+    'verify-reboot|0.4'
+    'verify-payload|0'
+    'install-driver|0'
+    'enable-services|0.25 0.6'
+    'post-check|0'
+    'finish|0'
 )
+
+# CUTS from CUT_PLAN and the clean run's step durations.
+make_cuts() {
+    local steps=$WORK/clean-steps-$CELL entry step fractions f d
+    CUTS=()
+    for entry in "${CUT_PLAN[@]}"; do
+        step=${entry%|*} fractions=${entry#*|}
+        # The longest run of the step in the clean run (a step that
+        # appears in both boots, like reboot, is short in one of them).
+        d=$(awk -v s="$step" '$1 == s && $2 > m { m = $2 } END { print m + 0 }' "$steps")
+        for f in $fractions; do
+            CUTS+=("vgpu-firstboot: step $step:|$(awk -v f="$f" -v d="$d" 'BEGIN { printf "%.1f", f * d }')")
+        done
+    done
+    say "cut points (step|seconds after its line): ${CUTS[*]#vgpu-firstboot: step }"
+}
 
 power_cut_run() {
     ensure_clean_run
+    make_cuts
     make_image
     local n=0 cuts=0 converged=0 next=0
     while [ $n -lt 20 ]; do
