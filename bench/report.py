@@ -11,7 +11,6 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
 
 raw, repo, command, note, summary = sys.argv[1:6]
 
@@ -93,15 +92,15 @@ with open("/proc/cpuinfo") as f:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-load = open("/proc/loadavg").read().split()[:3]
-commit = sh("git", "rev-parse", "--short", "HEAD")
-if sh("git", "status", "--porcelain", "--untracked-files=no"):
-    commit += " (with uncommitted changes)"
 versions = "; ".join(
-    sh(*c).splitlines()[0] if sh(*c) else "?"
+    (sh(*c).splitlines() or ["?"])[0].strip("* ")
     for c in (["hyperfine", "--version"], ["zstd", "--version"], ["cpio", "--version"])
 )
-fleet_cache = open(os.path.join(raw, "fleet-cache.txt")).read().strip()
+fleet_cache = "\n".join(
+    f"  - `{line.rsplit(' ', 1)[0]}`: {line.rsplit(' ', 1)[1]} bytes"
+    for line in open(os.path.join(raw, "fleet-cache.txt")).read().split("\n")
+    if line.strip()
+)
 
 text = f"""# Benchmarks
 
@@ -114,11 +113,11 @@ Raw results: hyperfine's JSON under the out dir's `raw/` (default
 
 ## Machine
 
-- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}
+- date: {ctx['date']}
 - CPU: {cpu}, nproc {os.cpu_count()}
 - kernel: {platform.release()}
-- load average at the end of the run: {' '.join(load)} (the machine was shared)
-- code: commit {commit}
+- load average at the end of the run: {ctx['loadavg']} (the machine was shared)
+- code: commit {ctx['commit']}
 - tools: {versions}
 
 ## Results
@@ -132,7 +131,8 @@ driver alone {ctx['floor_bytes']}; the driver-like file's sha256 `{ctx['main_sha
 ## What was measured
 
 - **Inputs.** The driver-like file: a makeself-like shell header (as NVIDIA's
-  `.run` files start; the bake checks only the profile's sha256 pin), then
+  `.run` files start; a native bake checks that the driver is a regular file
+  with the profile's sha256 pin and reads nothing else of it), then
   pseudo-random bytes (`openssl enc -aes-128-ctr` of zeros, from a fixed
   seed) up to 400/512 of the size, then this machine's
   `/usr/lib/x86_64-linux-gnu/*.so*` concatenated in name order, cut to
@@ -153,7 +153,7 @@ driver alone {ctx['floor_bytes']}; the driver-like file's sha256 `{ctx['main_sha
   only the 3 drivers were imported (`fetch`, in `--prepare`), no bundles.
   Compared with one profile of the fleet baked the same way. It wrote
   {ctx['fleet_bundles']} bundles; the cache then held:
-  `{fleet_cache.replace(chr(10), '`, `')}`.
+{fleet_cache}
 - **Install**: the cold bake's bundle into a fresh empty directory, against
   `zstd -dc B | cpio -idm` there.
 - **Agent**: `tests/hosts/pve8-grub` copied, the demo bundle laid on it with

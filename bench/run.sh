@@ -403,17 +403,23 @@ nice hyperfine --shell none --style basic --warmup 3 --runs "$STATUS_RUNS" \
 
 # --- the table ---------------------------------------------------------------
 
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    COMMIT="$COMMIT (with uncommitted changes)"
+fi
 cat >"$RAW/context.json" <<EOF
 {"quick": $QUICK, "runs": $RUNS, "warmup": $WARMUP, "main_mib": $MAIN_MIB, "fleet_mib": $FLEET_MIB,
  "fleet_n": $FLEET_N, "fleet_form": "$FLEET_FORM", "fleet_bundles": $FLEET_BUNDLES,
  "agent_size": $AGENT_SIZE, "rss1_kib": $RSS1, "rss2_kib": $RSS2, "unit_gone": "$UNIT_GONE",
  "main_sha256": "$MAIN_SHA", "bundle_bytes": $(stat -c %s "$BUNDLE"),
- "pipeline_bytes": $(stat -c %s "$W/pipeline.cpio.zst"), "floor_bytes": $(stat -c %s "$W/floor.zst")}
+ "pipeline_bytes": $(stat -c %s "$W/pipeline.cpio.zst"), "floor_bytes": $(stat -c %s "$W/floor.zst"),
+ "date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "loadavg": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$COMMIT"}
 EOF
 printf '%s\n' "$FLEET_CACHE" >"$RAW/fleet-cache.txt"
 CMD="bash bench/run.sh"
 [ "$QUICK" = 0 ] || CMD="$CMD --quick"
 [ "$RUNS" = 3 ] || [ "$QUICK" = 1 ] || CMD="$CMD --runs $RUNS"
+[ "$WRITE_MD" = 0 ] || CMD="$CMD --write-md"
 python3 "$REPO/bench/report.py" "$RAW" "$REPO" "$CMD" "$NOTE" "$OUT/summary.md"
 if [ "$WRITE_MD" = 1 ]; then
     cp "$OUT/summary.md" "$REPO/BENCHMARKS.md"
