@@ -27,6 +27,15 @@ def sh(*args):
         return "?"
 
 
+def cpu_rows(name):
+    with open(os.path.join(raw, name + ".json")) as f:
+        return [
+            f"| {r['command']} | {r['median']:.3f} | {r['user']:.3f} | {r['system']:.3f} "
+            f"| {(r['user'] + r['system']) / r['mean']:.2f} |"
+            for r in json.load(f)["results"]
+        ]
+
+
 ctx = json.load(open(os.path.join(raw, "context.json")))
 m = {}
 for name in ("bake", "fleet", "install", "status"):
@@ -85,6 +94,11 @@ table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 table += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
 table = "\n".join(table)
 print(table)
+cpu_table = "\n".join(
+    ["| hyperfine name | median wall s | mean user s | mean system s | CPUs busy (user+system / mean wall) |",
+     "|---|---|---|---|---|"]
+    + [line for name in ("bake", "fleet", "install", "status") for line in cpu_rows(name)]
+)
 
 cpu = "?"
 with open("/proc/cpuinfo") as f:
@@ -127,6 +141,13 @@ Raw results: hyperfine's JSON under the out dir's `raw/` (default
 Figures that miss their target are kept as measured. Sizes: the bundle
 {ctx['bundle_bytes']} bytes, the pipeline's archive {ctx['pipeline_bytes']}, `zstd -3` of the
 driver alone {ctx['floor_bytes']}; the driver-like file's sha256 `{ctx['main_sha256']}`.
+
+## Where the time goes
+
+CPU time as hyperfine measured it (the process and its children). On
+{os.cpu_count()} cores, a command that keeps every core busy would show {os.cpu_count()}.00.
+
+{cpu_table}
 
 ## What was measured
 
