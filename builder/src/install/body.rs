@@ -18,6 +18,8 @@ use crate::inspect::CopyError;
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight.
 const POOL: usize = 4;
+/// Written bytes after which the worker starts their writeback.
+const WRITEBACK: u64 = 8 << 20;
 
 enum Job {
     /// The next body goes into this file.
@@ -49,24 +51,62 @@ impl std::fmt::Debug for BodyWriter {
     }
 }
 
+/// The body being written: its file, digest, the first write error, and
+/// how far it was written and handed to writeback.
+struct Current {
+    file: AtomicFile,
+    sha: Sha256,
+    written: io::Result<()>,
+    at: u64,
+    flushed: u64,
+}
+
+impl Current {
+    fn write(&mut self, chunk: &[u8]) {
+        if self.written.is_err() {
+            return;
+        }
+        self.sha.update(chunk);
+        self.written = self.file.write_all(chunk);
+        self.at += chunk.len() as u64;
+        if self.at - self.flushed >= WRITEBACK {
+            // Starts the writeback of what was just written without waiting
+            // for it (`POSIX_FADV_DONTNEED` on dirty pages), so the fsync at
+            // the commit finds most of a large file on disk already rather
+            // than writing all of it then. Only a hint: errors are the
+            // fsync's to report.
+            let len = std::num::NonZeroU64::new(self.at - self.flushed);
+            let file = self.file.file();
+            let _ = rustix::fs::fadvise(file, self.flushed, len, rustix::fs::Advice::DontNeed);
+            self.flushed = self.at;
+        }
+    }
+}
+
 /// The worker: hashes and writes each chunk, returns each buffer.
 fn work(jobs: Receiver<Job>, free: SyncSender<Vec<u8>>, finished: SyncSender<Finished>) {
-    let mut current: Option<(AtomicFile, Sha256, io::Result<()>)> = None;
+    let mut current: Option<Current> = None;
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Start(file) => current = Some((file, Sha256::new(), Ok(()))),
+            Job::Start(file) => {
+                current = Some(Current {
+                    file,
+                    sha: Sha256::new(),
+                    written: Ok(()),
+                    at: 0,
+                    flushed: 0,
+                })
+            }
             Job::Chunk(buf, n) => {
-                if let Some((file, sha, written)) = &mut current
-                    && written.is_ok()
-                {
-                    sha.update(&buf[..n]);
-                    *written = file.write_all(&buf[..n]);
+                if let Some(c) = &mut current {
+                    c.write(&buf[..n]);
                 }
                 let _ = free.send(buf);
             }
             Job::Finish => {
-                if let Some((file, sha, written)) = current.take() {
-                    let _ = finished.send((file, written.map(|()| hex(&sha.finalize()))));
+                if let Some(c) = current.take() {
+                    let sha = c.written.map(|()| hex(&c.sha.finalize()));
+                    let _ = finished.send((c.file, sha));
                 }
             }
         }
