@@ -33,6 +33,9 @@ enum Job {
 /// The file back, with its body's sha256 or the first write error.
 type Finished = (AtomicFile, io::Result<String>);
 
+/// A copied body: its file, its sha256 and, when kept, its bytes.
+pub(super) type Copied = (AtomicFile, String, Option<Vec<u8>>);
+
 /// The second thread and its channels.
 pub(super) struct BodyWriter {
     jobs: Option<SyncSender<Job>>,
@@ -174,7 +177,7 @@ impl BodyWriter {
         body: &mut impl Read,
         file: AtomicFile,
         keep: bool,
-    ) -> Result<(AtomicFile, String, Option<Vec<u8>>), CopyError<io::Error>> {
+    ) -> Result<Copied, CopyError<io::Error>> {
         self.send(Job::Start(file))?;
         let mut text = keep.then(Vec::new);
         let mut read = Ok(());
