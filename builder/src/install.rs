@@ -135,12 +135,9 @@ pub fn install_trusted(
         source: e.source,
     })?;
     let mut tx = Transaction::new(&root);
-    let laid = lay_out(
-        Opened::open_deferred(bundle)?,
-        &root,
-        Pass::One { keys, hold: HOLD },
-        &mut tx,
-    )?;
+    let pass = Pass::One { keys, hold: HOLD };
+    let laid = lay_out(Opened::open_deferred(bundle)?, &root, pass, &mut tx)
+        .map_err(|e| checksum_first(bundle, e))?;
     let (done, signature) = match laid {
         Laid::Staged(done, signature) => (done, signature),
         Laid::TooEarly => {
@@ -170,6 +167,17 @@ fn conflict(kind: &EntryKind, existing: Option<fs::FileType>) -> Option<&'static
         EntryKind::Symlink { .. } if t.is_symlink() => None,
         _ if t.is_file() => None,
         _ => Some("a special file (device, FIFO or socket) where the bundle has a file or symlink"),
+    }
+}
+
+/// A refused bundle whose `.sha256` does not match is reported as such
+/// (as when the checksum was compared before decompressing): the one pass
+/// compares it only at the end of the stream, which a damaged bundle may
+/// never reach. Costs a hash of the file on this failure path only.
+fn checksum_first(bundle: &Path, e: InstallError) -> InstallError {
+    match (&e, Opened::open(bundle)) {
+        (InstallError::Bundle(_), Err(c @ InspectError::Checksum { .. })) => c.into(),
+        _ => e,
     }
 }
 

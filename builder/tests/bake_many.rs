@@ -49,20 +49,24 @@ impl Fleet {
         path.to_str().unwrap().to_string()
     }
 
+    /// A profile `name` with this text; its path.
+    fn raw(&self, name: &str, text: &str) -> String {
+        let path = self.path(name);
+        fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
     /// `bake PROFILES --out OUT --cache CACHE --agent AGENT`.
     fn bake(&self, profiles: &[String], out: &str, cache: &str) -> (i32, String, String) {
-        let (out, cache, agent) = (self.path(out), self.path(cache), self.path("agent"));
+        let flags = [("--out", out), ("--cache", cache), ("--agent", "agent")]
+            .map(|(flag, rel)| [flag.to_string(), self.path(rel).display().to_string()]);
         let mut args = vec!["bake"];
-        args.extend(profiles.iter().map(String::as_str));
-        let flags = [
-            "--out",
-            out.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-            "--agent",
-            agent.to_str().unwrap(),
-        ];
-        args.extend(flags);
+        args.extend(
+            profiles
+                .iter()
+                .chain(flags.iter().flatten())
+                .map(String::as_str),
+        );
         vgpu_bake(&args)
     }
 }
@@ -154,19 +158,14 @@ fn profiles_sharing_a_driver_leave_it_once_in_the_cache() {
 #[test]
 fn a_bad_profile_among_good_ones_fails_before_anything_is_written() {
     let f = Fleet::new();
-    let bad = f.path("bad.toml");
-    fs::write(
-        &bad,
-        "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"no-such\"\n",
-    )
-    .unwrap();
-    let worse = f.path("worse.toml");
-    fs::write(&worse, "proxmox = 9\n[vgpu]\nmodes = \"native\"\n").unwrap();
+    let native = "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\n";
+    let bad = f.raw("bad.toml", &format!("{native}release = \"no-such\"\n"));
+    let worse = f.raw("worse.toml", "proxmox = 9\n[vgpu]\nmodes = \"native\"\n");
     let profiles = vec![
         f.profile("demo", "a"),
-        bad.to_str().unwrap().to_string(),
+        bad.clone(),
         f.profile("demo-1.1", "c"),
-        worse.to_str().unwrap().to_string(),
+        worse.clone(),
     ];
     let (code, stdout, stderr) = f.bake(&profiles, "out", "cache");
     assert_eq!(code, 1, "{stderr}");
@@ -175,8 +174,8 @@ fn a_bad_profile_among_good_ones_fails_before_anything_is_written() {
     for (p, key) in [(&bad, "release"), (&worse, "modes")] {
         let line = stderr
             .lines()
-            .find(|l| l.contains(p.to_str().unwrap()))
-            .unwrap_or_else(|| panic!("{} not named in {stderr}", p.display()));
+            .find(|l| l.contains(p.as_str()))
+            .unwrap_or_else(|| panic!("{p} not named in {stderr}"));
         assert!(line.contains(key), "{key} in {line}");
     }
     assert!(
@@ -215,13 +214,10 @@ fn two_profiles_making_one_bundle_name_are_refused() {
 fn a_bundle_that_fails_to_bake_does_not_stop_the_others() {
     let f = Fleet::new();
     // Loads, but its driver cannot be prepared: nothing pins release 19.4.
-    let unpinned = f.path("unpinned.toml");
-    fs::write(
-        &unpinned,
+    let unpinned = f.raw(
+        "unpinned.toml",
         "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"19.4\"\n",
-    )
-    .unwrap();
-    let unpinned = unpinned.to_str().unwrap().to_string();
+    );
     let profiles = vec![
         f.profile("demo", "a"),
         unpinned.clone(),

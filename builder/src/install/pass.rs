@@ -88,7 +88,8 @@ pub(super) fn lay_out(
             h.mode & 0o7777
         };
         let size = u64::from(h.filesize);
-        if let Some(list) = &mut held {
+        // A held entry keeps its body; a staged one may keep its text.
+        let (sha256, kept) = if held.is_some() {
             held_bytes += size;
             if held_bytes > hold {
                 return Ok(Laid::TooEarly);
@@ -106,31 +107,23 @@ pub(super) fn lay_out(
                 }
                 EntryKind::Dir => None,
             };
-            let info = EntryInfo {
-                path,
-                kind,
-                mode,
-                size,
-                sha256,
-                verified: true,
-            };
-            checker.body(&info, keeps_text(&info.path).then_some(&body[..]))?;
-            list.push(Held { info, body });
-            continue;
-        }
-        let at = Target::new(&bundle, root, &path);
-        let (sha256, text) = lay(&at, &mut kind, mode, &mut entry, &mut writer, tx)?;
-        drop(entry);
-        if let (Some(digests), Some(sha)) = (digests, &sha256)
-            && digests.get(&path) != Some(sha)
-        {
-            let problem = Problem::Sha256 {
-                expected: digests.get(&path).cloned().unwrap_or_default(),
-                actual: sha.clone(),
-            };
-            // Staged in `tx`: it goes when `tx` is dropped.
-            return Err(entry_error(&bundle, &path, problem).into());
-        }
+            (sha256, Some(body))
+        } else {
+            let at = Target::new(&bundle, root, &path);
+            let (sha256, text) = lay(&at, &mut kind, mode, &mut entry, &mut writer, tx)?;
+            drop(entry);
+            if let (Some(digests), Some(sha)) = (digests, &sha256)
+                && digests.get(&path) != Some(sha)
+            {
+                let problem = Problem::Sha256 {
+                    expected: digests.get(&path).cloned().unwrap_or_default(),
+                    actual: sha.clone(),
+                };
+                // Staged in `tx`: it goes when `tx` is dropped.
+                return Err(entry_error(&bundle, &path, problem).into());
+            }
+            (sha256, text)
+        };
         let info = EntryInfo {
             path,
             kind,
@@ -139,8 +132,12 @@ pub(super) fn lay_out(
             sha256,
             verified: true,
         };
-        checker.body(&info, text.as_deref())?;
-        done.push(installed(&info));
+        let text = kept.as_deref().filter(|_| keeps_text(&info.path));
+        checker.body(&info, text)?;
+        match (&mut held, kept) {
+            (Some(list), Some(body)) => list.push(Held { info, body }),
+            _ => done.push(installed(&info)),
+        }
     }
     let (manifest, signature) = checker.end()?;
     opened.finish()?;
