@@ -35,7 +35,7 @@ pub fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
 
 /// Reads and resolves a profile against the built-in registry: the only
 /// place the commands consult it.
-fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
+pub(crate) fn load(path: &Path, db: &GpuDb) -> Result<Resolved> {
     let resolved = load_target(path, db)?;
     resolve::check_files(&resolved, path)?;
     Ok(resolved)
@@ -59,13 +59,13 @@ fn warn(warnings: &[String], source: &Path) {
 }
 
 /// A path for the terminal: control characters escaped.
-fn shown_path(path: &Path) -> String {
+pub(crate) fn shown_path(path: &Path) -> String {
     escape_controls(&path.display().to_string())
 }
 
 /// Errors about the profile's pins name the profile, whose `[driver]`
 /// section the fix goes into.
-fn in_profile(profile: &Path, e: BakeError) -> anyhow::Error {
+pub(crate) fn in_profile(profile: &Path, e: BakeError) -> anyhow::Error {
     match e {
         BakeError::PinConflict { .. } | BakeError::Unpinned { .. } => {
             anyhow::anyhow!("{}: {e}", shown_path(profile))
@@ -213,9 +213,10 @@ pub fn fetch(
     Ok(())
 }
 
-/// `bake`: the bundle into `out`, signed with `sign_key` when given.
+/// `bake`: each profile's bundle into `out`, signed with `sign_key` when
+/// given; more than one profile goes to [`crate::bake_many`].
 pub fn bake(
-    profile: &Path,
+    profiles: &[PathBuf],
     out: PathBuf,
     agent: Option<PathBuf>,
     sign_key: Option<&Path>,
@@ -223,6 +224,11 @@ pub fn bake(
     cache: Option<PathBuf>,
     db: &GpuDb,
 ) -> Result<()> {
+    if profiles.len() > 1 && overrides != DriverOverrides::default() {
+        bail!(
+            "--driver-file, --url, --md5 and --sha256 apply to one profile's driver: bake that profile on its own, or `vgpu-bake fetch` each driver into the cache first and bake the profiles together without them"
+        );
+    }
     // The key first: a wrong key fails before any download or bake.
     let sign = sign_key.map(SigningKey::load).transpose()?;
     let agent = match agent {
@@ -242,8 +248,19 @@ pub fn bake(
             ..BakeOptions::default()
         },
     };
+    let [profile] = profiles else {
+        return crate::bake_many::bake_many(profiles, &inputs, db);
+    };
     let resolved = load(profile, db)?;
     let baked = bake::bake(resolved, db, &inputs).map_err(|e| in_profile(profile, e))?;
+    report_baked(profile, &baked, &inputs);
+    outln!("{}", baked.output.bundle.display());
+    Ok(())
+}
+
+/// What `bake` says on stderr about one baked bundle: warnings, notes,
+/// the demo mark, its size and sha256, its signature.
+pub(crate) fn report_baked(profile: &Path, baked: &bake::Baked, inputs: &BakeInputs) {
     warn(&baked.plan.warnings, profile);
     for n in &baked.notes {
         errln!("{n}");
@@ -268,8 +285,6 @@ pub fn bake(
             key.path().display()
         );
     }
-    outln!("{}", baked.output.bundle.display());
-    Ok(())
 }
 
 /// The `--trusted-key` files, read.

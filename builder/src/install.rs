@@ -1,18 +1,25 @@
 //! `vgpu-bake install --root DIR`: lay a verified bundle onto a root,
-//! all of it or nothing.
+//! all of it or nothing, in one decompression of the bundle.
 //!
-//! 1. [`inspect`] verifies the whole bundle (every check of a header before
-//!    its body), so a bad bundle writes nothing.
-//! 2. A conflict pass checks every destination in the target (a symlink,
-//!    a special file or a directory where the bundle has something else):
-//!    a conflict anywhere writes nothing.
-//! 3. The second pass over the bundle runs every check again (the bundle
-//!    could change between the passes) and compares each file with the
-//!    first pass's digest; it creates missing directories and stages files
-//!    and the symlink under temporary names beside their destinations.
-//! 4. Only when everything is staged is it renamed into place
-//!    (`install/transaction.rs`); a failure at any step removes what this install
-//!    created and restores what it replaced.
+//! 1. Every entry is checked on its header as [`inspect`] checks it. The
+//!    entries before the manifest (directories, the agent, its unit, the
+//!    compatibility table) are held in memory, not written.
+//! 2. Once the manifest and its signature are checked, every path and
+//!    size is known: a conflict pass checks every destination in the
+//!    target (a symlink, a special file or a directory where the bundle
+//!    has something else) and a conflict anywhere writes nothing.
+//! 3. The held entries, then the rest as they stream, are staged under
+//!    temporary names beside their destinations (missing directories
+//!    created), each file's sha256 compared with the manifest; bodies are
+//!    hashed and written on a second thread (`install/body.rs`).
+//! 4. Only when everything is staged, the trailer and the zstd stream's
+//!    end checked and the `.sha256` beside the bundle matched is it
+//!    renamed into place (`install/transaction.rs`); a failure at any step
+//!    removes what this install created and restores what it replaced.
+//!
+//! A bundle whose entries before the manifest exceed what is held in
+//! memory (large guest drivers) is checked whole first and laid out in a
+//! second pass, as every bundle was before (`two_passes`).
 //!
 //! Every path is resolved through a [`Root`] (`openat2` with
 //! `RESOLVE_IN_ROOT`): nothing can land outside the root, even if the target
@@ -22,20 +29,19 @@
 //! following it. The root itself is the operator's choice and may be a
 //! symlink.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use vgpu_rootfs::Root;
 
 use crate::atomic::AtomicError;
-use crate::inspect::{
-    Checker, CopyError, EntryInfo, EntryKind, InspectError, Opened, Problem, copy_body, keeps_text,
-    read_error, read_target,
-};
+use crate::inspect::{EntryKind, InspectError, Opened, Problem};
 
+mod body;
+mod pass;
 mod transaction;
+use pass::{HOLD, Laid, Pass, lay_out};
 use transaction::{Staged, Transaction};
 
 /// One entry laid onto the root, in archive order.
@@ -103,6 +109,9 @@ pub fn install(bundle: &Path, root: &Path) -> Result<Vec<Installed>, InstallErro
     install_trusted(bundle, root, &[]).map(|(written, _)| written)
 }
 
+/// What [`lay_out`] returns.
+type Signed = (Vec<Installed>, Option<crate::sign::SignatureInfo>);
+
 /// [`install`] of a bundle whose signature is checked first
 /// ([`crate::inspect::inspect_trusted`]): with `keys`, an unsigned or
 /// wrongly signed bundle writes nothing. Also returns the signature.
@@ -110,8 +119,7 @@ pub fn install_trusted(
     bundle: &Path,
     root: &Path,
     keys: &[crate::sign::TrustedKey],
-) -> Result<(Vec<Installed>, Option<crate::sign::SignatureInfo>), InstallError> {
-    let report = crate::inspect::inspect_trusted(bundle, keys)?;
+) -> Result<Signed, InstallError> {
     let meta = fs::metadata(root).map_err(|source| InstallError::Root {
         root: root.to_path_buf(),
         source,
@@ -126,15 +134,18 @@ pub fn install_trusted(
         root: root.to_path_buf(),
         source: e.source,
     })?;
-    check_conflicts(bundle, &root, &report.entries)?;
-    let signature = report.signature.clone();
-    let digests = report
-        .entries
-        .into_iter()
-        .filter_map(|e| Some((e.path, e.sha256?)))
-        .collect();
     let mut tx = Transaction::new(&root);
-    let done = lay_out(Opened::open(bundle)?, &root, &digests, &mut tx)?;
+    let pass = Pass::One { keys, hold: HOLD };
+    let laid = lay_out(Opened::open_deferred(bundle)?, &root, pass, &mut tx)
+        .map_err(|e| checksum_first(bundle, e))?;
+    let (done, signature) = match laid {
+        Laid::Staged(done, signature) => (done, signature),
+        Laid::TooEarly => {
+            drop(tx);
+            tx = Transaction::new(&root);
+            two_passes(bundle, &root, keys, &mut tx)?
+        }
+    };
     tx.commit().map_err(|(entry, source)| InstallError::Write {
         bundle: bundle.to_path_buf(),
         root: root.base().to_path_buf(),
@@ -159,125 +170,70 @@ fn conflict(kind: &EntryKind, existing: Option<fs::FileType>) -> Option<&'static
     }
 }
 
-/// The conflict pass: every destination, before anything is written.
-fn check_conflicts(bundle: &Path, root: &Root, entries: &[EntryInfo]) -> Result<(), InstallError> {
-    for e in entries {
-        let at = Target::new(bundle, root, &e.path);
-        if let Some((parent, _)) = e.path.rsplit_once('/')
+/// A refused bundle whose `.sha256` does not match is reported as such
+/// (as when the checksum was compared before decompressing): the one pass
+/// compares it only at the end of the stream, which a damaged bundle may
+/// never reach. Costs a hash of the file on this failure path only.
+fn checksum_first(bundle: &Path, e: InstallError) -> InstallError {
+    match (&e, Opened::open(bundle)) {
+        (InstallError::Bundle(_), Err(c @ InspectError::Checksum { .. })) => c.into(),
+        _ => e,
+    }
+}
+
+/// The install of a bundle whose entries before the manifest are too
+/// large to hold ([`Laid::TooEarly`]): the whole bundle checked first
+/// (`inspect`), the conflict pass, then a second pass that stages each
+/// file and compares it with what the first saw.
+fn two_passes(
+    bundle: &Path,
+    root: &Root,
+    keys: &[crate::sign::TrustedKey],
+    tx: &mut Transaction,
+) -> Result<Signed, InstallError> {
+    let report = crate::inspect::inspect_trusted(bundle, keys)?;
+    check_conflicts(
+        bundle,
+        root,
+        report.entries.iter().map(|e| (e.path.as_str(), &e.kind)),
+    )?;
+    let digests = report
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.path, e.sha256?)))
+        .collect();
+    match lay_out(
+        Opened::open_deferred(bundle)?,
+        root,
+        Pass::Second(&digests),
+        tx,
+    )? {
+        Laid::Staged(done, _) => Ok((done, report.signature)),
+        Laid::TooEarly => unreachable!("a second pass holds nothing"),
+    }
+}
+
+/// The conflict pass: every destination (in archive order), before
+/// anything is written.
+fn check_conflicts<'e>(
+    bundle: &Path,
+    root: &Root,
+    entries: impl Iterator<Item = (&'e str, &'e EntryKind)>,
+) -> Result<(), InstallError> {
+    for (path, kind) in entries {
+        let at = Target::new(bundle, root, path);
+        if let Some((parent, _)) = path.rsplit_once('/')
             && at.existing(parent)?.is_none()
         {
             // Its directory will be created: nothing can be in the way.
             continue;
         }
         at.check_ancestors()?;
-        if let Some(what) = conflict(&e.kind, at.existing(&e.path)?) {
+        if let Some(what) = conflict(kind, at.existing(path)?) {
             return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
         }
     }
     Ok(())
-}
-
-/// The second pass: every check again, directories created, files and the
-/// symlink staged in `tx`. `digests` maps each file to the sha256 the first
-/// pass verified; a file whose bytes differ now is not staged.
-fn lay_out(
-    mut opened: Opened,
-    root: &Root,
-    digests: &BTreeMap<String, String>,
-    tx: &mut Transaction,
-) -> Result<Vec<Installed>, InstallError> {
-    let bundle = opened.bundle.clone();
-    // The first pass checked the signature; this one checks every file
-    // against that pass's digests (the manifest included).
-    let mut checker = Checker::new(bundle.clone(), opened.len, &[]);
-    let mut done = Vec::new();
-    while let Some(mut entry) = opened.next_entry()? {
-        let h = entry.header.clone();
-        let mut kind = checker.header(&h)?;
-        let path = h.name.clone();
-        let at = Target::new(&bundle, root, &path);
-        at.check_ancestors()?;
-        if let Some(what) = conflict(&kind, at.existing(&path)?) {
-            return Err(at.refuse(format!("{} is {what}", at.host_path().display())));
-        }
-        let mode = h.mode & 0o7777;
-        let mut sha256 = None;
-        let mut text = None;
-        match &mut kind {
-            EntryKind::Dir => {
-                drop(entry);
-                at.dir(mode, tx)?;
-            }
-            EntryKind::Symlink { target } => {
-                let read = read_target(&mut entry);
-                drop(entry);
-                *target = read
-                    .map_err(|e| read_error(&bundle, &path, e))?
-                    .map_err(|problem| entry_error(&bundle, &path, problem))?;
-                tx.stage(at.symlink(target)?);
-            }
-            EntryKind::File => {
-                let mut file = root
-                    .atomic_file(&path, None)
-                    .map_err(|e| at.write_error(e))?;
-                let copied =
-                    copy_body(&mut entry, keeps_text(&path), |chunk| file.write_all(chunk));
-                drop(entry);
-                let (sha, t) = match copied {
-                    Ok(c) => c,
-                    Err(CopyError::Read(e)) => return Err(read_error(&bundle, &path, e).into()),
-                    Err(CopyError::Sink(source)) => {
-                        return Err(at.write_error(AtomicError {
-                            action: "writing",
-                            path: at.host_path(),
-                            source,
-                        }));
-                    }
-                };
-                if digests.get(&path) != Some(&sha) {
-                    let problem = Problem::Sha256 {
-                        expected: digests.get(&path).cloned().unwrap_or_default(),
-                        actual: sha,
-                    };
-                    // `file` is dropped here: its temp file goes with it.
-                    return Err(entry_error(&bundle, &path, problem).into());
-                }
-                file.set_mode(mode).map_err(|e| at.write_error(e))?;
-                sha256 = Some(sha);
-                text = t;
-                tx.stage(Staged::File {
-                    file,
-                    rel: path.clone(),
-                });
-            }
-        }
-        let info = EntryInfo {
-            path,
-            mode: if matches!(kind, EntryKind::Symlink { .. }) {
-                0o777
-            } else {
-                mode
-            },
-            size: u64::from(h.filesize),
-            kind,
-            sha256,
-            verified: true,
-        };
-        checker.body(&info, text.as_deref())?;
-        done.push(Installed {
-            kind: info.kind.name(),
-            path: info.path,
-            mode: info.mode,
-            size: if info.kind == EntryKind::Dir {
-                0
-            } else {
-                info.size
-            },
-        });
-    }
-    checker.end()?;
-    opened.finish()?;
-    Ok(done)
 }
 
 fn entry_error(bundle: &Path, entry: &str, problem: Problem) -> InspectError {

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a user error (bad profile, failed verification,
 //! ...), 2 a usage error.
 
+mod bake_many;
 mod commands;
 
 use std::path::PathBuf;
@@ -135,10 +136,19 @@ enum Cmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Bake the profile into OUT/<name>.cpio.zst (+ .sha256).
+    /// Bake each profile into OUT/<name>.cpio.zst (+ .sha256).
+    ///
+    /// With several profiles, all are loaded first (any error: each failing
+    /// profile is reported and nothing is baked; two profiles making the
+    /// same bundle name are refused), each distinct driver is prepared
+    /// once, and every bundle is then written on its own: a bundle that
+    /// fails does not stop the others, the bundles written stay, and the
+    /// exit code is 1 naming the profiles that failed. Stdout lists each
+    /// bundle written (name, size, sha256, path).
     Bake {
-        /// Profile file.
-        profile: PathBuf,
+        /// Profile files.
+        #[arg(required = true)]
+        profiles: Vec<PathBuf>,
         /// Output directory.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -404,7 +414,7 @@ fn run(cli: Cli) -> Result<()> {
             commands::fetch(&profile, &overrides, cache, &db)
         }
         Cmd::Bake {
-            profile,
+            profiles,
             out,
             agent,
             sign_key,
@@ -414,7 +424,7 @@ fn run(cli: Cli) -> Result<()> {
             let db = commands::open_db(db.gpu_db.as_deref())?;
             let (overrides, cache) = source.split();
             commands::bake(
-                &profile,
+                &profiles,
                 out,
                 agent,
                 sign_key.as_deref(),

@@ -391,6 +391,11 @@ impl Checker {
         Ok(())
     }
 
+    /// The manifest, once its entry was read and checked.
+    pub(crate) fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
     /// At the trailer: the manifest was read, every listed entry came, and
     /// the signature (if the bundle ends right after the manifest) checked.
     pub(crate) fn end(mut self) -> Result<(Manifest, Option<SignatureInfo>), InspectError> {

@@ -55,6 +55,8 @@ pub(crate) struct Opened {
     pub(crate) len: u64,
     pub(crate) checksum: Checksum,
     expected_sha256: Option<String>,
+    /// The checksum file is compared only in [`Opened::finish`].
+    deferred: bool,
 }
 
 /// Opens `path` without blocking (a FIFO would wait for a writer) and
@@ -100,8 +102,14 @@ pub fn checksum_path(bundle: &Path) -> PathBuf {
 }
 
 /// Reads the checksum file (sha256sum format, `HEX  NAME`), hashes the
-/// bundle and compares; the bundle is rewound for the stream.
-fn check_sums(bundle: &Path, file: &mut File) -> Result<(Checksum, Option<String>), InspectError> {
+/// bundle and compares; the bundle is rewound for the stream. With `defer`
+/// nothing is hashed here: [`Opened::finish`] compares the sha256 of what
+/// the stream read.
+fn check_sums(
+    bundle: &Path,
+    file: &mut File,
+    defer: bool,
+) -> Result<(Checksum, Option<String>), InspectError> {
     let sums = checksum_path(bundle);
     let Some((sums_file, len)) = open_regular(&sums, bundle)? else {
         return Ok((Checksum::Absent(sums), None));
@@ -141,6 +149,10 @@ fn check_sums(bundle: &Path, file: &mut File) -> Result<(Checksum, Option<String
             "it is the checksum of {listed:?}, not of {name:?}"
         )));
     }
+    let expected = hex_sum.to_ascii_lowercase();
+    if defer {
+        return Ok((Checksum::Matched(sums), Some(expected)));
+    }
     let mut hasher = Sha256::new();
     io::copy(file, &mut HashWriter(&mut hasher))
         .and_then(|_| file.rewind())
@@ -150,13 +162,14 @@ fn check_sums(bundle: &Path, file: &mut File) -> Result<(Checksum, Option<String
             source,
         })?;
     let actual = hex(&hasher.finalize());
-    let expected = hex_sum.to_ascii_lowercase();
     if actual != expected {
-        return Err(refuse(format!(
-            "the bundle's sha256 is {actual}, the checksum file says {expected}"
-        )));
+        return Err(refuse(mismatch(&actual, &expected)));
     }
     Ok((Checksum::Matched(sums), Some(expected)))
+}
+
+fn mismatch(actual: &str, expected: &str) -> String {
+    format!("the bundle's sha256 is {actual}, the checksum file says {expected}")
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
@@ -173,9 +186,21 @@ impl io::Write for HashWriter<'_> {
 
 impl Opened {
     pub(crate) fn open(bundle: &Path) -> Result<Self, InspectError> {
+        Self::open_with(bundle, false)
+    }
+
+    /// [`Opened::open`] that hashes the bundle only as it streams it and
+    /// compares with its checksum file in [`Opened::finish`]: one read of
+    /// the file instead of two, for a caller (`install`) that makes
+    /// nothing final before `finish`.
+    pub(crate) fn open_deferred(bundle: &Path) -> Result<Self, InspectError> {
+        Self::open_with(bundle, true)
+    }
+
+    fn open_with(bundle: &Path, deferred: bool) -> Result<Self, InspectError> {
         let (mut file, len) =
             open_regular(bundle, bundle)?.expect("the bundle itself is never None");
-        let (checksum, expected_sha256) = check_sums(bundle, &mut file)?;
+        let (checksum, expected_sha256) = check_sums(bundle, &mut file, deferred)?;
         let hashing = HashingReader {
             inner: file,
             sha256: Sha256::new(),
@@ -191,6 +216,7 @@ impl Opened {
             len,
             checksum,
             expected_sha256,
+            deferred,
         })
     }
 
@@ -250,6 +276,13 @@ impl Opened {
         if let Some(expected) = self.expected_sha256
             && expected != sha256
         {
+            if self.deferred {
+                return Err(InspectError::Checksum {
+                    sums: checksum_path(&bundle),
+                    reason: mismatch(&sha256, &expected),
+                    bundle: bundle.clone(),
+                });
+            }
             return Err(err(io::Error::other(format!(
                 "the file changed while it was read: its sha256 is now {sha256}, the checksum file says {expected}"
             ))));

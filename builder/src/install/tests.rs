@@ -5,6 +5,8 @@
 use crate::inspect::inspect;
 use std::os::unix::fs::MetadataExt;
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 use vgpu_plan::layout;
 
@@ -69,7 +71,15 @@ fn second_pass(
 ) -> Result<Vec<Installed>, InstallError> {
     let root_dir = Root::at(root).unwrap();
     let mut tx = Transaction::new(&root_dir);
-    let done = lay_out(Opened::open(bundle).unwrap(), &root_dir, digests, &mut tx)?;
+    let laid = lay_out(
+        Opened::open(bundle).unwrap(),
+        &root_dir,
+        Pass::Second(digests),
+        &mut tx,
+    )?;
+    let Laid::Staged(done, _) = laid else {
+        panic!("a second pass holds nothing")
+    };
     tx.commit().map_err(|(_, e)| InstallError::Write {
         bundle: bundle.into(),
         root: root.into(),
@@ -185,7 +195,13 @@ fn a_commit_that_fails_part_way_is_undone() {
         .collect();
     let root_dir = Root::at(&root).unwrap();
     let mut tx = Transaction::new(&root_dir);
-    lay_out(Opened::open(&bundle).unwrap(), &root_dir, &digests, &mut tx).unwrap();
+    lay_out(
+        Opened::open(&bundle).unwrap(),
+        &root_dir,
+        Pass::Second(&digests),
+        &mut tx,
+    )
+    .unwrap();
     // Something appears where b goes after staging: a non-empty directory,
     // which no rename can replace.
     fs::create_dir_all(payload.join("b.run/x")).unwrap();
@@ -234,4 +250,65 @@ fn ancestors_are_rechecked_for_every_entry() {
             "{entry}: {err}"
         );
     }
+}
+
+/// One pass with nothing held (as for a bundle whose guest drivers outgrow
+/// the memory held before the manifest) asks for two passes, and the two
+/// lay exactly what one pass lays.
+#[test]
+fn a_bundle_too_large_to_hold_is_laid_in_two_passes_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = two_file_bundle(dir.path());
+    let [one, two] = ["one", "two"].map(|n| dir.path().join(n));
+    fs::create_dir(&one).unwrap();
+    fs::create_dir(&two).unwrap();
+    let laid_one = install(&bundle, &one).unwrap();
+    let root = Root::at(&two).unwrap();
+    let mut tx = Transaction::new(&root);
+    let pass = Pass::One { keys: &[], hold: 0 };
+    let laid = lay_out(
+        Opened::open_deferred(&bundle).unwrap(),
+        &root,
+        pass,
+        &mut tx,
+    )
+    .unwrap();
+    assert!(matches!(laid, Laid::TooEarly));
+    drop(tx);
+    assert_eq!(
+        names(&two),
+        Vec::<String>::new(),
+        "held entries were written"
+    );
+    let mut tx = Transaction::new(&root);
+    let (laid_two, _) = two_passes(&bundle, &root, &[], &mut tx).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(laid_one, laid_two);
+    let tree = |r: &Path| {
+        let mut v = Vec::new();
+        for e in laid_one.iter().filter(|e| e.kind == "file") {
+            v.push((e.path.clone(), fs::read(r.join(&e.path)).unwrap()));
+        }
+        v
+    };
+    assert_eq!(tree(&one), tree(&two));
+}
+
+/// A conflict under the payload, which streams after the manifest, is
+/// found by the conflict pass before anything is staged.
+#[test]
+fn a_conflict_after_the_manifest_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = two_file_bundle(dir.path());
+    let root = dir.path().join("root");
+    let payload = root.join(layout::PAYLOAD_DIR);
+    fs::create_dir_all(payload.join("b.run")).unwrap();
+    let err = install(&bundle, &root).unwrap_err();
+    assert!(
+        matches!(&err, InstallError::Refused { entry, .. } if entry.ends_with("b.run")),
+        "{err}"
+    );
+    assert_eq!(names(&payload), ["b.run"]);
+    assert_eq!(names(&root), ["var"]);
+    assert_eq!(names(&root.join("var/lib/vgpu-firstboot")), ["payload"]);
 }

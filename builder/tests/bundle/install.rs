@@ -96,7 +96,7 @@ fn install_of_a_corrupt_bundle_writes_nothing() {
     fs::write(&o.bundle, &bytes[..bytes.len() - 10]).unwrap();
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
-    // The .sha256 beside it no longer matches: refused before decompressing.
+    // The .sha256 beside it no longer matches: that is the refusal.
     let err = install(&o.bundle, &root).unwrap_err();
     assert!(
         matches!(err, InstallError::Bundle(InspectError::Checksum { .. })),
