@@ -28,6 +28,7 @@ use self::progress::Reporter;
 use crate::atomic::AtomicFile;
 use crate::hash::{Digests, DualHasher, digest_reader, is_hex};
 use crate::input::open_regular;
+use crate::stamp::FileStamp;
 
 /// One driver file to make available in the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,23 +194,41 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
 
 /// The digests of the cached `filename`, or `None` if it is not cached.
 ///
-/// Trusts the sidecar while the file's size and mtime match it; otherwise
-/// hashes the file once and rewrites the sidecar. This reports what the file
-/// *is*; comparing it with an expected checksum is the caller's job.
+/// Trusts the sidecar while the file's stamp (device, inode, size, mtime)
+/// matches it; otherwise hashes the file once and rewrites the sidecar. This
+/// reports what the file *is*; comparing it with an expected checksum is the
+/// caller's job.
 pub fn cached_digests(cache_dir: &Path, filename: &str) -> Result<Option<Digests>, FetchError> {
+    Ok(cached_file(cache_dir, filename)?.map(|c| c.digests))
+}
+
+/// A file in the cache with its digests and the stamp they belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFile {
+    /// Its digests.
+    pub digests: Digests,
+    /// Its stamp when they were taken (so still now, when it was read).
+    pub stamp: FileStamp,
+}
+
+/// [`cached_digests`], with the stamp that proves the file unchanged since.
+pub fn cached_file(cache_dir: &Path, filename: &str) -> Result<Option<CachedFile>, FetchError> {
     let file = cache_dir.join(check_filename(filename)?);
     let meta = match fs::metadata(&file) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("reading the metadata of", &file)(e)),
     };
-    if let Some(d) = sidecar::read_trusted(&file, &meta) {
-        return Ok(Some(d));
+    if let Some((digests, stamp)) = sidecar::read_trusted(&file, &meta) {
+        return Ok(Some(CachedFile { digests, stamp }));
     }
     let (f, meta) = open_regular(&file).map_err(io_err("opening the cached", &file))?;
     let digests = digest_reader(f).map_err(io_err("reading", &file))?;
     sidecar::write(&file, &meta, &digests)?;
-    Ok(Some(digests))
+    Ok(Some(CachedFile {
+        digests,
+        stamp: FileStamp::of(&meta),
+    }))
 }
 
 /// The checksums a file must have (lower-case hex; at least one for downloads).

@@ -73,6 +73,7 @@ fn file_source(dir: &Path, name: &str, bytes: &[u8]) -> Source {
         sha256: d.sha256,
         md5: Some(d.md5),
         size: d.size,
+        stamp: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn golden_opts() -> BakeOptions {
         level: 3,
         workers: 1,
         sign: None,
+        frame_cache: None,
     }
 }
 
@@ -268,7 +270,7 @@ fn output_files_and_fields() {
     else {
         panic!("payload is a file source")
     };
-    assert_eq!(Some(&o.payload_digests[&run].md5), md5.as_ref());
+    assert_eq!(o.payload_digests[&run].md5.as_ref(), md5.as_ref());
     assert!(o.payload_digests.contains_key(layout::MANIFEST_FILE));
     // sha256sum agrees, from the directory it was written in.
     let status = std::process::Command::new("sha256sum")
@@ -298,6 +300,7 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
             sha256,
             md5,
             size,
+            ..
         } = real
         else {
             unreachable!()
@@ -308,18 +311,21 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
                 sha256: digest_bytes(b"other").sha256,
                 md5,
                 size,
+                stamp: None,
             },
             "md5" => Source::File {
                 path: file,
                 sha256,
                 md5: Some(digest_bytes(b"other").md5),
                 size,
+                stamp: None,
             },
             _ => Source::File {
                 path: file,
                 sha256,
                 md5,
                 size: size - 1,
+                stamp: None,
             },
         };
         spec.add_file(&path, 0o644, lie).unwrap();
@@ -352,6 +358,7 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
         sha256: "0".repeat(64),
         md5: None,
         size: 1000,
+        stamp: None,
     };
     spec.add_file("var/lib/vgpu-firstboot/payload/z.run", 0o644, bad)
         .unwrap();
