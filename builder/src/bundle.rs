@@ -39,8 +39,8 @@ mod frame_cache;
 mod frames;
 mod spec;
 mod stream;
-pub use frame_cache::{CACHE_MIN, FRAMES_DIR};
 use frame_cache::FrameCache;
+pub use frame_cache::{CACHE_MIN, FRAMES_DIR};
 pub use frames::{CHUNK, FRAME_FORMAT};
 use frames::{Frames, WriteFail};
 use spec::ancestors;
@@ -330,10 +330,18 @@ pub fn write_bundle(
         .clone()
         .map(|dir| FrameCache::new(dir, opts.level));
     let mut notes = Vec::new();
+    let timings = Timings::from_env();
     let mut attempt = 0;
     let (file, written, entries, payload_digests, hits) = loop {
         let mut file = AtomicFile::create(&bundle)?;
-        match write_archive(&items, &manifest, file.file(), &bundle, cache.as_ref(), opts) {
+        match write_archive(
+            &items,
+            &manifest,
+            file.file(),
+            &bundle,
+            cache.as_ref(),
+            opts,
+        ) {
             Ok((written, entries, digests, hits)) => break (file, written, entries, digests, hits),
             Err(Failed::Corrupt(path)) if attempt < CORRUPT_RETRIES => {
                 attempt += 1;
@@ -355,6 +363,7 @@ pub fn write_bundle(
         }
     };
     notes.extend(written.notes);
+    timings.lap("archive compressed and written (frames, cache copies, sha256)");
     file.set_mode(0o644)?;
 
     let mut sums = AtomicFile::create(&sha256_file)?;
@@ -369,6 +378,7 @@ pub fn write_bundle(
     // new bundle beside a stale checksum, which `sha256sum -c` rejects.
     file.commit()?;
     sums.commit()?;
+    timings.lap("bundle and .sha256 fsynced and renamed");
     // Cache entries only from a bake that succeeded: every byte of theirs
     // was checked against its declared digest (or proven by its stamp).
     let stored = written.entries.len();
@@ -381,6 +391,7 @@ pub fn write_bundle(
             ));
         }
     }
+    timings.lap("new frame cache entries renamed into place");
     if let Some(c) = &cache {
         notes.push(format!(
             "frame cache {}: {hits} large file(s) copied from it, {stored} stored",
@@ -399,6 +410,23 @@ pub fn write_bundle(
     })
 }
 
+/// `VGPU_BAKE_TIMINGS=1`: the writer's phases on stderr, to see where a
+/// bake's time goes (the benchmark's breakdown; no effect otherwise).
+struct Timings(Option<std::time::Instant>);
+
+impl Timings {
+    fn from_env() -> Self {
+        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1");
+        Self(on.then(std::time::Instant::now))
+    }
+
+    fn lap(&self, what: &str) {
+        if let Some(start) = self.0 {
+            errln!("timings: {:8.3} s  {what}", start.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// Why one attempt at the archive failed.
 enum Failed {
     Bundle(BundleError),
@@ -412,12 +440,7 @@ impl From<BundleError> for Failed {
     }
 }
 
-type Archive = (
-    frames::Written,
-    usize,
-    BTreeMap<String, FileDigests>,
-    usize,
-);
+type Archive = (frames::Written, usize, BTreeMap<String, FileDigests>, usize);
 
 /// One attempt: the entries into frames into `out`.
 fn write_archive(
@@ -441,7 +464,8 @@ fn write_archive(
                 bundle,
                 hits: 0,
             };
-            let mut w = NewcWriter::new(stream::Segmenter::new(&frames), opts.mtime).map_err(wrap)?;
+            let mut w =
+                NewcWriter::new(stream::Segmenter::new(&frames), opts.mtime).map_err(wrap)?;
             let mut digests = BTreeMap::new();
             for (path, item) in items {
                 match item {
@@ -453,7 +477,8 @@ fn write_archive(
                         } else {
                             String::new()
                         };
-                        let d = stream::stream_file(&mut ctx, &mut w, path, *mode, source, &sha256)?;
+                        let d =
+                            stream::stream_file(&mut ctx, &mut w, path, *mode, source, &sha256)?;
                         digests.insert(path.to_string(), d);
                     }
                 }
@@ -464,7 +489,9 @@ fn write_archive(
             Ok((entries, digests, ctx.hits))
         })();
         drop(frames);
-        let written = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         match (fed, written) {
             (Ok((entries, digests, hits)), Ok(w)) => Ok((w, entries, digests, hits)),
             (_, Err(WriteFail::Corrupt(path))) => Err(Failed::Corrupt(path)),

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::bake::{BakeError, input_err};
 use crate::fetch::{self, FetchOptions, FetchRequest};
 use crate::hash::Digests;
-use crate::stamp::FileStamp;
 use crate::resolve::{DriverOverrides, DriverSource, ResolvedDriver};
+use crate::stamp::FileStamp;
 use crate::text::shown;
 
 /// How far [`prepare_driver`] may go.

@@ -2,6 +2,7 @@
 //!
 //! Layout: this file holds the writer and inspect tests plus shared helpers;
 //! `bundle/consumers.rs` runs GNU cpio and the zstd CLI on our output;
+//! `bundle/frame_cache.rs` the frame cache and the frames' determinism;
 //! `bundle/install.rs` covers install, including the hostile fixtures in
 //! `tests/fixtures/`. The golden bundle lives in `tests/golden/` (see its
 //! README for how to regenerate it).
@@ -21,6 +22,8 @@ use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;
+#[path = "bundle/frame_cache.rs"]
+mod frame_cache;
 #[path = "bundle/inspect.rs"]
 mod inspect;
 #[path = "bundle/install.rs"]
@@ -179,7 +182,7 @@ fn same_spec_twice_gives_identical_bytes() {
 #[test]
 fn worker_counts_give_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    // Large enough for zstd to cut several multithreaded jobs.
+    // Large enough for several frames of the payload body.
     let spec = layout_spec(dir.path(), "workers", 24 << 20);
     let (_, one) = bake(&spec, &dir.path().join("1"), 1);
     for workers in [2, 4] {

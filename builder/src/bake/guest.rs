@@ -4,9 +4,9 @@
 use crate::bundle::Source;
 use crate::fetch::{self, FetchOptions, FetchRequest};
 use crate::hash::sha256_reader;
-use crate::stamp::FileStamp;
 use crate::input::open_regular;
 use crate::resolve::{GuestDriverSource, GuestSource};
+use crate::stamp::FileStamp;
 
 use super::{BakeError, PayloadEntry, input_err};
 
@@ -63,11 +63,7 @@ pub fn bake_guest(
                     ),
                 ));
             }
-            notes.push(format!(
-                "{label}: {} (sha256 {})",
-                path.display(),
-                sha256
-            ));
+            notes.push(format!("{label}: {} (sha256 {})", path.display(), sha256));
             (path.clone(), sha256, size, Some(FileStamp::of(&meta)))
         }
     };

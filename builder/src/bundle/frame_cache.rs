@@ -170,9 +170,7 @@ impl Pending {
         // An older entry's sidecar goes first: for a moment there is no
         // entry, never a sidecar describing other frames.
         let _ = fs::remove_file(&sidecar_path);
-        self.tmp
-            .persist(&self.frames)
-            .map_err(|e| e.error)?;
+        self.tmp.persist(&self.frames).map_err(|e| e.error)?;
         let mut text = String::from(
             "# Written by vgpu-bake: size and CRC-32 of the zstd frames beside this file.\n",
         );

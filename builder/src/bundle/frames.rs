@@ -99,7 +99,10 @@ impl<'a> Frames<'a> {
         out: &'scope mut File,
         level: i32,
         workers: u32,
-    ) -> (Self, std::thread::ScopedJoinHandle<'scope, Result<Written, WriteFail>>)
+    ) -> (
+        Self,
+        std::thread::ScopedJoinHandle<'scope, Result<Written, WriteFail>>,
+    )
     where
         'a: 'scope,
     {

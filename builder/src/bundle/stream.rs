@@ -96,8 +96,7 @@ pub(super) fn stream_file<'scope, 'a>(
     mode: u32,
     source: &'a Source,
     sha256: &str,
-) -> Result<FileDigests, BundleError>
-{
+) -> Result<FileDigests, BundleError> {
     let size = source.size();
     if size < CACHE_MIN {
         return small_file(ctx, w, path, mode, source);
