@@ -14,7 +14,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use sha2::Digest;
 
-use crate::hash::hex;
+use crate::hash::{Digests, hex};
 
 /// A buffer that goes back to its [`Pool`] when dropped.
 #[derive(Debug)]
@@ -65,6 +65,19 @@ impl Pool {
             .unwrap_or_else(|_| Vec::with_capacity(self.capacity));
         v.clear();
         v.reserve(self.capacity);
+        v
+    }
+
+    /// A buffer of exactly `len` bytes to read into: a returned buffer's
+    /// old bytes are kept rather than zeroed again (the reader overwrites
+    /// them), so only a new buffer pays for zeroing.
+    pub fn take_len(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .back
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.capacity.max(len)));
+        v.truncate(len);
+        v.resize(len, 0);
         v
     }
 
@@ -145,6 +158,41 @@ impl<'scope, 'a: 'scope> DigestThread<'scope, 'a> {
     }
 }
 
+/// md5 and sha256 of everything `reader` yields, each on its own thread,
+/// read in 4 MiB blocks that `each` also sees, in order (an import's copy),
+/// on the calling thread.
+pub fn digests_of(
+    mut reader: impl std::io::Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<Digests> {
+    const BLOCK: usize = 4 << 20;
+    let pool = Pool::new(BLOCK);
+    std::thread::scope(|s| {
+        let md5 = DigestThread::spawn::<md5::Md5>(s);
+        let sha = DigestThread::spawn::<sha2::Sha256>(s);
+        loop {
+            let mut buf = pool.take_len(BLOCK);
+            let n = loop {
+                match reader.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            each(&buf)?;
+            let chunk = pool.share(buf);
+            md5.feed(chunk.clone());
+            sha.feed(chunk);
+        }
+        let (md5, size) = md5.finish();
+        let (sha256, _) = sha.finish();
+        Ok(Digests { md5, sha256, size })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +221,14 @@ mod tests {
         let want = digest_bytes(&data);
         assert_eq!(sha, (want.sha256, data.len() as u64));
         assert_eq!(md5, (want.md5, data.len() as u64));
+        let mut copy = Vec::new();
+        let d = digests_of(&data[..], |b| {
+            copy.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(d, digest_bytes(&data));
+        assert!(copy == data);
         // Every shared buffer was returned: the next take reuses one.
         let v = pool.take();
         assert!(v.capacity() >= 65_536 && v.is_empty());

@@ -213,11 +213,12 @@ fn write_units<'scope>(
                     .map_err(WriteFail::Compress)?;
                 out.write_all(&frame).map_err(WriteFail::Output)?;
                 size += frame.len() as u64;
-                if tee && let Some(entry) = &mut open {
-                    if let Err(e) = entry.write(&frame) {
-                        notes.push(format!("frame cache: {e}; the entry is left out"));
-                        open = None;
-                    }
+                if tee
+                    && let Some(entry) = &mut open
+                    && let Err(e) = entry.write(&frame)
+                {
+                    notes.push(format!("frame cache: {e}; the entry is left out"));
+                    open = None;
                 }
                 sha.feed(frame);
                 let _ = tokens.send(());

@@ -108,7 +108,7 @@ pub(super) fn stream_file<'scope, 'a>(
         proof: Proof::Memory,
     };
     let wrap = ctx.wrap();
-    let mut body = |seg: &mut Segmenter<'_, 'a>| -> Result<(), BundleError> {
+    let body = |seg: &mut Segmenter<'_, 'a>| -> Result<(), BundleError> {
         seg.end_frame().map_err(|e| wrap(e.into()))?;
         if let Some(entry) = ctx.cache.and_then(|c| c.lookup(sha256, size)) {
             seg.frames.cached(entry).map_err(|e| wrap(e.into()))?;
@@ -137,8 +137,7 @@ pub(super) fn stream_file<'scope, 'a>(
         }
         Ok(())
     };
-    w.append_file_with(path, mode, size, ctx.wrap(), |seg| body(seg))?;
-    drop(body);
+    w.append_file_with(path, mode, size, ctx.wrap(), body)?;
     drop(wrap);
     if digests.proof == Proof::Cached {
         ctx.hits += 1;
@@ -216,8 +215,8 @@ fn read_body<'scope, 'a>(
     let mut done = 0u64;
     while done < *size {
         let want = (*size - done).min(CHUNK as u64) as usize;
-        let mut buf = seg.pool.take();
-        let n = fill(&mut f, &mut buf, want).map_err(|e| source_err(path, file, e))?;
+        let mut buf = seg.pool.take_len(want);
+        let n = fill(&mut f, &mut buf).map_err(|e| source_err(path, file, e))?;
         if n < want {
             return Err(mismatch(path, file, "size", size, &(done + n as u64)));
         }
@@ -242,9 +241,9 @@ fn read_body<'scope, 'a>(
     Ok(got)
 }
 
-/// Reads until `buf` holds `want` bytes or the file ends.
-fn fill(f: &mut File, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
-    buf.resize(want, 0);
+/// Reads until `buf` is full or the file ends; keeps what was read.
+fn fill(f: &mut File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let want = buf.len();
     let mut n = 0;
     while n < want {
         match f.read(&mut buf[n..]) {
