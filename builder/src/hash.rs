@@ -82,38 +82,35 @@ impl DualHasher {
     }
 }
 
-/// Hashes everything `reader` yields.
-pub fn digest_reader(mut reader: impl Read) -> io::Result<Digests> {
-    let mut h = DualHasher::new();
+/// Calls `each` with every block `reader` yields (1 MiB reads).
+fn each_block(mut reader: impl Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
+        }
     }
+}
+
+/// Hashes everything `reader` yields.
+pub fn digest_reader(reader: impl Read) -> io::Result<Digests> {
+    let mut h = DualHasher::new();
+    each_block(reader, |b| h.update(b))?;
     Ok(h.finish())
 }
 
 /// sha256 and size of everything `reader` yields (no md5: for files whose
 /// md5 nobody asks for).
-pub fn sha256_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
+pub fn sha256_reader(reader: impl Read) -> io::Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
+    each_block(reader, |b| {
+        h.update(b);
+        size += b.len() as u64;
+    })?;
     Ok((hex(&h.finalize()), size))
 }
 
