@@ -7,10 +7,12 @@
 //! paths are always filled -> the writer ([`writer::bundle_spec`], then
 //! [`crate::bundle::write_bundle`]).
 //!
-//! Reads each large payload byte once per bake: the driver's digests come
-//! from the fetch cache's sidecar (written when the file was verified), and
-//! the bundle writer re-hashes every byte while compressing it, failing the
-//! bake if anything changed since.
+//! Reads each large payload byte at most once per bake: the driver's digests
+//! come from the fetch cache's sidecar (written when the file was verified)
+//! with the stamp that proves the file unchanged since, so the bundle writer
+//! compresses it without hashing it again (and hashes any file whose stamp
+//! does not match, failing the bake if its content changed). With the frame
+//! cache (`<cache>/frames/`) holding the driver's frames, it is not read.
 
 mod guest;
 pub mod licensing;
@@ -293,11 +295,17 @@ pub fn bake(mut resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<B
     let agent = read_limited(&inputs.agent, AGENT_LIMIT)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
     let spec = writer::bundle_spec(&plan, baker.payload, guest, agent, db)?;
-    let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &inputs.options)?;
+    let mut options = inputs.options.clone();
+    if options.frame_cache.is_none() {
+        options.frame_cache = Some(inputs.fetch.cache_dir.join(crate::bundle::FRAMES_DIR));
+    }
+    let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &options)?;
+    let mut notes = baker.notes;
+    notes.extend(output.notes.iter().cloned());
     Ok(Baked {
         plan,
         output,
-        notes: baker.notes,
+        notes,
     })
 }
 
@@ -309,8 +317,12 @@ pub fn bake_driver(
     cache_dir: &Path,
     notes: &mut Vec<String>,
 ) -> Result<(DriverPlan, PayloadEntry), BakeError> {
-    let PreparedDriver { path, digests } = prepared;
-    let (installer_path, installer_digests, patch) = match &driver.patch {
+    let PreparedDriver {
+        path,
+        digests,
+        stamp,
+    } = prepared;
+    let (installer_path, installer_digests, stamp, patch) = match &driver.patch {
         Some(p) => {
             let (custom, custom_digests, sha256) = patch::apply_patch(
                 &path,
@@ -324,9 +336,9 @@ pub fn bake_driver(
                 file: p.file.clone(),
                 sha256,
             };
-            (custom, custom_digests, Some(record))
+            (custom, custom_digests, None, Some(record))
         }
-        None => (path, digests.clone(), None),
+        None => (path, digests.clone(), stamp, None),
     };
     let name = installer_path
         .file_name()
@@ -340,11 +352,13 @@ pub fn bake_driver(
     let entry = PayloadEntry {
         path: installer.path.clone(),
         mode: 0o755,
+        // No md5 for the writer: `fetch` checked it, the plan records it.
         source: Source::File {
             path: installer_path,
             sha256: installer_digests.sha256.clone(),
-            md5: Some(installer_digests.md5.clone()),
+            md5: None,
             size: installer_digests.size,
+            stamp,
         },
     };
     let plan = DriverPlan {

@@ -4,18 +4,21 @@
 //! Determinism (DESIGN.md, "Bundle layout"): entries in byte order of path,
 //! missing parent directories synthesised with mode 0755 (a prefix sorts
 //! before its extensions, so parents always precede children), metadata
-//! fixed by [`crate::newc::NewcWriter`], zstd always in multithreaded mode
-//! (identical bytes for any worker count >= 1) at a fixed level with the
-//! checksum flag on.
+//! fixed by [`crate::newc::NewcWriter`], and the stream cut into independent
+//! zstd frames at fixed places, each compressed single-threaded at a fixed
+//! level with the checksum flag on ([`frames`]): identical bytes for any
+//! number of workers, and for any content of the frame cache
+//! ([`frame_cache`]), whose entries are the frames a cold bake makes.
 //!
 //! The manifest sorts before `payload/` and `plan.toml`, so it is written
 //! from the digests every [`Source::File`] declares up front; while a file is
-//! streamed into the compressor its bytes are hashed in the same pass, and a
+//! streamed into the compressor its bytes are hashed on other threads (only
+//! the digests needed: none when its stamp proves it unchanged), and a
 //! mismatch fails the bake before anything appears under the final names.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -23,7 +26,6 @@ use vgpu_plan::layout;
 use vgpu_plan::manifest::Manifest;
 
 use crate::atomic::{AtomicError, AtomicFile};
-use crate::hash::{Digests, DualHasher, hex};
 use crate::newc::{NewcError, NewcWriter};
 
 /// Mode of directories the writer synthesises.
@@ -33,7 +35,14 @@ pub const MANIFEST_MODE: u32 = 0o644;
 /// zstd level used by default (fixed: part of the determinism contract).
 pub const DEFAULT_LEVEL: i32 = 3;
 
+mod frame_cache;
+mod frames;
 mod spec;
+mod stream;
+use frame_cache::FrameCache;
+pub use frame_cache::{CACHE_MIN, FRAMES_DIR};
+pub use frames::{CHUNK, FRAME_FORMAT};
+use frames::{Frames, WriteFail};
 use spec::ancestors;
 pub use spec::{BundleSpec, Entry, Source};
 
@@ -150,6 +159,14 @@ pub enum BundleError {
     /// Creating, syncing or renaming an output file failed.
     #[error("writing the bundle: {0}")]
     Atomic(#[from] AtomicError),
+    /// A frame cache entry stayed damaged after it was rebuilt.
+    #[error("frame cache entry {}: {source}; remove the directory {} (it is only a cache) and bake again", path.display(), path.parent().unwrap_or(Path::new(".")).display())]
+    FrameCache {
+        /// The entry's frames file.
+        path: PathBuf,
+        /// What is wrong.
+        source: io::Error,
+    },
 }
 
 /// How to write a bundle.
@@ -159,11 +176,13 @@ pub struct BakeOptions {
     pub mtime: u64,
     /// zstd level ([`DEFAULT_LEVEL`]).
     pub level: i32,
-    /// zstd worker threads; 0 is treated as 1 (multithreaded mode is always
-    /// on because its output differs from single-threaded mode).
+    /// Compression threads; 0 is treated as 1. The bytes do not depend on it.
     pub workers: u32,
     /// Sign the manifest with this key: adds [`layout::SIGNATURE_FILE`].
     pub sign: Option<crate::sign::SigningKey>,
+    /// The frame cache directory (files of [`CACHE_MIN`] bytes or more); `None`: no cache, every
+    /// file compressed. `bake` sets `<driver cache>/`[`FRAMES_DIR`].
+    pub frame_cache: Option<PathBuf>,
 }
 
 impl Default for BakeOptions {
@@ -175,6 +194,7 @@ impl Default for BakeOptions {
                 .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
                 .unwrap_or(1),
             sign: None,
+            frame_cache: None,
         }
     }
 }
@@ -194,9 +214,41 @@ pub struct BakeOutput {
     pub entries: usize,
     /// The manifest written into the bundle.
     pub manifest: Manifest,
-    /// Digests (md5, sha256, size) of every regular file as streamed,
-    /// including the manifest, by bundle path.
-    pub payload_digests: BTreeMap<String, Digests>,
+    /// Digests of every regular file, including the manifest, by bundle
+    /// path, and how each was vouched for.
+    pub payload_digests: BTreeMap<String, FileDigests>,
+    /// What the frame cache did (hits, entries stored, damage found and
+    /// repaired, entries it could not store).
+    pub notes: Vec<String>,
+}
+
+/// A regular file's content as it went into the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigests {
+    /// Lower-case hex sha256 (computed, or the declared one when the
+    /// content was proven otherwise: see `proof`).
+    pub sha256: String,
+    /// md5, computed and checked when the source declared one.
+    pub md5: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// How the bytes were vouched for.
+    pub proof: Proof,
+}
+
+/// Why the bundle writer believes a file's bytes are what was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Held in memory and hashed for the manifest.
+    Memory,
+    /// Read and hashed while it was compressed.
+    Hashed,
+    /// Read without hashing: the file still has the stamp (device, inode,
+    /// size, mtime) its declared digests were taken with.
+    Stamp,
+    /// Not read: its frames came from the frame cache entry of the
+    /// declared sha256, checked by CRC as they were copied.
+    Cached,
 }
 
 /// A planned archive entry; borrows from the spec.
@@ -205,6 +257,10 @@ enum Item<'a> {
     File(u32, &'a Source),
     Symlink(&'a str),
 }
+
+/// How many times a bundle is written again after a damaged frame cache
+/// entry was found (and removed) while copying it.
+const CORRUPT_RETRIES: usize = 3;
 
 /// Writes `<out_dir>/<name>.cpio.zst` and `<name>.cpio.zst.sha256`
 /// (sha256sum format: `"<hex>  <name>.cpio.zst\n"`) atomically: both via
@@ -269,37 +325,49 @@ pub fn write_bundle(
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let wrap = |source: NewcError| BundleError::Write {
-        bundle: bundle.clone(),
-        source,
-    };
-
-    let mut file = AtomicFile::create(&bundle)?;
-    let mut encoder = zstd::Encoder::new(CountingSha256::new(&mut file), opts.level)
-        .map_err(|e| wrap(e.into()))?;
-    encoder
-        .multithread(opts.workers.max(1))
-        .and_then(|()| encoder.include_checksum(true))
-        .map_err(|e| wrap(e.into()))?;
-    let mut w = NewcWriter::new(encoder, opts.mtime).map_err(wrap)?;
-    let mut payload_digests = BTreeMap::new();
-    for (path, item) in &items {
-        match item {
-            Item::Dir(mode) => w.append_dir(path, *mode).map_err(wrap)?,
-            Item::Symlink(target) => w.append_symlink(path, target).map_err(wrap)?,
-            Item::File(mode, source) => {
-                let digests = stream_file(&mut w, path, *mode, source, &bundle)?;
-                payload_digests.insert(path.to_string(), digests);
+    let cache = opts
+        .frame_cache
+        .clone()
+        .map(|dir| FrameCache::new(dir, opts.level));
+    let mut notes = Vec::new();
+    let timings = Timings::from_env();
+    let mut attempt = 0;
+    let (file, written, entries, payload_digests, hits) = loop {
+        let mut file = AtomicFile::create(&bundle)?;
+        match write_archive(
+            &items,
+            &manifest,
+            file.file(),
+            &bundle,
+            cache.as_ref(),
+            opts,
+        ) {
+            Ok((written, entries, digests, hits)) => break (file, written, entries, digests, hits),
+            Err(Failed::Corrupt(path)) if attempt < CORRUPT_RETRIES => {
+                attempt += 1;
+                if let Some(c) = &cache {
+                    c.remove(&path);
+                }
+                notes.push(format!(
+                    "frame cache: {} did not match its checksum: removed, and the bundle written again from the source",
+                    path.display()
+                ));
             }
+            Err(Failed::Corrupt(path)) => {
+                return Err(BundleError::FrameCache {
+                    path,
+                    source: io::Error::other("damaged again after being rebuilt"),
+                });
+            }
+            Err(Failed::Bundle(e)) => return Err(e),
         }
-    }
-    let entries = w.entries();
-    let encoder = w.finish().map_err(wrap)?;
-    let (sha256, size) = encoder.finish().map_err(|e| wrap(e.into()))?.finish();
+    };
+    notes.extend(written.notes);
+    timings.lap("archive compressed and written (frames, cache copies, sha256)");
     file.set_mode(0o644)?;
 
     let mut sums = AtomicFile::create(&sha256_file)?;
-    sums.write_all(format!("{sha256}  {name}\n").as_bytes())
+    sums.write_all(format!("{}  {name}\n", written.sha256).as_bytes())
         .map_err(|source| AtomicError {
             action: "writing",
             path: sha256_file.clone(),
@@ -310,15 +378,140 @@ pub fn write_bundle(
     // new bundle beside a stale checksum, which `sha256sum -c` rejects.
     file.commit()?;
     sums.commit()?;
+    timings.lap("bundle and .sha256 fsynced and renamed");
+    // Cache entries only from a bake that succeeded: every byte of theirs
+    // was checked against its declared digest (or proven by its stamp).
+    let stored = written.entries.len();
+    for entry in written.entries {
+        if let Err(e) = entry.commit() {
+            let dir = cache.as_ref().map(|c| c.dir().display().to_string());
+            notes.push(format!(
+                "frame cache: cannot store an entry in {}: {e}; the next bake compresses that file again",
+                dir.unwrap_or_default()
+            ));
+        }
+    }
+    timings.lap("new frame cache entries renamed into place");
+    if let Some(c) = &cache {
+        notes.push(format!(
+            "frame cache {}: {hits} large file(s) copied from it, {stored} stored",
+            c.dir().display()
+        ));
+    }
     Ok(BakeOutput {
         bundle,
         sha256_file,
-        sha256,
-        size,
+        sha256: written.sha256,
+        size: written.size,
         entries,
         manifest,
         payload_digests,
+        notes,
     })
+}
+
+/// `VGPU_BAKE_TIMINGS=1`: the writer's phases on stderr, to see where a
+/// bake's time goes (the benchmark's breakdown; no effect otherwise).
+struct Timings(Option<std::time::Instant>);
+
+impl Timings {
+    fn from_env() -> Self {
+        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1");
+        Self(on.then(std::time::Instant::now))
+    }
+
+    fn lap(&self, what: &str) {
+        if let Some(start) = self.0 {
+            errln!("timings: {:8.3} s  {what}", start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Why one attempt at the archive failed.
+enum Failed {
+    Bundle(BundleError),
+    /// A frame cache entry's bytes did not match its sidecar.
+    Corrupt(PathBuf),
+}
+
+impl From<BundleError> for Failed {
+    fn from(e: BundleError) -> Self {
+        Failed::Bundle(e)
+    }
+}
+
+type Archive = (frames::Written, usize, BTreeMap<String, FileDigests>, usize);
+
+/// One attempt: the entries into frames into `out`.
+fn write_archive(
+    items: &BTreeMap<&str, Item<'_>>,
+    manifest: &Manifest,
+    out: &mut File,
+    bundle: &Path,
+    cache: Option<&FrameCache>,
+    opts: &BakeOptions,
+) -> Result<Archive, Failed> {
+    let wrap = |source: NewcError| BundleError::Write {
+        bundle: bundle.to_path_buf(),
+        source,
+    };
+    std::thread::scope(|s| {
+        let (frames, writer) = Frames::start(s, out, opts.level, opts.workers);
+        let fed = (|| -> Result<_, BundleError> {
+            let mut ctx = stream::Ctx {
+                scope: s,
+                cache,
+                bundle,
+                hits: 0,
+            };
+            let mut w =
+                NewcWriter::new(stream::Segmenter::new(&frames), opts.mtime).map_err(wrap)?;
+            let mut digests = BTreeMap::new();
+            for (path, item) in items {
+                match item {
+                    Item::Dir(mode) => w.append_dir(path, *mode).map_err(wrap)?,
+                    Item::Symlink(target) => w.append_symlink(path, target).map_err(wrap)?,
+                    Item::File(mode, source) => {
+                        let sha256 = if source.size() >= CACHE_MIN {
+                            key_of(manifest, path, source)
+                        } else {
+                            String::new()
+                        };
+                        let d =
+                            stream::stream_file(&mut ctx, &mut w, path, *mode, source, &sha256)?;
+                        digests.insert(path.to_string(), d);
+                    }
+                }
+            }
+            let entries = w.entries();
+            let mut seg = w.finish().map_err(wrap)?;
+            seg.end_frame().map_err(|e| wrap(e.into()))?;
+            Ok((entries, digests, ctx.hits))
+        })();
+        drop(frames);
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match (fed, written) {
+            (Ok((entries, digests, hits)), Ok(w)) => Ok((w, entries, digests, hits)),
+            (_, Err(WriteFail::Corrupt(path))) => Err(Failed::Corrupt(path)),
+            (_, Err(WriteFail::Output(e) | WriteFail::Compress(e))) => Err(wrap(e.into()).into()),
+            (Err(e), Ok(_)) => Err(e.into()),
+        }
+    })
+}
+
+/// The sha256 a large file's frames are cached under: declared for a file
+/// source, the manifest's for bytes (computed once, there).
+fn key_of(manifest: &Manifest, path: &str, source: &Source) -> String {
+    match source {
+        Source::File { sha256, .. } => sha256.clone(),
+        Source::Bytes(b) => manifest
+            .get(path)
+            .and_then(|e| e.sha256.as_ref())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|| crate::hash::hex(&Sha256::digest(b))),
+    }
 }
 
 /// Checks every file source before any output file is created.
@@ -357,79 +550,6 @@ fn preflight(items: &BTreeMap<&str, Item<'_>>) -> Result<(), BundleError> {
     Ok(())
 }
 
-/// Streams one file into the archive, hashing each byte as it passes, and
-/// checks the declared digests.
-fn stream_file<W: Write>(
-    w: &mut NewcWriter<W>,
-    path: &str,
-    mode: u32,
-    source: &Source,
-    bundle: &Path,
-) -> Result<Digests, BundleError> {
-    let mut hasher = DualHasher::new();
-    let wrap = |source: NewcError| BundleError::Write {
-        bundle: bundle.to_path_buf(),
-        source,
-    };
-    match source {
-        Source::Bytes(b) => {
-            w.append_file_from_reader(path, mode, b.len() as u64, &b[..], |c| hasher.update(c))
-                .map_err(wrap)?;
-            Ok(hasher.finish())
-        }
-        Source::File {
-            path: file,
-            sha256,
-            md5,
-            size,
-        } => {
-            let mut reader = File::open(file)
-                .map(|f| SourceReader {
-                    file: f,
-                    error: None,
-                })
-                .map_err(|source| BundleError::Source {
-                    entry: path.into(),
-                    file: file.clone(),
-                    source,
-                })?;
-            // Large payloads: hash on another thread while this one feeds
-            // the compressor, so the two overlap.
-            let mut background = crate::hash::BackgroundHasher::new();
-            let copied =
-                w.append_file_from_reader(path, mode, *size, &mut reader, |c| background.update(c));
-            let digests = background.finish();
-            match (copied, reader.error.take()) {
-                (Ok(_), _) => {}
-                (Err(_), Some(source)) => {
-                    return Err(BundleError::Source {
-                        entry: path.into(),
-                        file: file.clone(),
-                        source,
-                    });
-                }
-                (
-                    Err(NewcError::SizeChanged {
-                        expected, actual, ..
-                    }),
-                    None,
-                ) => return Err(mismatch(path, file, "size", &expected, &actual)),
-                (Err(e), None) => return Err(wrap(e)),
-            }
-            let d = digests;
-            if &d.sha256 != sha256 {
-                return Err(mismatch(path, file, "sha256", sha256, &d.sha256));
-            }
-            if let Some(md5) = md5
-                && &d.md5 != md5
-            {
-                return Err(mismatch(path, file, "md5", md5, &d.md5));
-            }
-            Ok(d)
-        }
-    }
-}
-
 fn mismatch(
     entry: &str,
     file: &Path,
@@ -461,61 +581,6 @@ fn check_name(name: &str) -> Result<(), BundleError> {
         name: name.into(),
         reason,
     })
-}
-
-/// A source file that remembers its own read error, so a failure to read
-/// the source is told apart from a failure to write the bundle.
-struct SourceReader {
-    file: File,
-    error: Option<io::Error>,
-}
-
-impl Read for SourceReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::Interrupted {
-                return e;
-            }
-            let copy = io::Error::new(e.kind(), e.to_string());
-            self.error = Some(e);
-            copy
-        })
-    }
-}
-
-/// Counts and sha256-hashes the compressed bytes on their way to disk (no
-/// md5 here: nobody needs it for the bundle, and it is the slow hash).
-struct CountingSha256<W> {
-    inner: W,
-    sha256: Sha256,
-    size: u64,
-}
-
-impl<W: Write> CountingSha256<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            sha256: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    fn finish(self) -> (String, u64) {
-        (hex(&self.sha256.finalize()), self.size)
-    }
-}
-
-impl<W: Write> Write for CountingSha256<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha256.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

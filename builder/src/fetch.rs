@@ -15,7 +15,7 @@ mod sidecar;
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,8 +26,10 @@ use self::error::io_err;
 pub use self::progress::ProgressMode;
 use self::progress::Reporter;
 use crate::atomic::AtomicFile;
-use crate::hash::{Digests, DualHasher, digest_reader, is_hex};
+use crate::blocks::digests_of;
+use crate::hash::{Digests, is_hex};
 use crate::input::open_regular;
+use crate::stamp::FileStamp;
 
 /// One driver file to make available in the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,23 +195,41 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
 
 /// The digests of the cached `filename`, or `None` if it is not cached.
 ///
-/// Trusts the sidecar while the file's size and mtime match it; otherwise
-/// hashes the file once and rewrites the sidecar. This reports what the file
-/// *is*; comparing it with an expected checksum is the caller's job.
+/// Trusts the sidecar while the file's stamp (device, inode, size, mtime)
+/// matches it; otherwise hashes the file once and rewrites the sidecar. This
+/// reports what the file *is*; comparing it with an expected checksum is the
+/// caller's job.
 pub fn cached_digests(cache_dir: &Path, filename: &str) -> Result<Option<Digests>, FetchError> {
+    Ok(cached_file(cache_dir, filename)?.map(|c| c.digests))
+}
+
+/// A file in the cache with its digests and the stamp they belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFile {
+    /// Its digests.
+    pub digests: Digests,
+    /// Its stamp when they were taken (so still now, when it was read).
+    pub stamp: FileStamp,
+}
+
+/// [`cached_digests`], with the stamp that proves the file unchanged since.
+pub fn cached_file(cache_dir: &Path, filename: &str) -> Result<Option<CachedFile>, FetchError> {
     let file = cache_dir.join(check_filename(filename)?);
     let meta = match fs::metadata(&file) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("reading the metadata of", &file)(e)),
     };
-    if let Some(d) = sidecar::read_trusted(&file, &meta) {
-        return Ok(Some(d));
+    if let Some((digests, stamp)) = sidecar::read_trusted(&file, &meta) {
+        return Ok(Some(CachedFile { digests, stamp }));
     }
     let (f, meta) = open_regular(&file).map_err(io_err("opening the cached", &file))?;
-    let digests = digest_reader(f).map_err(io_err("reading", &file))?;
+    let digests = digests_of(f, |_| Ok(())).map_err(io_err("reading", &file))?;
     sidecar::write(&file, &meta, &digests)?;
-    Ok(Some(digests))
+    Ok(Some(CachedFile {
+        digests,
+        stamp: FileStamp::of(&meta),
+    }))
 }
 
 /// The checksums a file must have (lower-case hex; at least one for downloads).
@@ -321,7 +341,7 @@ fn check_cached(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("opening the cached", dest)(e)),
     };
-    let digests = digest_reader(f).map_err(io_err("reading the cached", dest))?;
+    let digests = digests_of(f, |_| Ok(())).map_err(io_err("reading the cached", dest))?;
     let Some(mismatch) = expect.mismatch(&digests) else {
         sidecar::write(dest, &meta, &digests)?;
         return Ok(Some(digests));
@@ -361,20 +381,21 @@ fn import(
         _ => io_err("opening the driver file", src)(e),
     })?;
     let mut out = AtomicFile::create(dest)?;
-    let mut hasher = DualHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("reading the driver file", src)(e)),
-        };
-        out.write_all(&buf[..n])
-            .map_err(io_err("writing a copy of the driver file to", dest))?;
-        hasher.update(&buf[..n]);
-    }
-    let digests = hasher.finish();
+    // Read once: each block is written and hashed (md5 and sha256 on their
+    // own threads) in the same pass.
+    let mut write_failed = None;
+    let digests = digests_of(&mut input, |b| {
+        out.write_all(b).map_err(|e| {
+            let msg = io::Error::new(e.kind(), e.to_string());
+            write_failed = Some(e);
+            msg
+        })
+    });
+    let digests = match (digests, write_failed) {
+        (Ok(d), _) => d,
+        (Err(_), Some(e)) => return Err(io_err("writing a copy of the driver file to", dest)(e)),
+        (Err(e), None) => return Err(io_err("reading the driver file", src)(e)),
+    };
     if let Some(mismatch) = expect.mismatch(&digests) {
         return Err(FetchError::FileMismatch {
             path: src.to_path_buf(),

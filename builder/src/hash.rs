@@ -82,77 +82,36 @@ impl DualHasher {
     }
 }
 
-/// A [`DualHasher`] on its own thread, so hashing overlaps with whatever
-/// the caller does with the bytes next (compressing them, in a bake).
-/// Chunks are copied into recycled buffers; a bounded queue keeps memory
-/// small when hashing is the slower side.
-#[derive(Debug)]
-pub struct BackgroundHasher {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    worker: Option<std::thread::JoinHandle<Digests>>,
-}
-
-impl Default for BackgroundHasher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BackgroundHasher {
-    /// Starts the hashing thread.
-    pub fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let (spare_tx, spare) = std::sync::mpsc::channel();
-        let worker = std::thread::spawn(move || {
-            let mut h = DualHasher::new();
-            for buf in rx {
-                h.update(&buf);
-                // The feeder may be gone already; the buffer is then dropped.
-                let _ = spare_tx.send(buf);
-            }
-            h.finish()
-        });
-        Self {
-            tx: Some(tx),
-            spare,
-            worker: Some(worker),
+/// Calls `each` with every block `reader` yields (1 MiB reads).
+fn each_block(mut reader: impl Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-    }
-
-    /// Queues bytes for hashing.
-    pub fn update(&mut self, bytes: &[u8]) {
-        let mut buf = self.spare.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        if let Some(tx) = &self.tx {
-            // Fails only if the worker died, which `finish` reports.
-            let _ = tx.send(buf);
-        }
-    }
-
-    /// Waits for the queued bytes and returns their digests.
-    pub fn finish(mut self) -> Digests {
-        drop(self.tx.take());
-        let worker = self.worker.take().expect("finish is called once");
-        worker.join().expect("the hashing thread does not panic")
     }
 }
 
 /// Hashes everything `reader` yields.
-pub fn digest_reader(mut reader: impl Read) -> io::Result<Digests> {
+pub fn digest_reader(reader: impl Read) -> io::Result<Digests> {
     let mut h = DualHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-    }
+    each_block(reader, |b| h.update(b))?;
     Ok(h.finish())
+}
+
+/// sha256 and size of everything `reader` yields (no md5: for files whose
+/// md5 nobody asks for).
+pub fn sha256_reader(reader: impl Read) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    each_block(reader, |b| {
+        h.update(b);
+        size += b.len() as u64;
+    })?;
+    Ok((hex(&h.finalize()), size))
 }
 
 /// Hashes a byte slice.
@@ -216,16 +175,6 @@ mod tests {
         let (out, d2) = w.finish();
         assert_eq!(out, b"abc");
         assert_eq!(d2, d);
-    }
-
-    #[test]
-    fn background_hasher_matches() {
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut bg = BackgroundHasher::new();
-        for chunk in data.chunks(65_537) {
-            bg.update(chunk);
-        }
-        assert_eq!(bg.finish(), digest_bytes(&data));
     }
 
     #[test]

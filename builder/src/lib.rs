@@ -18,6 +18,7 @@ pub use vgpu_rootfs::atomic;
 extern crate vgpu_rootfs;
 
 pub mod bake;
+pub mod blocks;
 pub mod bundle;
 pub mod check;
 pub mod csv;
@@ -35,4 +36,5 @@ pub mod registry;
 pub mod resolve;
 pub mod rollout;
 pub mod sign;
+pub mod stamp;
 pub mod text;

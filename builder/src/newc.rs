@@ -277,6 +277,26 @@ impl<W: Write> NewcWriter<W> {
         Ok(size)
     }
 
+    /// Appends a regular file of `size` bytes whose body `body` writes to
+    /// the inner writer itself: exactly `size` bytes, which is the caller's
+    /// promise (the padding after the body is counted from it). The bundle
+    /// writer uses it to start a large file's body on a frame of its own.
+    /// `wrap` turns this writer's own errors into the caller's.
+    pub fn append_file_with<E>(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        wrap: impl Fn(NewcError) -> E,
+        body: impl FnOnce(&mut W) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.header(path, S_IFREG | (mode & 0o7777), 1, size)
+            .map_err(&wrap)?;
+        body(&mut self.inner)?;
+        self.offset += size;
+        self.pad().map_err(wrap)
+    }
+
     /// Writes the trailer and returns the inner writer. It is not flushed:
     /// finishing it (a zstd frame, a file) is the caller's business, and a
     /// zstd flush here would add a block to the output.

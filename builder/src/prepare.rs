@@ -12,6 +12,7 @@ use crate::bake::{BakeError, input_err};
 use crate::fetch::{self, FetchOptions, FetchRequest};
 use crate::hash::Digests;
 use crate::resolve::{DriverOverrides, DriverSource, ResolvedDriver};
+use crate::stamp::FileStamp;
 use crate::text::shown;
 
 /// How far [`prepare_driver`] may go.
@@ -34,6 +35,25 @@ pub struct PreparedDriver {
     pub path: PathBuf,
     /// Its digests.
     pub digests: Digests,
+    /// Its stamp when they were taken (from the cache's sidecar): the
+    /// bundle writer does not hash a file that still has it.
+    pub stamp: Option<FileStamp>,
+}
+
+impl PreparedDriver {
+    /// A file `fetch` just verified: its stamp from the sidecar it wrote.
+    fn fetched(got: fetch::Fetched, opts: &FetchOptions, filename: &str) -> Self {
+        let stamp = fetch::cached_file(&opts.cache_dir, filename)
+            .ok()
+            .flatten()
+            .filter(|c| c.digests == got.digests)
+            .map(|c| c.stamp);
+        Self {
+            path: got.path,
+            digests: got.digests,
+            stamp,
+        }
+    }
 }
 
 /// The fetch request for `driver` after the command line's overrides.
@@ -122,8 +142,9 @@ pub fn prepare_driver(
     let user_file = matches!(source, DriverSource::UserFile { .. });
     if !user_file
         && how != Prepare::Rehash
-        && let Some(d) = fetch::cached_digests(&opts.cache_dir, &req.filename)?
+        && let Some(c) = fetch::cached_file(&opts.cache_dir, &req.filename)?
     {
+        let d = c.digests;
         let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
         let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
         let pinned = req.md5.is_some() || req.sha256.is_some();
@@ -136,6 +157,7 @@ pub fn prepare_driver(
             return Ok(Some(PreparedDriver {
                 path: cached,
                 digests: d,
+                stamp: Some(c.stamp),
             }));
         }
     }
@@ -171,15 +193,9 @@ pub fn prepare_driver(
             "driver {}: demo installer from data/demo imported into the cache",
             req.filename
         ));
-        return Ok(Some(PreparedDriver {
-            path: got.path,
-            digests: got.digests,
-        }));
+        return Ok(Some(PreparedDriver::fetched(got, opts, &req.filename)));
     }
     let got = fetch::fetch(&req, opts)?;
     notes.push(format!("driver {}", got.describe()));
-    Ok(Some(PreparedDriver {
-        path: got.path,
-        digests: got.digests,
-    }))
+    Ok(Some(PreparedDriver::fetched(got, opts, &req.filename)))
 }

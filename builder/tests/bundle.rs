@@ -2,6 +2,7 @@
 //!
 //! Layout: this file holds the writer and inspect tests plus shared helpers;
 //! `bundle/consumers.rs` runs GNU cpio and the zstd CLI on our output;
+//! `bundle/frame_cache.rs` the frame cache and the frames' determinism;
 //! `bundle/install.rs` covers install, including the hostile fixtures in
 //! `tests/fixtures/`. The golden bundle lives in `tests/golden/` (see its
 //! README for how to regenerate it).
@@ -21,6 +22,8 @@ use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 #[path = "bundle/consumers.rs"]
 mod consumers;
+#[path = "bundle/frame_cache.rs"]
+mod frame_cache;
 #[path = "bundle/inspect.rs"]
 mod inspect;
 #[path = "bundle/install.rs"]
@@ -73,6 +76,7 @@ fn file_source(dir: &Path, name: &str, bytes: &[u8]) -> Source {
         sha256: d.sha256,
         md5: Some(d.md5),
         size: d.size,
+        stamp: None,
     }
 }
 
@@ -140,6 +144,7 @@ fn golden_opts() -> BakeOptions {
         level: 3,
         workers: 1,
         sign: None,
+        frame_cache: None,
     }
 }
 
@@ -177,7 +182,7 @@ fn same_spec_twice_gives_identical_bytes() {
 #[test]
 fn worker_counts_give_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    // Large enough for zstd to cut several multithreaded jobs.
+    // Large enough for several frames of the payload body.
     let spec = layout_spec(dir.path(), "workers", 24 << 20);
     let (_, one) = bake(&spec, &dir.path().join("1"), 1);
     for workers in [2, 4] {
@@ -268,7 +273,7 @@ fn output_files_and_fields() {
     else {
         panic!("payload is a file source")
     };
-    assert_eq!(Some(&o.payload_digests[&run].md5), md5.as_ref());
+    assert_eq!(o.payload_digests[&run].md5.as_ref(), md5.as_ref());
     assert!(o.payload_digests.contains_key(layout::MANIFEST_FILE));
     // sha256sum agrees, from the directory it was written in.
     let status = std::process::Command::new("sha256sum")
@@ -298,6 +303,7 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
             sha256,
             md5,
             size,
+            ..
         } = real
         else {
             unreachable!()
@@ -308,18 +314,21 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
                 sha256: digest_bytes(b"other").sha256,
                 md5,
                 size,
+                stamp: None,
             },
             "md5" => Source::File {
                 path: file,
                 sha256,
                 md5: Some(digest_bytes(b"other").md5),
                 size,
+                stamp: None,
             },
             _ => Source::File {
                 path: file,
                 sha256,
                 md5,
                 size: size - 1,
+                stamp: None,
             },
         };
         spec.add_file(&path, 0o644, lie).unwrap();
@@ -352,6 +361,7 @@ fn declared_digest_mismatch_fails_and_keeps_the_old_bundle() {
         sha256: "0".repeat(64),
         md5: None,
         size: 1000,
+        stamp: None,
     };
     spec.add_file("var/lib/vgpu-firstboot/payload/z.run", 0o644, bad)
         .unwrap();

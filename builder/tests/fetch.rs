@@ -586,6 +586,31 @@ fn cached_digests_trusts_the_sidecar_until_the_file_changes() {
     fs::write(&file, &data[..1000]).unwrap();
     let d3 = cached_digests(dir.path(), NAME).unwrap().unwrap();
     assert_eq!(d3, digest_bytes(&data[..1000]));
+
+    // Replaced by another file (a new inode) with the same size and mtime:
+    // the stamp differs, so it is hashed again despite a doctored sidecar.
+    let text = fs::read_to_string(&sidecar).unwrap();
+    fs::write(&sidecar, text.replace(&d3.sha256, &fake)).unwrap();
+    assert_eq!(
+        cached_digests(dir.path(), NAME).unwrap().unwrap().sha256,
+        fake
+    );
+    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+    let mut other = data[..1000].to_vec();
+    other[1] = b'Y';
+    let replacement = dir.path().join("replacement");
+    fs::write(&replacement, &other).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&replacement)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(&replacement, &file).unwrap();
+    let d4 = cached_digests(dir.path(), NAME).unwrap().unwrap();
+    assert_eq!(d4, digest_bytes(&other));
+    let text = fs::read_to_string(&sidecar).unwrap();
+    assert!(text.contains("ino = ") && text.contains("dev = "), "{text}");
 }
 
 #[test]

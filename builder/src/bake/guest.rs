@@ -3,9 +3,10 @@
 
 use crate::bundle::Source;
 use crate::fetch::{self, FetchOptions, FetchRequest};
-use crate::hash::digest_reader;
+use crate::hash::sha256_reader;
 use crate::input::open_regular;
 use crate::resolve::{GuestDriverSource, GuestSource};
+use crate::stamp::FileStamp;
 
 use super::{BakeError, PayloadEntry, input_err};
 
@@ -19,7 +20,7 @@ pub fn bake_guest(
     notes: &mut Vec<String>,
 ) -> Result<PayloadEntry, BakeError> {
     let label = format!("guest driver {} {}", g.release, g.os.as_str());
-    let (file, digests) = match &g.source {
+    let (file, sha256, size, stamp) = match &g.source {
         GuestSource::Url(url) => {
             let req = FetchRequest {
                 filename: g.path.clone(),
@@ -29,37 +30,41 @@ pub fn bake_guest(
             };
             let fetched = fetch::fetch(&req, opts)?;
             notes.push(format!("{label}: {}", fetched.describe()));
-            (fetched.path, fetched.digests)
+            let stamp = fetch::cached_file(&opts.cache_dir, &g.path)
+                .ok()
+                .flatten()
+                .filter(|c| c.digests == fetched.digests)
+                .map(|c| c.stamp);
+            let d = fetched.digests;
+            (fetched.path, d.sha256, d.size, stamp)
         }
         GuestSource::File(path) => {
-            let (f, _) = open_regular(path).map_err(|e| {
+            // Its stamp before it is hashed: the writer, finding it
+            // unchanged, does not hash it again.
+            let (f, meta) = open_regular(path).map_err(|e| {
                 input_err(
                     path,
                     format!("cannot read `[[guest-driver]] file`: {e}; give the path of the downloaded driver"),
                 )
             })?;
-            let digests = digest_reader(f).map_err(|e| {
+            let (sha256, size) = sha256_reader(f).map_err(|e| {
                 input_err(path, format!("cannot read `[[guest-driver]] file`: {e}"))
             })?;
             if let Some(pin) = &g.sha256
-                && digests.sha256 != pin.as_str()
+                && sha256 != pin.as_str()
             {
                 return Err(input_err(
                     path,
                     format!(
                         "sha256 is {} but the profile's [[guest-driver]] ({} {}) pins {pin}: use the file you pinned, or fix the pin",
-                        digests.sha256,
+                        sha256,
                         g.release,
                         g.os.as_str()
                     ),
                 ));
             }
-            notes.push(format!(
-                "{label}: {} (sha256 {})",
-                path.display(),
-                digests.sha256
-            ));
-            (path.clone(), digests)
+            notes.push(format!("{label}: {} (sha256 {})", path.display(), sha256));
+            (path.clone(), sha256, size, Some(FileStamp::of(&meta)))
         }
     };
     Ok(PayloadEntry {
@@ -67,9 +72,10 @@ pub fn bake_guest(
         mode: 0o644,
         source: Source::File {
             path: file,
-            sha256: digests.sha256.clone(),
-            md5: Some(digests.md5.clone()),
-            size: digests.size,
+            sha256,
+            md5: None,
+            size,
+            stamp,
         },
     })
 }

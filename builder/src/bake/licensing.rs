@@ -105,8 +105,9 @@ pub fn bake_image(image: LicensingSource) -> Result<(PayloadFile, PayloadEntry),
         source: Source::File {
             path: image.source,
             sha256: d.sha256.clone(),
-            md5: Some(d.md5.clone()),
+            md5: None,
             size: d.size,
+            stamp: None,
         },
     };
     Ok((plan, entry))

@@ -14,6 +14,7 @@ use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 use super::BundleError;
 use crate::hash::{hex, is_hex};
 use crate::newc::MAX_NAME;
+use crate::stamp::FileStamp;
 
 /// Where a regular file's bytes come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,16 +22,23 @@ pub enum Source {
     /// Small content held in memory (plan, unit, agent binary).
     Bytes(Vec<u8>),
     /// A file on disk, streamed; its digests are declared up front (the
-    /// manifest is written before it) and checked while it is streamed.
+    /// manifest is written before it) and checked while it is streamed,
+    /// unless `stamp` proves it unchanged since they were taken. A large
+    /// file whose sha256 has an entry in the frame cache is not read: the
+    /// entry holds that content's frames.
     File {
         /// The file to read.
         path: PathBuf,
         /// Expected lower-case hex sha256.
         sha256: String,
-        /// Expected hex md5, checked too when given.
+        /// Expected hex md5, computed and checked too when given (only
+        /// when it matters: `fetch` checks a driver's md5 once).
         md5: Option<String>,
         /// Expected size in bytes.
         size: u64,
+        /// The file's stamp when `sha256` was computed (the driver cache's
+        /// sidecar): if the opened file still has it, it is not hashed again.
+        stamp: Option<FileStamp>,
     },
 }
 
@@ -44,12 +52,14 @@ impl fmt::Debug for Source {
                 sha256,
                 md5,
                 size,
+                stamp,
             } => f
                 .debug_struct("File")
                 .field("path", path)
                 .field("sha256", sha256)
                 .field("md5", md5)
                 .field("size", size)
+                .field("stamp", stamp)
                 .finish(),
         }
     }
@@ -140,6 +150,7 @@ impl BundleSpec {
                 sha256,
                 md5,
                 size,
+                stamp,
             } => Source::File {
                 path: file,
                 sha256: checked_digest(path, "sha256", &sha256, 64)?,
@@ -147,6 +158,7 @@ impl BundleSpec {
                     .map(|m| checked_digest(path, "md5", &m, 32))
                     .transpose()?,
                 size,
+                stamp,
             },
         };
         if source.size() > u64::from(u32::MAX) {

@@ -16,6 +16,7 @@ fn declared(path: &Path, size: u64) -> Source {
         sha256: "AB".repeat(32),
         md5: Some("CD".repeat(16)),
         size,
+        stamp: None,
     }
 }
 

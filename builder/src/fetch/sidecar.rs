@@ -1,6 +1,7 @@
-//! `<name>.digests.toml` next to each verified cache file: its md5, sha256,
-//! size and mtime, so a later bake learns the sha256 of a 500 MB driver
-//! without reading it again. Trusted only while size and mtime still match.
+//! `<name>.digests.toml` next to each verified cache file: its md5, sha256
+//! and stamp (device, inode, size, mtime: [`FileStamp`]), so a later bake
+//! learns the digests of a 500 MB driver without reading it again. Trusted
+//! only while the file's stamp is still the recorded one.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -12,11 +13,16 @@ use serde::{Deserialize, Serialize};
 use super::error::FetchError;
 use crate::atomic;
 use crate::hash::{Digests, is_hex};
+use crate::stamp::FileStamp;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Sidecar {
     filename: String,
+    /// Device of the file system holding it.
+    dev: u64,
+    /// Its inode.
+    ino: u64,
     size: u64,
     /// Seconds part of the file's mtime.
     mtime: i64,
@@ -45,6 +51,8 @@ pub(super) fn write(file: &Path, meta: &Metadata, digests: &Digests) -> Result<(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        dev: meta.dev(),
+        ino: meta.ino(),
         size: digests.size,
         mtime: meta.mtime(),
         mtime_nsec: meta.mtime_nsec(),
@@ -62,16 +70,24 @@ pub(super) fn write(file: &Path, meta: &Metadata, digests: &Digests) -> Result<(
     Ok(())
 }
 
-/// The recorded digests if the sidecar exists, parses, and still matches
-/// the size and mtime in `meta`.
-pub(super) fn read_trusted(file: &Path, meta: &Metadata) -> Option<Digests> {
+/// The recorded digests and the stamp they were taken with, if the sidecar
+/// exists, parses, and its stamp is the one in `meta` (an older sidecar
+/// without device and inode does not parse: the file is hashed once more).
+pub(super) fn read_trusted(file: &Path, meta: &Metadata) -> Option<(Digests, FileStamp)> {
     let text = std::fs::read_to_string(path_for(file)).ok()?;
     let s: Sidecar = toml::from_str(&text).ok()?;
-    let fresh =
-        s.size == meta.len() && s.mtime == meta.mtime() && s.mtime_nsec == meta.mtime_nsec();
-    (fresh && is_hex(&s.md5, 32) && is_hex(&s.sha256, 64)).then(|| Digests {
+    let stamp = FileStamp::of(meta);
+    let recorded = FileStamp {
+        dev: s.dev,
+        ino: s.ino,
+        size: s.size,
+        mtime: s.mtime,
+        mtime_nsec: s.mtime_nsec,
+    };
+    let digests = Digests {
         md5: s.md5.to_ascii_lowercase(),
         sha256: s.sha256.to_ascii_lowercase(),
         size: s.size,
-    })
+    };
+    (recorded == stamp && is_hex(&s.md5, 32) && is_hex(&s.sha256, 64)).then_some((digests, stamp))
 }
