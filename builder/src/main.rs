@@ -82,8 +82,8 @@ pub struct HookSourceArgs {
     /// Repeatable.
     #[arg(long, value_name = "KEY.pub")]
     trusted_key: Vec<PathBuf>,
-    /// The vgpu-hook template [default: vgpu-hook next to this vgpu-bake,
-    /// or ../release/vgpu-hook from it].
+    /// The vgpu-hook template [default: ../hook/vgpu-hook from this
+    /// vgpu-bake, vgpu-hook next to it, or ../release/vgpu-hook from it].
     #[arg(long, value_name = "FILE")]
     hook_template: Option<PathBuf>,
 }

@@ -257,7 +257,7 @@ impl HookConfig {
         let size = out.len() as u64;
         if template.len() as u64 + 16 >= HOOK_MAX {
             return Err(ConfigError::Invalid(format!(
-                "the template alone is {} bytes, over the installer's 1 MiB ({HOOK_MAX} bytes) for the whole hook: use the release build (`cargo build --release -p vgpu-hook`, target/release/vgpu-hook) as --hook-template",
+                "the template alone is {} bytes, over the installer's 1 MiB ({HOOK_MAX} bytes) for the whole hook: use the small build (`cargo build --profile hook -p vgpu-hook`, target/hook/vgpu-hook) as --hook-template",
                 template.len()
             )));
         }

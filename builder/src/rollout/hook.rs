@@ -8,7 +8,7 @@ use super::config::{ConfigError, HookConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The template could not be read.
-    #[error("cannot read the hook template {}: {source}; build it with `cargo build --release -p vgpu-hook` or pass --hook-template FILE", path.display())]
+    #[error("cannot read the hook template {}: {source}; build it with `cargo build --profile hook -p vgpu-hook` or pass --hook-template FILE", path.display())]
     Template {
         /// The template.
         path: PathBuf,
@@ -18,7 +18,7 @@ pub enum HookError {
     },
     /// No template was found where one is looked for.
     #[error(
-        "no vgpu-hook template found (looked in {looked}): build it with `cargo build --release -p vgpu-hook`, or pass --hook-template FILE"
+        "no vgpu-hook template found (looked in {looked}): build it with `cargo build --profile hook -p vgpu-hook`, or pass --hook-template FILE"
     )]
     NoTemplate {
         /// The places looked in.
@@ -44,15 +44,20 @@ pub enum HookError {
     },
 }
 
-/// The template: `explicit` if given, else `vgpu-hook` next to `exe` (an
-/// installed vgpu-bake), else `../release/vgpu-hook` from it (a cargo
-/// build tree), in that order.
+/// The template: `explicit` if given, else `../hook/vgpu-hook` from `exe`
+/// (a cargo build tree's `hook` profile, the small build), else
+/// `vgpu-hook` next to `exe` (an installed vgpu-bake), else
+/// `../release/vgpu-hook` from it, in that order.
 pub fn find_template(explicit: Option<&Path>, exe: &Path) -> Result<PathBuf, HookError> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
     }
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [dir.join("vgpu-hook"), dir.join("../release/vgpu-hook")];
+    let candidates = [
+        dir.join("../hook/vgpu-hook"),
+        dir.join("vgpu-hook"),
+        dir.join("../release/vgpu-hook"),
+    ];
     candidates
         .iter()
         .find(|c| c.is_file())
@@ -84,4 +89,39 @@ pub fn write_hook(template: &Path, config: &HookConfig, out: &Path) -> Result<u6
         source,
     })?;
     Ok(hook.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The small `hook` profile build wins over the release one in a cargo
+    /// tree; an installed vgpu-bake's neighbour comes before `../release`.
+    #[test]
+    fn template_search_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let release = tmp.path().join("release");
+        let hook = tmp.path().join("hook");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::create_dir_all(&hook).unwrap();
+        let exe = release.join("vgpu-bake");
+        let err = find_template(None, &exe).unwrap_err().to_string();
+        assert!(err.contains("../hook/vgpu-hook"), "{err}");
+        assert!(
+            err.contains("cargo build --profile hook -p vgpu-hook"),
+            "{err}"
+        );
+        std::fs::write(release.join("vgpu-hook"), b"big").unwrap();
+        assert_eq!(
+            find_template(None, &exe).unwrap(),
+            release.join("vgpu-hook")
+        );
+        std::fs::write(hook.join("vgpu-hook"), b"small").unwrap();
+        assert_eq!(
+            find_template(None, &exe).unwrap(),
+            release.join("../hook/vgpu-hook")
+        );
+        let explicit = tmp.path().join("mine");
+        assert_eq!(find_template(Some(&explicit), &exe).unwrap(), explicit);
+    }
 }
