@@ -508,8 +508,12 @@ img_vars() { printf '%s' "${IMG%.img}.OVMF_VARS.fd"; }
 # (see the top) choose how it boots and whether it has an IOMMU.
 start_boot() {
     SERIAL=$WORK/serial-$1.log
-    SERIALS+=("$SERIAL")
-    echo "$SERIAL" >>"$WORK/last-serials"
+    # A boot started again (restart_if_silent) keeps its one entry.
+    local n=${#SERIALS[@]}
+    if [ "$n" -eq 0 ] || [ "${SERIALS[n - 1]}" != "$SERIAL" ]; then
+        SERIALS+=("$SERIAL")
+        echo "$SERIAL" >>"$WORK/last-serials"
+    fi
     : >"$SERIAL"
     local args boot net=(-nic none) machine=q35 iommu=() note=" (no vIOMMU)"
     [ -z "${QEMU_NET+set}" ] || net=("${QEMU_NET[@]}")
@@ -569,14 +573,46 @@ stop_on_panic() {
     say "boot $1: the kernel panicked ($(grep -m1 -o 'Kernel panic - not syncing: .*' "$SERIAL" | tr -d '\r')): qemu stopped, as panic=-1 would"
 }
 
+# Under TCG on a loaded machine a guest now and then hangs before its kernel
+# prints a line (seen here: GRUB's "Booting ..." and then nothing for the
+# whole timeout, while the same image boots at once when started again).
+# Nothing of the guest's has run then, so the harness power-cycles it, as
+# an admin would a host that hangs at boot, and starts the same boot again,
+# at most twice per boot. KERNEL_SILENCE is how long it waits for the
+# kernel's first timestamped line; with `quiet` that line comes 30-40 s
+# (guest time) into the boot, when userspace loads modules, so under load
+# it may take a few minutes of wall time.
+KERNEL_SILENCE=${VGPU_VM_KERNEL_SILENCE:-360}
+SILENT_RESTARTS=0
+
+# Restarts the boot named $1 when its kernel stayed silent for
+# KERNEL_SILENCE seconds (see above); returns 0 when it did.
+restart_if_silent() {
+    [ $((SECONDS - BOOT_T)) -ge "$KERNEL_SILENCE" ] || return 1
+    grep -aqE '\[ *[0-9]+\.[0-9]{6}\]' "$SERIAL" && return 1
+    [ "${SILENT_BOOT:-}" = "$1" ] || SILENT_BOOT=$1 SILENT_RESTARTS=0
+    [ "$SILENT_RESTARTS" -lt 2 ] || return 1
+    SILENT_RESTARTS=$((SILENT_RESTARTS + 1))
+    local pid
+    pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || return 1
+    wait "$QEMU_PID" || true
+    img_replay_journal
+    cp "$SERIAL" "${SERIAL%.log}.silent-$SILENT_RESTARTS.log"
+    say "boot $1: no line from the guest's kernel in ${KERNEL_SILENCE}s (the TCG early-boot hang; ${SERIAL%.log}.silent-$SILENT_RESTARTS.log): power-cycled, starting it again"
+    start_boot "$1"
+}
+
 # Waits for the boot started last; fails when it hit the timeout. A kernel
-# panic (kernel_panicked) ends the boot as a reboot would.
+# panic (kernel_panicked) ends the boot as a reboot would; a boot whose
+# kernel stays silent is started again (restart_if_silent).
 wait_boot() {
     local rc=0
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if stop_on_panic "$1"; then
             return 0
         fi
+        restart_if_silent "$1" || true
         sleep 1
     done
     wait "$QEMU_PID" || rc=$?

@@ -126,6 +126,7 @@ boot_and_cut() {
         if stop_on_panic "$name"; then
             return 1
         fi
+        restart_if_silent "$name" && continue
         for ((j = from; j < ${#CUTS[@]}; j++)); do
             spec=${CUTS[$j]}
             pattern=${spec%|*} delay=${spec##*|}
@@ -430,33 +431,35 @@ ensure_clean_run() {
 #
 # The delays inside a step are fractions of how long that step took in this
 # cell's clean run (clean-steps-CELL, from the guest's console timestamps),
-# not fixed seconds: a faster or busier machine moves them with the step.
-# A point whose line shows up after the step is done (the fast phase-2 steps
-# pass several in one polling interval) is skipped, and the boot that ends
-# before a point's delay is not cut. The points that always land are the
-# ones inside a long step that re-runs in full: update-initramfs (3 points),
-# the trial's commit in verify-reboot, enable-services (2 points), the
-# first apt-install, and the first step of the first boot: 8 with what the
-# others add (about 12 in practice). The run fails below 8.
+# not fixed seconds: a faster machine moves them with the step. They are
+# early fractions (at most 0.45), so a re-run two to three times as fast as
+# in the clean run (the load on the machine changes) still holds them. A point
+# whose line shows up after its step is done (the fast phase-2 steps pass
+# several in one polling interval) is skipped, and a boot that ends before a
+# point's delay is not cut. The points that land whatever the speed are the
+# ones inside a long step that re-runs in full: update-initramfs (3), the
+# trial's commit in verify-reboot (2), enable-services (2), the first
+# apt-install, the first step of the first boot and kernel-args (followed by
+# update-initramfs): 10, and the others add a few. The run fails below 8.
 #
-# After the cut inside update-initramfs the next boot already has the kernel
-# arguments (they were written before it), so the agent rightly skips the
-# reboot and runs phase 2 in that boot: no point waits for the agent's
-# "rebooting:" line, and `reboots` is left out of the comparison with the
-# clean run. The cut inside the trial's commit (phase 2's update-grub or
-# proxmox-boot-tool refresh, the trial boot having come up) makes the next
-# boot the old default's: the agent finishes the commit there and reboots
-# once into it ("came up before a power cut").
+# On GRUB, kernel-args arms the trial before update-initramfs, so the boot
+# after a cut inside update-initramfs is the trial: the agent finishes phase
+# 1 there, rightly skips the reboot and runs phase 2 in the same boot; no
+# point waits for the agent's "rebooting:" line, and `reboots` is left out
+# of the comparison with the clean run. A cut inside the trial's commit
+# (phase 2's update-grub or proxmox-boot-tool refresh, the trial boot having
+# come up) makes the next boot the old default's: the agent finishes the
+# commit there and reboots once into it ("came up before a power cut").
 CUT_PLAN=(
     'apt-repositories|0'
-    'apt-install|0.4'
+    'apt-install|0.3'
     'kernel-args|0'
-    'initramfs|0.2 0.45 0.7'
+    'initramfs|0.08 0.16 0.25'
     'reboot|0'
-    'verify-reboot|0.4'
+    'verify-reboot|0.2 0.45'
     'verify-payload|0'
     'install-driver|0'
-    'enable-services|0.25 0.6'
+    'enable-services|0.15 0.35'
     'post-check|0'
     'finish|0'
 )
@@ -482,7 +485,7 @@ power_cut_run() {
     make_cuts
     make_image
     local n=0 cuts=0 converged=0 next=0
-    while [ $n -lt 20 ]; do
+    while [ $n -lt 26 ]; do
         n=$((n + 1))
         if [ $next -lt ${#CUTS[@]} ]; then
             if boot_and_cut "$n" "$next"; then
@@ -536,6 +539,7 @@ boot_and_cut_at() {
         if stop_on_panic "$name"; then
             return 1
         fi
+        restart_if_silent "$name" && continue
         if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
             pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
             if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
