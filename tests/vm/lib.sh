@@ -561,15 +561,23 @@ start_boot() {
 # resets the machine itself (qemu exits: -no-reboot).
 kernel_panicked() { grep -Eq 'end Kernel panic - not syncing|^[][ 0-9.]*Rebooting in [0-9]+ seconds' "$SERIAL"; }
 
-# Stops qemu after a kernel panic, as panic=-1 would (see kernel_panicked).
-# Returns 0 when it did.
-stop_on_panic() {
-    kernel_panicked || return 1
+# Cuts the power of the running guest: kill -9 of qemu, then a replay of
+# the image's ext4 journal only (debugfs would otherwise read stale
+# metadata), as the guest's kernel replays it when it mounts the root at the
+# next boot. Returns 1 when qemu had already ended.
+power_off_qemu() {
     local pid
     pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || return 1
     wait "$QEMU_PID" || true
     img_replay_journal
+}
+
+# Stops qemu after a kernel panic, as panic=-1 would (see kernel_panicked).
+# Returns 0 when it did.
+stop_on_panic() {
+    kernel_panicked || return 1
+    power_off_qemu || return 1
     say "boot $1: the kernel panicked ($(grep -m1 -o 'Kernel panic - not syncing: .*' "$SERIAL" | tr -d '\r')): qemu stopped, as panic=-1 would"
 }
 
@@ -593,11 +601,7 @@ restart_if_silent() {
     [ "${SILENT_BOOT:-}" = "$1" ] || SILENT_BOOT=$1 SILENT_RESTARTS=0
     [ "$SILENT_RESTARTS" -lt 2 ] || return 1
     SILENT_RESTARTS=$((SILENT_RESTARTS + 1))
-    local pid
-    pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || return 1
-    wait "$QEMU_PID" || true
-    img_replay_journal
+    power_off_qemu || return 1
     cp "$SERIAL" "${SERIAL%.log}.silent-$SILENT_RESTARTS.log"
     say "boot $1: no line from the guest's kernel in ${KERNEL_SILENCE}s (the TCG early-boot hang; ${SERIAL%.log}.silent-$SILENT_RESTARTS.log): power-cycled, starting it again"
     start_boot "$1"

@@ -120,7 +120,7 @@ make_image() {
 # than the polling interval). Sets CUT to the index of the cut that fired and
 # returns 0, or returns 1 if the boot ended by itself first.
 boot_and_cut() {
-    local name=$1 from=$2 j spec pattern delay pid
+    local name=$1 from=$2 j spec pattern delay
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if stop_on_panic "$name"; then
@@ -132,13 +132,7 @@ boot_and_cut() {
             pattern=${spec%|*} delay=${spec##*|}
             grep -Eq "$pattern" "$SERIAL" || continue
             sleep "$delay"
-            pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
-            if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
-                wait "$QEMU_PID" || true
-                # The image's ext4 journal was not replayed: debugfs would read
-                # stale metadata. Replay it only, as the guest's kernel would
-                # when it mounts the root at the next boot.
-                img_replay_journal
+            if power_off_qemu; then
                 CUT=$j
                 say "power cut at /$pattern/ +${delay}s (boot $name, after $((SECONDS - BOOT_T))s): $(landed)"
                 return 0
@@ -396,9 +390,9 @@ clean_run() {
 # line. Console lines can be cut into by other output; only whole
 # timestamped agent lines count.
 step_durations() {
-    grep -aoE '\[ *[0-9]+\.[0-9]+\] vgpu-firstboot\[[0-9]+\]: vgpu-firstboot: ([a-z]+ [a-z0-9-]+:|rebooting:|.*)' "$1" \
+    grep -aoE '\[ *[0-9]+\.[0-9]+\] vgpu-firstboot\[[0-9]+\]: vgpu-firstboot: .*' "$1" \
         | awk '
-            { t = $2; sub(/\]$/, "", t); if (t == "") { t = $3; sub(/\]$/, "", t) } }
+            { match($0, /[0-9]+\.[0-9]+\]/); t = substr($0, RSTART, RLENGTH - 1) + 0 }
             / vgpu-firstboot: step [a-z0-9-]+:/ || / vgpu-firstboot: rebooting:/ {
                 if (step != "") { printf "%s %.1f\n", step, t - start }
                 step = ""
@@ -533,21 +527,15 @@ next_phase() {
 # Boots and kills qemu (kill -9) $2 seconds after it started, unless the
 # boot ends by itself first. Returns 0 after a cut, 1 if the boot ended.
 boot_and_cut_at() {
-    local name=$1 delay=$2 pid
+    local name=$1 delay=$2
     start_boot "$name"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if stop_on_panic "$name"; then
             return 1
         fi
         restart_if_silent "$name" && continue
-        if [ $((SECONDS - BOOT_T)) -ge "$delay" ]; then
-            pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
-            if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
-                wait "$QEMU_PID" || true
-                # As in boot_and_cut: replay the ext4 journal only.
-                img_replay_journal
-                return 0
-            fi
+        if [ $((SECONDS - BOOT_T)) -ge "$delay" ] && power_off_qemu; then
+            return 0
         fi
         sleep 0.2
     done
