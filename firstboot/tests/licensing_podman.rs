@@ -40,6 +40,30 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Waits up to `limit` for `child` to exit, then kills it.
+fn wait_or_kill(child: &mut Child, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The NAT rules that forward `port` (CNI's port mapping), as
+/// `iptables -t nat -S` lists them; empty where iptables is missing.
+fn port_forward_rules(port: u16) -> Vec<String> {
+    let (_, out) = sh("iptables -t nat -S 2>/dev/null");
+    let want = format!("--dport {port} ");
+    out.lines()
+        .filter(|l| l.contains(&want) && l.contains("DNAT"))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn sh(cmd: &str) -> (bool, String) {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     let text = format!(
@@ -361,12 +385,31 @@ fn fastapi_dls_runs_under_podman_from_the_agents_unit() {
     let health = get("/-/health");
     let token = get("/-/client-token");
 
-    // Clean up before asserting.
-    let _ = sh(&format!("podman rm -f {}", lp::CONTAINER));
+    // Clean up before asserting, as systemd stops the unit: its ExecStop,
+    // then its main process (`podman run --rm`) removes the container and
+    // its port forward and exits. The stop runs in the unit's mount
+    // namespace, where the container's network namespace is mounted: run
+    // from outside it, podman cannot join that namespace, and CNI's DNAT
+    // rule for the port stays behind, sending any later connection to
+    // 127.0.0.1:<port> to a container that is gone ("No route to host" in
+    // other tests that happen to get that port).
+    let conf_env = conf
+        .as_ref()
+        .map(|c| format!("CONTAINERS_CONF={} ", c.display()))
+        .unwrap_or_default();
     for mut c in machine.systemd.children.drain(..) {
-        let _ = c.kill();
-        let _ = c.wait();
+        let _ = sh(&format!(
+            "{conf_env}nsenter -t {} -m podman stop --ignore --time 2 {}",
+            c.id(),
+            lp::CONTAINER
+        ));
+        wait_or_kill(&mut c, std::time::Duration::from_secs(30));
     }
+    let _ = sh(&format!(
+        "{conf_env}podman rm -f --ignore {}",
+        lp::CONTAINER
+    ));
+    let leftover = port_forward_rules(port);
     let _ = sh(&format!("podman rmi -f {tag} {STANDIN_TAG}"));
     for d in made {
         let _ = fs::remove_dir(d);
@@ -427,4 +470,10 @@ fn fastapi_dls_runs_under_podman_from_the_agents_unit() {
     let unit = fs::read_to_string(root.join(lp::UNIT)).unwrap();
     assert!(unit.contains(&format!("-p {port}:443")), "{unit}");
     assert!(unit.contains(&format!(" {tag} uvicorn main:app")), "{unit}");
+    // Stopping the unit left no port forward behind.
+    assert!(
+        leftover.is_empty(),
+        "port {port} is still forwarded after the unit was stopped:\n{}",
+        leftover.join("\n")
+    );
 }
