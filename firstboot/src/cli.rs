@@ -59,8 +59,8 @@ used as it is), then chroot. Every command (apt-get, update-grub, the driver
 installer, systemctl reboot, ...) is DIR's own, acting on this machine's
 kernel; systemctl cannot reach this machine's systemd. Needs root
 (CAP_SYS_ADMIN, CAP_SYS_CHROOT), else they refuse and run nothing. The
-mounts are the agent's own and vanish with it. `status`, `plan`, `facts`
-and `licensing` run no command.
+mounts vanish with the agent. `status`, `plan`, `facts` and `licensing` run
+no command.
 
 Exit codes of `status` (JSON `status` in brackets): 0 done, 1 failed, 2 needs
 an operator (needs-operator), 3 in progress or not started (in-progress,

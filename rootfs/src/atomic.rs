@@ -169,6 +169,7 @@ impl AtomicFile {
             .map_err(err("syncing the directory", self.dir_path.clone()))?;
         Ok(DirSync {
             dir,
+            file,
             path: self.dir_path.clone(),
         })
     }
@@ -202,13 +203,21 @@ impl Write for AtomicFile {
 #[must_use = "the rename is durable only once the directory is synced"]
 pub struct DirSync {
     dir: OwnedFd,
+    /// The renamed file, fsynced again first: vfat (an ESP) writes a
+    /// renamed file's size and first cluster only with its inode, which
+    /// the directory's fsync leaves out. Where the ESP is also mounted
+    /// elsewhere (systemd's /efi automount), unmounting flushes nothing,
+    /// and a power cut left the file empty (seen in the VM test).
+    file: File,
     path: PathBuf,
 }
 
 impl DirSync {
-    /// fsyncs the directory.
+    /// fsyncs the renamed file again, then the directory.
     pub fn sync(self) -> Result<(), Error> {
-        rustix::fs::fsync(&self.dir).map_err(|e| err("syncing the directory", self.path)(e.into()))
+        rustix::fs::fsync(&self.file)
+            .and_then(|()| rustix::fs::fsync(&self.dir))
+            .map_err(|e| err("syncing the directory", self.path)(e.into()))
     }
 }
 

@@ -35,7 +35,7 @@ pub enum ConfineError {
     },
     /// The agent lacks the privileges to enter the root.
     #[error(
-        "--root {root}: `run`, `retry` and `undo` run every command inside the root (a private mount namespace and a chroot), and this process may not set them up ({what}: {err}). Run the agent as root (CAP_SYS_ADMIN and CAP_SYS_CHROOT), or inside the installed system; it never runs this machine's commands instead"
+        "--root {root}: `run`, `retry` and `undo` run every command inside the root (a private mount namespace, a chroot), and this process may not set them up ({what}: {err}). Run the agent as root (CAP_SYS_ADMIN, CAP_SYS_CHROOT) or in the installed system; it never runs this machine's commands"
     )]
     Privilege {
         /// The `--root` argument.
