@@ -68,6 +68,8 @@ rows = [
     row("the admin's pipeline (`md5sum`, `sha256sum`, `cpio -o -H newc | zstd -T0 -3`)",
         secs(m["shell pipeline"]), *ratio("shell pipeline", "bake cold", "pipeline / cold", ge=1.5)),
     row("`zstd -T0 -3 -c F > file` (the floor)", secs(m["zstd floor"]), "", "", ""),
+    row("the floor, then `sync file` (its bytes on the disk, as the bake's fsync puts the bundle's)",
+        secs(m["zstd floor fsync"]), *ratio("bake cold", "zstd floor fsync", "cold / floor+fsync")),
     row("`vgpu-bake bake`, driver already in the cache (`fetch` before), no bundle",
         secs(m["bake driver-cached"]), *ratio("bake driver-cached", "zstd floor", "cached / floor")),
     row("`vgpu-bake bake`, warm re-bake (same cache, nothing changed)", secs(m["bake warm"]),
@@ -169,7 +171,9 @@ CPU time as hyperfine measured it (the process and its children). On
 - **Shell pipeline**: `md5sum F; sha256sum F; (cd staged && find . | cpio -o
   -H newc | zstd -T0 -3 > out)`, the staged tree holding the driver (a hard
   link) and the agent binary. **Floor**: `zstd -T0 -3 -c F` written to a
-  file, as the bake writes its bundle.
+  file, as the bake writes its bundle; **floor + fsync** the same followed
+  by `sync FILE` (coreutils: an fsync of that file), since the bake fsyncs
+  its bundle (and a cold bake its imported driver) before renaming it.
 - **Fleet**, bakes as {ctx['fleet_form']}. Cold: an empty cache into which
   only the 3 drivers were imported (`fetch`, in `--prepare`), no bundles.
   Compared with one profile of the fleet baked the same way. It wrote

@@ -252,7 +252,10 @@ nice hyperfine --shell bash --style basic --warmup "$WARMUP" --runs "$RUNS" \
     "md5sum '$F' >/dev/null; sha256sum '$F' >/dev/null; (cd '$STAGED' && find . | cpio -o -H newc --quiet | zstd -T0 -3 -q >'$W/pipeline.cpio.zst')" \
     --prepare "rm -f '$W/floor.zst'" \
     -n "zstd floor" \
-    "zstd -T0 -3 -q -c '$F' >'$W/floor.zst'" | tee "$RAW/bake.txt"
+    "zstd -T0 -3 -q -c '$F' >'$W/floor.zst'" \
+    --prepare "rm -f '$W/floor.zst'" \
+    -n "zstd floor fsync" \
+    "zstd -T0 -3 -q -c '$F' >'$W/floor.zst' && sync '$W/floor.zst'" | tee "$RAW/bake.txt"
 
 # --- 2. the fleet: 50 profiles, 3 drivers, cold -----------------------------
 

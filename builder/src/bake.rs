@@ -321,8 +321,9 @@ pub fn bake_driver(
         path,
         digests,
         stamp,
+        read_from,
     } = prepared;
-    let (installer_path, installer_digests, stamp, patch) = match &driver.patch {
+    let (installer_path, installer_digests, read, patch) = match &driver.patch {
         Some(p) => {
             let (custom, custom_digests, sha256) = patch::apply_patch(
                 &path,
@@ -336,9 +337,15 @@ pub fn bake_driver(
                 file: p.file.clone(),
                 sha256,
             };
-            (custom, custom_digests, None, Some(record))
+            (custom.clone(), custom_digests, (custom, None), Some(record))
         }
-        None => (path, digests.clone(), stamp, None),
+        None => {
+            let read = match read_from {
+                Some((from, s)) => (from, Some(s)),
+                None => (path.clone(), stamp),
+            };
+            (path, digests.clone(), read, None)
+        }
     };
     let name = installer_path
         .file_name()
@@ -354,11 +361,11 @@ pub fn bake_driver(
         mode: 0o755,
         // No md5 for the writer: `fetch` checked it, the plan records it.
         source: Source::File {
-            path: installer_path,
+            path: read.0,
             sha256: installer_digests.sha256.clone(),
             md5: None,
             size: installer_digests.size,
-            stamp,
+            stamp: read.1,
         },
     };
     let plan = DriverPlan {

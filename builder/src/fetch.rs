@@ -27,6 +27,7 @@ pub use self::progress::ProgressMode;
 use self::progress::Reporter;
 use crate::atomic::AtomicFile;
 use crate::blocks::digests_of;
+use crate::direct::DirectWriter;
 use crate::hash::{Digests, is_hex};
 use crate::input::open_regular;
 use crate::stamp::FileStamp;
@@ -95,6 +96,10 @@ pub enum Outcome {
     Imported {
         /// The user's file.
         from: PathBuf,
+        /// Its stamp, the same before and after it was read: while the
+        /// file keeps it, its bytes are the ones hashed (and still in the
+        /// page cache, so a bake reads them rather than the fresh copy).
+        stamp: Option<FileStamp>,
     },
 }
 
@@ -135,7 +140,7 @@ impl Fetched {
                 };
                 format!("downloaded {path} ({size}), checksum ok ({resumed}{tries})")
             }
-            Outcome::Imported { from } => format!(
+            Outcome::Imported { from, .. } => format!(
                 "imported {} into {path} ({size}), checksum ok",
                 from.display()
             ),
@@ -373,7 +378,7 @@ fn import(
     }
     // Opened without blocking and refused unless a regular file: a FIFO
     // would hang here, `/dev/zero` would never end.
-    let (mut input, _) = open_regular(src).map_err(|e| match e.kind() {
+    let (mut input, before) = open_regular(src).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidInput => FetchError::NotAFile {
             path: src.to_path_buf(),
             reason: e.to_string(),
@@ -381,11 +386,15 @@ fn import(
         _ => io_err("opening the driver file", src)(e),
     })?;
     let mut out = AtomicFile::create(dest)?;
+    let writing = |e| io_err("writing a copy of the driver file to", dest)(e);
+    // Around the page cache: the copy is fsynced at once, and is read again
+    // at most by the bake that imports it.
+    let mut copy = DirectWriter::new(out.file().try_clone().map_err(writing)?);
     // Read once: each block is written and hashed (md5 and sha256 on their
     // own threads) in the same pass.
     let mut write_failed = None;
     let digests = digests_of(&mut input, |b| {
-        out.write_all(b).map_err(|e| {
+        copy.write_all(b).map_err(|e| {
             let msg = io::Error::new(e.kind(), e.to_string());
             write_failed = Some(e);
             msg
@@ -393,7 +402,7 @@ fn import(
     });
     let digests = match (digests, write_failed) {
         (Ok(d), _) => d,
-        (Err(_), Some(e)) => return Err(io_err("writing a copy of the driver file to", dest)(e)),
+        (Err(_), Some(e)) => return Err(writing(e)),
         (Err(e), None) => return Err(io_err("reading the driver file", src)(e)),
     };
     if let Some(mismatch) = expect.mismatch(&digests) {
@@ -403,6 +412,7 @@ fn import(
             mismatch,
         });
     }
+    copy.finish().map_err(writing)?;
     out.set_mode(0o644)?;
     out.commit()?;
     let meta = fs::metadata(dest).map_err(io_err("reading the metadata of", dest))?;
@@ -416,6 +426,11 @@ fn import(
         digests,
         outcome: Outcome::Imported {
             from: src.to_path_buf(),
+            stamp: input
+                .metadata()
+                .ok()
+                .map(|m| FileStamp::of(&m))
+                .filter(|after| *after == FileStamp::of(&before)),
         },
     })
 }

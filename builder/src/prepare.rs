@@ -38,20 +38,38 @@ pub struct PreparedDriver {
     /// Its stamp when they were taken (from the cache's sidecar): the
     /// bundle writer does not hash a file that still has it.
     pub stamp: Option<FileStamp>,
+    /// Where its bytes are read from when that is not `path`: the user's
+    /// `--driver-file` just imported, with its stamp from the import (its
+    /// bytes are still in the page cache; the copy went around it).
+    pub read_from: Option<(PathBuf, FileStamp)>,
 }
 
 impl PreparedDriver {
     /// A file `fetch` just verified: its stamp from the sidecar it wrote.
-    fn fetched(got: fetch::Fetched, opts: &FetchOptions, filename: &str) -> Self {
+    /// With `keep_source`, an imported file is read from the user's copy.
+    fn fetched(
+        got: fetch::Fetched,
+        opts: &FetchOptions,
+        filename: &str,
+        keep_source: bool,
+    ) -> Self {
         let stamp = fetch::cached_file(&opts.cache_dir, filename)
             .ok()
             .flatten()
             .filter(|c| c.digests == got.digests)
             .map(|c| c.stamp);
+        let read_from = match got.outcome {
+            fetch::Outcome::Imported {
+                from,
+                stamp: Some(s),
+            } if keep_source => Some((from, s)),
+            _ => None,
+        };
         Self {
             path: got.path,
             digests: got.digests,
             stamp,
+            read_from,
         }
     }
 }
@@ -158,6 +176,7 @@ pub fn prepare_driver(
                 path: cached,
                 digests: d,
                 stamp: Some(c.stamp),
+                read_from: None,
             }));
         }
     }
@@ -193,9 +212,20 @@ pub fn prepare_driver(
             "driver {}: demo installer from data/demo imported into the cache",
             req.filename
         ));
-        return Ok(Some(PreparedDriver::fetched(got, opts, &req.filename)));
+        // The staged demo file is removed when this returns.
+        return Ok(Some(PreparedDriver::fetched(
+            got,
+            opts,
+            &req.filename,
+            false,
+        )));
     }
     let got = fetch::fetch(&req, opts)?;
     notes.push(format!("driver {}", got.describe()));
-    Ok(Some(PreparedDriver::fetched(got, opts, &req.filename)))
+    Ok(Some(PreparedDriver::fetched(
+        got,
+        opts,
+        &req.filename,
+        true,
+    )))
 }

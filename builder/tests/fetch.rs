@@ -423,7 +423,14 @@ fn driver_file_is_verified_and_imported() {
         ..FetchRequest::default()
     };
     let f = fetch(&req, &opts(dir.path())).unwrap();
-    assert_eq!(f.outcome, Outcome::Imported { from: path.clone() });
+    let stamp = vgpu_bake::stamp::FileStamp::of(&std::fs::metadata(&path).unwrap());
+    assert_eq!(
+        f.outcome,
+        Outcome::Imported {
+            from: path.clone(),
+            stamp: Some(stamp)
+        }
+    );
     assert_downloaded(&f, dir.path(), &data);
     assert!(
         f.describe()

@@ -207,3 +207,65 @@ fn a_release_nothing_pins_is_refused_with_the_line_to_add() {
         "{e}"
     );
 }
+
+/// A bake with `--driver-file` reads the user's file (its bytes just read
+/// into the page cache by the import; the copy went around it), proven
+/// unchanged by the stamp the import took, and names the payload after the
+/// release's file.
+#[test]
+fn an_imported_driver_is_read_from_the_users_file_with_its_stamp() {
+    let resolved = resolve_with(DRIVERS_TOML, DEMO);
+    let driver = resolved.driver.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("my-download.run");
+    std::fs::write(&user, vgpu_bake::registry::DEMO_DRIVER).unwrap();
+    let stamp = vgpu_bake::stamp::FileStamp::of(&std::fs::metadata(&user).unwrap());
+    let mut opts = FetchOptions::new(dir.path().join("cache"));
+    opts.progress = ProgressMode::Quiet;
+    let overrides = DriverOverrides {
+        driver_file: Some(user.clone()),
+        ..DriverOverrides::default()
+    };
+    let mut notes = Vec::new();
+    let prepared = prepare_driver(&driver, &overrides, &opts, Prepare::Trust, &mut notes)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        prepared.path,
+        dir.path().join("cache").join(&driver.filename)
+    );
+    assert_eq!(prepared.read_from, Some((user.clone(), stamp)));
+    let cache = dir.path().join("cache");
+    let (plan, entry) =
+        vgpu_bake::bake::bake_driver(driver.clone(), prepared, &cache, &mut notes).unwrap();
+    assert_eq!(entry.path, format!("driver/{}", driver.filename));
+    assert_eq!(plan.installer.path, entry.path);
+    let vgpu_bake::bundle::Source::File {
+        path,
+        stamp: read_stamp,
+        ..
+    } = &entry.source
+    else {
+        panic!("{:?}", entry.source);
+    };
+    assert_eq!(path, &user);
+    assert_eq!(read_stamp, &Some(stamp));
+    // A file changed after the import no longer has that stamp, so the
+    // writer hashes it again (tests/bundle/frame_cache.rs).
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    std::fs::write(&user, b"something else").unwrap();
+    let now = vgpu_bake::stamp::FileStamp::of(&std::fs::metadata(&user).unwrap());
+    assert_ne!(Some(now), *read_stamp);
+
+    // Without `--driver-file` (the copy in the cache), the cache copy is read.
+    let again = prepare_driver(
+        &driver,
+        &DriverOverrides::default(),
+        &opts,
+        Prepare::Trust,
+        &mut notes,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.read_from, None);
+}

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::frames::{CHUNK, FRAME_FORMAT};
+use crate::direct::DirectWriter;
 
 /// Files of at least this many bytes get frames of their own and an entry
 /// in the frame cache; smaller ones are compressed with the archive's
@@ -67,6 +68,8 @@ pub(super) struct Entry {
 #[derive(Debug)]
 pub(super) struct Pending {
     tmp: tempfile::NamedTempFile,
+    /// Writes `tmp` around the page cache; finished at commit.
+    out: DirectWriter,
     frames: PathBuf,
     sidecar: Sidecar,
     crc: crc32fast::Hasher,
@@ -139,8 +142,10 @@ impl FrameCache {
             .prefix(".frames.")
             .suffix(".tmp")
             .tempfile_in(&self.dir)?;
+        let out = DirectWriter::new(tmp.as_file().try_clone()?);
         Ok(Pending {
             tmp,
+            out,
             frames: self.paths(sha256).0,
             sidecar: self.sidecar(sha256, size, 0, 0),
             crc: crc32fast::Hasher::new(),
@@ -159,12 +164,13 @@ impl Pending {
     pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.crc.update(bytes);
         self.sidecar.frames_size += bytes.len() as u64;
-        self.tmp.write_all(bytes)
+        self.out.write_all(bytes)
     }
 
     /// Renames the frames into place, then writes the sidecar that makes
     /// them an entry (a sidecar never names frames that are not there).
     pub(super) fn commit(mut self) -> io::Result<PathBuf> {
+        self.out.finish()?;
         self.sidecar.frames_crc32 = self.crc.finalize();
         let sidecar_path = self.frames.with_extension("toml");
         // An older entry's sidecar goes first: for a moment there is no

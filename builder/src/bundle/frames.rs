@@ -13,12 +13,12 @@
 //!
 //! Threads: the caller cuts the stream and feeds [`Frames`]; workers
 //! compress; one writer thread writes the frames in order to the bundle
-//! (and to a new cache entry), copies cached entries with
-//! `copy_file_range`, and feeds the bundle's sha256 thread. Tokens bound
+//! (and to a new cache entry), copies cached entries, and feeds the
+//! bundle's sha256 thread. Tokens bound
 //! the frames in flight, so memory stays at a few blocks per worker.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -29,6 +29,7 @@ use sha2::Sha256;
 
 use super::frame_cache::{Entry, Pending};
 use crate::blocks::{Chunk, DigestThread, Pool};
+use crate::direct::{BLOCK, DirectWriter};
 
 /// Largest uncompressed frame, and the size of the blocks a large file is
 /// read in. Part of the bytes: changing it changes every bundle and needs
@@ -192,7 +193,8 @@ fn compress_jobs(jobs: &Mutex<Receiver<Job<'_>>>, level: i32) {
     }
 }
 
-/// The writer: units in order to `out`, its sha256 on another thread.
+/// The writer: units in order to `out` (whole blocks around the page
+/// cache, [`DirectWriter`]), its sha256 on another thread.
 fn write_units<'scope>(
     scope: &'scope Scope<'scope, '_>,
     units: Receiver<Unit>,
@@ -200,6 +202,7 @@ fn write_units<'scope>(
     out: &mut File,
 ) -> Result<Written, WriteFail> {
     let sha = DigestThread::spawn::<Sha256>(scope);
+    let mut out = DirectWriter::new(out.try_clone().map_err(WriteFail::Output)?);
     let mut size = 0u64;
     let mut entries = Vec::new();
     let mut notes = Vec::new();
@@ -224,13 +227,14 @@ fn write_units<'scope>(
                 let _ = tokens.send(());
             }
             Unit::Cached(entry) => {
-                copy_entry(&entry, out, &sha)?;
+                copy_entry(&entry, &mut out, &sha)?;
                 size += entry.len;
             }
             Unit::BeginEntry(entry) => open = Some(entry),
             Unit::EndEntry => entries.extend(open.take()),
         }
     }
+    out.finish().map_err(WriteFail::Output)?;
     let (sha256, hashed) = sha.finish();
     debug_assert_eq!(hashed, size);
     Ok(Written {
@@ -241,43 +245,33 @@ fn write_units<'scope>(
     })
 }
 
-/// Copies a cached entry into `out` (`copy_file_range` through
-/// `io::copy`: no pass through user space, a reflink where the file system
-/// has them), while another thread reads it for the bundle's sha256 and
-/// the entry's CRC. A CRC or length that differs is [`WriteFail::Corrupt`].
-fn copy_entry(entry: &Entry, out: &mut File, sha: &DigestThread<'_, '_>) -> Result<(), WriteFail> {
+/// Copies a cached entry into `out` in [`BLOCK`]s, each also sent to the
+/// bundle's sha256 thread and added to the entry's CRC. A CRC or length
+/// that differs from the sidecar's is [`WriteFail::Corrupt`]; the bundle
+/// is then written again, so its damaged copy never gets its final name.
+fn copy_entry(
+    entry: &Entry,
+    out: &mut DirectWriter,
+    sha: &DigestThread<'_, '_>,
+) -> Result<(), WriteFail> {
     let corrupt = || WriteFail::Corrupt(entry.path.clone());
-    let feed = sha.sender();
-    let (copied, read) = std::thread::scope(|s| {
-        let reader = s.spawn(move || -> io::Result<(u32, u64)> {
-            let pool = Pool::new(1 << 20);
-            let mut crc = crc32fast::Hasher::new();
-            let mut at = 0u64;
-            while at < entry.len {
-                let mut buf = pool.take();
-                let want = (entry.len - at).min(1 << 20) as usize;
-                buf.resize(want, 0);
-                let n = entry.file.read_at(&mut buf, at)?;
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                crc.update(&buf);
-                at += n as u64;
-                let _ = feed.send(pool.share(buf));
-            }
-            Ok((crc.finalize(), at))
-        });
-        let copied = io::copy(&mut (&entry.file).take(entry.len), out);
-        (copied, reader.join())
-    });
-    let copied = copied.map_err(WriteFail::Output)?;
-    let (crc, read) = match read {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => return Err(corrupt()),
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-    if copied != entry.len || read != entry.len || crc != entry.crc32 {
+    let pool = Pool::new(BLOCK);
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = 0u64;
+    while at < entry.len {
+        let want = (entry.len - at).min(BLOCK as u64) as usize;
+        let mut buf = pool.take_len(want);
+        let n = entry.file.read_at(&mut buf, at).map_err(|_| corrupt())?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        crc.update(&buf);
+        out.write_all(&buf).map_err(WriteFail::Output)?;
+        at += n as u64;
+        sha.feed(pool.share(buf));
+    }
+    if at != entry.len || crc.finalize() != entry.crc32 {
         return Err(corrupt());
     }
     Ok(())
