@@ -359,7 +359,8 @@ pub fn bake_driver(
     let entry = PayloadEntry {
         path: installer.path.clone(),
         mode: 0o755,
-        // No md5 for the writer: `fetch` checked it, the plan records it.
+        // No md5 for the writer: `prepare_driver` checked a declared one,
+        // the plan records it.
         source: Source::File {
             path: read.0,
             sha256: installer_digests.sha256.clone(),

@@ -158,17 +158,19 @@ impl<'scope, 'a: 'scope> DigestThread<'scope, 'a> {
     }
 }
 
-/// md5 and sha256 of everything `reader` yields, each on its own thread,
-/// read in 4 MiB blocks that `each` also sees, in order (an import's copy),
-/// on the calling thread.
+/// sha256 of everything `reader` yields, and md5 when `md5` (only when one
+/// is expected: it costs twice sha256's CPU), each on its own thread, read
+/// in 4 MiB blocks that `each` also sees, in order (an import's copy), on
+/// the calling thread.
 pub fn digests_of(
     mut reader: impl std::io::Read,
+    md5: bool,
     mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<Digests> {
     const BLOCK: usize = 4 << 20;
     let pool = Pool::new(BLOCK);
     std::thread::scope(|s| {
-        let md5 = DigestThread::spawn::<md5::Md5>(s);
+        let md5 = md5.then(|| DigestThread::spawn::<md5::Md5>(s));
         let sha = DigestThread::spawn::<sha2::Sha256>(s);
         loop {
             let mut buf = pool.take_len(BLOCK);
@@ -184,11 +186,13 @@ pub fn digests_of(
             buf.truncate(n);
             each(&buf)?;
             let chunk = pool.share(buf);
-            md5.feed(chunk.clone());
+            if let Some(m) = &md5 {
+                m.feed(chunk.clone());
+            }
             sha.feed(chunk);
         }
-        let (md5, size) = md5.finish();
-        let (sha256, _) = sha.finish();
+        let md5 = md5.map(|m| m.finish().0);
+        let (sha256, size) = sha.finish();
         Ok(Digests { md5, sha256, size })
     })
 }
@@ -196,7 +200,7 @@ pub fn digests_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::digest_bytes;
+    use crate::hash::{digest_bytes, md5_hex};
 
     #[test]
     fn digest_threads_match_and_buffers_come_back() {
@@ -219,16 +223,25 @@ mod tests {
             (sha.finish(), md5.finish())
         });
         let want = digest_bytes(&data);
-        assert_eq!(sha, (want.sha256, data.len() as u64));
-        assert_eq!(md5, (want.md5, data.len() as u64));
-        let mut copy = Vec::new();
-        let d = digests_of(&data[..], |b| {
-            copy.extend_from_slice(b);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(d, digest_bytes(&data));
-        assert!(copy == data);
+        assert_eq!(sha, (want.sha256.clone(), data.len() as u64));
+        assert_eq!(md5, (md5_hex(&data), data.len() as u64));
+        for with_md5 in [false, true] {
+            let mut copy = Vec::new();
+            let d = digests_of(&data[..], with_md5, |b| {
+                copy.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+            let md5 = with_md5.then(|| md5_hex(&data));
+            assert_eq!(
+                d,
+                Digests {
+                    md5,
+                    ..want.clone()
+                }
+            );
+            assert!(copy == data);
+        }
         // Every shared buffer was returned: the next take reuses one.
         let v = pool.take();
         assert!(v.capacity() >= 65_536 && v.is_empty());

@@ -122,7 +122,9 @@ struct PlanPreview<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 struct CachedDriver {
-    md5: String,
+    /// Only when one is declared (and so computed and verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    md5: Option<String>,
     sha256: String,
     size: u64,
 }
@@ -198,7 +200,7 @@ pub fn fetch(
         errln!("{n}");
     }
     let d = &prepared.digests;
-    outln!("md5 {}  sha256 {}  {} bytes", d.md5, d.sha256, d.size);
+    outln!("{}  sha256 {}  {} bytes", d.md5_text(), d.sha256, d.size);
     outln!("{}", prepared.path.display());
     if driver.sha256.is_none() && driver.md5.is_none() {
         // Nothing but this command's --sha256/--md5 vouched for the file:

@@ -3,6 +3,7 @@
 //! checksum verified before it gets its final name) or import the user's
 //! `--driver-file`. Each verified file gets a `<name>.digests.toml` sidecar
 //! so later bakes learn its sha256 without re-reading it ([`cached_digests`]).
+//! md5 is computed only when one is expected (it costs twice sha256's CPU).
 //!
 //! Cache layout, for a registry filename `NAME`:
 //! `NAME` (verified), `NAME.digests.toml`, `NAME.part` (partial download,
@@ -108,7 +109,7 @@ pub enum Outcome {
 pub struct Fetched {
     /// The file in the cache.
     pub path: PathBuf,
-    /// Its digests (all of them, whatever was checked).
+    /// Its digests: sha256, and md5 when one was expected.
     pub digests: Digests,
     /// How it got there.
     pub outcome: Outcome,
@@ -121,8 +122,8 @@ impl Fetched {
         let size = HumanBytes(self.digests.size);
         match &self.outcome {
             Outcome::CacheHit => format!(
-                "cache hit: {path} ({size}), checksum ok, no download (md5 {})",
-                self.digests.md5
+                "cache hit: {path} ({size}), checksum ok, no download ({})",
+                self.digests.md5_text()
             ),
             Outcome::Downloaded {
                 resumed_from,
@@ -145,6 +146,15 @@ impl Fetched {
                 from.display()
             ),
         }
+    }
+
+    /// The stamp the file's sidecar recorded for these digests, if it is
+    /// still the file's: the proof the bundle writer needs to skip hashing
+    /// it again. Reads no byte of the file.
+    pub fn stamp(&self) -> Option<FileStamp> {
+        let meta = fs::metadata(&self.path).ok()?;
+        let (d, stamp) = sidecar::read_trusted(&self.path, &meta)?;
+        (d.sha256 == self.digests.sha256 && d.size == self.digests.size).then_some(stamp)
     }
 }
 
@@ -198,14 +208,15 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
     })
 }
 
-/// The digests of the cached `filename`, or `None` if it is not cached.
+/// The digests of the cached `filename` (its sha256; md5 only as a sidecar
+/// recorded it), or `None` if it is not cached.
 ///
 /// Trusts the sidecar while the file's stamp (device, inode, size, mtime)
 /// matches it; otherwise hashes the file once and rewrites the sidecar. This
 /// reports what the file *is*; comparing it with an expected checksum is the
 /// caller's job.
 pub fn cached_digests(cache_dir: &Path, filename: &str) -> Result<Option<Digests>, FetchError> {
-    Ok(cached_file(cache_dir, filename)?.map(|c| c.digests))
+    Ok(cached_file(cache_dir, filename, false)?.map(|c| c.digests))
 }
 
 /// A file in the cache with its digests and the stamp they belong to.
@@ -217,19 +228,27 @@ pub struct CachedFile {
     pub stamp: FileStamp,
 }
 
-/// [`cached_digests`], with the stamp that proves the file unchanged since.
-pub fn cached_file(cache_dir: &Path, filename: &str) -> Result<Option<CachedFile>, FetchError> {
+/// [`cached_digests`], with the stamp that proves the file unchanged since;
+/// with `md5` (one is expected), the digests always hold the md5: a sidecar
+/// without one is not enough, the file is hashed again.
+pub fn cached_file(
+    cache_dir: &Path,
+    filename: &str,
+    md5: bool,
+) -> Result<Option<CachedFile>, FetchError> {
     let file = cache_dir.join(check_filename(filename)?);
     let meta = match fs::metadata(&file) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("reading the metadata of", &file)(e)),
     };
-    if let Some((digests, stamp)) = sidecar::read_trusted(&file, &meta) {
+    if let Some((digests, stamp)) = sidecar::read_trusted(&file, &meta)
+        && (digests.md5.is_some() || !md5)
+    {
         return Ok(Some(CachedFile { digests, stamp }));
     }
     let (f, meta) = open_regular(&file).map_err(io_err("opening the cached", &file))?;
-    let digests = digests_of(f, |_| Ok(())).map_err(io_err("reading", &file))?;
+    let digests = digests_of(f, md5, |_| Ok(())).map_err(io_err("reading", &file))?;
     sidecar::write(&file, &meta, &digests)?;
     Ok(Some(CachedFile {
         digests,
@@ -269,16 +288,23 @@ impl Expected {
         self.md5.is_none() && self.sha256.is_none()
     }
 
-    /// `None` if `d` matches; else "md5 expected X, got Y; ..." per mismatch.
+    /// Whether the file's md5 must be computed: only when one is expected.
+    fn wants_md5(&self) -> bool {
+        self.md5.is_some()
+    }
+
+    /// `None` if `d` matches; else "md5 expected X, got Y; ..." per mismatch
+    /// (an expected md5 that was not computed is one).
     fn mismatch(&self, d: &Digests) -> Option<String> {
         let pairs = [
-            ("md5", &self.md5, &d.md5),
-            ("sha256", &self.sha256, &d.sha256),
+            ("md5", &self.md5, d.md5.as_deref()),
+            ("sha256", &self.sha256, Some(d.sha256.as_str())),
         ];
         let wrong: Vec<String> = pairs
             .iter()
-            .filter_map(|(kind, want, got)| match want {
-                Some(w) if w != *got => Some(format!("{kind} expected {w}, got {got}")),
+            .filter_map(|(kind, want, got)| match (want, got) {
+                (Some(w), Some(g)) if w != g => Some(format!("{kind} expected {w}, got {g}")),
+                (Some(w), None) => Some(format!("{kind} expected {w}, not computed")),
                 _ => None,
             })
             .collect();
@@ -334,8 +360,9 @@ fn check_url<'a>(filename: &str, url: Option<&'a str>) -> Result<&'a str, FetchE
     Ok(url)
 }
 
-/// Verifies a cached file by hashing it. A match is a cache hit (and its
-/// sidecar is refreshed); a mismatch is moved to `NAME.bak`.
+/// Verifies a cached file by hashing it (md5 only when one is expected). A
+/// match is a cache hit (and its sidecar is refreshed); a mismatch is moved
+/// to `NAME.bak`.
 fn check_cached(
     dest: &Path,
     expect: &Expected,
@@ -346,7 +373,8 @@ fn check_cached(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("opening the cached", dest)(e)),
     };
-    let digests = digests_of(f, |_| Ok(())).map_err(io_err("reading the cached", dest))?;
+    let digests = digests_of(f, expect.wants_md5(), |_| Ok(()))
+        .map_err(io_err("reading the cached", dest))?;
     let Some(mismatch) = expect.mismatch(&digests) else {
         sidecar::write(dest, &meta, &digests)?;
         return Ok(Some(digests));
@@ -390,10 +418,10 @@ fn import(
     // Around the page cache: the copy is fsynced at once, and is read again
     // at most by the bake that imports it.
     let mut copy = DirectWriter::new(out.file().try_clone().map_err(writing)?);
-    // Read once: each block is written and hashed (md5 and sha256 on their
-    // own threads) in the same pass.
+    // Read once: each block is written and hashed (sha256, and md5 when
+    // one is expected, on their own threads) in the same pass.
     let mut write_failed = None;
-    let digests = digests_of(&mut input, |b| {
+    let digests = digests_of(&mut input, expect.wants_md5(), |b| {
         copy.write_all(b).map_err(|e| {
             let msg = io::Error::new(e.kind(), e.to_string());
             write_failed = Some(e);
@@ -479,7 +507,13 @@ mod tests {
     #[test]
     fn expected_checksums() {
         let e = Expected::new("f", Some("900150983CD24FB0D6963F7D28E17F72"), None).unwrap();
-        let d = crate::hash::digest_bytes(b"abc");
+        let mut d = crate::hash::digest_bytes(b"abc");
+        // An expected md5 that was not computed is never a match.
+        assert_eq!(
+            e.mismatch(&d).as_deref(),
+            Some("md5 expected 900150983cd24fb0d6963f7d28e17f72, not computed")
+        );
+        d.md5 = Some(crate::hash::md5_hex(b"abc"));
         assert_eq!(e.mismatch(&d), None);
         let e = Expected::new("f", None, Some(&"0".repeat(64))).unwrap();
         let m = e.mismatch(&d).unwrap();

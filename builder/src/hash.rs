@@ -1,4 +1,6 @@
-//! One-pass hashing: md5 and sha256 of the same bytes, fed once.
+//! One-pass hashing: sha256 of a stream of bytes, and its md5 too only
+//! where one is expected (md5 costs twice sha256's CPU here: 0.73 s
+//! against 0.34 s per 512 MiB, issue 14).
 
 use std::io::{self, Read, Write};
 
@@ -24,8 +26,8 @@ pub fn is_hex(s: &str, len: usize) -> bool {
 /// The digests of one stream of bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
-    /// Lower-case hex MD5.
-    pub md5: String,
+    /// Lower-case hex MD5, computed only when one was expected (declared).
+    pub md5: Option<String>,
     /// Lower-case hex SHA-256.
     pub sha256: String,
     /// Number of bytes hashed.
@@ -39,30 +41,46 @@ impl Digests {
             .expect("digests hold hex computed here or checked when read")
     }
 
-    /// The MD5 as the plan's checked type.
-    pub fn md5(&self) -> vgpu_plan::plan::Md5 {
-        vgpu_plan::plan::Md5::parse_any_case(&self.md5)
-            .expect("digests hold hex computed here or checked when read")
+    /// `md5 HEX`, or `md5 not declared` when none was computed because
+    /// nothing (registry, profile, `--md5`) declares one.
+    pub fn md5_text(&self) -> String {
+        match &self.md5 {
+            Some(m) => format!("md5 {m}"),
+            None => "md5 not declared".to_owned(),
+        }
+    }
+
+    /// The MD5 as the plan's checked type, when it was computed.
+    pub fn md5(&self) -> Option<vgpu_plan::plan::Md5> {
+        self.md5.as_ref().map(|m| {
+            vgpu_plan::plan::Md5::parse_any_case(m)
+                .expect("digests hold hex computed here or checked when read")
+        })
     }
 }
 
-/// Computes md5 and sha256 together.
+/// Computes sha256, and md5 beside it when asked to.
 #[derive(Debug, Clone, Default)]
-pub struct DualHasher {
-    md5: Md5,
+pub struct Hasher {
+    md5: Option<Md5>,
     sha256: Sha256,
     size: u64,
 }
 
-impl DualHasher {
-    /// A fresh hasher.
-    pub fn new() -> Self {
-        Self::default()
+impl Hasher {
+    /// A fresh hasher; `md5`: compute md5 too.
+    pub fn new(md5: bool) -> Self {
+        Self {
+            md5: md5.then(Md5::new),
+            ..Self::default()
+        }
     }
 
     /// Feeds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        self.md5.update(bytes);
+        if let Some(m) = &mut self.md5 {
+            m.update(bytes);
+        }
         self.sha256.update(bytes);
         self.size += bytes.len() as u64;
     }
@@ -72,10 +90,15 @@ impl DualHasher {
         self.size
     }
 
+    /// The same hasher, started again from no bytes.
+    pub fn restart(&self) -> Self {
+        Self::new(self.md5.is_some())
+    }
+
     /// The digests.
     pub fn finish(self) -> Digests {
         Digests {
-            md5: hex(&self.md5.finalize()),
+            md5: self.md5.map(|m| hex(&m.finalize())),
             sha256: hex(&self.sha256.finalize()),
             size: self.size,
         }
@@ -95,37 +118,30 @@ fn each_block(mut reader: impl Read, mut each: impl FnMut(&[u8])) -> io::Result<
     }
 }
 
-/// Hashes everything `reader` yields.
+/// sha256 and size of everything `reader` yields (no md5).
 pub fn digest_reader(reader: impl Read) -> io::Result<Digests> {
-    let mut h = DualHasher::new();
+    let mut h = Hasher::new(false);
     each_block(reader, |b| h.update(b))?;
     Ok(h.finish())
 }
 
-/// sha256 and size of everything `reader` yields (no md5: for files whose
-/// md5 nobody asks for).
-pub fn sha256_reader(reader: impl Read) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut size = 0u64;
-    each_block(reader, |b| {
-        h.update(b);
-        size += b.len() as u64;
-    })?;
-    Ok((hex(&h.finalize()), size))
-}
-
-/// Hashes a byte slice.
+/// sha256 and size of a byte slice (no md5).
 pub fn digest_bytes(bytes: &[u8]) -> Digests {
-    let mut h = DualHasher::new();
+    let mut h = Hasher::new(false);
     h.update(bytes);
     h.finish()
+}
+
+/// Lower-case hex md5 of a byte slice.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex(&Md5::digest(bytes))
 }
 
 /// A writer that hashes what passes through it.
 #[derive(Debug)]
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: DualHasher,
+    hasher: Hasher,
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -133,11 +149,11 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: DualHasher::new(),
+            hasher: Hasher::new(false),
         }
     }
 
-    /// The inner writer and the digests of what was written.
+    /// The inner writer and the digests (sha256) of what was written.
     pub fn finish(self) -> (W, Digests) {
         (self.inner, self.hasher.finish())
     }
@@ -162,12 +178,19 @@ mod tests {
     #[test]
     fn known_digests() {
         let d = digest_bytes(b"abc");
-        assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(d.md5, None, "md5 only when asked for");
         assert_eq!(
             d.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(d.size, 3);
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        let mut with_md5 = Hasher::new(true);
+        with_md5.update(b"ab");
+        with_md5.update(b"c");
+        let both = with_md5.finish();
+        assert_eq!(both.md5.as_deref(), Some(md5_hex(b"abc").as_str()));
+        assert_eq!((both.sha256.as_str(), both.size), (d.sha256.as_str(), 3));
         assert_eq!(digest_reader(&b"abc"[..]).unwrap(), d);
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"a").unwrap();

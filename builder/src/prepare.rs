@@ -33,7 +33,8 @@ pub enum Prepare {
 pub struct PreparedDriver {
     /// The file in the cache.
     pub path: PathBuf,
-    /// Its digests.
+    /// Its digests: the sha256, and the md5 only when one was declared
+    /// (registry, profile or `--md5`) and so verified; the plan records it.
     pub digests: Digests,
     /// Its stamp when they were taken (from the cache's sidecar): the
     /// bundle writer does not hash a file that still has it.
@@ -45,31 +46,39 @@ pub struct PreparedDriver {
 }
 
 impl PreparedDriver {
+    /// A file whose digests were checked against `req`: an md5 `req` does
+    /// not declare is dropped (an older sidecar may hold one).
+    fn verified(
+        path: PathBuf,
+        mut digests: Digests,
+        stamp: Option<FileStamp>,
+        req: &FetchRequest,
+    ) -> Self {
+        if req.md5.is_none() {
+            digests.md5 = None;
+        }
+        Self {
+            path,
+            digests,
+            stamp,
+            read_from: None,
+        }
+    }
+
     /// A file `fetch` just verified: its stamp from the sidecar it wrote.
     /// With `keep_source`, an imported file is read from the user's copy.
-    fn fetched(
-        got: fetch::Fetched,
-        opts: &FetchOptions,
-        filename: &str,
-        keep_source: bool,
-    ) -> Self {
-        let stamp = fetch::cached_file(&opts.cache_dir, filename)
-            .ok()
-            .flatten()
-            .filter(|c| c.digests == got.digests)
-            .map(|c| c.stamp);
-        let read_from = match got.outcome {
+    fn fetched(got: fetch::Fetched, req: &FetchRequest, keep_source: bool) -> Self {
+        let stamp = got.stamp();
+        let read_from = match &got.outcome {
             fetch::Outcome::Imported {
                 from,
                 stamp: Some(s),
-            } if keep_source => Some((from, s)),
+            } if keep_source => Some((from.clone(), *s)),
             _ => None,
         };
         Self {
-            path: got.path,
-            digests: got.digests,
-            stamp,
             read_from,
+            ..Self::verified(got.path, got.digests, stamp, req)
         }
     }
 }
@@ -158,12 +167,14 @@ pub fn prepare_driver(
     let mut req = fetch_request(driver, overrides)?;
     let cached = opts.cache_dir.join(&req.filename);
     let user_file = matches!(source, DriverSource::UserFile { .. });
+    // With an md5 declared, a sidecar without one is not trusted: the
+    // file is hashed again, md5 included.
     if !user_file
         && how != Prepare::Rehash
-        && let Some(c) = fetch::cached_file(&opts.cache_dir, &req.filename)?
+        && let Some(c) = fetch::cached_file(&opts.cache_dir, &req.filename, req.md5.is_some())?
     {
         let d = c.digests;
-        let md5_ok = req.md5.as_ref().is_none_or(|m| *m == d.md5);
+        let md5_ok = req.md5.as_ref().is_none_or(|m| d.md5.as_ref() == Some(m));
         let sha_ok = req.sha256.as_ref().is_none_or(|s| *s == d.sha256);
         let pinned = req.md5.is_some() || req.sha256.is_some();
         if md5_ok && sha_ok && (pinned || how == Prepare::CacheOnly) {
@@ -172,12 +183,12 @@ pub fn prepare_driver(
                 req.filename,
                 cached.display()
             ));
-            return Ok(Some(PreparedDriver {
-                path: cached,
-                digests: d,
-                stamp: Some(c.stamp),
-                read_from: None,
-            }));
+            return Ok(Some(PreparedDriver::verified(
+                cached,
+                d,
+                Some(c.stamp),
+                &req,
+            )));
         }
     }
     if how == Prepare::CacheOnly {
@@ -213,19 +224,9 @@ pub fn prepare_driver(
             req.filename
         ));
         // The staged demo file is removed when this returns.
-        return Ok(Some(PreparedDriver::fetched(
-            got,
-            opts,
-            &req.filename,
-            false,
-        )));
+        return Ok(Some(PreparedDriver::fetched(got, &req, false)));
     }
     let got = fetch::fetch(&req, opts)?;
     notes.push(format!("driver {}", got.describe()));
-    Ok(Some(PreparedDriver::fetched(
-        got,
-        opts,
-        &req.filename,
-        true,
-    )))
+    Ok(Some(PreparedDriver::fetched(got, &req, true)))
 }

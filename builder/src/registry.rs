@@ -150,7 +150,7 @@ mod tests {
         assert!(demo.demo);
         assert_eq!(
             demo.md5.as_deref(),
-            Some(hash::digest_bytes(DEMO_DRIVER).md5.as_str())
+            Some(hash::md5_hex(DEMO_DRIVER).as_str())
         );
         assert!(DEMO_DRIVER.starts_with(b"#!/bin/sh"));
         let demo11 = reg.get("demo-1.1").unwrap();
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(demo.bundled_bytes(), Some(DEMO_DRIVER));
         assert_eq!(
             demo11.md5.as_deref(),
-            Some(hash::digest_bytes(DEMO_DRIVER_1_1).md5.as_str())
+            Some(hash::md5_hex(DEMO_DRIVER_1_1).as_str())
         );
         // Every demo release has its installer embedded.
         for r in reg.releases.iter().filter(|r| r.demo) {

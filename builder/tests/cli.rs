@@ -52,22 +52,27 @@ impl Run {
     }
 
     fn bake(&self, profile: &str, out: &str) -> (String, String) {
+        self.bake_with(0, profile, out, &[])
+    }
+
+    /// `bake PROFILE --out OUT` with this run's cache and agent and `extra`
+    /// arguments; asserts the exit code.
+    fn bake_with(&self, code: i32, profile: &str, out: &str, extra: &[&str]) -> (String, String) {
         let out = self.path(out);
         let cache = self.path("cache");
         let agent = self.path("agent");
-        self.expect(
-            0,
-            &[
-                "bake",
-                profile,
-                "--out",
-                out.to_str().unwrap(),
-                "--cache",
-                cache.to_str().unwrap(),
-                "--agent",
-                agent.to_str().unwrap(),
-            ],
-        )
+        let mut args = vec![
+            "bake",
+            profile,
+            "--out",
+            out.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--agent",
+            agent.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.expect(code, &args)
     }
 }
 
@@ -332,7 +337,11 @@ fn install_lays_the_bundle_and_plan_pins_the_driver() {
     .unwrap();
     let digests = vgpu_bake::hash::digest_bytes(&bytes);
     assert_eq!(d.sha256, digests.sha256);
-    assert_eq!(d.md5, digests.md5);
+    // The demo release declares an md5 (the registry's): computed, recorded.
+    assert_eq!(
+        d.md5.as_deref(),
+        Some(vgpu_bake::hash::md5_hex(&bytes).as_str())
+    );
     assert_eq!(d.installer.sha256, digests.sha256);
     assert!(plan.demo);
     let link = fs::read_link(
@@ -417,19 +426,7 @@ fn failed_bake_leaves_no_bundle() {
     fs::write(&profile, text).unwrap();
     copy_unlock_inputs(&r);
     let out = r.path("o");
-    let (_, err) = r.expect(
-        1,
-        &[
-            "bake",
-            profile.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--cache",
-            r.path("cache").to_str().unwrap(),
-            "--agent",
-            r.path("agent").to_str().unwrap(),
-        ],
-    );
+    let (_, err) = r.bake_with(1, profile.to_str().unwrap(), "o", &[]);
     assert!(
         err.contains("libvgpu_unlock_rs-demo.so: sha256 is 1706899d"),
         "{err}"
@@ -694,27 +691,16 @@ fn a_checksum_flag_cannot_bless_another_file() {
     let d = vgpu_bake::hash::digest_bytes(&bytes);
     let out = r.path("o");
     let bake = |extra: &[&str], profile: &str| {
-        let mut args = vec![
-            "bake",
-            profile,
-            "--out",
-            out.to_str().unwrap(),
-            "--cache",
-            r.path("cache").to_str().unwrap().to_string().leak(),
-            "--agent",
-            r.path("agent").to_str().unwrap().to_string().leak(),
-            "--driver-file",
-            dummy.to_str().unwrap(),
-        ];
+        let mut args = vec!["--driver-file", dummy.to_str().unwrap()];
         args.extend_from_slice(extra);
-        r.expect(1, &args)
+        r.bake_with(1, profile, "o", &args)
     };
     // The registry's md5 for 18.4 wins over --md5.
-    let (_, err) = bake(&["--md5", &d.md5], "profiles/native-intel-a100.toml");
+    let md5 = vgpu_bake::hash::md5_hex(&bytes);
+    let (_, err) = bake(&["--md5", &md5], "profiles/native-intel-a100.toml");
     assert!(
         err.contains(&format!(
-            "--md5 \"{}\" contradicts the registry's md5 (data/drivers.toml)",
-            d.md5
+            "--md5 \"{md5}\" contradicts the registry's md5 (data/drivers.toml)"
         )) && err
             .contains("for driver release 18.4: a checksum on the command line cannot override it"),
         "{err}"
@@ -808,6 +794,112 @@ fn a_release_without_checksum_is_pinned_with_the_line_fetch_prints() {
     fs::write(&profile, format!("{base}{line}\n")).unwrap();
     let (bundle, _) = r.expect(0, &bake);
     assert!(bundle.trim_end().ends_with(".cpio.zst"), "{bundle}");
+}
+
+/// Issue 14: a release nothing declares an md5 for (19.4: none in the
+/// registry, the profile pins the sha256) is fetched, planned and baked
+/// without one: `fetch` says so, the cache's sidecar and the baked plan
+/// have none, and the bundle still inspects and installs.
+#[test]
+fn a_release_without_a_declared_md5_is_baked_without_one() {
+    let r = Run::new();
+    let file = r.path("driver.run");
+    let bytes = b"#!/bin/sh\n# pretend 19.4 driver\n";
+    fs::write(&file, bytes).unwrap();
+    let sha = vgpu_bake::hash::digest_bytes(bytes).sha256;
+    let profile = r.path("p.toml");
+    fs::write(
+        &profile,
+        format!(
+            "proxmox = 9\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"19.4\"\nsha256 = \"{sha}\"\n"
+        ),
+    )
+    .unwrap();
+    let cache = r.path("cache");
+    let (p, c) = (profile.to_str().unwrap(), cache.to_str().unwrap());
+    let (out, _) = r.expect(
+        0,
+        &[
+            "fetch",
+            p,
+            "--cache",
+            c,
+            "--driver-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("md5 not declared  sha256 {sha}  {} bytes", bytes.len()).as_str()),
+        "{out}"
+    );
+    let run = "NVIDIA-Linux-x86_64-580.126.08-vgpu-kvm.run";
+    let sidecar = fs::read_to_string(cache.join(format!("{run}.digests.toml"))).unwrap();
+    assert!(
+        sidecar.contains(&sha) && !sidecar.contains("md5"),
+        "{sidecar}"
+    );
+    let (plan, _) = r.expect(0, &["plan", p, "--cache", c]);
+    let plan: toml::Table = toml::from_str(&plan).unwrap();
+    let cached = plan["cached-driver"].as_table().unwrap();
+    assert_eq!(cached["sha256"].as_str(), Some(sha.as_str()));
+    assert!(!cached.contains_key("md5"), "{cached:?}");
+
+    let (bundle, err) = r.bake(p, "o");
+    assert!(err.contains("verified copy in the cache"), "{err}");
+    let bundle = PathBuf::from(bundle.trim_end());
+    r.expect(0, &["inspect", bundle.to_str().unwrap()]);
+    let root = r.path("root");
+    fs::create_dir(&root).unwrap();
+    r.expect(
+        0,
+        &[
+            "install",
+            bundle.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let plan_text = fs::read_to_string(root.join("var/lib/vgpu-firstboot/plan.toml")).unwrap();
+    assert!(!plan_text.contains("md5"), "{plan_text}");
+    let d = vgpu_plan::plan::Plan::from_toml(&plan_text)
+        .unwrap()
+        .driver
+        .unwrap();
+    assert_eq!((d.md5, d.sha256.as_str()), (None, sha.as_str()));
+}
+
+/// A release the registry declares an md5 for (18.4): a file with another
+/// md5 is refused with the mismatch named, and nothing is cached or baked.
+#[test]
+fn a_file_with_the_wrong_md5_is_refused() {
+    let r = Run::new();
+    let file = r.path("dummy.run");
+    let bytes = b"#!/bin/sh\n# not the 18.4 driver\n";
+    fs::write(&file, bytes).unwrap();
+    let want = "5b370637f2aaf2f1828027aeaabafff9";
+    let (_, err) = r.bake_with(
+        1,
+        "profiles/native-intel-a100.toml",
+        "o",
+        &["--driver-file", file.to_str().unwrap()],
+    );
+    assert!(
+        err.contains(&format!(
+            "checksum mismatch (md5 expected {want}, got {})",
+            vgpu_bake::hash::md5_hex(bytes)
+        )),
+        "{err}"
+    );
+    assert!(
+        !r.path("cache")
+            .join("NVIDIA-Linux-x86_64-570.172.07-vgpu-kvm.run")
+            .exists()
+    );
+    let left: Vec<_> = fs::read_dir(r.path("o"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a bundle was written: {left:?}");
 }
 
 #[test]

@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use http::{Reply, Server};
 use vgpu_bake::fetch::{
-    FetchError, FetchOptions, FetchRequest, Fetched, Outcome, ProgressMode, cached_digests, fetch,
+    FetchError, FetchOptions, FetchRequest, Fetched, Outcome, ProgressMode, cached_digests,
+    cached_file, fetch,
 };
-use vgpu_bake::hash::{Digests, digest_bytes};
+use vgpu_bake::hash::{Digests, digest_bytes, md5_hex};
 
 const NAME: &str = "NVIDIA-Linux-x86_64-550.144.02-vgpu-kvm.run";
 const LEN: usize = 300_000;
@@ -76,23 +77,34 @@ fn sidecar_name() -> String {
     format!("{NAME}.digests.toml")
 }
 
-/// A download that succeeded: file, digests and sidecar are right, nothing else is left.
-fn assert_downloaded(f: &Fetched, dir: &Path, data: &[u8]) {
+/// `data`'s digests, with its md5 only when `md5` (one was expected).
+fn digests(data: &[u8], md5: bool) -> Digests {
+    Digests {
+        md5: md5.then(|| md5_hex(data)),
+        ..digest_bytes(data)
+    }
+}
+
+/// A download that succeeded: file, digests (md5 only when one was
+/// expected) and sidecar are right, nothing else is left.
+fn assert_downloaded(f: &Fetched, dir: &Path, data: &[u8], md5: bool) {
     assert_eq!(f.path, dir.join(NAME));
     assert_eq!(fs::read(&f.path).unwrap(), data);
-    assert_eq!(f.digests, digest_bytes(data));
+    assert_eq!(f.digests, digests(data, md5));
+    let sidecar = fs::read_to_string(dir.join(sidecar_name())).unwrap();
+    assert_eq!(sidecar.contains("md5 = "), md5, "{sidecar}");
     assert_eq!(listing(dir), [NAME.to_owned(), sidecar_name()]);
 }
 
 #[test]
 fn downloads_good_file() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, downloaded(0, 1));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, "GET");
@@ -113,13 +125,23 @@ fn sha256_alone_is_enough_to_download() {
         ..request(Some(server.url(NAME)), None)
     };
     let f = fetch(&req, &opts(dir.path())).unwrap();
-    assert_downloaded(&f, dir.path(), &data);
+    // No md5 declared: none computed, none in the sidecar.
+    assert_downloaded(&f, dir.path(), &data, false);
+    // The cached copy checked again: still sha256 alone.
+    let again = fetch(&req, &opts(dir.path())).unwrap();
+    assert_eq!(again.outcome, Outcome::CacheHit);
+    assert!(
+        again.describe().ends_with("(md5 not declared)"),
+        "{}",
+        again.describe()
+    );
+    assert_downloaded(&again, dir.path(), &data, false);
 }
 
 #[test]
 fn resumes_after_a_cut() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![Reply::CutAfter(CUT)]);
     let dir = tempfile::tempdir().unwrap();
     // Plain progress lines (captured by the test harness) exercise that path.
@@ -129,7 +151,7 @@ fn resumes_after_a_cut() {
     };
     let f = fetch(&request(Some(server.url(NAME)), Some(&md5)), &o).unwrap();
     assert_eq!(f.outcome, downloaded(CUT as u64, 2));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].range(), None);
@@ -144,13 +166,13 @@ fn resumes_after_a_cut() {
 #[test]
 fn resumes_a_part_left_by_an_earlier_run() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join(format!("{NAME}.part")), &data[..CUT]).unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, downloaded(CUT as u64, 1));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].range(), Some(format!("bytes={CUT}-").as_str()));
@@ -159,25 +181,25 @@ fn resumes_a_part_left_by_an_earlier_run() {
 #[test]
 fn complete_part_is_verified_after_416() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join(format!("{NAME}.part")), &data).unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, downloaded(LEN as u64, 1));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
 }
 
 #[test]
 fn server_ignoring_range_restarts_from_zero() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let script = vec![Reply::CutAfter(CUT), Reply::IgnoreRange];
     let server = Server::start(data.clone(), script);
     let dir = tempfile::tempdir().unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, downloaded(0, 2));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
     assert_eq!(
         server.requests()[1].range(),
         Some(format!("bytes={CUT}-").as_str())
@@ -187,10 +209,10 @@ fn server_ignoring_range_restarts_from_zero() {
 #[test]
 fn wrong_md5_download_is_deleted() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let mut wrong = data.clone();
     wrong[LEN / 2] ^= 0xff;
-    let actual = digest_bytes(&wrong).md5;
+    let actual = md5_hex(&wrong);
     let server = Server::start(data, vec![Reply::Bytes(wrong)]);
     let dir = tempfile::tempdir().unwrap();
     let url = server.url(NAME);
@@ -211,12 +233,13 @@ fn wrong_md5_download_is_deleted() {
 fn wrong_pinned_sha256_is_reported() {
     let data = payload();
     let d = digest_bytes(&data);
+    let md5 = md5_hex(&data);
     let server = Server::start(data, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let pinned = "ab".repeat(32);
     let req = FetchRequest {
         sha256: Some(pinned.clone()),
-        ..request(Some(server.url(NAME)), Some(&d.md5))
+        ..request(Some(server.url(NAME)), Some(&md5))
     };
     let msg = fetch(&req, &opts(dir.path())).unwrap_err().to_string();
     assert!(
@@ -229,7 +252,7 @@ fn wrong_pinned_sha256_is_reported() {
 
 fn assert_html_refused(reply: Reply) {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data, vec![reply]);
     let dir = tempfile::tempdir().unwrap();
     let err = get(&server, &md5, dir.path()).unwrap_err();
@@ -256,7 +279,7 @@ fn html_body_with_binary_content_type_is_refused() {
 #[test]
 fn html_page_on_resume_keeps_the_partial_download() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![Reply::Html]);
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join(format!("{NAME}.part"));
@@ -270,7 +293,7 @@ fn html_page_on_resume_keeps_the_partial_download() {
 #[test]
 fn not_found_is_not_retried() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::with_fallback(data, vec![], Reply::Status(404));
     let dir = tempfile::tempdir().unwrap();
     let url = server.url(NAME);
@@ -290,18 +313,18 @@ fn not_found_is_not_retried() {
 #[test]
 fn server_error_is_retried() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![Reply::Status(503), Reply::Status(500)]);
     let dir = tempfile::tempdir().unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, downloaded(0, 3));
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
 }
 
 #[test]
 fn repeated_cuts_give_up_after_the_retry_cap() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::with_fallback(data.clone(), vec![], Reply::CutAfter(1000));
     let dir = tempfile::tempdir().unwrap();
     let o = FetchOptions {
@@ -328,7 +351,7 @@ fn repeated_cuts_give_up_after_the_retry_cap() {
 #[test]
 fn stalled_server_times_out_and_is_retried() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![Reply::Stall(Duration::from_secs(3))]);
     let dir = tempfile::tempdir().unwrap();
     let o = FetchOptions {
@@ -363,13 +386,13 @@ fn connection_refused_is_retried_then_reported() {
 #[test]
 fn cache_hit_makes_no_request() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join(NAME), &data).unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();
     assert_eq!(f.outcome, Outcome::CacheHit);
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, true);
     assert!(server.requests().is_empty());
     let line = f.describe();
     assert!(
@@ -384,7 +407,7 @@ fn cache_hit_makes_no_request() {
 #[test]
 fn corrupt_cached_file_is_kept_as_bak_and_downloaded_again() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     let bak = format!("{NAME}.bak");
@@ -431,7 +454,7 @@ fn driver_file_is_verified_and_imported() {
             stamp: Some(stamp)
         }
     );
-    assert_downloaded(&f, dir.path(), &data);
+    assert_downloaded(&f, dir.path(), &data, false);
     assert!(
         f.describe()
             .starts_with(&format!("imported {}", path.display()))
@@ -447,8 +470,8 @@ fn driver_file_is_verified_and_imported() {
 fn driver_file_with_wrong_checksum_is_refused() {
     let data = payload();
     let (_dl, path) = user_file(&data[..LEN - 1]);
-    let actual = digest_bytes(&data[..LEN - 1]).md5;
-    let expected = digest_bytes(&data).md5;
+    let actual = md5_hex(&data[..LEN - 1]);
+    let expected = md5_hex(&data);
     let dir = tempfile::tempdir().unwrap();
     let req = FetchRequest {
         driver_file: Some(path.clone()),
@@ -541,7 +564,7 @@ fn bad_input_is_an_error_not_a_panic() {
 #[test]
 fn partial_download_in_use_is_not_shared() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join(format!("{NAME}.part"));
@@ -563,9 +586,10 @@ fn cached_digests_trusts_the_sidecar_until_the_file_changes() {
     fs::write(&file, &data).unwrap();
     let d = cached_digests(dir.path(), NAME).unwrap().unwrap();
     assert_eq!(d, digest_bytes(&data));
+    assert_eq!(d.md5, None, "nothing asked for the md5");
     let sidecar = dir.path().join(sidecar_name());
     let text = fs::read_to_string(&sidecar).unwrap();
-    assert!(text.contains(&d.sha256) && text.contains(&d.md5), "{text}");
+    assert!(text.contains(&d.sha256) && !text.contains("md5"), "{text}");
 
     // Trusted while size and mtime match: a doctored sha256 is believed,
     // which proves the file was not read again.
@@ -620,10 +644,50 @@ fn cached_digests_trusts_the_sidecar_until_the_file_changes() {
     assert!(text.contains("ino = ") && text.contains("dev = "), "{text}");
 }
 
+/// A sidecar without md5 (nothing expected one when it was written) is
+/// trusted for the sha256 alone: once an md5 is expected the file is
+/// hashed again, md5 included, and the sidecar gains it. A sidecar with an
+/// md5 (as every older one has) is still trusted for both.
+#[test]
+fn a_sidecar_without_md5_is_not_enough_when_one_is_expected() {
+    let data = payload();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(NAME), &data).unwrap();
+    assert_eq!(
+        cached_digests(dir.path(), NAME).unwrap(),
+        Some(digests(&data, false))
+    );
+    let sidecar = dir.path().join(sidecar_name());
+    let text = fs::read_to_string(&sidecar).unwrap();
+    assert!(!text.contains("md5"), "{text}");
+    // A doctored sha256 shows whether the file was read again.
+    let fake = "f".repeat(64);
+    let sha = digest_bytes(&data).sha256;
+    fs::write(&sidecar, text.replace(&sha, &fake)).unwrap();
+    let trusted = cached_file(dir.path(), NAME, false).unwrap().unwrap();
+    assert_eq!(
+        (trusted.digests.sha256.as_str(), trusted.digests.md5),
+        (fake.as_str(), None)
+    );
+    // md5 expected: hashed again (the real sha256), md5 computed, recorded.
+    let rehashed = cached_file(dir.path(), NAME, true).unwrap().unwrap();
+    assert_eq!(rehashed.digests, digests(&data, true));
+    let text = fs::read_to_string(&sidecar).unwrap();
+    assert!(
+        text.contains(&format!("md5 = \"{}\"", md5_hex(&data))),
+        "{text}"
+    );
+    // A sidecar with an md5 (the older format too) is trusted for both.
+    fs::write(&sidecar, text.replace(&sha, &fake)).unwrap();
+    let old = cached_file(dir.path(), NAME, true).unwrap().unwrap();
+    assert_eq!(old.digests.sha256, fake);
+    assert_eq!(old.digests.md5, Some(md5_hex(&data)));
+}
+
 #[test]
 fn fetch_writes_a_sidecar_cached_digests_can_use() {
     let data = payload();
-    let md5 = digest_bytes(&data).md5;
+    let md5 = md5_hex(&data);
     let server = Server::start(data.clone(), vec![]);
     let dir = tempfile::tempdir().unwrap();
     let f = get(&server, &md5, dir.path()).unwrap();

@@ -183,7 +183,8 @@ fn the_unlock_template_resolves_once_filled_in() {
 }
 
 /// Bakes with stand-in payload: each file's digest is that of the text
-/// `stand-in <payload path>`, pins the profile or registry gave are kept.
+/// `stand-in <payload path>`, pins the profile or registry gave are kept
+/// (and the driver's md5 is only a declared one).
 struct StandIn;
 
 fn stand_in(path: &str) -> PayloadFile {
@@ -208,7 +209,8 @@ impl PayloadBaker for StandIn {
             None => stand_in(&format!("driver/{}", d.filename)),
         };
         Ok(DriverPlan {
-            md5: d.md5.clone().unwrap_or_else(|| original.md5()),
+            // Recorded only when declared, as the bake does.
+            md5: d.md5.clone(),
             sha256: d.sha256.clone().unwrap_or_else(|| original.sha256()),
             size: original.size,
             installer,

@@ -1,10 +1,15 @@
 //! The staged bake: profile -> resolved (the only stage that reads the
 //! registry) -> prepared driver -> baked plan.
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::path::Path;
 
-use vgpu_bake::fetch::{FetchOptions, ProgressMode};
+use http::Server;
+use vgpu_bake::fetch::{FetchOptions, ProgressMode, cached_digests};
 use vgpu_bake::gpudb::GpuDb;
+use vgpu_bake::hash::md5_hex;
 use vgpu_bake::prepare::{Prepare, fetch_request, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::{DRIVERS_TOML, Registry};
@@ -12,6 +17,14 @@ use vgpu_bake::resolve::{self, DriverOverrides, DriverSource, Resolved};
 
 const NATIVE: &str = "proxmox = 8\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"17.5\"\n";
 const DEMO: &str = "proxmox = 8\n[vgpu]\nmode = \"native\"\n[driver]\nrelease = \"demo\"\n";
+
+/// Fetch options for a cache under `dir`, without progress output.
+fn quiet_cache(dir: &Path) -> FetchOptions {
+    FetchOptions {
+        progress: ProgressMode::Quiet,
+        ..FetchOptions::new(dir.join("cache"))
+    }
+}
 
 /// Resolves against `registry_text`; the registry is dropped on return, so
 /// whatever later stages use from it must have been captured here.
@@ -69,8 +82,7 @@ fn the_demo_driver_is_prepared_without_the_registry() {
     let driver = resolved.driver.as_ref().unwrap();
     assert!(matches!(driver.source, DriverSource::Demo { .. }));
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = FetchOptions::new(dir.path().join("cache"));
-    opts.progress = ProgressMode::Quiet;
+    let opts = quiet_cache(dir.path());
     let none = DriverOverrides::default();
     let mut notes = Vec::new();
     // Nothing cached yet: `plan`'s mode finds nothing and fetches nothing.
@@ -89,7 +101,7 @@ fn the_demo_driver_is_prepared_without_the_registry() {
     );
     assert_eq!(
         driver.md5.as_deref(),
-        Some(fetched.digests.md5.as_str()),
+        fetched.digests.md5.as_deref(),
         "the registry's md5 was checked"
     );
     // `bake`'s and `plan`'s modes now find the same verified copy.
@@ -112,8 +124,7 @@ fn a_cached_copy_that_contradicts_a_pin_is_not_used() {
     let resolved = resolve_with(DRIVERS_TOML, DEMO);
     let driver = resolved.driver.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = FetchOptions::new(dir.path().join("cache"));
-    opts.progress = ProgressMode::Quiet;
+    let opts = quiet_cache(dir.path());
     std::fs::create_dir_all(&opts.cache_dir).unwrap();
     std::fs::write(
         opts.cache_dir.join(&driver.filename),
@@ -177,8 +188,7 @@ fn a_release_nothing_pins_is_refused_with_the_line_to_add() {
     );
     let driver = resolved.driver.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = FetchOptions::new(dir.path().join("cache"));
-    opts.progress = ProgressMode::Quiet;
+    let opts = quiet_cache(dir.path());
     let none = DriverOverrides::default();
     let e = prepare_driver(driver, &none, &opts, Prepare::Trust, &mut Vec::new())
         .unwrap_err()
@@ -268,4 +278,101 @@ fn an_imported_driver_is_read_from_the_users_file_with_its_stamp() {
     .unwrap()
     .unwrap();
     assert_eq!(again.read_from, None);
+}
+
+/// The cache of `opts` with `bytes` under `driver`'s file name and a
+/// sidecar without md5, as a fetch that expected none writes it; returns
+/// the sidecar's path.
+fn cached_without_md5(opts: &FetchOptions, filename: &str, bytes: &[u8]) -> std::path::PathBuf {
+    std::fs::create_dir_all(&opts.cache_dir).unwrap();
+    std::fs::write(opts.cache_dir.join(filename), bytes).unwrap();
+    let d = cached_digests(&opts.cache_dir, filename).unwrap().unwrap();
+    assert_eq!(d.md5, None, "nothing asked for the md5");
+    let sidecar = opts.cache_dir.join(format!("{filename}.digests.toml"));
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(!text.contains("md5"), "{text}");
+    sidecar
+}
+
+/// A cached copy whose sidecar has no md5, for a release that declares one
+/// (the demo's, in the registry): not trusted on its sha256, hashed again;
+/// the right file is then used, and its md5 verified and recorded.
+#[test]
+fn a_cached_copy_without_md5_is_hashed_again_when_one_is_declared() {
+    let resolved = resolve_with(DRIVERS_TOML, DEMO);
+    let driver = resolved.driver.as_ref().unwrap();
+    let want = driver
+        .md5
+        .as_deref()
+        .expect("the registry declares the demo's md5");
+    let dir = tempfile::tempdir().unwrap();
+    let opts = quiet_cache(dir.path());
+    let sidecar = cached_without_md5(&opts, &driver.filename, vgpu_bake::registry::DEMO_DRIVER);
+    let mut notes = Vec::new();
+    let none = DriverOverrides::default();
+    let p = prepare_driver(driver, &none, &opts, Prepare::Trust, &mut notes)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.digests.md5.as_deref(), Some(want));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("verified copy in the cache")),
+        "{notes:?}"
+    );
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(text.contains(&format!("md5 = \"{want}\"")), "{text}");
+}
+
+/// The same with the wrong bytes under the release's name: the md5
+/// computed is not the registry's, so `plan` does not report the copy,
+/// and `bake` moves it aside and refuses a download of the same wrong
+/// file with the md5 error it always gave.
+#[test]
+fn a_cached_copy_without_md5_and_the_wrong_one_is_refused() {
+    let resolved = resolve_with(DRIVERS_TOML, NATIVE);
+    let driver = resolved.driver.as_ref().unwrap();
+    let want = driver
+        .md5
+        .as_deref()
+        .expect("the registry declares 17.5's md5");
+    let wrong = b"not the 17.5 driver".to_vec();
+    let got = md5_hex(&wrong);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FetchOptions {
+        retries: 0,
+        ..quiet_cache(dir.path())
+    };
+    let sidecar = cached_without_md5(&opts, &driver.filename, &wrong);
+    let server = Server::start(wrong.clone(), vec![]);
+    let from_server = DriverOverrides {
+        url: Some(server.url(&driver.filename)),
+        ..DriverOverrides::default()
+    };
+    let mut notes = Vec::new();
+    assert_eq!(
+        prepare_driver(driver, &from_server, &opts, Prepare::CacheOnly, &mut notes).unwrap(),
+        None,
+        "its md5 is not the registry's"
+    );
+    // The md5 was computed this time, and recorded for what it is.
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(text.contains(&format!("md5 = \"{got}\"")), "{text}");
+    let e = prepare_driver(driver, &from_server, &opts, Prepare::Trust, &mut notes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "has the wrong checksum (md5 expected {want}, got {got})"
+        )),
+        "{e}"
+    );
+    let cached = opts.cache_dir.join(&driver.filename);
+    assert!(
+        !cached.exists(),
+        "the wrong file is not left under its name"
+    );
+    let mut bak = cached.into_os_string();
+    bak.push(".bak");
+    assert_eq!(std::fs::read(bak).unwrap(), wrong);
 }

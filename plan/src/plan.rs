@@ -190,8 +190,11 @@ pub struct DriverPlan {
     pub version: String,
     /// NVIDIA's `.run` file name (before patching).
     pub filename: String,
-    /// MD5 of NVIDIA's `.run`, as verified at bake time.
-    pub md5: Md5,
+    /// MD5 of NVIDIA's `.run`, present when one was declared (the
+    /// registry's, the profile's `driver.md5` or `--md5`) and verified at
+    /// bake time; absent when nothing declared one (it is not computed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<Md5>,
     /// SHA-256 of NVIDIA's `.run`, as verified at bake time.
     pub sha256: Sha256,
     /// Size of NVIDIA's `.run` in bytes.

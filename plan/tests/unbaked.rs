@@ -88,3 +88,25 @@ fn malformed_digests_are_refused() {
     let e = refused(&set(&baked("demo"), "driver", "sha256", &upper));
     assert!(e.contains("not 64 lower-case hex digits"), "{e}");
 }
+
+/// `driver.md5` is there only when one was declared and verified at bake
+/// (issue 14): a plan without it reads and stays without it; one with it
+/// (every older plan) still reads.
+#[test]
+fn the_driver_md5_is_optional() {
+    let with = Plan::from_toml(&baked("demo")).unwrap();
+    let md5 = with.driver.as_ref().unwrap().md5.clone();
+    assert!(md5.is_some(), "the demo's registry md5 is recorded");
+    let text: String = baked("demo")
+        .lines()
+        .filter(|l| !l.starts_with("md5 = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let without = Plan::from_toml(&text).unwrap();
+    let driver = without.driver.as_ref().unwrap();
+    assert_eq!(driver.md5, None);
+    assert_eq!(driver.sha256, with.driver.as_ref().unwrap().sha256);
+    let written = without.to_toml();
+    assert!(!written.contains("md5"), "{written}");
+    assert_eq!(Plan::from_toml(&written).unwrap(), without);
+}

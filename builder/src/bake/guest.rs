@@ -3,7 +3,7 @@
 
 use crate::bundle::Source;
 use crate::fetch::{self, FetchOptions, FetchRequest};
-use crate::hash::sha256_reader;
+use crate::hash::digest_reader;
 use crate::input::open_regular;
 use crate::resolve::{GuestDriverSource, GuestSource};
 use crate::stamp::FileStamp;
@@ -30,11 +30,7 @@ pub fn bake_guest(
             };
             let fetched = fetch::fetch(&req, opts)?;
             notes.push(format!("{label}: {}", fetched.describe()));
-            let stamp = fetch::cached_file(&opts.cache_dir, &g.path)
-                .ok()
-                .flatten()
-                .filter(|c| c.digests == fetched.digests)
-                .map(|c| c.stamp);
+            let stamp = fetched.stamp();
             let d = fetched.digests;
             (fetched.path, d.sha256, d.size, stamp)
         }
@@ -47,9 +43,10 @@ pub fn bake_guest(
                     format!("cannot read `[[guest-driver]] file`: {e}; give the path of the downloaded driver"),
                 )
             })?;
-            let (sha256, size) = sha256_reader(f).map_err(|e| {
+            let d = digest_reader(f).map_err(|e| {
                 input_err(path, format!("cannot read `[[guest-driver]] file`: {e}"))
             })?;
+            let (sha256, size) = (d.sha256, d.size);
             if let Some(pin) = &g.sha256
                 && sha256 != pin.as_str()
             {

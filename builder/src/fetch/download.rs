@@ -15,7 +15,7 @@ use super::error::{FetchError, io_err};
 use super::progress::Reporter;
 use super::{Expected, FetchOptions};
 use crate::atomic;
-use crate::hash::{Digests, DualHasher};
+use crate::hash::{Digests, Hasher};
 
 /// Bytes read before anything is written, to spot an HTML page.
 const SNIFF_LEN: usize = 1024;
@@ -41,13 +41,14 @@ enum Step {
 struct Part {
     file: File,
     path: PathBuf,
-    hasher: DualHasher,
+    hasher: Hasher,
 }
 
 impl Part {
     /// Opens (or creates) and locks `path`; hashes data left by an earlier
-    /// run once, so resumed bytes are covered by the final checksum.
-    fn open(path: PathBuf) -> Result<Self, FetchError> {
+    /// run once, so resumed bytes are covered by the final checksum (md5
+    /// too when `md5`: only when one is expected).
+    fn open(path: PathBuf, md5: bool) -> Result<Self, FetchError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -60,7 +61,7 @@ impl Part {
             Err(TryLockError::WouldBlock) => return Err(FetchError::Busy { path }),
             Err(TryLockError::Error(e)) => return Err(io_err("locking", &path)(e)),
         }
-        let mut hasher = DualHasher::new();
+        let mut hasher = Hasher::new(md5);
         let mut buf = vec![0u8; CHUNK];
         loop {
             match file.read(&mut buf) {
@@ -91,7 +92,7 @@ impl Part {
             .set_len(0)
             .and_then(|()| io::Seek::rewind(&mut self.file))
             .map_err(io_err("truncating", &self.path))?;
-        self.hasher = DualHasher::new();
+        self.hasher = self.hasher.restart();
         Ok(())
     }
 
@@ -118,7 +119,7 @@ pub(super) fn download(
 ) -> Result<Done, FetchError> {
     let mut part_name = OsString::from(filename);
     part_name.push(".part");
-    let mut part = Part::open(dest.with_file_name(part_name))?;
+    let mut part = Part::open(dest.with_file_name(part_name), expect.wants_md5())?;
     let agent = agent(opts.timeout);
     let ctx = Ctx { url, filename };
     let mut attempts = 0u32;

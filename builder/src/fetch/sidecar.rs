@@ -1,7 +1,8 @@
-//! `<name>.digests.toml` next to each verified cache file: its md5, sha256
-//! and stamp (device, inode, size, mtime: [`FileStamp`]), so a later bake
-//! learns the digests of a 500 MB driver without reading it again. Trusted
-//! only while the file's stamp is still the recorded one.
+//! `<name>.digests.toml` next to each verified cache file: its sha256, its
+//! md5 when one was computed (only when one was expected), and its stamp
+//! (device, inode, size, mtime: [`FileStamp`]), so a later bake learns the
+//! digests of a 500 MB driver without reading it again. Trusted only while
+//! the file's stamp is still the recorded one.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -28,7 +29,9 @@ struct Sidecar {
     mtime: i64,
     /// Nanoseconds part of the file's mtime.
     mtime_nsec: i64,
-    md5: String,
+    /// Absent when nothing expected one (older sidecars always have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    md5: Option<String>,
     sha256: String,
 }
 
@@ -84,10 +87,11 @@ pub(super) fn read_trusted(file: &Path, meta: &Metadata) -> Option<(Digests, Fil
         mtime: s.mtime,
         mtime_nsec: s.mtime_nsec,
     };
+    let md5_ok = s.md5.as_ref().is_none_or(|m| is_hex(m, 32));
     let digests = Digests {
-        md5: s.md5.to_ascii_lowercase(),
+        md5: s.md5.map(|m| m.to_ascii_lowercase()),
         sha256: s.sha256.to_ascii_lowercase(),
         size: s.size,
     };
-    (recorded == stamp && is_hex(&s.md5, 32) && is_hex(&s.sha256, 64)).then_some((digests, stamp))
+    (recorded == stamp && md5_ok && is_hex(&digests.sha256, 64)).then_some((digests, stamp))
 }
