@@ -31,6 +31,10 @@ const ALIGN: usize = 4096;
 /// Bytes gathered before one write: a few zstd frames, a whole read block.
 pub const BLOCK: usize = 4 << 20;
 
+/// Blocks per writer: one filling, the others queued for or being written
+/// (a deeper queue rides out the device's uneven latency).
+const BLOCKS: usize = 2;
+
 /// An aligned block of [`BLOCK`] bytes inside a slightly larger vector.
 struct Block {
     buf: Vec<u8>,
@@ -67,7 +71,8 @@ pub struct DirectWriter {
     cur: Option<Block>,
     filled: usize,
     io: Option<Io>,
-    second_made: bool,
+    /// Blocks made so far (at most [`BLOCKS`]).
+    made: usize,
     /// The I/O thread failed (and its error was returned): nothing more
     /// is written.
     failed: bool,
@@ -92,8 +97,8 @@ impl DirectWriter {
             .ok()
             .and_then(|()| file.try_clone().ok())
             .and_then(|clone| {
-                let (full, full_rx) = mpsc::sync_channel::<Block>(1);
-                let (empty_tx, empty) = mpsc::sync_channel::<Block>(2);
+                let (full, full_rx) = mpsc::sync_channel::<Block>(BLOCKS - 1);
+                let (empty_tx, empty) = mpsc::sync_channel::<Block>(BLOCKS);
                 let handle = std::thread::Builder::new()
                     .name("direct-io".into())
                     .spawn(move || {
@@ -120,7 +125,7 @@ impl DirectWriter {
             cur,
             filled: 0,
             io,
-            second_made: false,
+            made: 1,
             failed: false,
         }
     }
@@ -132,16 +137,17 @@ impl DirectWriter {
     }
 
     /// Hands the full block to the I/O thread and takes the other one
-    /// (made at the first hand-over, so a small file never allocates it).
+    /// (the others made at the first hand-overs, so a small file never
+    /// allocates them).
     fn submit(&mut self) -> io::Result<()> {
         let io = self.io.as_ref().expect("only while direct");
         let full = self.cur.take().expect("a block is filling");
         let next = if io.full.send(full).is_err() {
             None
-        } else if self.second_made {
+        } else if self.made == BLOCKS {
             io.empty.recv().ok()
         } else {
-            self.second_made = true;
+            self.made += 1;
             Some(Block::new())
         };
         let Some(next) = next else {
