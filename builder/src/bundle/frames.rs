@@ -52,7 +52,7 @@ enum Unit {
     /// A cached entry to copy.
     Cached(Entry),
     /// The next tee'd frames go to this new entry.
-    BeginEntry(Pending),
+    BeginEntry(Box<Pending>),
     /// The open entry is complete.
     EndEntry,
 }
@@ -151,7 +151,7 @@ impl<'a> Frames<'a> {
     /// The tee'd frames from here on make a new cache entry.
     pub(super) fn begin_entry(&self, entry: Pending) -> io::Result<()> {
         self.units
-            .send(Unit::BeginEntry(entry))
+            .send(Unit::BeginEntry(Box::new(entry)))
             .map_err(|_| stopped())
     }
 
@@ -230,7 +230,7 @@ fn write_units<'scope>(
                 copy_entry(&entry, &mut out, &sha)?;
                 size += entry.len;
             }
-            Unit::BeginEntry(entry) => open = Some(entry),
+            Unit::BeginEntry(entry) => open = Some(*entry),
             Unit::EndEntry => entries.extend(open.take()),
         }
     }
