@@ -21,6 +21,7 @@ pub mod bake;
 pub mod blocks;
 pub mod bundle;
 pub mod check;
+pub mod cli;
 pub mod csv;
 pub mod direct;
 pub mod fetch;
