@@ -39,6 +39,7 @@ fn small_link_args(bin: &str) {
         // stack, and in a stripped binary that walk could print bare
         // addresses at best. The panic message itself is printed as before.
         println!("{arg}=-Wl,--no-eh-frame-hdr");
+        println!("{arg}=-Wl,-O2");
         // No .eh_frame and .gcc_except_table (about 111 KB): the same
         // reasoning, so the tables go too, through a linker script that is
         // INSERTed into LLD's default layout (it only adds a /DISCARD/

@@ -1,57 +1,214 @@
 //! Command-line parsing, by hand: clap costs more of the 1 MiB budget than
 //! the agent's whole parser needs.
+//!
+//! The grammar is one table, [`SPEC`] (the commands) and [`GLOBAL`] (the
+//! options every command takes): [`parse`] accepts and refuses arguments by
+//! it, [`USAGE`] (`--help`) is rendered from it, and `tools/gen-docs` makes
+//! the man page and the shell completions from it, so none of them can
+//! drift from the others.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Usage text; also the `--help` output.
-pub const USAGE: &str = "\
+/// One option (`--long`, `-s`), with its value if it takes one.
+#[derive(Debug)]
+pub struct Flag {
+    /// The long name, without the dashes.
+    pub long: &'static str,
+    /// The short letter (`b'q'` for `-q`), 0 when none.
+    pub short: u8,
+    /// The value's name (`DIR`), empty for a switch.
+    pub value: &'static str,
+    /// What the value is, for the errors: `--root needs a directory`.
+    pub what: &'static str,
+    /// The value when the option is not given, empty when none.
+    pub default: &'static str,
+    /// The option (long name) this one goes with, empty when none.
+    pub requires: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// A command's positional argument (always optional, at most one).
+#[derive(Debug)]
+pub struct Positional {
+    /// Its name in the synopsis.
+    pub name: &'static str,
+    /// What it is, for the errors: "takes at most one step id".
+    pub what: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// One command.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// What follows the name in the usage line (options, argument).
+    pub synopsis: &'static str,
+    /// What it does, in one line.
+    pub summary: &'static str,
+    /// More about it, wrapped for the terminal; empty when the summary says it all.
+    pub help: &'static str,
+    /// The options it takes besides [`GLOBAL`].
+    pub flags: &'static [&'static Flag],
+    /// Its positional argument, if it takes one.
+    pub arg: Option<&'static Positional>,
+}
+
+/// `--root DIR`.
+pub const ROOT: Flag = Flag {
+    long: "root",
+    short: 0,
+    value: "DIR",
+    what: "a directory",
+    default: "/",
+    requires: "",
+    help: "the host's root; the agent's reads and writes stay under it",
+};
+/// `-q`, `--quiet`.
+pub const QUIET: Flag = switch("quiet", b'q', "print only warnings and errors");
+/// `-v`, `--verbose` (repeatable).
+pub const VERBOSE: Flag = switch("verbose", b'v', "print more; repeat for more still");
+/// `-h`, `--help`.
+pub const HELP: Flag = switch("help", b'h', "this text");
+/// `-V`, `--version`.
+pub const VERSION: Flag = switch("version", b'V', "the version");
+/// `--json`.
+pub const JSON: Flag = switch("json", 0, "print one JSON document");
+/// `status --wait`.
+pub const WAIT: Flag = switch("wait", 0, "poll until done, failed or needs an operator");
+/// `status --timeout SECS`.
+pub const TIMEOUT: Flag = Flag {
+    long: "timeout",
+    short: 0,
+    value: "SECS",
+    what: "a number of seconds",
+    default: "600",
+    requires: "wait",
+    help: "wait at most SECS seconds",
+};
+/// `undo --dry-run`.
+pub const DRY_RUN: Flag = switch("dry-run", 0, "print the actions, change nothing");
+
+/// A switch: an option without a value.
+const fn switch(long: &'static str, short: u8, help: &'static str) -> Flag {
+    Flag {
+        long,
+        short,
+        value: "",
+        what: "",
+        default: "",
+        requires: "",
+        help,
+    }
+}
+
+/// The options every command takes, before or after it.
+pub const GLOBAL: &[&Flag] = &[&ROOT, &QUIET, &VERBOSE, &HELP, &VERSION];
+/// Every option: [`GLOBAL`]'s, then the commands'.
+const FLAGS: &[&Flag] = &[
+    &ROOT, &QUIET, &VERBOSE, &HELP, &VERSION, &JSON, &WAIT, &TIMEOUT, &DRY_RUN,
+];
+
+/// The commands, in the order `--help` lists them.
+pub const SPEC: &[CommandSpec] = &[
+    CommandSpec {
+        name: "run",
+        synopsis: "",
+        summary: "run the plan's next phase",
+        help: "\
+a fresh run first passes the host gate (Debian release of the plan's
+Proxmox VE major, a Proxmox VE host, every [[gpu]] present by id and
+address, its class fits the mode, vGPU possible; a demo plan: the release
+only), else it refuses with every reason, nothing changed (failed, or
+needs-operator for the firmware's VT-x/IOMMU)",
+        flags: &[],
+        arg: None,
+    },
+    CommandSpec {
+        name: "status",
+        synopsis: "[--json] [--wait [--timeout SECS]]",
+        summary: "progress; the exit code says where the plan stands (below)",
+        help: "",
+        flags: &[&JSON, &WAIT, &TIMEOUT],
+        arg: None,
+    },
+    CommandSpec {
+        name: "plan",
+        synopsis: "[--json]",
+        summary: "dry run: what `run` would check and change",
+        help: "\
+the host gate's verdict, the bundle check (signature, files, would `run`
+refuse it), then each file, kernel argument, module, repository, package
+and service the plan would change, and why",
+        flags: &[&JSON],
+        arg: None,
+    },
+    CommandSpec {
+        name: "facts",
+        synopsis: "[--json]",
+        summary: "what the agent sees on this host",
+        help: "",
+        flags: &[&JSON],
+        arg: None,
+    },
+    CommandSpec {
+        name: "retry",
+        synopsis: "[STEP]",
+        summary: "a failed step runs again at `run`",
+        help: "",
+        flags: &[],
+        arg: Some(&Positional {
+            name: "STEP",
+            what: "step id",
+            help: "the step's id (default: each failed step)",
+        }),
+    },
+    CommandSpec {
+        name: "undo",
+        synopsis: "[--dry-run]",
+        summary: "revert the agent's changes from its journal, newest first",
+        help: "\
+files restored or removed, its packages purged, the driver's own
+uninstaller, its units disabled, the kernel pin put back; then initramfs
+and boot refreshed, and whether to reboot. Safe to repeat; `run` refuses
+an undone plan",
+        flags: &[&DRY_RUN],
+        arg: None,
+    },
+    CommandSpec {
+        name: "licensing",
+        synopsis: "",
+        summary: "where the licensing step put the client token and guest scripts",
+        help: "the DLS's URL, how a guest uses them",
+        flags: &[],
+        arg: None,
+    },
+    CommandSpec {
+        name: "upgrade",
+        synopsis: "",
+        summary: "apply a newer installed bundle over a finished plan (done or failed)",
+        help: "\
+the old state archived in /var/lib/vgpu-firstboot/history/, the new plan
+run as `run` does (the old driver's uninstaller first; a reboot only if
+needed, phase 2 from the unit); `nothing to upgrade` when it is the
+state's plan",
+        flags: &[],
+        arg: None,
+    },
+];
+
+/// What the agent is: the first lines of `--help` (the man page's name line
+/// is the crate's description).
+pub const ABOUT: &str = "\
 vgpu-firstboot: applies a baked vGPU plan on a Proxmox VE host in two boot
 phases with a reboot between, each step recorded in a crash-safe state file
-(/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.
+(/var/lib/vgpu-firstboot/state.toml). systemd starts `run` at boot.";
 
-Usage: vgpu-firstboot [--root DIR] <command> [options]
-
-Commands (each followed by what it does):
-  run
-    run the plan's next phase. A fresh run first passes the host gate (Debian
-    release of the plan's Proxmox VE major, a Proxmox VE host, every [[gpu]]
-    present by id and address, its class fits the mode, vGPU possible; a demo
-    plan: the release only), else it refuses with every reason, nothing
-    changed (failed, or needs-operator for the firmware's VT-x/IOMMU)
-  status [--json] [--wait [--timeout SECS]]
-    progress; --wait polls until done, failed or needs an operator, at most
-    --timeout (default 600 s)
-  plan
-    dry run: the host gate's verdict, the bundle check (signature, files,
-    would `run` refuse it), then each file, kernel argument, module,
-    repository, package and service the plan would change, and why
-  facts [--json]
-    what the agent sees on this host
-  retry [STEP]
-    a failed step (default: each) runs again at `run`
-  undo [--dry-run]
-    revert the agent's changes from its journal, newest first: files restored
-    or removed, its packages purged, the driver's own uninstaller, its units
-    disabled, the kernel pin put back; then initramfs and boot refreshed, and
-    whether to reboot. Safe to repeat; `run` refuses an undone plan.
-    --dry-run prints the actions and changes nothing
-  licensing
-    where the licensing step put the client token and guest scripts, the
-    DLS's URL, how a guest uses them
-  upgrade
-    apply a newer installed bundle over a finished plan (done or failed): the
-    old state archived in /var/lib/vgpu-firstboot/history/, the new plan run
-    as `run` does (the old driver's uninstaller first; a reboot only if
-    needed, phase 2 from the unit); `nothing to upgrade` when it is the
-    state's plan
-
-Options:
-  --root DIR     the host's root (default /); the agent's reads and writes
-                 stay under it
-  -h, --help     this text
-  -V, --version  the version
-
+/// What `--root` other than `/` means.
+pub const ROOT_NOTE: &str = "\
 With --root DIR other than /, `run`, `retry`, `undo` and `upgrade` enter DIR
 as arch-chroot does: in a private mount namespace, this machine's /proc,
 /sys, /dev and an empty /run mounted on DIR's (a directory holding files is
@@ -60,8 +217,10 @@ installer, systemctl reboot, ...) is DIR's own, acting on this machine's
 kernel; systemctl cannot reach this machine's systemd. Needs root
 (CAP_SYS_ADMIN, CAP_SYS_CHROOT), else they refuse and run nothing. The
 mounts vanish with the agent. `status`, `plan`, `facts` and `licensing` run
-no command.
+no command.";
 
+/// The exit codes.
+pub const EXIT_CODES: &str = "\
 Exit codes of `status` (JSON `status` in brackets): 0 done, 1 failed, 2 needs
 an operator (needs-operator), 3 in progress or not started (in-progress,
 not-started), 4 no plan, no state (no-bundle), 5 the installed plan is not
@@ -71,15 +230,134 @@ Others: 0 success, 1 failure (`run`: a failed step or a host the plan does
 not fit; `plan`: no plan; `retry`: no such step; `undo`: a damaged journal,
 the agent running or a failed action; `upgrade`: refused or a failed step;
 nothing to upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3
-`facts` found a fatal obstacle to vGPU, 64 a usage error. A closed stdout or
-stderr loses the text, never changes the code.
-";
+`facts` found a fatal obstacle to vGPU. Every command exits 2 on a usage
+error too: then stderr says what was wrong, followed by this text. A closed
+stdout or stderr loses the text, never changes the code.";
+
+/// The usage text; also the `--help` output. Rendered from [`ABOUT`],
+/// [`SPEC`], [`GLOBAL`], [`ROOT_NOTE`] and [`EXIT_CODES`] when the agent is
+/// compiled: the agent carries the one string, and no table of help texts.
+pub const USAGE: &str = match core::str::from_utf8(&USAGE_TEXT.buf) {
+    Ok(s) => s,
+    Err(_) => panic!("the usage text is not UTF-8"),
+};
+const USAGE_TEXT: Text<{ render::<0>().len }> = render();
+
+/// Text built at compile time: `len` counts every byte pushed, `buf` keeps
+/// the first `N` (so a first pass with `N` = 0 measures it).
+struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    /// Appends `s`, each line after the first indented by `indent`.
+    const fn push_indented(&mut self, s: &str, indent: &str) {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            self.byte(b[i]);
+            if b[i] == b'\n' {
+                self.push(indent);
+            }
+            i += 1;
+        }
+    }
+
+    const fn push(&mut self, s: &str) {
+        self.push_indented(s, "");
+    }
+
+    const fn byte(&mut self, b: u8) {
+        if self.len < N {
+            self.buf[self.len] = b;
+        }
+        self.len += 1;
+    }
+
+    /// One option's line: `--timeout SECS  help (default 600)`.
+    const fn flag(&mut self, flag: &Flag, indent: &str) {
+        self.push(indent);
+        if flag.short != 0 {
+            self.byte(b'-');
+            self.byte(flag.short);
+            self.push(", ");
+        }
+        self.push("--");
+        self.push(flag.long);
+        if !flag.value.is_empty() {
+            self.push(" ");
+            self.push(flag.value);
+        }
+        self.push("  ");
+        self.push(flag.help);
+        if !flag.default.is_empty() {
+            self.push(" (default ");
+            self.push(flag.default);
+            self.push(")");
+        }
+        self.push("\n");
+    }
+}
+
+/// Renders [`USAGE`].
+const fn render<const N: usize>() -> Text<N> {
+    let mut t = Text {
+        buf: [0; N],
+        len: 0,
+    };
+    t.push(ABOUT);
+    t.push(
+        "\n\nUsage: vgpu-firstboot [options] <command> [command options]\n\n\
+         Commands (each followed by what it does):\n",
+    );
+    let mut i = 0;
+    while i < SPEC.len() {
+        let c = &SPEC[i];
+        t.push("  ");
+        t.push(c.name);
+        if !c.synopsis.is_empty() {
+            t.push(" ");
+            t.push(c.synopsis);
+        }
+        t.push("\n    ");
+        t.push(c.summary);
+        t.push("\n");
+        if !c.help.is_empty() {
+            t.push("    ");
+            t.push_indented(c.help, "    ");
+            t.push("\n");
+        }
+        let mut j = 0;
+        while j < c.flags.len() {
+            t.flag(c.flags[j], "    ");
+            j += 1;
+        }
+        i += 1;
+    }
+    t.push("\nOptions (any command, before or after it):\n");
+    let mut j = 0;
+    while j < GLOBAL.len() {
+        t.flag(GLOBAL[j], "  ");
+        j += 1;
+    }
+    t.push("\n");
+    t.push(ROOT_NOTE);
+    t.push("\n\n");
+    t.push(EXIT_CODES);
+    t.push("\n");
+    t
+}
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
     /// `--root`.
     pub root: PathBuf,
+    /// `-q`, `--quiet`.
+    pub quiet: bool,
+    /// How many `-v`, `--verbose`.
+    pub verbose: u8,
     /// The command.
     pub command: Command,
 }
@@ -97,7 +375,10 @@ pub enum Command {
         wait: Option<Duration>,
     },
     /// `plan`.
-    Plan,
+    Plan {
+        /// `--json`.
+        json: bool,
+    },
     /// `facts`.
     Facts {
         /// `--json`.
@@ -123,127 +404,239 @@ pub enum Command {
     Version,
 }
 
-/// Parses `args` (without the program name). The error is one line for the
-/// user; print [`USAGE`] after it.
+/// What [`parse`] needs of an option: [`FLAGS`] without the help texts,
+/// which the agent carries once, in [`USAGE`].
+#[derive(Debug)]
+struct Opt {
+    long: &'static str,
+    /// What its value is; empty for a switch.
+    what: &'static str,
+    short: u8,
+    /// The index in [`FLAGS`] of the option it goes with, else `u8::MAX`.
+    requires: u8,
+}
+
+const OPTS: [Opt; FLAGS.len()] = {
+    let mut opts = [const {
+        Opt {
+            long: "",
+            what: "",
+            short: 0,
+            requires: u8::MAX,
+        }
+    }; FLAGS.len()];
+    let mut i = 0;
+    while i < FLAGS.len() {
+        let f = FLAGS[i];
+        assert!(
+            f.value.is_empty() == f.what.is_empty(),
+            "a value needs its what"
+        );
+        opts[i] = Opt {
+            long: f.long,
+            what: f.what,
+            short: f.short,
+            requires: match f.requires.is_empty() {
+                true => u8::MAX,
+                false => flag_index(f.requires) as u8,
+            },
+        };
+        i += 1;
+    }
+    opts
+};
+
+/// What [`parse`] needs of a command: its [`SPEC`] entry without the texts.
+#[derive(Debug, Clone, Copy)]
+struct Cmd {
+    /// The options it takes: bit `i` is [`FLAGS`]`[i]`.
+    flags: u16,
+    /// What its positional argument is, empty when it takes none.
+    arg: &'static str,
+}
+
+/// [`SPEC`]'s command `name` for [`parse`] (compile time: a name missing
+/// from [`SPEC`] does not compile).
+const fn cmd(name: &str) -> Cmd {
+    let mut i = 0;
+    while i < SPEC.len() {
+        let c = &SPEC[i];
+        if same(c.name, name) {
+            let mut flags = 0;
+            let mut j = 0;
+            while j < c.flags.len() {
+                flags |= 1 << flag_index(c.flags[j].long);
+                j += 1;
+            }
+            let arg = match c.arg {
+                Some(a) => a.what,
+                None => "",
+            };
+            return Cmd { flags, arg };
+        }
+        i += 1;
+    }
+    panic!("a command of parse is missing from SPEC")
+}
+
+/// The index in [`FLAGS`] of the option named `long` (compile time).
+const fn flag_index(long: &str) -> usize {
+    let mut i = 0;
+    while i < FLAGS.len() {
+        if same(FLAGS[i].long, long) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("an option of SPEC is missing from FLAGS")
+}
+
+/// `a == b`, at compile time.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Parses `args` (without the program name) by [`GLOBAL`] and [`SPEC`].
+/// The error is one line for the user; print [`USAGE`] after it.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
-    let mut root = PathBuf::from("/");
+    let mut cli = Cli {
+        root: PathBuf::from(ROOT.default),
+        quiet: false,
+        verbose: 0,
+        command: Command::Help,
+    };
     let mut words = Vec::new();
-    let mut json = false;
-    let mut wait = false;
-    let mut dry_run = false;
-    let mut timeout: Option<u64> = None;
+    // The command's options (index in OPTS) with their values, in order.
+    let mut given: Vec<(usize, String)> = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                return Ok(Cli {
-                    root,
-                    command: Command::Help,
-                });
+        if !a.starts_with('-') {
+            words.push(a);
+            continue;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+            _ => (a.as_str(), None),
+        };
+        let i = OPTS
+            .iter()
+            .position(|o| {
+                (name.strip_prefix("--") == Some(o.long)
+                    || (o.short != 0 && name.as_bytes() == [b'-', o.short]))
+                    && (inline.is_none() || !o.what.is_empty())
+            })
+            .ok_or_else(|| format!("unknown option {a}"))?;
+        let o = &OPTS[i];
+        let value = match inline {
+            Some(v) => v.to_string(),
+            None if o.what.is_empty() => String::new(),
+            None => it
+                .next()
+                .ok_or_else(|| format!("--{} needs {}", o.long, o.what))?,
+        };
+        match o.long {
+            "help" => return Ok(cli),
+            "version" => {
+                cli.command = Command::Version;
+                return Ok(cli);
             }
-            "-V" | "--version" => {
-                return Ok(Cli {
-                    root,
-                    command: Command::Version,
-                });
-            }
-            "--json" => json = true,
-            "--wait" => wait = true,
-            "--dry-run" => dry_run = true,
-            "--root" => root = PathBuf::from(it.next().ok_or("--root needs a directory")?),
-            "--timeout" => {
-                let v = it.next().ok_or("--timeout needs a number of seconds")?;
-                timeout = Some(
-                    v.parse()
-                        .map_err(|_| format!("--timeout {v:?} is not a number of seconds"))?,
-                );
-            }
-            s if s.starts_with("--root=") => root = PathBuf::from(&s[7..]),
-            s if s.starts_with("--timeout=") => {
-                let v = &s[10..];
-                timeout = Some(
-                    v.parse()
-                        .map_err(|_| format!("--timeout {v:?} is not a number of seconds"))?,
-                );
-            }
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            _ => words.push(a),
+            "root" => cli.root = PathBuf::from(value),
+            "quiet" => cli.quiet = true,
+            "verbose" => cli.verbose = cli.verbose.saturating_add(1),
+            _ => given.push((i, value)),
         }
     }
     let mut words = words.into_iter();
     let name = words.next().ok_or("no command given")?;
     let rest: Vec<String> = words.collect();
-    let no_args = |cmd: &str| match rest.first() {
-        Some(extra) => Err(format!("`{cmd}` takes no argument (got {extra:?})")),
-        None => Ok(()),
+    // The last value of option `i`.
+    let value = |i: usize| {
+        given
+            .iter()
+            .rev()
+            .find(|(g, _)| *g == i)
+            .map(|(_, v)| v.as_str())
     };
-    let only = |cmd: &str, allowed: &[&str]| {
-        for (flag, set) in [
-            ("--json", json),
-            ("--wait", wait),
-            ("--timeout", timeout.is_some()),
-            ("--dry-run", dry_run),
-        ] {
-            if set && !allowed.contains(&flag) {
-                return Err(format!("`{cmd}` does not take {flag}"));
+    let check = |cmd: Cmd| {
+        match (cmd.arg, rest.len()) {
+            ("", 1..) => return Err(format!("`{name}` takes no argument (got {:?})", rest[0])),
+            (what, 2..) => return Err(format!("`{name}` takes at most one {what}")),
+            _ => {}
+        }
+        for (i, _) in &given {
+            let o = &OPTS[*i];
+            if cmd.flags & (1 << i) == 0 {
+                return Err(format!("`{name}` does not take --{}", o.long));
+            }
+            let r = o.requires as usize;
+            if r != u8::MAX as usize && value(r).is_none() {
+                return Err(format!("--{} goes with --{}", o.long, OPTS[r].long));
             }
         }
         Ok(())
     };
-    let command = match name.as_str() {
+    let json = value(const { flag_index(JSON.long) }).is_some();
+    cli.command = match name.as_str() {
         "run" => {
-            no_args("run")?;
-            only("run", &[])?;
+            check(const { cmd("run") })?;
             Command::Run
         }
         "status" => {
-            no_args("status")?;
-            only("status", &["--json", "--wait", "--timeout"])?;
-            if timeout.is_some() && !wait {
-                return Err("--timeout goes with --wait".into());
-            }
-            Command::Status {
-                json,
-                wait: wait.then(|| Duration::from_secs(timeout.unwrap_or(600))),
-            }
+            check(const { cmd("status") })?;
+            let wait = match value(const { flag_index(WAIT.long) }) {
+                Some(_) => {
+                    let v = value(const { flag_index(TIMEOUT.long) }).unwrap_or(TIMEOUT.default);
+                    let secs = v
+                        .parse()
+                        .map_err(|_| format!("--{} {v:?} is not {}", TIMEOUT.long, TIMEOUT.what))?;
+                    Some(Duration::from_secs(secs))
+                }
+                None => None,
+            };
+            Command::Status { json, wait }
         }
         "plan" => {
-            no_args("plan")?;
-            only("plan", &[])?;
-            Command::Plan
+            check(const { cmd("plan") })?;
+            Command::Plan { json }
         }
         "facts" => {
-            no_args("facts")?;
-            only("facts", &["--json"])?;
+            check(const { cmd("facts") })?;
             Command::Facts { json }
         }
-        "upgrade" => {
-            no_args("upgrade")?;
-            only("upgrade", &[])?;
-            Command::Upgrade
-        }
         "retry" => {
-            only("retry", &[])?;
-            if rest.len() > 1 {
-                return Err("`retry` takes at most one step id".into());
-            }
+            check(const { cmd("retry") })?;
             Command::Retry {
                 step: rest.into_iter().next(),
             }
         }
         "undo" => {
-            no_args("undo")?;
-            only("undo", &["--dry-run"])?;
-            Command::Undo { dry_run }
+            check(const { cmd("undo") })?;
+            Command::Undo {
+                dry_run: value(const { flag_index(DRY_RUN.long) }).is_some(),
+            }
         }
         "licensing" => {
-            no_args("licensing")?;
-            only("licensing", &[])?;
+            check(const { cmd("licensing") })?;
             Command::Licensing
         }
-        other => return Err(format!("unknown command {other:?}")),
+        "upgrade" => {
+            check(const { cmd("upgrade") })?;
+            Command::Upgrade
+        }
+        _ => return Err(format!("unknown command {name:?}")),
     };
-    Ok(Cli { root, command })
+    Ok(cli)
 }
 
 #[cfg(test)]

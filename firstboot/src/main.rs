@@ -14,9 +14,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             errln!("vgpu-firstboot: {e}\n\n{USAGE}");
-            return ExitCode::from(64);
+            return ExitCode::from(2);
         }
     };
+    // integrator: wire cli.quiet and cli.verbose.
     let root = cli.root.as_path();
     let code = match cli.command {
         Command::Help => {
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
         }
         Command::Run => commands::run(root),
         Command::Status { json, wait } => commands::status(root, json, wait),
-        Command::Plan => commands::dry_run(root),
+        // integrator: route json to commands::dry_run_json.
+        Command::Plan { json: _ } => commands::dry_run(root),
         Command::Facts { json } => commands::facts(root, json),
         Command::Retry { step } => commands::retry(root, step),
         Command::Undo { dry_run } => commands::undo(root, dry_run),

@@ -5,7 +5,7 @@
 //! progress or not started, 4 no bundle, 5 a new plan not run, 6 the state
 //! cannot be read; the others 0 success, 1 failure (`run`: 2 when it waits
 //! for an operator; `facts`: 3 when a fatal obstacle rules vGPU out). Usage
-//! errors (64) are `main`'s. Output goes through `out!`/`outln!`/`errln!`,
+//! errors (2) are `main`'s. Output goes through `out!`/`outln!`/`errln!`,
 //! which never panic on a closed stream.
 
 mod dry_run;
