@@ -68,15 +68,15 @@ pub const ROOT: Flag = Flag {
     help: "the host's root; the agent's reads and writes stay under it",
 };
 /// `-q`, `--quiet`.
-pub const QUIET: Flag = switch("quiet", b'q', "print only warnings and errors");
+pub const QUIET: Flag = switch("quiet", b'q', "only warnings and errors");
 /// `-v`, `--verbose` (repeatable).
-pub const VERBOSE: Flag = switch("verbose", b'v', "print more; repeat for more still");
+pub const VERBOSE: Flag = switch("verbose", b'v', "more detail (repeatable)");
 /// `-h`, `--help`.
 pub const HELP: Flag = switch("help", b'h', "this text");
 /// `-V`, `--version`.
 pub const VERSION: Flag = switch("version", b'V', "the version");
 /// `--json`.
-pub const JSON: Flag = switch("json", 0, "print one JSON document");
+pub const JSON: Flag = switch("json", 0, "print JSON");
 /// `status --wait`.
 pub const WAIT: Flag = switch("wait", 0, "poll until done, failed or needs an operator");
 /// `status --timeout SECS`.
@@ -130,7 +130,7 @@ needs-operator for the firmware's VT-x/IOMMU)",
     CommandSpec {
         name: "status",
         synopsis: "[--json] [--wait [--timeout SECS]]",
-        summary: "progress; the exit code says where the plan stands (below)",
+        summary: "progress (exit codes below)",
         help: "",
         flags: &[&JSON, &WAIT, &TIMEOUT],
         arg: None,
@@ -181,8 +181,8 @@ an undone plan",
     CommandSpec {
         name: "licensing",
         synopsis: "",
-        summary: "where the licensing step put the client token and guest scripts",
-        help: "the DLS's URL, how a guest uses them",
+        summary: "the licensing step's client token, guest scripts and DLS URL, and their use",
+        help: "",
         flags: &[],
         arg: None,
     },
@@ -210,14 +210,13 @@ phases with a reboot between, each step recorded in a crash-safe state file
 /// What `--root` other than `/` means.
 pub const ROOT_NOTE: &str = "\
 With --root DIR other than /, `run`, `retry`, `undo` and `upgrade` enter DIR
-as arch-chroot does: in a private mount namespace, this machine's /proc,
-/sys, /dev and an empty /run mounted on DIR's (a directory holding files is
-used as it is), then chroot. Every command (apt-get, update-grub, the driver
-installer, systemctl reboot, ...) is DIR's own, acting on this machine's
-kernel; systemctl cannot reach this machine's systemd. Needs root
-(CAP_SYS_ADMIN, CAP_SYS_CHROOT), else they refuse and run nothing. The
-mounts vanish with the agent. `status`, `plan`, `facts` and `licensing` run
-no command.";
+as arch-chroot does: a private mount namespace, this machine's /proc, /sys,
+/dev and an empty /run mounted on DIR's (unless it holds files), then
+chroot. Every command they run (apt-get, update-grub, the driver installer,
+...) is DIR's own on this machine's kernel; systemctl cannot reach this
+machine's systemd. Needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT), else they
+refuse. The mounts vanish with the agent. `status`, `plan`, `facts` and
+`licensing` run no command.";
 
 /// The exit codes.
 pub const EXIT_CODES: &str = "\
@@ -268,6 +267,14 @@ impl<const N: usize> Text<N> {
         self.push_indented(s, "");
     }
 
+    /// Spaces up to the help column (18 past `start`), at least two.
+    const fn pad(&mut self, start: usize) {
+        self.push("  ");
+        while self.len < start + 18 {
+            self.byte(b' ');
+        }
+    }
+
     const fn byte(&mut self, b: u8) {
         if self.len < N {
             self.buf[self.len] = b;
@@ -278,6 +285,7 @@ impl<const N: usize> Text<N> {
     /// One option's line: `--timeout SECS  help (default 600)`.
     const fn flag(&mut self, flag: &Flag, indent: &str) {
         self.push(indent);
+        let start = self.len;
         if flag.short != 0 {
             self.byte(b'-');
             self.byte(flag.short);
@@ -289,7 +297,7 @@ impl<const N: usize> Text<N> {
             self.push(" ");
             self.push(flag.value);
         }
-        self.push("  ");
+        self.pad(start);
         self.push(flag.help);
         if !flag.default.is_empty() {
             self.push(" (default ");
@@ -309,7 +317,7 @@ const fn render<const N: usize>() -> Text<N> {
     t.push(ABOUT);
     t.push(
         "\n\nUsage: vgpu-firstboot [options] <command> [command options]\n\n\
-         Commands (each followed by what it does):\n",
+         Commands:\n",
     );
     let mut i = 0;
     while i < SPEC.len() {
@@ -328,6 +336,14 @@ const fn render<const N: usize>() -> Text<N> {
             t.push_indented(c.help, "    ");
             t.push("\n");
         }
+        if let Some(arg) = c.arg {
+            t.push("    ");
+            let start = t.len;
+            t.push(arg.name);
+            t.pad(start);
+            t.push(arg.help);
+            t.push("\n");
+        }
         let mut j = 0;
         while j < c.flags.len() {
             t.flag(c.flags[j], "    ");
@@ -335,7 +351,7 @@ const fn render<const N: usize>() -> Text<N> {
         }
         i += 1;
     }
-    t.push("\nOptions (any command, before or after it):\n");
+    t.push("\nOptions (before or after the command):\n");
     let mut j = 0;
     while j < GLOBAL.len() {
         t.flag(GLOBAL[j], "  ");
