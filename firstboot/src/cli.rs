@@ -200,6 +200,11 @@ state's plan",
     },
 ];
 
+/// The agent's version.
+pub const PKG_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent in one line (the man page's NAME).
+pub const DESCRIPTION: &str = env!("CARGO_PKG_DESCRIPTION");
+
 /// What the agent is: the first lines of `--help` (the man page's name line
 /// is the crate's description).
 pub const ABOUT: &str = "\
@@ -230,7 +235,7 @@ not fit; `plan`: no plan; `retry`: no such step; `undo`: a damaged journal,
 the agent running or a failed action; `upgrade`: refused or a failed step;
 nothing to upgrade is 0), 2 `run` or `upgrade` waits for an operator, 3
 `facts` found a fatal obstacle to vGPU. Every command exits 2 on a usage
-error too: then stderr says what was wrong, followed by this text. A closed
+error too: then stderr says what was wrong, then the --help text. A closed
 stdout or stderr loses the text, never changes the code.";
 
 /// The usage text; also the `--help` output. Rendered from [`ABOUT`],
@@ -724,6 +729,132 @@ mod tests {
             p(&["upgrade", "x"]).unwrap_err(),
             "`upgrade` takes no argument (got \"x\")"
         );
+    }
+
+    #[test]
+    fn plan_json_quiet_verbose() {
+        assert_eq!(
+            p(&["plan", "--json"]).unwrap().command,
+            Command::Plan { json: true }
+        );
+        assert_eq!(p(&["plan"]).unwrap().command, Command::Plan { json: false });
+        let c = p(&["-v", "status", "--verbose", "-q"]).unwrap();
+        assert_eq!((c.quiet, c.verbose), (true, 2));
+        let c = p(&["--quiet", "run"]).unwrap();
+        assert_eq!((c.quiet, c.verbose, c.command), (true, 0, Command::Run));
+        assert_eq!(p(&["-V", "run"]).unwrap().command, Command::Version);
+        assert_eq!(p(&["run", "-h"]).unwrap().command, Command::Help);
+        assert_eq!(
+            p(&["--quiet=1", "run"]).unwrap_err(),
+            "unknown option --quiet=1"
+        );
+        assert_eq!(p(&["-x", "run"]).unwrap_err(), "unknown option -x");
+        assert_eq!(
+            p(&["retry", "a", "b"]).unwrap_err(),
+            "`retry` takes at most one step id"
+        );
+        assert_eq!(
+            p(&["status", "--wait", "--timeout"]).unwrap_err(),
+            "--timeout needs a number of seconds"
+        );
+        assert_eq!(
+            p(&["status", "--wait", "--timeout=7"]).unwrap().command,
+            Command::Status {
+                json: false,
+                wait: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    /// Every command of SPEC parses with each of its options and its
+    /// argument, and refuses the other commands' options.
+    #[test]
+    fn the_parser_follows_spec() {
+        let all: Vec<&Flag> = SPEC.iter().flat_map(|c| c.flags.iter().copied()).collect();
+        for c in SPEC {
+            let mut args = vec![c.name.to_string()];
+            for f in c.flags {
+                args.push(format!("--{}", f.long));
+                if !f.value.is_empty() {
+                    args.push(f.default.to_string());
+                }
+            }
+            if let Some(a) = c.arg {
+                args.push(a.name.to_lowercase());
+            }
+            let got = parse(args.clone());
+            assert!(got.is_ok(), "{args:?}: {got:?}");
+            for other in all
+                .iter()
+                .filter(|o| !c.flags.iter().any(|f| f.long == o.long))
+            {
+                let mut args = vec![c.name.to_string(), format!("--{}", other.long)];
+                if !other.value.is_empty() {
+                    args.push("1".into());
+                }
+                assert_eq!(
+                    parse(args).unwrap_err(),
+                    format!("`{}` does not take --{}", c.name, other.long)
+                );
+            }
+        }
+        for f in GLOBAL {
+            assert!(FLAGS.iter().any(|g| std::ptr::eq(*g, *f)), "{}", f.long);
+        }
+        assert_eq!(FLAGS.len(), {
+            let mut longs: Vec<&str> = GLOBAL.iter().chain(&all).map(|f| f.long).collect();
+            longs.sort();
+            longs.dedup();
+            longs.len()
+        });
+    }
+
+    /// `--help` shows every command and option of the table, and names no
+    /// option the parser does not know.
+    #[test]
+    fn usage_matches_spec() {
+        for c in SPEC {
+            let line = USAGE
+                .lines()
+                .find(|l| {
+                    l.strip_prefix("  ")
+                        .is_some_and(|r| r.split(' ').next() == Some(c.name))
+                })
+                .unwrap_or_else(|| panic!("USAGE has no line for `{}`", c.name));
+            for f in c.flags {
+                assert!(
+                    line.contains(&format!("--{}", f.long)),
+                    "{line}: no --{}",
+                    f.long
+                );
+            }
+            if let Some(a) = c.arg {
+                assert!(line.contains(a.name), "{line}: no {}", a.name);
+            }
+            assert!(USAGE.contains(c.summary), "{}", c.summary);
+        }
+        for f in GLOBAL {
+            assert!(
+                USAGE.contains(&format!("--{}  ", f.long))
+                    || USAGE.contains(&format!("--{} {}", f.long, f.value)),
+                "{}",
+                f.long
+            );
+        }
+        let known: Vec<&str> = FLAGS.iter().map(|f| f.long).collect();
+        let mut rest = USAGE;
+        while let Some(i) = rest.find("--") {
+            rest = &rest[i + 2..];
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            assert!(
+                known.contains(&word.as_str()),
+                "USAGE names --{word}, which SPEC lacks"
+            );
+        }
+        assert!(USAGE.contains("exits 2 on a usage\nerror"), "{USAGE}");
     }
 
     #[test]
