@@ -65,7 +65,7 @@ pub const ROOT: Flag = Flag {
     what: "a directory",
     default: "/",
     requires: "",
-    help: "the host's root; the agent's reads and writes stay under it",
+    help: "the host's root; reads and writes stay under it",
 };
 /// `-q`, `--quiet`.
 pub const QUIET: Flag = switch("quiet", b'q', "only warnings and errors");
@@ -225,11 +225,11 @@ refuse. The mounts vanish with the agent. `status`, `plan`, `facts` and
 
 /// The exit codes.
 pub const EXIT_CODES: &str = "\
-Exit codes of `status` (JSON `status` in brackets): 0 done, 1 failed, 2 needs
-an operator (needs-operator), 3 in progress or not started (in-progress,
-not-started), 4 no plan, no state (no-bundle), 5 the installed plan is not
-the state's and has not run (new-plan), 6 the state file or plan cannot be
-read, the reason says why (state-unreadable); --wait waits only while 3.
+Exit codes of `status` (its JSON `status`): 0 done, 1 failed, 2
+needs-operator, 3 in-progress or not-started, 4 no-bundle (no plan, no
+state), 5 new-plan (the installed plan is not the state's, not run), 6
+state-unreadable (the state file or plan; the reason says why); --wait
+waits only while 3.
 Others: 0 success, 1 failure (`run`: a failed step or a host the plan does
 not fit; `plan`: no plan; `retry`: no such step; `undo`: a damaged journal,
 the agent running or a failed action; `upgrade`: refused or a failed step;
@@ -608,55 +608,41 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
         Ok(())
     };
     let json = value(const { flag_index(JSON.long) }).is_some();
-    cli.command = match name.as_str() {
-        "run" => {
-            check(const { cmd("run") })?;
-            Command::Run
-        }
-        "status" => {
-            check(const { cmd("status") })?;
-            let wait = match value(const { flag_index(WAIT.long) }) {
-                Some(_) => {
-                    let v = value(const { flag_index(TIMEOUT.long) }).unwrap_or(TIMEOUT.default);
-                    let secs = v
-                        .parse()
-                        .map_err(|_| format!("--{} {v:?} is not {}", TIMEOUT.long, TIMEOUT.what))?;
-                    Some(Duration::from_secs(secs))
-                }
-                None => None,
-            };
-            Command::Status { json, wait }
-        }
-        "plan" => {
-            check(const { cmd("plan") })?;
-            Command::Plan { json }
-        }
-        "facts" => {
-            check(const { cmd("facts") })?;
-            Command::Facts { json }
-        }
-        "retry" => {
-            check(const { cmd("retry") })?;
+    let (spec, command) = match name.as_str() {
+        "run" => (const { cmd("run") }, Command::Run),
+        "status" => (
+            const { cmd("status") },
+            Command::Status { json, wait: None },
+        ),
+        "plan" => (const { cmd("plan") }, Command::Plan { json }),
+        "facts" => (const { cmd("facts") }, Command::Facts { json }),
+        "retry" => (
+            const { cmd("retry") },
             Command::Retry {
-                step: rest.into_iter().next(),
-            }
-        }
-        "undo" => {
-            check(const { cmd("undo") })?;
+                step: rest.first().cloned(),
+            },
+        ),
+        "undo" => (
+            const { cmd("undo") },
             Command::Undo {
                 dry_run: value(const { flag_index(DRY_RUN.long) }).is_some(),
-            }
-        }
-        "licensing" => {
-            check(const { cmd("licensing") })?;
-            Command::Licensing
-        }
-        "upgrade" => {
-            check(const { cmd("upgrade") })?;
-            Command::Upgrade
-        }
+            },
+        ),
+        "licensing" => (const { cmd("licensing") }, Command::Licensing),
+        "upgrade" => (const { cmd("upgrade") }, Command::Upgrade),
         _ => return Err(format!("unknown command {name:?}")),
     };
+    check(spec)?;
+    cli.command = command;
+    if let Command::Status { wait, .. } = &mut cli.command
+        && value(const { flag_index(WAIT.long) }).is_some()
+    {
+        let v = value(const { flag_index(TIMEOUT.long) }).unwrap_or(TIMEOUT.default);
+        let secs = v
+            .parse()
+            .map_err(|_| format!("--{} {v:?} is not {}", TIMEOUT.long, TIMEOUT.what))?;
+        *wait = Some(Duration::from_secs(secs));
+    }
     Ok(cli)
 }
 

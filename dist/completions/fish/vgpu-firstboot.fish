@@ -24,7 +24,7 @@ function __fish_vgpu_firstboot_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -s h -l help -d 'this text'
@@ -37,48 +37,48 @@ complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -f -a "retry
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -f -a "undo" -d 'revert the agent\'s changes from its journal, newest first'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -f -a "licensing" -d 'the licensing step\'s client token, guest scripts and DLS URL, and their use'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_needs_command" -f -a "upgrade" -d 'apply a newer installed bundle over a finished plan (done or failed)'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand run" -s V -l version -d 'the version'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -l timeout -d 'wait at most SECS seconds' -r
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -l json -d 'print JSON'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -l wait -d 'poll until done, failed or needs an operator'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand status" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -l json -d 'print JSON'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand plan" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -l json -d 'print JSON'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand facts" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l dry-run -d 'print the actions, change nothing'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s V -l version -d 'the version'
-complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand upgrade" -l root -d 'the host\'s root; the agent\'s reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand upgrade" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand upgrade" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand upgrade" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand upgrade" -s h -l help -d 'this text'
