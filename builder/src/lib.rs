@@ -22,6 +22,7 @@ pub mod blocks;
 pub mod bundle;
 pub mod check;
 pub mod cli;
+pub mod companion;
 pub mod csv;
 pub mod direct;
 pub mod fetch;
