@@ -32,8 +32,8 @@ done
 cd "$repo"
 
 die() { echo "build-debs.sh: $*" >&2; exit 1; }
-for tool in dpkg-deb dpkg-shlibdeps gzip; do
-    command -v "$tool" >/dev/null || die "$tool not found: install dpkg-dev (apt-get install dpkg-dev)"
+for tool in dpkg-deb dpkg-shlibdeps gzip objcopy; do
+    command -v "$tool" >/dev/null || die "$tool not found: install dpkg-dev and binutils (apt-get install dpkg-dev binutils)"
 done
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
@@ -61,6 +61,13 @@ trap 'rm -rf "$stage"' EXIT
 
 # put SRC DEST MODE: a file into the package tree.
 put() { install -D -m "$3" "$1" "$2"; }
+
+# bin SRC DEST: an executable, without the .comment and .note sections cargo's
+# strip leaves (lintian: binary-has-unneeded-section; dh_strip does the same).
+bin() {
+    put "$1" "$2" 0755
+    objcopy --remove-section=.comment --remove-section=.note "$2"
+}
 
 # The files every package has: copyright, changelog (native package).
 docs() {
@@ -127,9 +134,9 @@ umask 022
 
 # ------------------------------------------------------------ vgpu-bake
 r=$stage/vgpu-bake
-put target/release/vgpu-bake "$r/usr/bin/vgpu-bake" 0755
-put target/release/vgpu-firstboot "$r/usr/lib/vgpu-bake/vgpu-firstboot" 0755
-put target/hook/vgpu-hook "$r/usr/lib/vgpu-bake/vgpu-hook" 0755
+bin target/release/vgpu-bake "$r/usr/bin/vgpu-bake"
+bin target/release/vgpu-firstboot "$r/usr/lib/vgpu-bake/vgpu-firstboot"
+bin target/hook/vgpu-hook "$r/usr/lib/vgpu-bake/vgpu-hook"
 man dist/man/vgpu-bake.1 "$r/usr/share/man/man1/vgpu-bake.1.gz"
 for page in dist/man/vgpu-bake-*.1; do
     [ -e "$page" ] || continue
@@ -144,7 +151,7 @@ build "$r" vgpu-bake
 
 # ------------------------------------------------------- vgpu-firstboot
 r=$stage/vgpu-firstboot
-put target/release/vgpu-firstboot "$r/usr/sbin/vgpu-firstboot" 0755
+bin target/release/vgpu-firstboot "$r/usr/sbin/vgpu-firstboot"
 put dist/systemd/vgpu-firstboot.service "$r/usr/lib/systemd/system/vgpu-firstboot.service" 0644
 man dist/man/vgpu-firstboot.8 "$r/usr/share/man/man8/vgpu-firstboot.8.gz"
 completions "$r" vgpu-firstboot
