@@ -607,3 +607,48 @@ pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
     Ok(())
 }
 // --- end rollout ---
+
+/// `doctor`: the build machine's findings; exit code 1 if any failed.
+pub fn doctor(
+    profiles: &[PathBuf],
+    cache: Option<PathBuf>,
+    out_dir: PathBuf,
+    deep: bool,
+    json: bool,
+    db: &GpuDb,
+) -> Result<()> {
+    use vgpu_bake::doctor::{self, ProfileNeeds};
+    let mut req = doctor::Request {
+        cache: fetch_options(cache).cache_dir,
+        out: out_dir,
+        deep,
+        profiles: Vec::new(),
+        broken: Vec::new(),
+    };
+    for path in profiles {
+        let shown = shown_path(path);
+        match load(path, db) {
+            Ok(resolved) => req.profiles.push(ProfileNeeds::of(&shown, &resolved)),
+            Err(e) => req.broken.push((shown, format!("{e:#}"))),
+        }
+    }
+    let findings = doctor::run(&req, &doctor::System);
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doctor::Document::new(&findings))?
+        );
+    } else {
+        for f in &findings {
+            outln!("{}", escape_controls(&f.line()));
+        }
+    }
+    let fails = findings
+        .iter()
+        .filter(|f| f.status == doctor::Status::Fail)
+        .count();
+    if fails > 0 {
+        bail!("doctor: {fails} check(s) failed; the `fail` lines say what to do");
+    }
+    Ok(())
+}

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::InspectError;
 use crate::hash::hex;
 use crate::newc::{NewcEntry, NewcError, NewcReader};
+use crate::progress::Progress;
 
 /// Largest checksum file read (one `HEX  NAME` line).
 const MAX_SUMS: u64 = 4096;
@@ -30,16 +31,27 @@ pub enum Checksum {
     Absent(PathBuf),
 }
 
-/// Reader over the compressed file that hashes what zstd consumes.
+/// Reader over the compressed file that hashes what zstd consumes (and
+/// shows it on `install`'s bar, in steps of [`PROGRESS_STEP`]).
 pub(crate) struct HashingReader<R> {
     inner: R,
     sha256: Sha256,
+    progress: Progress,
+    /// Bytes read and not yet added to `progress`.
+    unreported: u64,
 }
+
+/// The bar moves once per this many compressed bytes, not per read.
+const PROGRESS_STEP: u64 = 4 << 20;
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.sha256.update(&buf[..n]);
+        self.unreported += n as u64;
+        if self.unreported >= PROGRESS_STEP {
+            self.progress.add(std::mem::take(&mut self.unreported));
+        }
         Ok(n)
     }
 }
@@ -201,9 +213,19 @@ impl Opened {
         let (mut file, len) =
             open_regular(bundle, bundle)?.expect("the bundle itself is never None");
         let (checksum, expected_sha256) = check_sums(bundle, &mut file, deferred)?;
+        // Only `install` (the deferred open) shows a bar: `inspect` is
+        // quick to print and often piped.
+        let progress = if deferred {
+            let name = bundle.file_name().unwrap_or(bundle.as_os_str());
+            Progress::bytes(&format!("installing {}", name.to_string_lossy()), len)
+        } else {
+            Progress::hidden()
+        };
         let hashing = HashingReader {
             inner: file,
             sha256: Sha256::new(),
+            progress,
+            unreported: 0,
         };
         let decoder = zstd::Decoder::new(hashing).map_err(|source| InspectError::Read {
             bundle: bundle.to_path_buf(),
