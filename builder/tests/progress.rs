@@ -2,6 +2,7 @@
 //! pipe. The terminal is a real pty (`script` from util-linux).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,15 +19,29 @@ const SIZE: u64 = 80 << 20;
 
 impl Large {
     fn new() -> Self {
+        Self::make(|driver| {
+            fs::write(driver, b"#!/bin/sh\n# a large fake driver\n").unwrap();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(driver)
+                .unwrap()
+                .set_len(SIZE)
+                .unwrap();
+        })
+    }
+
+    /// A driver that does not compress: its bundle is as large.
+    fn incompressible() -> Self {
+        Self::make(|driver| {
+            let mut random = fs::File::open("/dev/urandom").unwrap().take(SIZE);
+            std::io::copy(&mut random, &mut fs::File::create(driver).unwrap()).unwrap();
+        })
+    }
+
+    fn make(write: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let driver = dir.path().join("driver.run");
-        fs::write(&driver, b"#!/bin/sh\n# a large fake driver\n").unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&driver)
-            .unwrap()
-            .set_len(SIZE)
-            .unwrap();
+        write(&driver);
         let sha = vgpu_bake::hash::digest_bytes(&fs::read(&driver).unwrap()).sha256;
         fs::write(
             dir.path().join("p.toml"),
@@ -71,7 +86,7 @@ fn assert_no_bar(what: &str, text: &str) {
         !text.contains('\x1b') && !text.contains('\r'),
         "{what} has terminal control bytes: {text:?}"
     );
-    for word in ["compressing ", "importing ", "hashing "] {
+    for word in ["compressing ", "importing ", "hashing ", "installing "] {
         assert!(!text.contains(word), "{what} has a bar ({word:?}): {text}");
     }
 }
@@ -187,6 +202,35 @@ fn a_large_bake_on_a_terminal_draws_a_bar() {
         !text.contains("\x1b[3"),
         "colour despite NO_COLOR: {text:?}"
     );
+}
+
+/// `install` of a large bundle on a terminal shows a bar; into a pipe not.
+#[test]
+fn a_large_install_on_a_terminal_draws_a_bar() {
+    let large = Large::incompressible();
+    let (code, out, err) = run::vgpu_bake(
+        &large
+            .args("o")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let bundle = large.path("o/p.cpio.zst");
+    assert!(fs::metadata(&bundle).unwrap().len() >= 64 << 20);
+    let install = |root: &str| {
+        fs::create_dir(large.path(root)).unwrap();
+        ["install", s(&bundle), "--root", s(&large.path(root))].map(str::to_owned)
+    };
+    let text = on_a_pty(&install("r1"), None);
+    assert!(
+        text.contains("installing p.cpio.zst"),
+        "no install bar in: {text:?}"
+    );
+    let (code, out, err) = run::vgpu_bake(&install("r2").each_ref().map(String::as_str));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_no_bar("stdout", &out);
+    assert_no_bar("stderr", &err);
 }
 
 /// `vgpu-bake ARGS` on a pty (`script -qfec`): what the terminal got.
