@@ -366,7 +366,10 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
 /// `install`: lay a bundle onto a root directory.
 pub fn install(bundle: &Path, root: &Path, trusted: &[PathBuf]) -> Result<()> {
     let keys = trusted_keys(trusted)?;
-    let (written, signature) = install::install_trusted(bundle, root, &keys)?;
+    let name = bundle.file_name().unwrap_or_default().to_string_lossy();
+    let size = std::fs::metadata(bundle).map_or(0, |m| m.len());
+    let bar = vgpu_bake::progress::Progress::bytes(&format!("installing {name}"), size);
+    let (written, signature) = install::install_watched(bundle, root, &keys, bar.watcher())?;
     for w in &written {
         outln!(
             "{:<7} {:04o} {:>10} {}",

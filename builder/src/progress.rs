@@ -10,8 +10,8 @@
 //! never per small write. It clears itself when the last clone is dropped.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
@@ -63,6 +63,14 @@ impl Progress {
             bar.set_style(style.progress_chars("=> "));
         }
         Self(Some(bar))
+    }
+
+    /// The bar as a callback counting bytes (none when hidden), for code
+    /// that must not link the bars itself (`install`, which the hook
+    /// shares: [`crate::inspect::ReadWatch`]).
+    pub fn watcher(self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
+        let bar = self.0?;
+        Some(Arc::new(move |n| bar.inc(n)))
     }
 
     /// `n` more bytes done.
