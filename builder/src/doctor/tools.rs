@@ -20,13 +20,13 @@ struct Tool {
 const TOOLS: &[Tool] = &[
     Tool {
         program: "sh",
-        used_by: "`bake` of unlock profiles (runs the driver's --apply-patch)",
+        used_by: "`bake` of unlock profiles, to run the driver's --apply-patch",
         package: "dash",
         unlock: true,
     },
     Tool {
         program: "patch",
-        used_by: "`bake` of unlock profiles (the driver's --apply-patch runs it)",
+        used_by: "`bake` of unlock profiles, through the driver's --apply-patch",
         package: "patch",
         unlock: true,
     },
