@@ -364,7 +364,10 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
 /// `install`: lay a bundle onto a root directory.
 pub fn install(bundle: &Path, root: &Path, trusted: &[PathBuf]) -> Result<()> {
     let keys = trusted_keys(trusted)?;
-    let (written, signature) = install::install_trusted(bundle, root, &keys)?;
+    let name = bundle.file_name().unwrap_or_default().to_string_lossy();
+    let size = std::fs::metadata(bundle).map_or(0, |m| m.len());
+    let bar = vgpu_bake::progress::Progress::bytes(&format!("installing {name}"), size);
+    let (written, signature) = install::install_watched(bundle, root, &keys, bar.watcher())?;
     for w in &written {
         outln!(
             "{:<7} {:04o} {:>10} {}",
@@ -584,3 +587,48 @@ pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
     Ok(())
 }
 // --- end rollout ---
+
+/// `doctor`: the build machine's findings; exit code 1 if any failed.
+pub fn doctor(
+    profiles: &[PathBuf],
+    cache: Option<PathBuf>,
+    out_dir: PathBuf,
+    deep: bool,
+    json: bool,
+    db: &GpuDb,
+) -> Result<()> {
+    use vgpu_bake::doctor::{self, ProfileNeeds};
+    let mut req = doctor::Request {
+        cache: fetch_options(cache).cache_dir,
+        out: out_dir,
+        deep,
+        profiles: Vec::new(),
+        broken: Vec::new(),
+    };
+    for path in profiles {
+        let shown = shown_path(path);
+        match load(path, db) {
+            Ok(resolved) => req.profiles.push(ProfileNeeds::of(&shown, &resolved)),
+            Err(e) => req.broken.push((shown, format!("{e:#}"))),
+        }
+    }
+    let findings = doctor::run(&req, &doctor::System);
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doctor::Document::new(&findings))?
+        );
+    } else {
+        for f in &findings {
+            outln!("{}", escape_controls(&f.line()));
+        }
+    }
+    let fails = findings
+        .iter()
+        .filter(|f| f.status == doctor::Status::Fail)
+        .count();
+    if fails > 0 {
+        bail!("doctor: {fails} check(s) failed; the `fail` lines say what to do");
+    }
+    Ok(())
+}
