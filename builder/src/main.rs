@@ -182,5 +182,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Gpus { ids, json, db } => {
             commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
         }
+        Cmd::Doctor {
+            profiles,
+            cache,
+            out,
+            deep,
+            json,
+            db,
+        } => {
+            let db = commands::open_db(db.gpu_db.as_deref())?;
+            commands::doctor(&profiles, cache, out, deep, json, &db)
+        }
     }
 }
