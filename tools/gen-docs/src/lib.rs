@@ -1,5 +1,6 @@
-//! The man pages and shell completions of `vgpu-bake` and `vgpu-firstboot`,
-//! generated from their argument definitions so they cannot drift:
+//! The man pages and shell completions of `vgpu-bake` and `vgpu-firstboot`
+//! (and the Debian package's unit, from `vgpu_plan::unit`), generated from
+//! their definitions so they cannot drift:
 //! `vgpu_bake::cli::Cli` (clap) and `vgpu_firstboot::cli::SPEC` (the
 //! agent's own table; the agent does not link clap, so [`firstboot`] turns
 //! the table into a `clap::Command` here).
@@ -38,8 +39,9 @@ pub fn bake_command() -> clap::Command {
     vgpu_bake::cli::Cli::command()
 }
 
-/// Every generated file: `man/vgpu-bake.1`, `man/vgpu-firstboot.8`, and for
-/// each program `completions/bash/NAME`, `completions/zsh/_NAME`,
+/// Every generated file: `man/vgpu-bake.1`, `man/vgpu-firstboot.8`,
+/// `systemd/vgpu-firstboot.service` (the package's unit), and for each
+/// program `completions/bash/NAME`, `completions/zsh/_NAME`,
 /// `completions/fish/NAME.fish`. Deterministic: no dates, nothing from the
 /// machine.
 pub fn generate() -> Vec<Generated> {
@@ -55,6 +57,11 @@ pub fn generate() -> Vec<Generated> {
             bytes: man::page(&agent, "8", &man::firstboot_extra),
         },
     ];
+    // The Debian package's unit (the bundle's is made at bake time).
+    files.push(Generated {
+        path: "systemd/vgpu-firstboot.service".into(),
+        bytes: vgpu_plan::unit::render_for(vgpu_plan::unit::PACKAGED_AGENT).into_bytes(),
+    });
     for cmd in [bake, agent] {
         let name = cmd.get_name().to_string();
         for (shell, path) in [

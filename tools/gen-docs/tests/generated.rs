@@ -55,6 +55,7 @@ fn generation_is_deterministic_and_complete() {
         [
             "man/vgpu-bake.1",
             "man/vgpu-firstboot.8",
+            "systemd/vgpu-firstboot.service",
             "completions/bash/vgpu-bake",
             "completions/zsh/_vgpu-bake",
             "completions/fish/vgpu-bake.fish",
