@@ -410,13 +410,14 @@ pub fn write_bundle(
     })
 }
 
-/// `VGPU_BAKE_TIMINGS=1`: the writer's phases on stderr, to see where a
+/// `VGPU_BAKE_TIMINGS=1` or `-v`: the writer's phases on stderr, to see where a
 /// bake's time goes (the benchmark's breakdown; no effect otherwise).
 struct Timings(Option<std::time::Instant>);
 
 impl Timings {
     fn from_env() -> Self {
-        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1");
+        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1")
+            || crate::term::verbose();
         Self(on.then(std::time::Instant::now))
     }
 

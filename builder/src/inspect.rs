@@ -26,7 +26,7 @@ pub use check::{MAX_AGENT, MAX_RATIO, MAX_SMALL, MAX_TEXT, MIN_BUDGET};
 pub use error::{InspectError, Problem, REMEDY};
 pub(crate) use open::Opened;
 pub use open::{Checksum, checksum_path};
-pub use render::{EntryJson, InspectJson, JSON_SCHEMA, render_report};
+pub use render::{EntryJson, InspectJson, JSON_SCHEMA, SignatureJson, render_report};
 
 /// Kind of an archive entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

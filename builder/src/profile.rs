@@ -320,7 +320,7 @@ impl Profile {
             let table = if whole {
                 None
             } else {
-                enclosing_table(text, line)
+                key_table(text, line, column)
             };
             let message = describe(e.message(), table.as_deref());
             ProfileError::Parse {
@@ -341,19 +341,62 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The `[table]` or `[[table]]` header above a line, if any.
-fn enclosing_table(text: &str, line: usize) -> Option<String> {
-    text.lines()
-        .take(line)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            let inner = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]"));
-            let inner = inner.or_else(|| l.strip_prefix('[').and_then(|s| s.strip_suffix(']')));
-            inner.map(|s| s.trim().to_string())
-        })
+/// The full path of the table holding the key an error at `line` and
+/// `column` (1-based) is about, e.g. `licensing`, `gpu[1]`, `host.kernel-pin`.
+///
+/// On a header line (`[webhook]`, `[[gpu]]`), the error is about the
+/// header's last part, a key of its parent; on a `key = value` line, the
+/// key's dotted prefix (`agent.bogus = 1` at the top level) is part of the
+/// path. Array-of-tables headers get their index (`gpu[0]` is the first
+/// `[[gpu]]`).
+fn key_table(text: &str, line: usize, column: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    let here = lines.last().copied().unwrap_or("");
+    let header_at = |l: &str| -> Option<(String, bool)> {
+        let l = l.trim();
+        if let Some(inner) = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
+            return Some((inner.trim().to_string(), true));
+        }
+        let inner = l.strip_prefix('[')?.split_once(']')?.0;
+        Some((inner.trim().to_string(), false))
+    };
+    // Index each `[[name]]` header by how many came before it.
+    let path_of = |upto: usize| -> Option<String> {
+        let (i, (name, array)) = lines[..upto]
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, l)| header_at(l).map(|h| (i, h)))?;
+        if !array {
+            return Some(name);
+        }
+        let n = lines[..i]
+            .iter()
+            .filter(|l| header_at(l).is_some_and(|(other, a)| a && other == name))
+            .count();
+        Some(format!("{name}[{n}]"))
+    };
+    if let Some((name, _)) = header_at(here) {
+        // The header names an unknown (or misplaced) key of its parent.
+        return name
+            .rsplit_once('.')
+            .map(|(parent, _)| parent.trim().to_string());
+    }
+    let table = path_of(lines.len());
+    // A dotted key on this line: the parts before the one in error.
+    let before = here
+        .chars()
+        .take(column.saturating_sub(1))
+        .collect::<String>();
+    let prefix = before.trim();
+    let prefix = prefix
+        .strip_suffix('.')
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    match (table, prefix) {
+        (Some(t), Some(p)) => Some(format!("{t}.{p}")),
+        (t, p) => t.or_else(|| p.map(str::to_string)),
+    }
 }
 
 /// Turns serde's wording into one that names the key with its table and
