@@ -475,6 +475,8 @@ pub fn hook(
     out: &Path,
 ) -> Result<()> {
     use vgpu_bake::rollout::{hook, make};
+    // The flags first: a usage error before any file is looked for.
+    flags.sources()?;
     let exe = std::env::current_exe().context("cannot find this vgpu-bake's own path")?;
     let template = hook::find_template(template, &exe)?;
     let made = make::make_hook(input, flags, trusted, &template, out)?;
