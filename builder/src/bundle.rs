@@ -145,7 +145,7 @@ pub enum BundleError {
         actual: String,
     },
     /// Writing the archive failed.
-    #[error("writing bundle {}: {source}", bundle.display())]
+    #[error("writing bundle {}: {source}; check that --out is writable and has room for it", bundle.display())]
     Write {
         /// The bundle being written.
         bundle: PathBuf,
@@ -157,7 +157,7 @@ pub enum BundleError {
     #[error("signing the bundle: {0}")]
     Sign(#[from] Box<crate::sign::SignError>),
     /// Creating, syncing or renaming an output file failed.
-    #[error("writing the bundle: {0}")]
+    #[error("writing the bundle: {0}; check that --out is writable and has room for it")]
     Atomic(#[from] AtomicError),
     /// A frame cache entry stayed damaged after it was rebuilt.
     #[error("frame cache entry {}: {source}; remove the directory {} (it is only a cache) and bake again", path.display(), path.parent().unwrap_or(Path::new(".")).display())]

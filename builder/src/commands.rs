@@ -336,8 +336,12 @@ fn bake_all(
         Some(a) => a,
         None => default_agent()?,
     };
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    std::fs::create_dir_all(&out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the output directory {} (--out): {e}; give a directory you can write to",
+            out.display()
+        )
+    })?;
     let inputs = BakeInputs {
         fetch: fetch_options(cache),
         overrides,
@@ -584,8 +588,10 @@ pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {
 /// `SOURCE_DATE_EPOCH` (reproducible builds), default 0.
 fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|e| {
+            anyhow::anyhow!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 ({e}): set it to one (e.g. `git log -1 --format=%ct`), or unset it"
+            )
         }),
         _ => Ok(0),
     }

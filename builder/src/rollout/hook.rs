@@ -25,7 +25,7 @@ pub enum HookError {
         looked: String,
     },
     /// The configuration is not usable, or the hook would be too big.
-    #[error("cannot make the hook {}: {source}", out.display())]
+    #[error("cannot make the hook {}: {source}; check that its directory exists and is writable", out.display())]
     Config {
         /// The hook being written.
         out: PathBuf,
