@@ -17,6 +17,8 @@
 mod guest;
 pub mod licensing;
 mod patch;
+pub(crate) use patch::PATCH_FIX;
+pub use patch::gnu_patch_version;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

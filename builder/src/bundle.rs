@@ -40,7 +40,10 @@ mod frames;
 mod spec;
 mod stream;
 use frame_cache::FrameCache;
-pub use frame_cache::{CACHE_MIN, FRAMES_DIR};
+pub use frame_cache::{
+    CACHE_MIN, EntryAudit, EntryState, FRAMES_DIR, audit as audit_frame_cache,
+    has_entry as has_frame_entry,
+};
 pub use frames::{CHUNK, FRAME_FORMAT};
 use frames::{Frames, WriteFail};
 use spec::ancestors;

@@ -358,6 +358,31 @@ pub enum Cmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Check this build machine: the tools the commands run (GNU patch for
+    /// unlock bakes, e2fsprogs for `usb`), the driver cache and its frame
+    /// cache (sidecars, sizes, leftover partial and temporary files), and,
+    /// for the profiles given, the free space their bakes need. One line
+    /// per finding: ok, warn or fail, with what to do. Exit code 1 if any
+    /// check fails (a warning does not).
+    Doctor {
+        /// Profiles whose bakes to check for (tools they need, free space).
+        profiles: Vec<PathBuf>,
+        /// Driver cache directory [default: ~/.cache/vgpu-bake/drivers].
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Where the bundles will be written (for the free space check).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Hash every cached driver again and compare it with its sidecar,
+        /// and check every frame cache entry's CRC (reads everything).
+        #[arg(long)]
+        deep: bool,
+        /// Print one JSON document (`schema`, `failed`, `findings`).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 impl SourceArgs {

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use vgpu_bake::bake::{self, BakeError, BakeInputs};
 use vgpu_bake::bundle::BakeOptions;
+use vgpu_bake::companion::Companion;
 use vgpu_bake::fetch::{self, FetchOptions};
 use vgpu_bake::gpudb::{self, GpuDb};
 use vgpu_bake::guest;
@@ -332,10 +333,7 @@ fn bake_all(
     let db = &open_db(gpu_db.as_deref())?;
     // The key first: a wrong key fails before any download or bake.
     let sign = sign_key.as_deref().map(SigningKey::load).transpose()?;
-    let agent = match agent {
-        Some(a) => a,
-        None => default_agent()?,
-    };
+    let agent = agent_path(agent)?;
     std::fs::create_dir_all(&out).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the output directory {} (--out): {e}; give a directory you can write to",
@@ -504,8 +502,17 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
 
 /// `install`: lay a bundle onto a root directory.
 pub fn install(bundle: &Path, root: &Path, json: bool, trusted: &[PathBuf]) -> Result<()> {
-    let laid =
-        trusted_keys(trusted).and_then(|keys| Ok(install::install_trusted(bundle, root, &keys)?));
+    let name = bundle.file_name().unwrap_or_default().to_string_lossy();
+    let size = std::fs::metadata(bundle).map_or(0, |m| m.len());
+    let laid = trusted_keys(trusted).and_then(|keys| {
+        let bar = vgpu_bake::progress::Progress::bytes(&format!("installing {name}"), size);
+        Ok(install::install_watched(
+            bundle,
+            root,
+            &keys,
+            bar.watcher(),
+        )?)
+    });
     let mut doc = InstallDoc {
         schema: report::SCHEMA,
         bundle: report::path_text(bundle),
@@ -597,29 +604,11 @@ fn source_date_epoch() -> Result<u64> {
     }
 }
 
-/// The release agent built from this workspace: next to this binary when
-/// it is a release build, or in `../release/` when it is not.
-fn default_agent() -> Result<PathBuf> {
+/// The agent to bake in: `--agent`, else the first of the places
+/// [`vgpu_bake::companion`] documents.
+fn agent_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("finding the vgpu-bake binary")?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join("vgpu-firstboot"),
-        dir.join("../release/vgpu-firstboot"),
-    ];
-    let in_release = dir.file_name().is_some_and(|n| n == "release");
-    for c in candidates.iter().skip(usize::from(!in_release)) {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    bail!(
-        "no release vgpu-firstboot agent found (looked in {}): build it with `cargo build --release -p vgpu-firstboot`, or pass --agent FILE",
-        candidates
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ")
-    )
+    Ok(Companion::Agent.find(explicit.as_deref(), &exe)?)
 }
 
 /// `check`: every profile against every facts file, through the host gate
@@ -682,10 +671,7 @@ pub fn fleet(
     use vgpu_bake::rollout::fleet::{FleetInputs, fleet};
     let started = std::time::Instant::now();
     let sign = sign_key.map(SigningKey::load).transpose()?;
-    let agent = match agent {
-        Some(a) => a,
-        None => default_agent()?,
-    };
+    let agent = agent_path(agent)?;
     let inputs = FleetInputs {
         inventory: inventory.to_owned(),
         out,
@@ -764,3 +750,48 @@ pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
     Ok(())
 }
 // --- end rollout ---
+
+/// `doctor`: the build machine's findings; exit code 1 if any failed.
+pub fn doctor(
+    profiles: &[PathBuf],
+    cache: Option<PathBuf>,
+    out_dir: PathBuf,
+    deep: bool,
+    json: bool,
+    db: &GpuDb,
+) -> Result<()> {
+    use vgpu_bake::doctor::{self, ProfileNeeds};
+    let mut req = doctor::Request {
+        cache: fetch_options(cache).cache_dir,
+        out: out_dir,
+        deep,
+        profiles: Vec::new(),
+        broken: Vec::new(),
+    };
+    for path in profiles {
+        let shown = shown_path(path);
+        match load(path, db) {
+            Ok(resolved) => req.profiles.push(ProfileNeeds::of(&shown, &resolved)),
+            Err(e) => req.broken.push((shown, format!("{e:#}"))),
+        }
+    }
+    let findings = doctor::run(&req, &doctor::System);
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&doctor::Document::new(&findings))?
+        );
+    } else {
+        for f in &findings {
+            outln!("{}", escape_controls(&f.line()));
+        }
+    }
+    let fails = findings
+        .iter()
+        .filter(|f| f.status == doctor::Status::Fail)
+        .count();
+    if fails > 0 {
+        bail!("doctor: {fails} check(s) failed; the `fail` lines say what to do");
+    }
+    Ok(())
+}

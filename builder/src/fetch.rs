@@ -26,11 +26,13 @@ pub use self::error::FetchError;
 use self::error::io_err;
 pub use self::progress::ProgressMode;
 use self::progress::Reporter;
+pub use self::sidecar::{SidecarState, path_for as sidecar_path, state as sidecar_state};
 use crate::atomic::AtomicFile;
 use crate::blocks::digests_of;
 use crate::direct::DirectWriter;
 use crate::hash::{Digests, is_hex};
 use crate::input::open_regular;
+use crate::progress::Progress;
 use crate::stamp::FileStamp;
 
 /// One driver file to make available in the cache.
@@ -178,6 +180,9 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
     let dir = &opts.cache_dir;
     fs::create_dir_all(dir).map_err(io_err("creating the cache directory", dir))?;
     let dest = dir.join(filename);
+    if opts.progress == ProgressMode::Quiet {
+        crate::progress::silence();
+    }
     if let Some(src) = &req.driver_file {
         return import(src, &dest, filename, &expect);
     }
@@ -248,12 +253,27 @@ pub fn cached_file(
         return Ok(Some(CachedFile { digests, stamp }));
     }
     let (f, meta) = open_regular(&file).map_err(io_err("opening the cached", &file))?;
-    let digests = digests_of(f, md5, |_| Ok(())).map_err(io_err("reading", &file))?;
+    let digests =
+        digests_of(f, md5, hashing_bar(&file, meta.len())).map_err(io_err("reading", &file))?;
     sidecar::write(&file, &meta, &digests)?;
     Ok(Some(CachedFile {
         digests,
         stamp: FileStamp::of(&meta),
     }))
+}
+
+/// A `digests_of` callback that shows hashing `file` (`len` bytes) on a
+/// bar when it is large and stderr a terminal; once per 4 MiB block.
+fn hashing_bar(file: &Path, len: u64) -> impl FnMut(&[u8]) -> io::Result<()> {
+    let name = file
+        .file_name()
+        .unwrap_or(file.as_os_str())
+        .to_string_lossy();
+    let bar = Progress::bytes(&format!("hashing {name}"), len);
+    move |b| {
+        bar.add(b.len() as u64);
+        Ok(())
+    }
 }
 
 /// The checksums a file must have (lower-case hex; at least one for downloads).
@@ -336,18 +356,13 @@ fn check_url<'a>(filename: &str, url: Option<&'a str>) -> Result<&'a str, FetchE
         });
     };
     let lower = url.to_ascii_lowercase();
-    let Some(rest) = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-    else {
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
         return Err(FetchError::UnsupportedUrl {
             filename: filename.to_owned(),
             url: url.to_owned(),
         });
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host = host.split(':').next().unwrap_or("");
+    }
+    let host = url_host(&lower);
     let mega = ["mega.nz", "mega.co.nz", "mega.io"]
         .iter()
         .any(|m| host == *m || host.ends_with(&format!(".{m}")));
@@ -358,6 +373,14 @@ fn check_url<'a>(filename: &str, url: Option<&'a str>) -> Result<&'a str, FetchE
         });
     }
     Ok(url)
+}
+
+/// The host of an http(s) URL: no scheme, user, port or path.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    host.split(':').next().unwrap_or("")
 }
 
 /// Verifies a cached file by hashing it (md5 only when one is expected). A
@@ -373,7 +396,7 @@ fn check_cached(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("opening the cached", dest)(e)),
     };
-    let digests = digests_of(f, expect.wants_md5(), |_| Ok(()))
+    let digests = digests_of(f, expect.wants_md5(), hashing_bar(dest, meta.len()))
         .map_err(io_err("reading the cached", dest))?;
     let Some(mismatch) = expect.mismatch(&digests) else {
         sidecar::write(dest, &meta, &digests)?;
@@ -421,7 +444,9 @@ fn import(
     // Read once: each block is written and hashed (sha256, and md5 when
     // one is expected, on their own threads) in the same pass.
     let mut write_failed = None;
+    let bar = Progress::bytes(&format!("importing {filename}"), before.len());
     let digests = digests_of(&mut input, expect.wants_md5(), |b| {
+        bar.add(b.len() as u64);
         copy.write_all(b).map_err(|e| {
             let msg = io::Error::new(e.kind(), e.to_string());
             write_failed = Some(e);
@@ -498,6 +523,11 @@ mod tests {
             );
         }
         assert!(check_url(f, Some("https://notmega.nz/x")).is_ok());
+        assert_eq!(url_host("http://u@Host.example:8080/a/b?c"), "Host.example");
+        assert_eq!(
+            url_host("https://nonexistent.invalid/x.run"),
+            "nonexistent.invalid"
+        );
         assert!(matches!(
             check_url(f, Some("auto")),
             Err(FetchError::UnsupportedUrl { .. })

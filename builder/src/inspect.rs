@@ -25,6 +25,7 @@ pub(crate) use check::{Checker, keeps_text};
 pub use check::{MAX_AGENT, MAX_RATIO, MAX_SMALL, MAX_TEXT, MIN_BUDGET};
 pub use error::{InspectError, Problem, REMEDY};
 pub(crate) use open::Opened;
+pub use open::ReadWatch;
 pub use open::{Checksum, checksum_path};
 pub use render::{EntryJson, InspectJson, JSON_SCHEMA, SignatureJson, render_report};
 

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use vgpu_rootfs::Root;
 
 use crate::atomic::AtomicError;
-use crate::inspect::{EntryKind, InspectError, Opened, Problem};
+use crate::inspect::{EntryKind, InspectError, Opened, Problem, ReadWatch};
 
 mod body;
 mod pass;
@@ -120,6 +120,17 @@ pub fn install_trusted(
     root: &Path,
     keys: &[crate::sign::TrustedKey],
 ) -> Result<Signed, InstallError> {
+    install_watched(bundle, root, keys, None)
+}
+
+/// [`install_trusted`], telling `watch` how many compressed bytes of the
+/// bundle each pass reads as it goes (a progress bar).
+pub fn install_watched(
+    bundle: &Path,
+    root: &Path,
+    keys: &[crate::sign::TrustedKey],
+    watch: Option<ReadWatch>,
+) -> Result<Signed, InstallError> {
     let meta = fs::metadata(root).map_err(|source| InstallError::Root {
         root: root.to_path_buf(),
         source,
@@ -136,14 +147,19 @@ pub fn install_trusted(
     })?;
     let mut tx = Transaction::new(&root);
     let pass = Pass::One { keys, hold: HOLD };
-    let laid = lay_out(Opened::open_deferred(bundle)?, &root, pass, &mut tx)
-        .map_err(|e| checksum_first(bundle, e))?;
+    let laid = lay_out(
+        Opened::open_deferred(bundle, watch.clone())?,
+        &root,
+        pass,
+        &mut tx,
+    )
+    .map_err(|e| checksum_first(bundle, e))?;
     let (done, signature) = match laid {
         Laid::Staged(done, signature) => (done, signature),
         Laid::TooEarly => {
             drop(tx);
             tx = Transaction::new(&root);
-            two_passes(bundle, &root, keys, &mut tx)?
+            two_passes(bundle, &root, keys, &mut tx, watch)?
         }
     };
     tx.commit().map_err(|(entry, source)| InstallError::Write {
@@ -190,6 +206,7 @@ fn two_passes(
     root: &Root,
     keys: &[crate::sign::TrustedKey],
     tx: &mut Transaction,
+    watch: Option<ReadWatch>,
 ) -> Result<Signed, InstallError> {
     let report = crate::inspect::inspect_trusted(bundle, keys)?;
     check_conflicts(
@@ -203,7 +220,7 @@ fn two_passes(
         .filter_map(|e| Some((e.path, e.sha256?)))
         .collect();
     match lay_out(
-        Opened::open_deferred(bundle)?,
+        Opened::open_deferred(bundle, watch)?,
         root,
         Pass::Second(&digests),
         tx,

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
     let matches = Cli::command().color(term::clap_colour()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     term::set_verbosity(cli.verbosity());
+    if term::quiet() {
+        vgpu_bake::progress::silence();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -186,6 +189,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Gpus { ids, json, db } => {
             commands::gpus(&ids, json, &commands::open_db(db.gpu_db.as_deref())?)
+        }
+        Cmd::Doctor {
+            profiles,
+            cache,
+            out,
+            deep,
+            json,
+            db,
+        } => {
+            let db = commands::open_db(db.gpu_db.as_deref())?;
+            commands::doctor(&profiles, cache, out, deep, json, &db)
         }
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Colour only on a terminal, and never while `NO_COLOR` is set to a
 //! non-empty value (<https://no-color.org>). clap's help and error styling
-//! is the only colour `vgpu-bake` has; `main` sets its `ColorChoice` from
-//! [`clap_colour`]. (indicatif's download bar has no colours, and draws
-//! only on a terminal.)
+//! (`main` sets its `ColorChoice` from [`clap_colour`]) and the progress
+//! bars of large files (`crate::progress`, drawn on a terminal only) are
+//! the colour `vgpu-bake` has; fetch's download bar has none.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;

@@ -380,6 +380,36 @@ fn connection_refused_is_retried_then_reported() {
         "{err:?}"
     );
     assert!(err.to_string().contains(&url), "{err}");
+    // No byte arrived: no partial file, and the message promises none.
+    assert!(!err.to_string().contains(".part"), "{err}");
+    assert!(listing(dir.path()).is_empty());
+}
+
+/// A host name that never resolves (RFC 6761's `.invalid`) is reported at
+/// once, by name, with what to do; no retry, no partial file.
+#[test]
+fn unresolvable_host_fails_without_retrying() {
+    let url = "http://nonexistent.invalid/x.run".to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let err = fetch(
+        &request(Some(url.clone()), Some(&"0".repeat(32))),
+        &opts(dir.path()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, FetchError::HostNotFound { host, .. } if host == "nonexistent.invalid"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    for needle in [
+        url.as_str(),
+        "\"nonexistent.invalid\"",
+        "does not resolve",
+        "--driver-file FILE",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in: {msg}");
+    }
+    assert!(!msg.contains(".part"), "{msg}");
     assert!(listing(dir.path()).is_empty());
 }
 

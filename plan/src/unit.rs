@@ -6,10 +6,20 @@ use crate::layout;
 /// absolute paths by [`render`].
 pub const TEMPLATE: &str = include_str!("../systemd/vgpu-firstboot.service.in");
 
-/// The unit file as it is installed on the target.
+/// Where the vgpu-firstboot Debian package installs the agent.
+pub const PACKAGED_AGENT: &str = "/usr/sbin/vgpu-firstboot";
+
+/// The unit file as a bundle installs it on the target.
 pub fn render() -> String {
+    render_for(&layout::absolute(layout::AGENT_BIN))
+}
+
+/// The unit file starting the agent at `agent`: the bundle's copy, or the
+/// Debian package's ([`PACKAGED_AGENT`]; the same conditions, so a bundle's
+/// unit in /etc and the package's in /usr/lib behave alike).
+pub fn render_for(agent: &str) -> String {
     TEMPLATE
-        .replace("@AGENT@", &layout::absolute(layout::AGENT_BIN))
+        .replace("@AGENT@", agent)
         .replace("@DONE@", &layout::absolute(layout::DONE_MARKER))
         .replace("@WANTS@", &layout::absolute(layout::UNIT_WANTS_LINK))
 }
@@ -39,5 +49,15 @@ mod tests {
                 "missing {line:?} in:\n{unit}"
             );
         }
+    }
+
+    #[test]
+    fn the_packaged_unit_differs_only_in_the_agent_path() {
+        let packaged = render_for(PACKAGED_AGENT);
+        assert!(packaged.contains("ExecStart=/usr/sbin/vgpu-firstboot run\n"));
+        assert_eq!(
+            packaged.replace(PACKAGED_AGENT, "/usr/local/sbin/vgpu-firstboot"),
+            render()
+        );
     }
 }

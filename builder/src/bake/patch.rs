@@ -98,7 +98,7 @@ pub(super) fn apply_patch(
 }
 
 /// What to do about a GNU patch that fails on the vgpu_unlock patches.
-const PATCH_FIX: &str = "install GNU patch 2.7.6 first on PATH: Debian 12's `patch` package (2.7.6-7), or build it from https://ftp.gnu.org/gnu/patch/patch-2.7.6.tar.gz (`./configure && make && make install` puts it in /usr/local/bin), then bake again";
+pub(crate) const PATCH_FIX: &str = "install GNU patch 2.7.6 first on PATH: Debian 12's `patch` package (2.7.6-7), or build it from https://ftp.gnu.org/gnu/patch/patch-2.7.6.tar.gz (`./configure && make && make install` puts it in /usr/local/bin), then bake again";
 
 /// The driver's `--apply-patch` runs the `patch` on PATH: GNU patch 2.8
 /// (Debian 13) stops on the vgpu_unlock patches with "patch line N contains
@@ -133,8 +133,8 @@ fn check_gnu_patch(notes: &mut Vec<String>) -> Result<(), BakeError> {
 }
 
 /// `[major, minor]` from `GNU patch 2.7.6` (the first line of
-/// `patch --version`).
-fn gnu_patch_version(line: &str) -> Option<[u32; 2]> {
+/// `patch --version`); `None` when it is not GNU patch.
+pub fn gnu_patch_version(line: &str) -> Option<[u32; 2]> {
     let mut parts = line.strip_prefix("GNU patch ")?.split(['.', ' ']);
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;

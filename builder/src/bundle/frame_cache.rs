@@ -191,3 +191,138 @@ impl Pending {
         Ok(self.frames)
     }
 }
+
+/// One file of a frame cache directory as `vgpu-bake doctor` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryAudit {
+    /// The entry's frames (`.zst`) or, for a sidecar alone, its `.toml`.
+    pub path: PathBuf,
+    /// Bytes it takes (frames and sidecar).
+    pub bytes: u64,
+    /// What is wrong with it, if anything.
+    pub state: EntryState,
+}
+
+/// The health of a frame cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryState {
+    /// Sidecar and frames agree (and, when checked deeply, the CRC).
+    Sound,
+    /// Sound, but for another zstd version or frame format: no bake of
+    /// this vgpu-bake uses it.
+    Unused(String),
+    /// A bake would miss it (or, deep, find it damaged and rebuild it).
+    Damaged(String),
+}
+
+/// Every entry under `dir` (`<cache>/frames`), checked as a bake checks
+/// one: its sidecar parses and matches its name, its frames have the
+/// recorded size; with `deep`, their CRC-32 too (reads every byte).
+/// Temporary files are left to the caller.
+pub fn audit(dir: &Path, deep: bool) -> io::Result<Vec<EntryAudit>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        if let Some(stem) = name.strip_suffix(".toml") {
+            out.push(audit_entry(dir, stem, deep));
+        } else if let Some(stem) = name.strip_suffix(".zst")
+            && !names.iter().any(|n| *n == format!("{stem}.toml"))
+        {
+            let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+            out.push(EntryAudit {
+                path,
+                bytes,
+                state: EntryState::Damaged("frames without a sidecar: never used".into()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn audit_entry(dir: &Path, stem: &str, deep: bool) -> EntryAudit {
+    let sidecar = dir.join(format!("{stem}.toml"));
+    let frames = dir.join(format!("{stem}.zst"));
+    let side_len = fs::metadata(&sidecar).map_or(0, |m| m.len());
+    let frames_len = fs::metadata(&frames).ok().map(|m| m.len());
+    let entry = |state| EntryAudit {
+        path: if frames_len.is_some() {
+            frames.clone()
+        } else {
+            sidecar.clone()
+        },
+        bytes: side_len + frames_len.unwrap_or(0),
+        state,
+    };
+    let parsed = fs::read_to_string(&sidecar)
+        .map_err(|e| e.to_string())
+        .and_then(|t| toml::from_str::<Sidecar>(&t).map_err(|e| e.message().to_owned()));
+    let s = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            return entry(EntryState::Damaged(format!(
+                "its sidecar does not parse: {e}"
+            )));
+        }
+    };
+    let expected_stem = format!("{}-l{}-f{}-z{}", s.sha256, s.level, s.format, s.zstd);
+    if expected_stem != stem || s.chunk != CHUNK as u64 {
+        return entry(EntryState::Damaged(
+            "its sidecar does not match its name: never used".into(),
+        ));
+    }
+    let Some(len) = frames_len else {
+        return entry(EntryState::Damaged("its frames (.zst) are missing".into()));
+    };
+    if len != s.frames_size {
+        return entry(EntryState::Damaged(format!(
+            "its frames are {len} bytes, the sidecar says {}",
+            s.frames_size
+        )));
+    }
+    if deep {
+        match crc_of(&frames) {
+            Ok(crc) if crc == s.frames_crc32 => {}
+            Ok(_) => {
+                return entry(EntryState::Damaged(
+                    "the CRC-32 of its frames is not the recorded one".into(),
+                ));
+            }
+            Err(e) => return entry(EntryState::Damaged(format!("cannot read it: {e}"))),
+        }
+    }
+    let zstd = zstd::zstd_safe::version_number();
+    if s.format != FRAME_FORMAT || s.zstd != zstd {
+        return entry(EntryState::Unused(format!(
+            "made for frame format {} and zstd {} (this vgpu-bake: {FRAME_FORMAT} and {zstd})",
+            s.format, s.zstd
+        )));
+    }
+    entry(EntryState::Sound)
+}
+
+fn crc_of(path: &Path) -> io::Result<u32> {
+    let mut f = File::open(path)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match io::Read::read(&mut f, &mut buf) {
+            Ok(0) => return Ok(crc.finalize()),
+            Ok(n) => crc.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `<cache>/frames` holds a sound entry for content `sha256` of
+/// `size` bytes at `level`: a bake would copy it instead of compressing.
+pub fn has_entry(cache: &Path, level: i32, sha256: &str, size: u64) -> bool {
+    FrameCache::new(cache.join(FRAMES_DIR), level)
+        .lookup(sha256, size)
+        .is_some()
+}

@@ -30,6 +30,7 @@ use sha2::Sha256;
 use super::frame_cache::{Entry, Pending};
 use crate::blocks::{Chunk, DigestThread, Pool};
 use crate::direct::{BLOCK, DirectWriter};
+use crate::progress::Progress;
 
 /// Largest uncompressed frame, and the size of the blocks a large file is
 /// read in. Part of the bytes: changing it changes every bundle and needs
@@ -44,6 +45,8 @@ type FrameResult = io::Result<Chunk<'static>>;
 struct Job<'a> {
     data: Chunk<'a>,
     done: SyncSender<FrameResult>,
+    /// Counts the input bytes once compressed.
+    progress: Progress,
 }
 
 enum Unit {
@@ -135,9 +138,26 @@ impl<'a> Frames<'a> {
     /// Compresses `data` (at most [`CHUNK`] bytes) as the next frame; with
     /// `tee` it also goes to the entry begun with [`Self::begin_entry`].
     pub(super) fn frame(&self, data: Chunk<'a>, tee: bool) -> io::Result<()> {
+        self.frame_counted(data, tee, Progress::hidden())
+    }
+
+    /// [`Self::frame`], adding the frame's input bytes to `progress` once
+    /// a worker has compressed them.
+    pub(super) fn frame_counted(
+        &self,
+        data: Chunk<'a>,
+        tee: bool,
+        progress: Progress,
+    ) -> io::Result<()> {
         self.tokens.recv().map_err(|_| stopped())?;
         let (done, frame) = mpsc::sync_channel(1);
-        self.jobs.send(Job { data, done }).map_err(|_| stopped())?;
+        self.jobs
+            .send(Job {
+                data,
+                done,
+                progress,
+            })
+            .map_err(|_| stopped())?;
         self.units
             .send(Unit::Frame(frame, tee))
             .map_err(|_| stopped())
@@ -174,7 +194,12 @@ fn compress_jobs(jobs: &Mutex<Receiver<Job<'_>>>, level: i32) {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(Job { data, done }) = job else {
+        let Ok(Job {
+            data,
+            done,
+            progress,
+        }) = job
+        else {
             return;
         };
         let result = match &mut zstd {
@@ -186,6 +211,7 @@ fn compress_jobs(jobs: &Mutex<Receiver<Job<'_>>>, level: i32) {
             }
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
+        progress.add(data.len() as u64);
         // The input block goes back to its pool before the frame is sent.
         drop(data);
         // The writer may have stopped; the frame is then dropped.

@@ -24,6 +24,7 @@ use super::{BundleError, FileDigests, Proof, Source, mismatch};
 use crate::blocks::{Chunk, DigestThread, Pool};
 use crate::hash::hex;
 use crate::newc::{NewcError, NewcWriter};
+use crate::progress::Progress;
 use crate::stamp::FileStamp;
 
 /// The archive stream into frames: headers and small files are gathered
@@ -129,7 +130,8 @@ pub(super) fn stream_file<'scope, 'a>(
                 }
             }
             Source::File { .. } => {
-                digests = read_body(ctx.scope, seg, path, source, tee, ctx.bundle)?;
+                let bar = Progress::bytes(&format!("compressing {path}"), size);
+                digests = read_body(ctx.scope, seg, path, source, tee, ctx.bundle, &bar)?;
             }
         }
         if tee {
@@ -192,6 +194,7 @@ fn read_body<'scope, 'a>(
     source: &Source,
     tee: bool,
     bundle: &Path,
+    bar: &Progress,
 ) -> Result<FileDigests, BundleError> {
     let Source::File {
         path: file,
@@ -225,7 +228,9 @@ fn read_body<'scope, 'a>(
         for t in [&sha, &md5_thread].into_iter().flatten() {
             t.feed(chunk.clone());
         }
-        seg.frames.frame(chunk, tee).map_err(|e| wrap(e.into()))?;
+        seg.frames
+            .frame_counted(chunk, tee, bar.clone())
+            .map_err(|e| wrap(e.into()))?;
     }
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| source_err(path, file, e))? > 0 {

@@ -161,7 +161,7 @@ pub(super) fn download(
             }
         };
         if attempts > opts.retries {
-            let part_path = part.path.clone();
+            let part_path = (part.len() > 0).then(|| part.path.clone());
             part.keep_if_useful();
             return Err(FetchError::GaveUp {
                 url: url.to_owned(),
@@ -224,13 +224,15 @@ impl Ctx<'_> {
 
     /// Sorts a ureq error into "try again" or a fatal error.
     fn classify(&self, e: ureq::Error) -> Result<Step, FetchError> {
-        use ureq::Error as E;
-        match e {
-            E::Io(_) | E::Timeout(_) | E::ConnectionFailed | E::Protocol(_) | E::BodyStalled => {
-                Ok(Step::Retry(e.to_string()))
-            }
-            E::HostNotFound => Err(self.network("host not found".to_owned())),
-            other => Err(self.network(other.to_string())),
+        match decide(&e) {
+            Decision::Retry => Ok(Step::Retry(e.to_string())),
+            Decision::Unresolved => Err(FetchError::HostNotFound {
+                url: self.url.to_owned(),
+                host: super::url_host(self.url).to_owned(),
+                filename: self.filename.to_owned(),
+                detail: e.to_string(),
+            }),
+            Decision::Fatal => Err(self.network(e.to_string())),
         }
     }
 
@@ -241,6 +243,39 @@ impl Ctx<'_> {
             message,
         }
     }
+}
+
+/// What a failed request calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// A transient failure (connection refused or cut, timeout): try again.
+    Retry,
+    /// The host name did not resolve: no retry, the user must act.
+    Unresolved,
+    /// Anything else retrying will not fix (TLS, a bad URL, ...).
+    Fatal,
+}
+
+/// Whether a ureq error is worth another attempt.
+fn decide(e: &ureq::Error) -> Decision {
+    use ureq::Error as E;
+    match e {
+        E::HostNotFound => Decision::Unresolved,
+        E::Io(io) if is_lookup_failure(io) => Decision::Unresolved,
+        E::Io(_) | E::Timeout(_) | E::ConnectionFailed | E::Protocol(_) | E::BodyStalled => {
+            Decision::Retry
+        }
+        _ => Decision::Fatal,
+    }
+}
+
+/// ureq's resolver hands on the error of `ToSocketAddrs` as is: std's
+/// `getaddrinfo` failure, which has no `ErrorKind` of its own, only this
+/// message ("failed to lookup address information: Name or service not
+/// known", or "... Temporary failure in name resolution" without DNS).
+fn is_lookup_failure(e: &io::Error) -> bool {
+    e.to_string()
+        .starts_with("failed to lookup address information")
 }
 
 /// One request: resume from the `.part`'s length, stream the body into it.
@@ -469,6 +504,28 @@ mod tests {
         assert!(is_html_type("text/html; charset=UTF-8"));
         assert!(is_html_type(" TEXT/HTML"));
         assert!(!is_html_type("application/octet-stream"));
+    }
+
+    #[test]
+    fn unresolved_hosts_are_not_retried() {
+        let lookup =
+            io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(decide(&ureq::Error::Io(lookup)), Decision::Unresolved);
+        assert_eq!(decide(&ureq::Error::HostNotFound), Decision::Unresolved);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(decide(&ureq::Error::Io(refused)), Decision::Retry);
+        assert_eq!(decide(&ureq::Error::ConnectionFailed), Decision::Retry);
+        assert_eq!(decide(&ureq::Error::BodyStalled), Decision::Retry);
+        assert_eq!(decide(&ureq::Error::TooManyRedirects), Decision::Fatal);
+    }
+
+    /// The real resolver's error for a name that never resolves (RFC 6761)
+    /// is recognised as one, whatever the resolver's exact wording.
+    #[test]
+    fn std_lookup_failure_is_recognised() {
+        use std::net::ToSocketAddrs;
+        let err = ("nonexistent.invalid", 80).to_socket_addrs().unwrap_err();
+        assert!(is_lookup_failure(&err), "{err}");
     }
 
     #[test]

@@ -157,8 +157,8 @@ pub enum FetchError {
     /// Transient failures until the retry budget ran out.
     #[error(
         "{url}: giving up after {attempts} attempts, last: {last}. Check the network and run \
-         again (partial data kept in {part} is resumed), or download {filename} yourself \
-         and run with --driver-file FILE"
+         again{}, or download {filename} yourself and run with --driver-file FILE",
+        resume_note(.part.as_deref())
     )]
     GaveUp {
         /// The URL requested.
@@ -169,8 +169,25 @@ pub enum FetchError {
         attempts: u32,
         /// The last failure.
         last: String,
-        /// Where partial data is kept.
-        part: PathBuf,
+        /// Where partial data is kept: only when the `.part` holds bytes.
+        part: Option<PathBuf>,
+    },
+
+    /// The URL's host name does not resolve: retrying will not fix it.
+    #[error(
+        "{url}: the host name {host:?} does not resolve ({detail}); check the host name in the URL \
+         and this machine's DNS, or download {filename} elsewhere and run with \
+         --driver-file FILE"
+    )]
+    HostNotFound {
+        /// The URL requested.
+        url: String,
+        /// Its host.
+        host: String,
+        /// Registry filename.
+        filename: String,
+        /// The resolver's message.
+        detail: String,
     },
 
     /// A network failure that retrying will not fix (bad host, TLS, protocol).
@@ -212,6 +229,12 @@ pub enum FetchError {
     /// An atomic write into the cache failed.
     #[error(transparent)]
     Atomic(#[from] AtomicError),
+}
+
+/// The clause of [`FetchError::GaveUp`] about partial data, only when some is kept.
+fn resume_note(part: Option<&Path>) -> String {
+    part.map(|p| format!(" (partial data kept in {} is resumed)", p.display()))
+        .unwrap_or_default()
 }
 
 /// `map_err` helper for local I/O errors.

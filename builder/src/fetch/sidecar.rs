@@ -36,7 +36,7 @@ struct Sidecar {
 }
 
 /// The sidecar path of a cache file.
-pub(super) fn path_for(file: &Path) -> PathBuf {
+pub fn path_for(file: &Path) -> PathBuf {
     let mut name = file.file_name().map(OsString::from).unwrap_or_default();
     name.push(".digests.toml");
     file.with_file_name(name)
@@ -94,4 +94,56 @@ pub(super) fn read_trusted(file: &Path, meta: &Metadata) -> Option<(Digests, Fil
         size: s.size,
     };
     (recorded == stamp && md5_ok && is_hex(&digests.sha256, 64)).then_some((digests, stamp))
+}
+
+/// What `vgpu-bake doctor` finds in a cache file's sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarState {
+    /// None beside the file: it is hashed at its next use.
+    Missing,
+    /// It does not parse (or holds no valid sha256): it is ignored and
+    /// rewritten at the file's next use.
+    Unreadable(String),
+    /// It records another size than the file has: the file changed (or
+    /// was truncated) since it was verified.
+    SizeMismatch {
+        /// The size the sidecar records.
+        recorded: u64,
+    },
+    /// Valid, and recording this file's size; `stamped` when its stamp is
+    /// still the file's (trusted without hashing).
+    Valid {
+        /// The recorded digests.
+        digests: Digests,
+        /// Whether the stamp still matches.
+        stamped: bool,
+    },
+}
+
+/// Reads `file`'s sidecar for a health check (`meta`: the file's).
+pub fn state(file: &Path, meta: &Metadata) -> SidecarState {
+    let text = match std::fs::read_to_string(path_for(file)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SidecarState::Missing,
+        Err(e) => return SidecarState::Unreadable(e.to_string()),
+    };
+    let s: Sidecar = match toml::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => return SidecarState::Unreadable(e.message().to_owned()),
+    };
+    if !is_hex(&s.sha256, 64) || s.md5.as_ref().is_some_and(|m| !is_hex(m, 32)) {
+        return SidecarState::Unreadable("its sha256 or md5 is not hex of the right length".into());
+    }
+    if s.size != meta.len() {
+        return SidecarState::SizeMismatch { recorded: s.size };
+    }
+    let stamped = read_trusted(file, meta).is_some();
+    SidecarState::Valid {
+        digests: Digests {
+            md5: s.md5.map(|m| m.to_ascii_lowercase()),
+            sha256: s.sha256.to_ascii_lowercase(),
+            size: s.size,
+        },
+        stamped,
+    }
 }

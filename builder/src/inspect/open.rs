@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -30,16 +31,34 @@ pub enum Checksum {
     Absent(PathBuf),
 }
 
+/// Told how many more compressed bytes of the bundle were read, in steps
+/// of [`WATCH_STEP`] (`vgpu-bake install`'s progress bar). Only the CLI
+/// passes one: the hook, which lays bundles with the same code, links no
+/// bar.
+pub type ReadWatch = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A [`ReadWatch`] hears once per this many bytes, not per read.
+const WATCH_STEP: u64 = 4 << 20;
+
 /// Reader over the compressed file that hashes what zstd consumes.
 pub(crate) struct HashingReader<R> {
     inner: R,
     sha256: Sha256,
+    watch: Option<ReadWatch>,
+    /// Bytes read and not yet told to `watch`.
+    untold: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.sha256.update(&buf[..n]);
+        if let Some(watch) = &self.watch {
+            self.untold += n as u64;
+            if self.untold >= WATCH_STEP {
+                watch(std::mem::take(&mut self.untold));
+            }
+        }
         Ok(n)
     }
 }
@@ -186,24 +205,33 @@ impl io::Write for HashWriter<'_> {
 
 impl Opened {
     pub(crate) fn open(bundle: &Path) -> Result<Self, InspectError> {
-        Self::open_with(bundle, false)
+        Self::open_with(bundle, false, None)
     }
 
     /// [`Opened::open`] that hashes the bundle only as it streams it and
     /// compares with its checksum file in [`Opened::finish`]: one read of
     /// the file instead of two, for a caller (`install`) that makes
     /// nothing final before `finish`.
-    pub(crate) fn open_deferred(bundle: &Path) -> Result<Self, InspectError> {
-        Self::open_with(bundle, true)
+    pub(crate) fn open_deferred(
+        bundle: &Path,
+        watch: Option<ReadWatch>,
+    ) -> Result<Self, InspectError> {
+        Self::open_with(bundle, true, watch)
     }
 
-    fn open_with(bundle: &Path, deferred: bool) -> Result<Self, InspectError> {
+    fn open_with(
+        bundle: &Path,
+        deferred: bool,
+        watch: Option<ReadWatch>,
+    ) -> Result<Self, InspectError> {
         let (mut file, len) =
             open_regular(bundle, bundle)?.expect("the bundle itself is never None");
         let (checksum, expected_sha256) = check_sums(bundle, &mut file, deferred)?;
         let hashing = HashingReader {
             inner: file,
             sha256: Sha256::new(),
+            watch,
+            untold: 0,
         };
         let decoder = zstd::Decoder::new(hashing).map_err(|source| InspectError::Read {
             bundle: bundle.to_path_buf(),

@@ -267,7 +267,7 @@ fn a_bundle_too_large_to_hold_is_laid_in_two_passes_alike() {
     let mut tx = Transaction::new(&root);
     let pass = Pass::One { keys: &[], hold: 0 };
     let laid = lay_out(
-        Opened::open_deferred(&bundle).unwrap(),
+        Opened::open_deferred(&bundle, None).unwrap(),
         &root,
         pass,
         &mut tx,
@@ -281,7 +281,7 @@ fn a_bundle_too_large_to_hold_is_laid_in_two_passes_alike() {
         "held entries were written"
     );
     let mut tx = Transaction::new(&root);
-    let (laid_two, _) = two_passes(&bundle, &root, &[], &mut tx).unwrap();
+    let (laid_two, _) = two_passes(&bundle, &root, &[], &mut tx, None).unwrap();
     tx.commit().unwrap();
     assert_eq!(laid_one, laid_two);
     let tree = |r: &Path| {

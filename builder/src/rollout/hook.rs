@@ -17,13 +17,8 @@ pub enum HookError {
         source: std::io::Error,
     },
     /// No template was found where one is looked for.
-    #[error(
-        "no vgpu-hook template found (looked in {looked}): build it with `cargo build --profile hook -p vgpu-hook`, or pass --hook-template FILE"
-    )]
-    NoTemplate {
-        /// The places looked in.
-        looked: String,
-    },
+    #[error(transparent)]
+    NoTemplate(#[from] crate::companion::NotFound),
     /// The configuration is not usable, or the hook would be too big.
     #[error("cannot make the hook {}: {source}; check that its directory exists and is writable", out.display())]
     Config {
@@ -44,31 +39,10 @@ pub enum HookError {
     },
 }
 
-/// The template: `explicit` if given, else `../hook/vgpu-hook` from `exe`
-/// (a cargo build tree's `hook` profile, the small build), else
-/// `vgpu-hook` next to `exe` (an installed vgpu-bake), else
-/// `../release/vgpu-hook` from it, in that order.
+/// The template: `explicit` if given, else the first of the places
+/// [`crate::companion`] documents for `exe`.
 pub fn find_template(explicit: Option<&Path>, exe: &Path) -> Result<PathBuf, HookError> {
-    if let Some(p) = explicit {
-        return Ok(p.to_owned());
-    }
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.join("../hook/vgpu-hook"),
-        dir.join("vgpu-hook"),
-        dir.join("../release/vgpu-hook"),
-    ];
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .ok_or_else(|| HookError::NoTemplate {
-            looked: candidates
-                .iter()
-                .map(|c| c.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" and "),
-        })
+    Ok(crate::companion::Companion::Hook.find(explicit, exe)?)
 }
 
 /// Writes `out` (mode 0755, atomically): `template` with `config` appended.
