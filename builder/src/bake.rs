@@ -324,6 +324,7 @@ pub fn bake_driver(
         digests,
         stamp,
         read_from,
+        origin: _,
     } = prepared;
     let (installer_path, installer_digests, read, patch) = match &driver.patch {
         Some(p) => {

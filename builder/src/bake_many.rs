@@ -22,9 +22,11 @@ use vgpu_bake::bake::{self, BakeInputs, Baked};
 use vgpu_bake::gpudb::GpuDb;
 use vgpu_bake::prepare::{Prepare, fetch_request, prepare_driver};
 use vgpu_bake::resolve::{DriverOverrides, Resolved};
-use vgpu_rootfs::{errln, outln};
+use vgpu_bake::{note, say};
+use vgpu_rootfs::errln;
 
-use crate::commands::{in_profile, load, report_baked, shown_path};
+use crate::commands::{in_profile, key_id, load, report_baked, shown_path};
+use crate::report::{BakedBundle, error_text};
 
 /// One profile to bake, and what became of it.
 struct Job {
@@ -34,9 +36,16 @@ struct Job {
 }
 
 /// Bakes every profile in `profiles` into `inputs.out_dir` (see the module
-/// doc); `inputs` as for one profile.
-pub fn bake_many(profiles: &[PathBuf], inputs: &BakeInputs, db: &GpuDb) -> Result<()> {
-    let mut jobs = load_all(profiles, db)?;
+/// doc); `inputs` as for one profile. Each profile's outcome goes into
+/// `done` (`bake --json`); with `json`, stdout gets no lines.
+pub fn bake_many(
+    profiles: &[PathBuf],
+    inputs: &BakeInputs,
+    db: &GpuDb,
+    json: bool,
+    done: &mut Vec<BakedBundle>,
+) -> Result<()> {
+    let mut jobs = load_all(profiles, db, done)?;
     let overrides = DriverOverrides::default();
     // Each distinct driver prepared once, in profile order.
     let mut drivers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -59,10 +68,10 @@ pub fn bake_many(profiles: &[PathBuf], inputs: &BakeInputs, db: &GpuDb) -> Resul
         let mut notes = Vec::new();
         let prepared = prepare_driver(&d, &overrides, &inputs.fetch, Prepare::Trust, &mut notes);
         for n in notes {
-            errln!("{n}");
+            note!("{n}");
         }
         if let Err(e) = prepared {
-            let message = format!("{:#}", in_profile(&jobs[i].profile, e));
+            let message = error_text(&in_profile(&jobs[i].profile, e));
             let users = drivers.values().find(|u| u[0] == i).cloned();
             for j in users.unwrap_or_default() {
                 jobs[j].outcome = Some(Err(message.clone()));
@@ -75,12 +84,12 @@ pub fn bake_many(profiles: &[PathBuf], inputs: &BakeInputs, db: &GpuDb) -> Resul
     for round in [first_of, rest] {
         bake_round(&mut jobs, &round, inputs, db);
     }
-    report(&jobs, &inputs.out_dir)
+    report(&jobs, &inputs.out_dir, json, key_id(inputs), done)
 }
 
 /// Loads and resolves every profile; refuses on any error (all of them
 /// reported) and on two profiles with one bundle name.
-fn load_all(profiles: &[PathBuf], db: &GpuDb) -> Result<Vec<Job>> {
+fn load_all(profiles: &[PathBuf], db: &GpuDb, done: &mut Vec<BakedBundle>) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     let mut failed = 0;
     for profile in profiles {
@@ -92,12 +101,12 @@ fn load_all(profiles: &[PathBuf], db: &GpuDb) -> Result<Vec<Job>> {
             }),
             Err(e) => {
                 let shown = shown_path(profile);
-                let message = format!("{e:#}");
-                if message.contains(&shown) {
-                    errln!("vgpu-bake: error: {message}");
-                } else {
-                    errln!("vgpu-bake: error: {shown}: {message}");
+                let mut message = error_text(&e);
+                if !message.contains(&shown) {
+                    message = format!("{shown}: {message}");
                 }
+                errln!("vgpu-bake: error: {message}");
+                done.push(BakedBundle::failed(profile, message));
                 failed += 1;
             }
         }
@@ -155,7 +164,7 @@ fn bake_round(jobs: &mut [Job], round: &[usize], inputs: &BakeInputs, db: &GpuDb
                     };
                     let profile = &profile;
                     let outcome = bake::bake(resolved, db, &inputs)
-                        .map_err(|e| format!("{:#}", in_profile(profile, e)));
+                        .map_err(|e| error_text(&in_profile(profile, e)));
                     if let Ok(baked) = &outcome {
                         report_baked(profile, baked, &inputs);
                     }
@@ -173,26 +182,44 @@ fn bake_round(jobs: &mut [Job], round: &[usize], inputs: &BakeInputs, db: &GpuDb
 
 /// One line per bundle written, then the summary; an error naming every
 /// bundle that failed.
-fn report(jobs: &[Job], out: &Path) -> Result<()> {
+fn report(
+    jobs: &[Job],
+    out: &Path,
+    json: bool,
+    key_id: Option<String>,
+    done: &mut Vec<BakedBundle>,
+) -> Result<()> {
     let mut failed = Vec::new();
     for job in jobs {
         match &job.outcome {
-            Some(Ok(b)) => outln!(
-                "{}  {} bytes  sha256 {}  {}",
-                b.plan.name,
-                b.output.size,
-                b.output.sha256,
-                b.output.bundle.display()
-            ),
+            Some(Ok(b)) => {
+                if !json {
+                    say!(
+                        "{}  {} bytes  sha256 {}  {}",
+                        b.plan.name,
+                        b.output.size,
+                        b.output.sha256,
+                        b.output.bundle.display()
+                    );
+                }
+                done.push(BakedBundle::baked(&job.profile, b, key_id.clone()));
+            }
             Some(Err(e)) => {
                 errln!("vgpu-bake: error: {e}");
                 failed.push(shown_path(&job.profile));
+                done.push(BakedBundle::failed(&job.profile, e.clone()));
             }
-            None => failed.push(shown_path(&job.profile)),
+            None => {
+                failed.push(shown_path(&job.profile));
+                done.push(BakedBundle::failed(
+                    &job.profile,
+                    "not baked: its driver could not be prepared".into(),
+                ));
+            }
         }
     }
     let written = jobs.len() - failed.len();
-    errln!(
+    note!(
         "{written} of {} bundles written to {}",
         jobs.len(),
         shown_path(out)

@@ -148,7 +148,7 @@ pub enum BundleError {
         actual: String,
     },
     /// Writing the archive failed.
-    #[error("writing bundle {}: {source}", bundle.display())]
+    #[error("writing bundle {}: {source}; check that --out is writable and has room for it", bundle.display())]
     Write {
         /// The bundle being written.
         bundle: PathBuf,
@@ -160,7 +160,7 @@ pub enum BundleError {
     #[error("signing the bundle: {0}")]
     Sign(#[from] Box<crate::sign::SignError>),
     /// Creating, syncing or renaming an output file failed.
-    #[error("writing the bundle: {0}")]
+    #[error("writing the bundle: {0}; check that --out is writable and has room for it")]
     Atomic(#[from] AtomicError),
     /// A frame cache entry stayed damaged after it was rebuilt.
     #[error("frame cache entry {}: {source}; remove the directory {} (it is only a cache) and bake again", path.display(), path.parent().unwrap_or(Path::new(".")).display())]
@@ -413,13 +413,14 @@ pub fn write_bundle(
     })
 }
 
-/// `VGPU_BAKE_TIMINGS=1`: the writer's phases on stderr, to see where a
+/// `VGPU_BAKE_TIMINGS=1` or `-v`: the writer's phases on stderr, to see where a
 /// bake's time goes (the benchmark's breakdown; no effect otherwise).
 struct Timings(Option<std::time::Instant>);
 
 impl Timings {
     fn from_env() -> Self {
-        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1");
+        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1")
+            || crate::term::verbose();
         Self(on.then(std::time::Instant::now))
     }
 

@@ -2,7 +2,9 @@
 //! the man page and the shell completions are generated from them.
 //!
 //! Exit codes: 0 success, 1 a user error (bad profile, failed verification,
-//! ...), 2 a usage error.
+//! ...), 2 a usage error (clap's, and the contradictory flags the commands
+//! check themselves). Results go to stdout, progress and diagnostics to
+//! stderr; `-q`/`-v` and the colour rule are in [`crate::term`].
 
 use std::path::PathBuf;
 
@@ -18,8 +20,27 @@ use crate::resolve::DriverOverrides;
 #[derive(Debug, Parser)]
 #[command(version, help_expected = true, max_term_width = 100)]
 pub struct Cli {
+    /// Print only errors and warnings (and the JSON document with --json).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more on stderr: the bundle writer's phase timings, cache hits
+    /// and misses, how each payload file was vouched for.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Cmd,
+}
+
+impl Cli {
+    /// `-q` / `-v`.
+    pub fn verbosity(&self) -> crate::term::Verbosity {
+        use crate::term::Verbosity;
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
 }
 
 /// Options shared by the commands that read a profile.
@@ -91,6 +112,9 @@ pub enum Cmd {
         /// Profile files.
         #[arg(required = true)]
         profiles: Vec<PathBuf>,
+        /// Print one JSON document on stdout (docs/JSON.md), also on failure.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -127,6 +151,9 @@ pub enum Cmd {
     Fetch {
         /// Profile file.
         profile: PathBuf,
+        /// Print one JSON document on stdout (docs/JSON.md), also on failure.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         source: SourceArgs,
         #[command(flatten)]
@@ -148,6 +175,9 @@ pub enum Cmd {
         /// Output directory.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Print one JSON document on stdout (docs/JSON.md), also on failure.
+        #[arg(long)]
+        json: bool,
         /// Agent binary to bake [default: the release vgpu-firstboot built
         /// next to this vgpu-bake].
         #[arg(long, value_name = "FILE")]
@@ -183,6 +213,9 @@ pub enum Cmd {
         /// Target root directory.
         #[arg(long, value_name = "DIR")]
         root: PathBuf,
+        /// Print one JSON document on stdout (docs/JSON.md), also on failure.
+        #[arg(long)]
+        json: bool,
         /// Require a signature by this minisign public key (repeatable: any
         /// one of them); an unsigned or wrongly signed bundle writes nothing.
         #[arg(long, value_name = "KEY.pub")]

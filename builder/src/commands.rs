@@ -17,9 +17,13 @@ use vgpu_bake::registry::Registry;
 use vgpu_bake::resolve::{self, DriverOverrides, Resolved};
 use vgpu_bake::sign::{self, SignatureInfo, SigningKey, TrustedKey};
 use vgpu_bake::text::escape_controls;
+use vgpu_bake::{detail, note, say, term};
 use vgpu_bake::{inspect, install};
 use vgpu_plan::plan::LicensingMode;
 use vgpu_rootfs::{errln, out, outln};
+
+use crate::report::{self, BakeDoc, BakedBundle, FetchDoc, FetchedDriver, InstallDoc, ValidateDoc};
+use crate::usage::UsageError;
 
 /// The GPU database: `--gpu-db FILE` or the built-in one.
 pub fn open_db(gpu_db: Option<&Path>) -> Result<GpuDb> {
@@ -29,9 +33,14 @@ pub fn open_db(gpu_db: Option<&Path>) -> Result<GpuDb> {
     })
 }
 
-/// The driver cache: `--cache DIR` or the default.
+/// The driver cache: `--cache DIR` or the default; no download progress
+/// with `-q`.
 pub fn fetch_options(cache: Option<PathBuf>) -> FetchOptions {
-    FetchOptions::new(cache.unwrap_or_else(fetch::default_cache_dir))
+    let mut opts = FetchOptions::new(cache.unwrap_or_else(fetch::default_cache_dir));
+    if term::quiet() {
+        opts.progress = fetch::ProgressMode::Quiet;
+    }
+    opts
 }
 
 /// Reads and resolves a profile against the built-in registry: the only
@@ -75,26 +84,56 @@ pub(crate) fn in_profile(profile: &Path, e: BakeError) -> anyhow::Error {
     }
 }
 
-/// `validate`: every profile resolved, one line each; fails if any fails.
-pub fn validate(profiles: &[PathBuf], db: &GpuDb) -> Result<()> {
+/// `validate`: every profile resolved, one line each (or one JSON
+/// document); fails if any fails.
+pub fn validate(profiles: &[PathBuf], json: bool, gpu_db: Option<&Path>) -> Result<()> {
+    let mut doc = ValidateDoc {
+        schema: report::SCHEMA,
+        ..ValidateDoc::default()
+    };
+    let result = open_db(gpu_db).and_then(|db| validate_each(profiles, json, &db, &mut doc));
+    report::emit(json, doc, result)
+}
+
+fn validate_each(
+    profiles: &[PathBuf],
+    json: bool,
+    db: &GpuDb,
+    doc: &mut ValidateDoc,
+) -> Result<()> {
     let mut failed = 0;
     for path in profiles {
+        let mut entry = report::ValidatedProfile {
+            profile: report::path_text(path),
+            ..Default::default()
+        };
         match load(path, db) {
             Ok(plan) => {
                 warn(&plan.warnings, path);
-                outln!(
-                    "ok: {} ({} mode, Proxmox VE {}, {} steps)",
-                    shown_path(path),
-                    plan.mode,
-                    plan.proxmox,
-                    plan.steps.len()
-                );
+                if !json {
+                    say!(
+                        "ok: {} ({} mode, Proxmox VE {}, {} steps)",
+                        shown_path(path),
+                        plan.mode,
+                        plan.proxmox,
+                        plan.steps.len()
+                    );
+                }
+                entry.ok = true;
+                entry.name = Some(plan.name.clone());
+                entry.mode = Some(plan.mode.to_string());
+                entry.proxmox = Some(plan.proxmox);
+                entry.steps = Some(plan.steps.len());
+                entry.warnings.clone_from(&plan.warnings);
             }
             Err(e) => {
-                errln!("vgpu-bake: error: {e:#}");
+                let text = report::error_text(&e);
+                errln!("vgpu-bake: error: {text}");
+                entry.error = Some(text);
                 failed += 1;
             }
         }
+        doc.profiles.push(entry);
     }
     if failed > 0 {
         bail!(
@@ -149,7 +188,7 @@ pub fn plan(profile: &Path, json: bool, cache: Option<PathBuf>, db: &GpuDb) -> R
             size: p.digests.size,
         });
         if cached_driver.is_none() && d.sha256.is_none() {
-            errln!(
+            note!(
                 "vgpu-bake: note: the driver's sha256 is pinned once it is fetched (`vgpu-bake fetch {}`)",
                 shown_path(profile)
             );
@@ -175,16 +214,38 @@ pub fn fetch(
     profile: &Path,
     overrides: &DriverOverrides,
     cache: Option<PathBuf>,
+    json: bool,
+    gpu_db: Option<&Path>,
+) -> Result<()> {
+    let mut doc = FetchDoc {
+        schema: report::SCHEMA,
+        profile: report::path_text(profile),
+        ..FetchDoc::default()
+    };
+    let result =
+        open_db(gpu_db).and_then(|db| fetch_driver(profile, overrides, cache, json, &db, &mut doc));
+    report::emit(json, doc, result)
+}
+
+fn fetch_driver(
+    profile: &Path,
+    overrides: &DriverOverrides,
+    cache: Option<PathBuf>,
+    json: bool,
     db: &GpuDb,
+    doc: &mut FetchDoc,
 ) -> Result<()> {
     let resolved = load(profile, db)?;
     warn(&resolved.warnings, profile);
+    doc.mode = Some(resolved.mode.to_string());
     let Some(driver) = &resolved.driver else {
-        outln!(
-            "{}: {} mode needs no driver",
-            shown_path(profile),
-            resolved.mode
-        );
+        if !json {
+            say!(
+                "{}: {} mode needs no driver",
+                shown_path(profile),
+                resolved.mode
+            );
+        }
         return Ok(());
     };
     let mut notes = Vec::new();
@@ -198,12 +259,25 @@ pub fn fetch(
     .map_err(|e| in_profile(profile, e))?
     .expect("Prepare::Rehash fetches what is not cached");
     for n in notes {
-        errln!("{n}");
+        note!("{n}");
     }
     let d = &prepared.digests;
-    outln!("{}  sha256 {}  {} bytes", d.md5_text(), d.sha256, d.size);
-    outln!("{}", prepared.path.display());
-    if driver.sha256.is_none() && driver.md5.is_none() {
+    if !json {
+        say!("{}  sha256 {}  {} bytes", d.md5_text(), d.sha256, d.size);
+        say!("{}", prepared.path.display());
+    }
+    let pinned = driver.sha256.is_some() || driver.md5.is_some();
+    doc.driver = Some(FetchedDriver {
+        release: driver.release.clone(),
+        filename: driver.filename.clone(),
+        path: report::path_text(&prepared.path),
+        size: d.size,
+        sha256: d.sha256.clone(),
+        md5: d.md5.clone(),
+        source: prepared.origin.name(),
+        pinned,
+    });
+    if !pinned {
         // Nothing but this command's --sha256/--md5 vouched for the file:
         // `bake` needs the pin in the profile.
         errln!(
@@ -216,27 +290,56 @@ pub fn fetch(
     Ok(())
 }
 
+/// `bake`'s flags besides the profiles, `--out` and `--json`.
+pub struct BakeArgs {
+    pub agent: Option<PathBuf>,
+    pub sign_key: Option<PathBuf>,
+    pub overrides: DriverOverrides,
+    pub cache: Option<PathBuf>,
+    pub gpu_db: Option<PathBuf>,
+}
+
 /// `bake`: each profile's bundle into `out`, signed with `sign_key` when
 /// given; more than one profile goes to [`crate::bake_many`].
-pub fn bake(
+pub fn bake(profiles: &[PathBuf], out: PathBuf, json: bool, args: BakeArgs) -> Result<()> {
+    let mut doc = BakeDoc {
+        schema: report::SCHEMA,
+        out: report::path_text(&out),
+        ..BakeDoc::default()
+    };
+    let result = bake_all(profiles, out, json, args, &mut doc.bundles);
+    report::emit(json, doc, result)
+}
+
+fn bake_all(
     profiles: &[PathBuf],
     out: PathBuf,
-    agent: Option<PathBuf>,
-    sign_key: Option<&Path>,
-    overrides: DriverOverrides,
-    cache: Option<PathBuf>,
-    db: &GpuDb,
+    json: bool,
+    args: BakeArgs,
+    done: &mut Vec<BakedBundle>,
 ) -> Result<()> {
+    let BakeArgs {
+        agent,
+        sign_key,
+        overrides,
+        cache,
+        gpu_db,
+    } = args;
     if profiles.len() > 1 && overrides != DriverOverrides::default() {
-        bail!(
-            "--driver-file, --url, --md5 and --sha256 apply to one profile's driver: bake that profile on its own, or `vgpu-bake fetch` each driver into the cache first and bake the profiles together without them"
-        );
+        return Err(UsageError(
+            "--driver-file, --url, --md5 and --sha256 apply to one profile's driver: bake that profile on its own, or `vgpu-bake fetch` each driver into the cache first and bake the profiles together without them".into(),
+        ).into());
     }
+    let db = &open_db(gpu_db.as_deref())?;
     // The key first: a wrong key fails before any download or bake.
-    let sign = sign_key.map(SigningKey::load).transpose()?;
+    let sign = sign_key.as_deref().map(SigningKey::load).transpose()?;
     let agent = agent_path(agent)?;
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    std::fs::create_dir_all(&out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the output directory {} (--out): {e}; give a directory you can write to",
+            out.display()
+        )
+    })?;
     let inputs = BakeInputs {
         fetch: fetch_options(cache),
         overrides,
@@ -249,13 +352,28 @@ pub fn bake(
         },
     };
     let [profile] = profiles else {
-        return crate::bake_many::bake_many(profiles, &inputs, db);
+        return crate::bake_many::bake_many(profiles, &inputs, db, json, done);
     };
-    let resolved = load(profile, db)?;
-    let baked = bake::bake(resolved, db, &inputs).map_err(|e| in_profile(profile, e))?;
+    let baked = load(profile, db)
+        .and_then(|resolved| bake::bake(resolved, db, &inputs).map_err(|e| in_profile(profile, e)));
+    let baked = match baked {
+        Ok(b) => b,
+        Err(e) => {
+            done.push(BakedBundle::failed(profile, report::error_text(&e)));
+            return Err(e);
+        }
+    };
     report_baked(profile, &baked, &inputs);
-    outln!("{}", baked.output.bundle.display());
+    if !json {
+        say!("{}", baked.output.bundle.display());
+    }
+    done.push(BakedBundle::baked(profile, &baked, key_id(&inputs)));
     Ok(())
+}
+
+/// The signing key's id, when the bake signs.
+pub(crate) fn key_id(inputs: &BakeInputs) -> Option<String> {
+    inputs.options.sign.as_ref().map(|k| k.key_id().to_string())
 }
 
 /// What `bake` says on stderr about one baked bundle: warnings, notes,
@@ -263,14 +381,22 @@ pub fn bake(
 pub(crate) fn report_baked(profile: &Path, baked: &bake::Baked, inputs: &BakeInputs) {
     warn(&baked.plan.warnings, profile);
     for n in &baked.notes {
-        errln!("{n}");
+        note!("{n}");
     }
     if baked.plan.demo {
-        errln!(
+        note!(
             "DEMO bundle: its driver is the stand-in installer from data/demo, not an NVIDIA driver"
         );
     }
-    errln!(
+    for (path, d) in &baked.output.payload_digests {
+        detail!(
+            "  payload {path}: {} bytes, sha256 {}, {}",
+            d.size,
+            d.sha256,
+            proof_text(d.proof)
+        );
+    }
+    note!(
         "baked {}: {} entries, {} bytes, sha256 {}",
         baked.plan.name,
         baked.output.entries,
@@ -278,12 +404,23 @@ pub(crate) fn report_baked(profile: &Path, baked: &bake::Baked, inputs: &BakeInp
         baked.output.sha256
     );
     if let Some(key) = &inputs.options.sign {
-        errln!(
+        note!(
             "signed {} with key id {} ({})",
             vgpu_plan::layout::SIGNATURE_FILE,
             key.key_id(),
             key.path().display()
         );
+    }
+}
+
+/// How the bundle writer vouched for a payload file (`-v`).
+fn proof_text(proof: vgpu_bake::bundle::Proof) -> &'static str {
+    use vgpu_bake::bundle::Proof;
+    match proof {
+        Proof::Memory => "held in memory and hashed",
+        Proof::Hashed => "read and hashed",
+        Proof::Stamp => "read, not hashed: its stamp is the one its digests were taken with",
+        Proof::Cached => "frame cache hit: its frames copied, CRC-checked",
     }
 }
 
@@ -340,19 +477,21 @@ pub fn hook(
     out: &Path,
 ) -> Result<()> {
     use vgpu_bake::rollout::{hook, make};
+    // The flags first: a usage error before any file is looked for.
+    flags.sources()?;
     let exe = std::env::current_exe().context("cannot find this vgpu-bake's own path")?;
     let template = hook::find_template(template, &exe)?;
     let made = make::make_hook(input, flags, trusted, &template, out)?;
-    outln!("{}", make::summary(&made.out, made.size, &made.config));
+    say!("{}", make::summary(&made.out, made.size, &made.config));
     Ok(())
 }
 
 /// `keygen`: a minisign key pair for signing bundles.
 pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
     let made = sign::keygen(prefix, force)?;
-    outln!("{}", made.secret.display());
-    outln!("{}", made.public.display());
-    errln!(
+    say!("{}", made.secret.display());
+    say!("{}", made.public.display());
+    note!(
         "key id {}: sign with `vgpu-bake bake --sign-key {}`; copy {} into /etc/vgpu-firstboot/trusted-keys/ on the hosts (and pass it to `inspect`/`install --trusted-key`); keep the .key secret",
         made.key_id,
         made.secret.display(),
@@ -362,28 +501,47 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
 }
 
 /// `install`: lay a bundle onto a root directory.
-pub fn install(bundle: &Path, root: &Path, trusted: &[PathBuf]) -> Result<()> {
-    let keys = trusted_keys(trusted)?;
+pub fn install(bundle: &Path, root: &Path, json: bool, trusted: &[PathBuf]) -> Result<()> {
     let name = bundle.file_name().unwrap_or_default().to_string_lossy();
     let size = std::fs::metadata(bundle).map_or(0, |m| m.len());
-    let bar = vgpu_bake::progress::Progress::bytes(&format!("installing {name}"), size);
-    let (written, signature) = install::install_watched(bundle, root, &keys, bar.watcher())?;
-    for w in &written {
-        outln!(
-            "{:<7} {:04o} {:>10} {}",
-            w.kind,
-            w.mode & 0o7777,
-            w.size,
-            root.join(&w.path).display()
-        );
+    let laid = trusted_keys(trusted).and_then(|keys| {
+        let bar = vgpu_bake::progress::Progress::bytes(&format!("installing {name}"), size);
+        Ok(install::install_watched(
+            bundle,
+            root,
+            &keys,
+            bar.watcher(),
+        )?)
+    });
+    let mut doc = InstallDoc {
+        schema: report::SCHEMA,
+        bundle: report::path_text(bundle),
+        root: report::path_text(root),
+        ..InstallDoc::default()
+    };
+    let (written, signature) = match laid {
+        Ok(laid) => laid,
+        Err(e) => return report::emit(json, doc, Err(e)),
+    };
+    doc.laid(&written, signature.as_ref());
+    if !json {
+        for w in &written {
+            say!(
+                "{:<7} {:04o} {:>10} {}",
+                w.kind,
+                w.mode & 0o7777,
+                w.size,
+                root.join(&w.path).display()
+            );
+        }
+        say!("{}", signature_line(bundle, signature.as_ref()));
     }
-    errln!(
+    note!(
         "installed {} entries under {}",
         written.len(),
         root.display()
     );
-    outln!("{}", signature_line(bundle, signature.as_ref()));
-    Ok(())
+    report::emit(json, doc, Ok(()))
 }
 
 /// `gpus`: query the compatibility database.
@@ -419,6 +577,9 @@ pub fn guest_fetch(
     let driver = catalog.find(release, os)?;
     let req = guest::fetch_request(driver, sha256)?;
     let fetched = fetch::fetch(&req, &fetch_options(cache))?;
+    if term::quiet() {
+        return Ok(());
+    }
     out!(
         "{}",
         guest::fetch_summary(driver, &fetched, sha256.is_some())
@@ -434,8 +595,10 @@ pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {
 /// `SOURCE_DATE_EPOCH` (reproducible builds), default 0.
 fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|e| {
+            anyhow::anyhow!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 ({e}): set it to one (e.g. `git log -1 --format=%ct`), or unset it"
+            )
         }),
         _ => Ok(0),
     }
@@ -528,11 +691,11 @@ pub fn fleet(
         warn(std::slice::from_ref(w), profile);
     }
     for n in &report.notes {
-        errln!("{n}");
+        note!("{n}");
     }
     for b in &report.bundles {
         let sha = b.sha256.to_string();
-        outln!(
+        say!(
             "bundle {:<20} sha256 {}  {:>10} bytes  {} host(s){}  {}",
             b.name,
             &sha[..12],
@@ -542,7 +705,7 @@ pub fn fleet(
             b.file
         );
     }
-    outln!(
+    say!(
         "hook   {} ({} bytes; index {}, {} bundle(s)); made in {:.1} s",
         report.hook.display(),
         report.hook_size,
@@ -575,7 +738,7 @@ pub fn answer(
 /// `usb`: an ext4 image holding a bundle or a fleet directory.
 pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
     let r = vgpu_bake::rollout::usb::usb(input, out, label, force, source_date_epoch()?)?;
-    outln!(
+    say!(
         "wrote {} ({} bytes, {} MiB, ext4 label {}) holding {}; write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
         r.out.display(),
         r.size,

@@ -27,7 +27,7 @@ pub use error::{InspectError, Problem, REMEDY};
 pub(crate) use open::Opened;
 pub use open::ReadWatch;
 pub use open::{Checksum, checksum_path};
-pub use render::{EntryJson, InspectJson, JSON_SCHEMA, render_report};
+pub use render::{EntryJson, InspectJson, JSON_SCHEMA, SignatureJson, render_report};
 
 /// Kind of an archive entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,4 +42,5 @@ pub mod resolve;
 pub mod rollout;
 pub mod sign;
 pub mod stamp;
+pub mod term;
 pub mod text;

@@ -5,21 +5,29 @@
 
 mod bake_many;
 mod commands;
+mod report;
+mod usage;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use vgpu_bake::cli::{Cli, Cmd, HookSourceArgs};
+use vgpu_bake::term;
 use vgpu_rootfs::errln;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().color(term::clap_colour()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    term::set_verbosity(cli.verbosity());
+    if term::quiet() {
+        vgpu_bake::progress::silence();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            errln!("vgpu-bake: error: {e:#}");
-            ExitCode::from(1)
+            errln!("vgpu-bake: error: {}", report::error_text(&e));
+            ExitCode::from(usage::exit_code(&e))
         }
     }
 }
@@ -41,8 +49,8 @@ fn hook_parts(hook: HookSourceArgs) -> Result<commands::HookParts> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Validate { profiles, db } => {
-            commands::validate(&profiles, &commands::open_db(db.gpu_db.as_deref())?)
+        Cmd::Validate { profiles, json, db } => {
+            commands::validate(&profiles, json, db.gpu_db.as_deref())
         }
         Cmd::Check {
             profiles,
@@ -62,32 +70,31 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Cmd::Fetch {
             profile,
+            json,
             source,
             db,
         } => {
-            let db = commands::open_db(db.gpu_db.as_deref())?;
             let (overrides, cache) = source.split();
-            commands::fetch(&profile, &overrides, cache, &db)
+            commands::fetch(&profile, &overrides, cache, json, db.gpu_db.as_deref())
         }
         Cmd::Bake {
             profiles,
             out,
+            json,
             agent,
             sign_key,
             source,
             db,
         } => {
-            let db = commands::open_db(db.gpu_db.as_deref())?;
             let (overrides, cache) = source.split();
-            commands::bake(
-                &profiles,
-                out,
+            let inputs = commands::BakeArgs {
                 agent,
-                sign_key.as_deref(),
+                sign_key,
                 overrides,
                 cache,
-                &db,
-            )
+                gpu_db: db.gpu_db,
+            };
+            commands::bake(&profiles, out, json, inputs)
         }
         Cmd::Inspect {
             bundle,
@@ -97,8 +104,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Install {
             bundle,
             root,
+            json,
             trusted_key,
-        } => commands::install(&bundle, &root, &trusted_key),
+        } => commands::install(&bundle, &root, json, &trusted_key),
         Cmd::Hook {
             bundle,
             index,

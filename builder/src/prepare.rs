@@ -43,6 +43,30 @@ pub struct PreparedDriver {
     /// `--driver-file` just imported, with its stamp from the import (its
     /// bytes are still in the page cache; the copy went around it).
     pub read_from: Option<(PathBuf, FileStamp)>,
+    /// Where this call found it: `fetch --json` reports it.
+    pub origin: Origin,
+}
+
+/// Where [`prepare_driver`] found the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A verified copy already in the cache.
+    Cached,
+    /// Downloaded now.
+    Downloaded,
+    /// Copied from a local file (`--driver-file`, a profile `file`, the demo).
+    Imported,
+}
+
+impl Origin {
+    /// `cached`, `downloaded` or `imported`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Cached => "cached",
+            Origin::Downloaded => "downloaded",
+            Origin::Imported => "imported",
+        }
+    }
 }
 
 impl PreparedDriver {
@@ -62,6 +86,7 @@ impl PreparedDriver {
             digests,
             stamp,
             read_from: None,
+            origin: Origin::Cached,
         }
     }
 
@@ -76,8 +101,14 @@ impl PreparedDriver {
             } if keep_source => Some((from.clone(), *s)),
             _ => None,
         };
+        let origin = match &got.outcome {
+            fetch::Outcome::CacheHit => Origin::Cached,
+            fetch::Outcome::Downloaded { .. } => Origin::Downloaded,
+            fetch::Outcome::Imported { .. } => Origin::Imported,
+        };
         Self {
             read_from,
+            origin,
             ..Self::verified(got.path, got.digests, stamp, req)
         }
     }

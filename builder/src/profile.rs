@@ -320,9 +320,10 @@ impl Profile {
             let table = if whole {
                 None
             } else {
-                enclosing_table(text, line)
+                key_table(text, line, column)
             };
-            let message = describe(e.message(), table.as_deref());
+            let key = if whole { None } else { value_key(text, line) };
+            let message = describe(e.message(), table.as_deref(), key.as_deref());
             ProfileError::Parse {
                 path: path.to_path_buf(),
                 line,
@@ -341,24 +342,82 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The `[table]` or `[[table]]` header above a line, if any.
-fn enclosing_table(text: &str, line: usize) -> Option<String> {
-    text.lines()
-        .take(line)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            let inner = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]"));
-            let inner = inner.or_else(|| l.strip_prefix('[').and_then(|s| s.strip_suffix(']')));
-            inner.map(|s| s.trim().to_string())
-        })
+/// The full path of the table holding the key an error at `line` and
+/// `column` (1-based) is about, e.g. `licensing`, `gpu[1]`, `host.kernel-pin`.
+///
+/// On a header line (`[webhook]`, `[[gpu]]`), the error is about the
+/// header's last part, a key of its parent; on a `key = value` line, the
+/// key's dotted prefix (`agent.bogus = 1` at the top level) is part of the
+/// path. Array-of-tables headers get their index (`gpu[0]` is the first
+/// `[[gpu]]`).
+fn key_table(text: &str, line: usize, column: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    let here = lines.last().copied().unwrap_or("");
+    let header_at = |l: &str| -> Option<(String, bool)> {
+        let l = l.trim();
+        if let Some(inner) = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
+            return Some((inner.trim().to_string(), true));
+        }
+        let inner = l.strip_prefix('[')?.split_once(']')?.0;
+        Some((inner.trim().to_string(), false))
+    };
+    // Index each `[[name]]` header by how many came before it.
+    let path_of = |upto: usize| -> Option<String> {
+        let (i, (name, array)) = lines[..upto]
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, l)| header_at(l).map(|h| (i, h)))?;
+        if !array {
+            return Some(name);
+        }
+        let n = lines[..i]
+            .iter()
+            .filter(|l| header_at(l).is_some_and(|(other, a)| a && other == name))
+            .count();
+        Some(format!("{name}[{n}]"))
+    };
+    if let Some((name, _)) = header_at(here) {
+        // The header names an unknown (or misplaced) key of its parent.
+        return name
+            .rsplit_once('.')
+            .map(|(parent, _)| parent.trim().to_string());
+    }
+    let table = path_of(lines.len());
+    // A dotted key on this line: the parts before the one in error (the
+    // key's last part when the error is about the value).
+    let before = here
+        .chars()
+        .take(column.saturating_sub(1))
+        .collect::<String>();
+    let prefix = match here.split_once('=') {
+        Some((key, _)) if before.len() > key.len() => {
+            key.trim().rsplit_once('.').map(|(p, _)| p.trim())
+        }
+        _ => before.trim().strip_suffix('.').map(str::trim),
+    }
+    .filter(|p| !p.is_empty());
+    match (table, prefix) {
+        (Some(t), Some(p)) => Some(format!("{t}.{p}")),
+        (t, p) => t.or_else(|| p.map(str::to_string)),
+    }
+}
+
+/// The key of a `key = value` line (its last dotted part), if the line is one.
+fn value_key(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim();
+    if l.starts_with('[') {
+        return None;
+    }
+    let (key, _) = l.split_once('=')?;
+    let key = key.rsplit('.').next()?.trim().trim_matches('"');
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 /// Turns serde's wording into one that names the key with its table and
-/// says what is allowed.
-fn describe(message: &str, table: Option<&str>) -> String {
+/// says what is allowed; `key` is the key on the line in error, when the
+/// error is about its value.
+fn describe(message: &str, table: Option<&str>, key: Option<&str>) -> String {
     let message = message.trim();
     let qualify = |key: &str| {
         let key = match table {
@@ -382,9 +441,11 @@ fn describe(message: &str, table: Option<&str>) -> String {
         && let Some((value, allowed)) = rest.split_once('`')
     {
         let allowed = allowed.trim_start_matches(", expected ").trim();
-        let key = table
-            .map(|t| format!(" for a key in `[{t}]`"))
-            .unwrap_or_default();
+        let key = match (table, key) {
+            (_, Some(k)) => format!(" for `{}`", qualify(k)),
+            (Some(t), None) => format!(" for a key in `[{t}]`"),
+            (None, None) => String::new(),
+        };
         let value = cut(&escape_controls(value), ECHO_CHARS);
         return format!("`{value}` is not allowed{key}: use {allowed}");
     }
@@ -450,7 +511,19 @@ mod tests {
     #[test]
     fn bad_enum_value_lists_choices() {
         let e = err("proxmox = 8\n[vgpu]\nmode = \"magic\"\n");
-        assert!(e.contains("`magic` is not allowed for a key in `[vgpu]`: use one of `native`, `unlock`, `passthrough`"), "{e}");
+        assert!(
+            e.contains(
+                "`magic` is not allowed for `vgpu.mode`: use one of `native`, `unlock`, `passthrough`"
+            ),
+            "{e}"
+        );
+        // The full path: the table's index in an array, a dotted key.
+        let e = err(
+            "proxmox = 8\n[vgpu]\nmode = \"native\"\n[[gpu]]\nid = \"10de:1eb8\"\n[[gpu]]\nid = \"10de:2204\"\nrole = \"x\"\n",
+        );
+        assert!(e.contains("`x` is not allowed for `gpu[1].role`"), "{e}");
+        let e = err("proxmox = 8\nvgpu.mode = \"magic\"\n");
+        assert!(e.contains("`magic` is not allowed for `vgpu.mode`"), "{e}");
     }
 
     #[test]

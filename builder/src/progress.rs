@@ -106,11 +106,11 @@ fn shown(total: u64, terminal: bool) -> bool {
     terminal && total >= LARGE
 }
 
-/// Colour only when `NO_COLOR` is unset or empty (<https://no-color.org>).
-/// (A stand-in for the project's colour rule; the bar itself is drawn
-/// either way, only its colour codes go.)
+/// The project's colour rule ([`crate::term`]): a terminal, and `NO_COLOR`
+/// unset or empty. (The bar itself is drawn either way on a terminal, only
+/// its colour codes go.)
 fn colour_allowed() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    crate::term::colour_enabled(crate::term::Stream::Stderr)
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ fn key_id(keynum: &[u8]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// A key file could not be read.
-    #[error("cannot read the {what} {}: {source}", path.display())]
+    #[error("cannot read the {what} {}: {source}; check the path (`vgpu-bake keygen PREFIX` makes a key pair)", path.display())]
     Read {
         /// `secret key`, `public key`.
         what: &'static str,
@@ -90,7 +90,7 @@ pub enum SignError {
         reason: String,
     },
     /// Writing a key file failed.
-    #[error("writing the key: {0}")]
+    #[error("writing the key: {0}; check that the prefix's directory exists and is writable")]
     Write(#[from] AtomicError),
     /// A bundle that must be signed is not.
     #[error(

@@ -149,7 +149,9 @@ fn refuses_bad_urls_and_fingerprints() {
     ];
     for (args, want) in cases {
         let (code, out, err) = answer(args);
-        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        // A bad flag is a usage error (2); a bad profile is a user error (1).
+        let usage = args.iter().any(|a| a.starts_with("--"));
+        assert_eq!(code, if usage { 2 } else { 1 }, "{args:?}: {out}{err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");
     }

@@ -120,6 +120,89 @@ fn usage_errors_exit_2() {
     r.expect(2, &["validate"]);
 }
 
+/// Contradictory or malformed flags the commands check themselves (after
+/// clap) are usage errors too: exit code 2, the flag named, nothing done.
+#[test]
+fn usage_errors_found_after_parsing_exit_2() {
+    let r = Run::new();
+    let out = r.path("out");
+    let out = out.to_str().unwrap();
+    let (_, err) = r.expect(
+        2,
+        &[
+            "bake",
+            "profiles/demo.toml",
+            "tests/profiles/demo-pve9.toml",
+            "--sha256",
+            &"0".repeat(64),
+            "--out",
+            out,
+        ],
+    );
+    assert!(
+        err.starts_with("vgpu-bake: error: --driver-file, --url, --md5 and --sha256 apply to one profile's driver"),
+        "{err}"
+    );
+    assert!(!r.path("out").exists());
+    let bundle = workspace().join("tests/fixtures/valid.cpio.zst");
+    let bundle = bundle.to_str().unwrap();
+    let hook = r.path("hook");
+    let hook = hook.to_str().unwrap();
+    let (_, err) = r.expect(
+        2,
+        &[
+            "hook",
+            "--bundle",
+            bundle,
+            "--from-path",
+            "srv",
+            "--out",
+            hook,
+        ],
+    );
+    assert_eq!(
+        err,
+        "vgpu-bake: error: --from-path \"srv\" must be an absolute path of plain names\n"
+    );
+    let (_, err) = r.expect(
+        2,
+        &[
+            "hook",
+            "--bundle",
+            bundle,
+            "--from-url",
+            "ftp://x/",
+            "--out",
+            hook,
+        ],
+    );
+    assert!(
+        err.contains("--from-url \"ftp://x/\" must be an http:// or https://"),
+        "{err}"
+    );
+    assert!(!r.path("hook").exists());
+    let img = r.path("img");
+    let (_, err) = r.expect(
+        2,
+        &[
+            "usb",
+            bundle,
+            "--out",
+            img.to_str().unwrap(),
+            "--label",
+            "much-too-long-label",
+        ],
+    );
+    assert!(
+        err.contains("--label \"much-too-long-label\" must be 1 to 16"),
+        "{err}"
+    );
+    r.expect(
+        2,
+        &["answer", "profiles/demo.toml", "--hook-url", "ftp://x"],
+    );
+}
+
 #[test]
 fn plan_prints_toml_and_json() {
     let r = Run::new();

@@ -325,7 +325,7 @@ fn a_bad_inventory_or_profile_writes_nothing() {
         "--hook-template",
         tmp.path().join("vgpu-hook").to_str().unwrap(),
     ]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(stderr.contains("no source: give --from-path"), "{stderr}");
     assert_eq!(fs::read_dir(&site).unwrap().count(), 0);
     // A directory that is not a fleet's is not replaced.

@@ -187,7 +187,7 @@ fn unknown_release_os_and_no_link_are_errors() {
         "--cache",
         cache,
     ]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert_eq!(
         err,
         "vgpu-bake: error: guest-drivers --fetch needs --release R and --os linux|windows (one driver)\n"

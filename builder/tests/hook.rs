@@ -135,8 +135,17 @@ fn makes_a_hook_from_one_signed_bundle() {
 
 /// Asserts a refusal: exit 1, `needle` in the message, no hook written.
 fn refused(d: &Dir, args: &[&str], needle: &str) {
+    refused_with(d, 1, args, needle);
+}
+
+/// [`refused`] for a bad flag: a usage error, exit code 2.
+fn refused_usage(d: &Dir, args: &[&str], needle: &str) {
+    refused_with(d, 2, args, needle);
+}
+
+fn refused_with(d: &Dir, want: i32, args: &[&str], needle: &str) {
     let (code, stdout, stderr) = d.hook(args);
-    assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+    assert_eq!(code, want, "{args:?}: {stdout}{stderr}");
     assert!(stderr.contains(needle), "{args:?}: {stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     let left: Vec<_> = fs::read_dir(d.p("out")).unwrap().flatten().collect();
@@ -185,8 +194,8 @@ fn refuses_and_writes_nothing() {
         ],
         "refusing to make a hook for it",
     );
-    refused(&d, &["--bundle", &unsigned], "no source: give --from-path");
-    refused(
+    refused_usage(&d, &["--bundle", &unsigned], "no source: give --from-path");
+    refused_usage(
         &d,
         &[
             "--bundle",
@@ -198,7 +207,7 @@ fn refuses_and_writes_nothing() {
         ],
         "--cert-fingerprint needs an https:// --from-url",
     );
-    refused(
+    refused_usage(
         &d,
         &["--bundle", &unsigned, "--from-label", "has space"],
         "--from-label \"has space\" must be 1 to 16 letters",

@@ -10,7 +10,7 @@ use http::Server;
 use vgpu_bake::fetch::{FetchOptions, ProgressMode, cached_digests};
 use vgpu_bake::gpudb::GpuDb;
 use vgpu_bake::hash::md5_hex;
-use vgpu_bake::prepare::{Prepare, fetch_request, prepare_driver};
+use vgpu_bake::prepare::{Origin, Prepare, PreparedDriver, fetch_request, prepare_driver};
 use vgpu_bake::profile::Profile;
 use vgpu_bake::registry::{DRIVERS_TOML, Registry};
 use vgpu_bake::resolve::{self, DriverOverrides, DriverSource, Resolved};
@@ -104,11 +104,18 @@ fn the_demo_driver_is_prepared_without_the_registry() {
         fetched.digests.md5.as_deref(),
         "the registry's md5 was checked"
     );
+    assert_eq!(fetched.origin, Origin::Imported, "the demo is imported");
     // `bake`'s and `plan`'s modes now find the same verified copy.
     for how in [Prepare::Trust, Prepare::CacheOnly] {
         let again = prepare_driver(driver, &none, &opts, how, &mut notes)
             .unwrap()
             .unwrap();
+        // Found in the cache this time; otherwise the same.
+        assert_eq!(again.origin, Origin::Cached, "{how:?}");
+        let again = PreparedDriver {
+            origin: fetched.origin,
+            ..again
+        };
         assert_eq!(again, fetched, "{how:?}");
     }
     assert!(

@@ -237,7 +237,7 @@ fn bad_labels_and_bundles_are_refused() {
     let img = tmp.path().join("usb.img");
     for label in ["", "has space", "seventeen-bytes-x", "ü"] {
         let (code, _, err) = vgpu_bake(&["usb", s(&bundle), "--out", s(&img), "--label", label]);
-        assert_eq!(code, 1, "{label:?}");
+        assert_eq!(code, 2, "{label:?}: a bad --label is a usage error");
         assert!(err.contains("must be 1 to 16 letters"), "{err}");
     }
     // A .sha256 beside the bundle that does not match it.

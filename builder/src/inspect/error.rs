@@ -143,7 +143,7 @@ pub enum InspectError {
     #[error(transparent)]
     Signature(#[from] Box<crate::sign::SignError>),
     /// The bundle file cannot be opened.
-    #[error("cannot open bundle {}: {source}", bundle.display())]
+    #[error("cannot open bundle {}: {source}; give the path of a bundle .cpio.zst (`vgpu-bake bake` writes them)", bundle.display())]
     Open {
         /// The bundle.
         bundle: PathBuf,

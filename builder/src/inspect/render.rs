@@ -3,6 +3,8 @@
 use serde::Serialize;
 use vgpu_plan::manifest::mode_string;
 
+use crate::sign::SignatureInfo;
+
 use super::{Checksum, EntryInfo, EntryKind, InspectReport};
 
 /// Version of the `inspect --json` document.
@@ -60,6 +62,16 @@ pub struct SignatureJson<'a> {
     pub verified_by: Option<String>,
 }
 
+impl<'a> From<&'a SignatureInfo> for SignatureJson<'a> {
+    fn from(s: &'a SignatureInfo) -> Self {
+        SignatureJson {
+            key_id: &s.key_id,
+            trusted_comment: &s.trusted_comment,
+            verified_by: s.verified_by.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+}
+
 /// One entry in [`InspectJson`]: `path`, `kind` (`file`, `dir`,
 /// `symlink`), `mode` (4 octal digits), `size`, `sha256` (files, else
 /// `null`), `target` (symlinks, else `null`) and `verified` (checked
@@ -104,11 +116,7 @@ impl<'a> InspectJson<'a> {
             symlinks: count("symlink"),
             file_bytes: file_bytes(report),
             has_plan: report.plan_toml.is_some(),
-            signature: report.signature.as_ref().map(|s| SignatureJson {
-                key_id: &s.key_id,
-                trusted_comment: &s.trusted_comment,
-                verified_by: s.verified_by.as_ref().map(|p| p.display().to_string()),
-            }),
+            signature: report.signature.as_ref().map(SignatureJson::from),
             entries: report
                 .entries
                 .iter()

@@ -169,6 +169,59 @@ pub fn normalize_fingerprint(text: &str) -> Option<String> {
     )
 }
 
+impl Source {
+    /// The rules for one source, as its command-line flag; the message
+    /// names the flag.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Source::Path { path } => {
+                if !path.starts_with('/')
+                    || !(path == "/"
+                        || is_safe_relative(path.trim_start_matches('/').trim_end_matches('/')))
+                {
+                    return Err(format!(
+                        "--from-path {path:?} must be an absolute path of plain names"
+                    ));
+                }
+            }
+            Source::Label { label } => {
+                if !valid_label(label) {
+                    return Err(format!(
+                        "--from-label {label:?} must be 1 to 16 letters, digits, `-`, `_` or `.` (an ext4 label holds 16 bytes)"
+                    ));
+                }
+            }
+            Source::Url {
+                url,
+                cert_fingerprint,
+            } => {
+                let https = url.starts_with("https://");
+                if !(https || url.starts_with("http://"))
+                    || !url.ends_with('/')
+                    || url.chars().any(|c| c.is_control() || c.is_whitespace())
+                {
+                    return Err(format!(
+                        "--from-url {url:?} must be an http:// or https:// base URL ending in `/`"
+                    ));
+                }
+                if let Some(fp) = cert_fingerprint {
+                    if !https {
+                        return Err(format!(
+                            "--cert-fingerprint applies to https URLs only, not {url}"
+                        ));
+                    }
+                    if normalize_fingerprint(fp).as_deref() != Some(fp.as_str()) {
+                        return Err(format!(
+                            "--cert-fingerprint {fp:?} is not a SHA-256 fingerprint as AB:CD:... (32 octets)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl HookConfig {
     /// The rules: schema, at least one source, well-formed sources in
     /// kind order, a valid index.
@@ -190,51 +243,7 @@ impl HookConfig {
             return bad("sources must be in the order paths, labels, URLs".to_owned());
         }
         for s in &self.sources {
-            match s {
-                Source::Path { path } => {
-                    if !path.starts_with('/')
-                        || !(path == "/"
-                            || is_safe_relative(path.trim_start_matches('/').trim_end_matches('/')))
-                    {
-                        return bad(format!(
-                            "--from-path {path:?} must be an absolute path of plain names"
-                        ));
-                    }
-                }
-                Source::Label { label } => {
-                    if !valid_label(label) {
-                        return bad(format!(
-                            "--from-label {label:?} must be 1 to 16 letters, digits, `-`, `_` or `.` (an ext4 label holds 16 bytes)"
-                        ));
-                    }
-                }
-                Source::Url {
-                    url,
-                    cert_fingerprint,
-                } => {
-                    let https = url.starts_with("https://");
-                    if !(https || url.starts_with("http://"))
-                        || !url.ends_with('/')
-                        || url.chars().any(|c| c.is_control() || c.is_whitespace())
-                    {
-                        return bad(format!(
-                            "--from-url {url:?} must be an http:// or https:// base URL ending in `/`"
-                        ));
-                    }
-                    if let Some(fp) = cert_fingerprint {
-                        if !https {
-                            return bad(format!(
-                                "--cert-fingerprint applies to https URLs only, not {url}"
-                            ));
-                        }
-                        if normalize_fingerprint(fp).as_deref() != Some(fp.as_str()) {
-                            return bad(format!(
-                                "--cert-fingerprint {fp:?} is not a SHA-256 fingerprint as AB:CD:... (32 octets)"
-                            ));
-                        }
-                    }
-                }
-            }
+            s.check().map_err(ConfigError::Invalid)?;
         }
         self.index.validate()?;
         Ok(())

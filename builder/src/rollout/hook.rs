@@ -20,7 +20,7 @@ pub enum HookError {
     #[error(transparent)]
     NoTemplate(#[from] crate::companion::NotFound),
     /// The configuration is not usable, or the hook would be too big.
-    #[error("cannot make the hook {}: {source}", out.display())]
+    #[error("cannot make the hook {}: {source}; check that its directory exists and is writable", out.display())]
     Config {
         /// The hook being written.
         out: PathBuf,

@@ -133,6 +133,9 @@ impl SourceFlags {
                 "no source: give --from-path DIR, --from-label LABEL or --from-url URL so the hook can find its bundle at first boot".into(),
             ));
         }
+        for s in &out {
+            s.check().map_err(MakeError::Flags)?;
+        }
         Ok(out)
     }
 }
