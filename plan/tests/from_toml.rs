@@ -193,3 +193,34 @@ fn a_struct_is_read_from_a_table_only() {
         assert!(!same::<Plan>(&other), "agent = {value} must fail");
     }
 }
+
+/// `agent.command-timeout` is spelled as in the profile; a plan baked
+/// before the rename (an installed bundle, the state's archived plan) says
+/// `command-timeout-secs` and still loads, and writing emits the new key.
+#[test]
+fn the_command_timeout_reads_in_both_spellings_and_writes_the_new_one() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans/licensing-external.toml"),
+    )
+    .unwrap();
+    assert!(text.contains("\ncommand-timeout = 7200\n"), "{text}");
+    let old = text.replace("\ncommand-timeout = ", "\ncommand-timeout-secs = ");
+    for spelling in [&text, &old] {
+        let plan = Plan::from_toml(spelling).unwrap();
+        assert_eq!(plan.agent.command_timeout_secs, 7200);
+        assert!(same::<Plan>(spelling));
+    }
+    assert_eq!(
+        Plan::from_toml(&old).unwrap(),
+        Plan::from_toml(&text).unwrap()
+    );
+    let written = Plan::from_toml(&old).unwrap().to_toml();
+    assert!(written.contains("\ncommand-timeout = 7200\n"), "{written}");
+    assert!(!written.contains("command-timeout-secs"), "{written}");
+    // Both at once is a duplicate key, not a silent choice.
+    let both = text.replace(
+        "\ncommand-timeout = 7200\n",
+        "\ncommand-timeout = 7200\ncommand-timeout-secs = 60\n",
+    );
+    assert!(Plan::from_toml(&both).is_err());
+}
