@@ -170,6 +170,9 @@ pub fn format_failure(spec: &CommandSpec, outcome: &CommandOutcome) -> String {
     line
 }
 
+/// How often [`SystemRunner`] logs that a command still runs.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
 /// Runs commands on the live system.
 pub struct SystemRunner {
     log: Box<dyn Write + Send>,
@@ -178,6 +181,10 @@ pub struct SystemRunner {
     /// How long to wait for output to end after the command exited (a
     /// daemon it started may hold the pipe open forever).
     pub drain_wait: Duration,
+    /// While a command runs, a line every this long says so (the journal
+    /// would otherwise stay silent through a long `apt-get` or driver
+    /// build): [`HEARTBEAT`] by default.
+    pub heartbeat: Duration,
     /// Pipes still open after `drain_wait`, kept open (as the reader
     /// threads did) so the process holding the other end is not killed by
     /// SIGPIPE while the agent runs.
@@ -189,6 +196,7 @@ impl std::fmt::Debug for SystemRunner {
         f.debug_struct("SystemRunner")
             .field("kill_grace", &self.kill_grace)
             .field("drain_wait", &self.drain_wait)
+            .field("heartbeat", &self.heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +215,7 @@ impl SystemRunner {
             log,
             kill_grace: Duration::from_secs(5),
             drain_wait: Duration::from_secs(2),
+            heartbeat: HEARTBEAT,
             lingering: Vec::new(),
         }
     }
@@ -367,6 +376,7 @@ impl Runner for SystemRunner {
         ];
 
         let deadline = start + spec.timeout;
+        let mut beat = start + self.heartbeat;
         let mut timed_out = false;
         let status = loop {
             match child.try_wait() {
@@ -375,7 +385,19 @@ impl Runner for SystemRunner {
                     timed_out = true;
                     break self.stop(&mut child, &mut pipes);
                 }
-                Ok(None) => read_ready(&mut pipes, Duration::from_millis(10)),
+                Ok(None) => {
+                    // The wait loop polls every 10 ms anyway: the heartbeat
+                    // is a clock check here, no thread.
+                    if Instant::now() >= beat {
+                        beat += self.heartbeat;
+                        self.log(&format!(
+                            "vgpu-firstboot: still running {}: {shown} ({} s so far)",
+                            spec.why,
+                            start.elapsed().as_secs()
+                        ));
+                    }
+                    read_ready(&mut pipes, Duration::from_millis(10))
+                }
                 Err(e) => break Err(e),
             }
         }

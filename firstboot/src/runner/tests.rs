@@ -131,6 +131,32 @@ impl Write for SharedLog {
     }
 }
 
+/// A command that runs past the heartbeat gets "still running" lines
+/// between its start and end lines, naming why it runs and what it is.
+#[test]
+fn system_runner_says_a_long_command_still_runs() {
+    let log = SharedLog::default();
+    let mut runner = SystemRunner::with_log(Box::new(log.clone()));
+    runner.heartbeat = Duration::from_millis(300);
+    let out = runner
+        .run(&sh("sleep 1.5").why("install the driver"))
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let beats: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+    assert!(!beats.is_empty(), "{text}");
+    for line in &beats {
+        let rest = line
+            .strip_prefix("vgpu-firstboot: still running install the driver: sh -c 'sleep 1.5' (")
+            .unwrap_or_else(|| panic!("{line:?} in\n{text}"));
+        let secs = rest.strip_suffix(" s so far)").unwrap();
+        assert!(secs.parse::<u64>().is_ok(), "{line}");
+    }
+    assert_eq!(lines[0], "running `sh -c 'sleep 1.5'`: install the driver");
+    assert!(lines.last().unwrap().contains("succeeded in"), "{text}");
+}
+
 #[test]
 fn system_runner_logs_start_and_end() {
     let log = SharedLog::default();
