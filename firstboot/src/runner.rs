@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, Signal, kill_process_group};
 
+use crate::verbosity::Verbosity;
+
 /// Bytes of stdout and of stderr kept in a [`CommandOutcome`].
 pub const TAIL_BYTES: usize = 4096;
 
@@ -185,6 +187,11 @@ pub struct SystemRunner {
     /// would otherwise stay silent through a long `apt-get` or driver
     /// build): [`HEARTBEAT`] by default.
     pub heartbeat: Duration,
+    /// [`Verbosity::Quiet`]: no start and success lines (failures and
+    /// heartbeats are always logged); [`Verbosity::Verbose`]: a success
+    /// line carries the end of the command's output, as a failure does.
+    /// [`crate::verbosity::get`] when the runner is made.
+    pub verbosity: Verbosity,
     /// Pipes still open after `drain_wait`, kept open (as the reader
     /// threads did) so the process holding the other end is not killed by
     /// SIGPIPE while the agent runs.
@@ -216,6 +223,7 @@ impl SystemRunner {
             kill_grace: Duration::from_secs(5),
             drain_wait: Duration::from_secs(2),
             heartbeat: HEARTBEAT,
+            verbosity: crate::verbosity::get(),
             lingering: Vec::new(),
         }
     }
@@ -358,7 +366,10 @@ fn read_ready(pipes: &mut [Pipe; 2], wait: Duration) {
 impl Runner for SystemRunner {
     fn run(&mut self, spec: &CommandSpec) -> io::Result<CommandOutcome> {
         let shown = spec.command_line();
-        self.log(&format!("running `{shown}`: {}", spec.why));
+        let normal = self.verbosity >= Verbosity::Normal;
+        if normal {
+            self.log(&format!("running `{shown}`: {}", spec.why));
+        }
         let start = Instant::now();
         let mut child = Command::new(&spec.program)
             .args(&spec.args)
@@ -423,13 +434,13 @@ impl Runner for SystemRunner {
             stderr_tail: err.tail.text(),
             duration,
         };
-        if outcome.success() {
+        if self.verbosity == Verbosity::Verbose || !outcome.success() {
+            self.log(&format_failure(spec, &outcome));
+        } else if normal {
             self.log(&format!(
                 "`{shown}` succeeded in {:.1}s",
                 duration.as_secs_f64()
             ));
-        } else {
-            self.log(&format_failure(spec, &outcome));
         }
         Ok(outcome)
     }
