@@ -16,3 +16,4 @@ pub mod facts;
 pub mod runner;
 pub mod sha256;
 pub mod state;
+pub mod verbosity;

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, Signal, kill_process_group};
 
+use crate::verbosity::Verbosity;
+
 /// Bytes of stdout and of stderr kept in a [`CommandOutcome`].
 pub const TAIL_BYTES: usize = 4096;
 
@@ -170,6 +172,9 @@ pub fn format_failure(spec: &CommandSpec, outcome: &CommandOutcome) -> String {
     line
 }
 
+/// How often [`SystemRunner`] logs that a command still runs.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
 /// Runs commands on the live system.
 pub struct SystemRunner {
     log: Box<dyn Write + Send>,
@@ -178,6 +183,15 @@ pub struct SystemRunner {
     /// How long to wait for output to end after the command exited (a
     /// daemon it started may hold the pipe open forever).
     pub drain_wait: Duration,
+    /// While a command runs, a line every this long says so (the journal
+    /// would otherwise stay silent through a long `apt-get` or driver
+    /// build): [`HEARTBEAT`] by default.
+    pub heartbeat: Duration,
+    /// [`Verbosity::Quiet`]: no start and success lines (failures and
+    /// heartbeats are always logged); [`Verbosity::Verbose`]: a success
+    /// line carries the end of the command's output, as a failure does.
+    /// [`crate::verbosity::get`] when the runner is made.
+    pub verbosity: Verbosity,
     /// Pipes still open after `drain_wait`, kept open (as the reader
     /// threads did) so the process holding the other end is not killed by
     /// SIGPIPE while the agent runs.
@@ -189,6 +203,7 @@ impl std::fmt::Debug for SystemRunner {
         f.debug_struct("SystemRunner")
             .field("kill_grace", &self.kill_grace)
             .field("drain_wait", &self.drain_wait)
+            .field("heartbeat", &self.heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +222,8 @@ impl SystemRunner {
             log,
             kill_grace: Duration::from_secs(5),
             drain_wait: Duration::from_secs(2),
+            heartbeat: HEARTBEAT,
+            verbosity: crate::verbosity::get(),
             lingering: Vec::new(),
         }
     }
@@ -349,7 +366,10 @@ fn read_ready(pipes: &mut [Pipe; 2], wait: Duration) {
 impl Runner for SystemRunner {
     fn run(&mut self, spec: &CommandSpec) -> io::Result<CommandOutcome> {
         let shown = spec.command_line();
-        self.log(&format!("running `{shown}`: {}", spec.why));
+        let normal = self.verbosity >= Verbosity::Normal;
+        if normal {
+            self.log(&format!("running `{shown}`: {}", spec.why));
+        }
         let start = Instant::now();
         let mut child = Command::new(&spec.program)
             .args(&spec.args)
@@ -367,6 +387,7 @@ impl Runner for SystemRunner {
         ];
 
         let deadline = start + spec.timeout;
+        let mut beat = start + self.heartbeat;
         let mut timed_out = false;
         let status = loop {
             match child.try_wait() {
@@ -375,7 +396,19 @@ impl Runner for SystemRunner {
                     timed_out = true;
                     break self.stop(&mut child, &mut pipes);
                 }
-                Ok(None) => read_ready(&mut pipes, Duration::from_millis(10)),
+                Ok(None) => {
+                    // The wait loop polls every 10 ms anyway: the heartbeat
+                    // is a clock check here, no thread.
+                    if Instant::now() >= beat {
+                        beat += self.heartbeat;
+                        self.log(&format!(
+                            "vgpu-firstboot: still running {}: {shown} ({} s so far)",
+                            spec.why,
+                            start.elapsed().as_secs()
+                        ));
+                    }
+                    read_ready(&mut pipes, Duration::from_millis(10))
+                }
                 Err(e) => break Err(e),
             }
         }
@@ -401,13 +434,13 @@ impl Runner for SystemRunner {
             stderr_tail: err.tail.text(),
             duration,
         };
-        if outcome.success() {
+        if self.verbosity == Verbosity::Verbose || !outcome.success() {
+            self.log(&format_failure(spec, &outcome));
+        } else if normal {
             self.log(&format!(
                 "`{shown}` succeeded in {:.1}s",
                 duration.as_secs_f64()
             ));
-        } else {
-            self.log(&format_failure(spec, &outcome));
         }
         Ok(outcome)
     }

@@ -325,7 +325,11 @@ pub struct AgentPlan {
     pub reboot_cap: u32,
     /// Keep the payload after success (default: delete it).
     pub keep_payload: bool,
-    /// Timeout for one command, in seconds.
+    /// Timeout for one command, in seconds: `command-timeout`, spelled as
+    /// the profile's `agent.command-timeout`. Plans baked before the rename
+    /// (an installed bundle, the state's archived plan) wrote
+    /// `command-timeout-secs`, which is still read.
+    #[serde(rename = "command-timeout", alias = "command-timeout-secs")]
     pub command_timeout_secs: u64,
 }
 

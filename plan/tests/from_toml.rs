@@ -1,6 +1,7 @@
 //! `vgpu_plan::from_toml` reads a parsed table with its own small
 //! deserializer (`de.rs`); it must accept, refuse and word its errors
-//! exactly as reading through `toml::Table`'s own deserializer does. Every
+//! exactly as reading through `toml::Table`'s own deserializer does (but
+//! for a struct written as an array, which it refuses). Every
 //! baked plan fixture, a manifest and a compatibility table are checked
 //! as they are and with each value replaced by wrong ones, a line dropped,
 //! or an unknown key added.
@@ -164,4 +165,62 @@ fn errors_name_the_key_path() {
         err,
         "invalid type: integer `6`, expected a string\nin `host.kernel-pin.series`\n\n"
     );
+}
+
+/// A struct is read from a table only: `toml` also takes an array of its
+/// fields in order (no plan is written so), which `from_toml` refuses with
+/// the error `toml` gives any other value that is not a table.
+#[test]
+fn a_struct_is_read_from_a_table_only() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans/demo.toml"),
+    )
+    .unwrap();
+    let start = text.find("[agent]\n").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let with_agent = |value: &str| format!("agent = {value}\n{}{}", &text[..start], &text[end..]);
+
+    let as_array = with_agent("[2, false, 3600]");
+    assert!(via_table::<Plan>(&as_array).is_ok(), "toml reads it");
+    assert_eq!(
+        vgpu_plan::from_toml::<Plan>(&as_array)
+            .unwrap_err()
+            .to_string(),
+        "invalid type: sequence, expected struct AgentPlan\nin `agent`\n\n"
+    );
+    for value in ["1979-05-27T07:32:00Z", "\"x\"", "1", "1.5", "true"] {
+        let other = with_agent(value);
+        assert!(!same::<Plan>(&other), "agent = {value} must fail");
+    }
+}
+
+/// `agent.command-timeout` is spelled as in the profile; a plan baked
+/// before the rename (an installed bundle, the state's archived plan) says
+/// `command-timeout-secs` and still loads, and writing emits the new key.
+#[test]
+fn the_command_timeout_reads_in_both_spellings_and_writes_the_new_one() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans/licensing-external.toml"),
+    )
+    .unwrap();
+    assert!(text.contains("\ncommand-timeout = 7200\n"), "{text}");
+    let old = text.replace("\ncommand-timeout = ", "\ncommand-timeout-secs = ");
+    for spelling in [&text, &old] {
+        let plan = Plan::from_toml(spelling).unwrap();
+        assert_eq!(plan.agent.command_timeout_secs, 7200);
+        assert!(same::<Plan>(spelling));
+    }
+    assert_eq!(
+        Plan::from_toml(&old).unwrap(),
+        Plan::from_toml(&text).unwrap()
+    );
+    let written = Plan::from_toml(&old).unwrap().to_toml();
+    assert!(written.contains("\ncommand-timeout = 7200\n"), "{written}");
+    assert!(!written.contains("command-timeout-secs"), "{written}");
+    // Both at once is a duplicate key, not a silent choice.
+    let both = text.replace(
+        "\ncommand-timeout = 7200\n",
+        "\ncommand-timeout = 7200\ncommand-timeout-secs = 60\n",
+    );
+    assert!(Plan::from_toml(&both).is_err());
 }

@@ -231,38 +231,58 @@ pub fn check(
     })
 }
 
-/// The bundle check `run` makes before phase 1 ([`check`]), as the dry
-/// run's text: the trusted keys, the signature's status, the files checked
-/// and a verdict; `false` when `run` would refuse the bundle. Reads only.
-pub fn preview(fs: &Root, plan_name: &str, plan_sha256: &str, plan_size: u64) -> (String, bool) {
-    let c = match check(fs, plan_name, plan_sha256, plan_size) {
-        Ok(c) => c,
-        Err(e) => {
-            return (
-                format!(
-                    "bundle check: REFUSED: `run` would stop before phase 1 and change nothing: {}",
-                    e.reason
-                ),
-                false,
-            );
-        }
-    };
-    let sig = match (&c.signed_by, c.signed) {
-        (Some(_), _) => "verified by the trusted key ",
-        (None, true) => "present, not checked: no trusted key in ",
-        (None, false) => "none, not required: no trusted key in ",
-    };
-    let mut text = format!(
-        "bundle check: passes; signature {sig}{}; {} files match the manifest (size, sha256):",
-        c.signed_by
-            .unwrap_or_else(|| shown(layout::TRUSTED_KEYS_DIR)),
-        c.files.len() + 1
-    );
-    for f in std::iter::once(layout::PLAN_FILE).chain(c.files.iter().map(|f| f.0.as_str())) {
-        text.push_str("\n    ");
-        text.push_str(&shown(f));
+/// The bundle check `run` makes before phase 1 ([`check`]), for the dry
+/// run. Reads only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Preview {
+    /// `run` would go on; false: it would refuse the bundle and change
+    /// nothing.
+    pub passes: bool,
+    /// Why `run` would refuse it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// `verified` (by `signed-by`), `unchecked` (a signature, but no trusted
+    /// key) or `none` (no signature and no trusted key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'static str>,
+    /// The trusted key file that verified the signature, else the trusted
+    /// keys' directory (absolute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Every file checked against the manifest (size, sha256), absolute,
+    /// the plan first.
+    pub files: Vec<String>,
+}
+
+/// [`check`] as a [`Preview`].
+pub fn preview(fs: &Root, plan_name: &str, plan_sha256: &str, plan_size: u64) -> Preview {
+    match check(fs, plan_name, plan_sha256, plan_size) {
+        Ok(c) => Preview {
+            passes: true,
+            refused: None,
+            signature: Some(match (&c.signed_by, c.signed) {
+                (Some(_), _) => "verified",
+                (None, true) => "unchecked",
+                (None, false) => "none",
+            }),
+            signed_by: Some(
+                c.signed_by
+                    .unwrap_or_else(|| shown(layout::TRUSTED_KEYS_DIR)),
+            ),
+            files: std::iter::once(layout::PLAN_FILE)
+                .chain(c.files.iter().map(|f| f.0.as_str()))
+                .map(shown)
+                .collect(),
+        },
+        Err(e) => Preview {
+            passes: false,
+            refused: Some(e.reason),
+            signature: None,
+            signed_by: None,
+            files: Vec::new(),
+        },
     }
-    (text, true)
 }
 
 /// sha256 and size per file already hashed: the installer is hundreds of

@@ -17,7 +17,7 @@ mod status;
 mod undo;
 mod upgrade;
 
-pub use dry_run::dry_run;
+pub use dry_run::{DryRun, dry_run, dry_run_json, dry_run_report, render_text};
 pub use facts::facts;
 pub use licensing::licensing;
 pub use retry::retry;

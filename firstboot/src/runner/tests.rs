@@ -131,6 +131,69 @@ impl Write for SharedLog {
     }
 }
 
+/// `-q` leaves only failures in the log; `-v` adds the end of a successful
+/// command's output to its line.
+#[test]
+fn system_runner_logs_by_verbosity() {
+    let lines = |verbosity: Verbosity| {
+        let log = SharedLog::default();
+        let mut runner = SystemRunner::with_log(Box::new(log.clone()));
+        runner.verbosity = verbosity;
+        runner.run(&sh("echo all done").why("checking")).unwrap();
+        runner.run(&sh("echo nope >&2; exit 1")).unwrap();
+        String::from_utf8(log.0.lock().unwrap().clone()).unwrap()
+    };
+    let quiet = lines(Verbosity::Quiet);
+    assert_eq!(quiet.lines().count(), 1, "{quiet}");
+    assert!(
+        quiet.contains("(test) failed with exit code 1 after"),
+        "{quiet}"
+    );
+    let verbose = lines(Verbosity::Verbose);
+    let v: Vec<&str> = verbose.lines().collect();
+    assert_eq!(v.len(), 4, "{verbose}");
+    assert!(
+        v[1].starts_with("`sh -c 'echo all done'` (checking) succeeded after "),
+        "{verbose}"
+    );
+    assert!(v[1].ends_with(": all done"), "{verbose}");
+    assert_eq!(lines(Verbosity::Normal).lines().count(), 4);
+}
+
+#[test]
+fn verbosity_from_the_flags() {
+    use crate::verbosity::Verbosity as V;
+    assert_eq!(V::from_flags(false, false), V::Normal);
+    assert_eq!(V::from_flags(true, false), V::Quiet);
+    assert_eq!(V::from_flags(false, true), V::Verbose);
+}
+
+/// A command that runs past the heartbeat gets "still running" lines
+/// between its start and end lines, naming why it runs and what it is.
+#[test]
+fn system_runner_says_a_long_command_still_runs() {
+    let log = SharedLog::default();
+    let mut runner = SystemRunner::with_log(Box::new(log.clone()));
+    runner.heartbeat = Duration::from_millis(300);
+    let out = runner
+        .run(&sh("sleep 1.5").why("install the driver"))
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let beats: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+    assert!(!beats.is_empty(), "{text}");
+    for line in &beats {
+        let rest = line
+            .strip_prefix("vgpu-firstboot: still running install the driver: sh -c 'sleep 1.5' (")
+            .unwrap_or_else(|| panic!("{line:?} in\n{text}"));
+        let secs = rest.strip_suffix(" s so far)").unwrap();
+        assert!(secs.parse::<u64>().is_ok(), "{line}");
+    }
+    assert_eq!(lines[0], "running `sh -c 'sleep 1.5'`: install the driver");
+    assert!(lines.last().unwrap().contains("succeeded in"), "{text}");
+}
+
 #[test]
 fn system_runner_logs_start_and_end() {
     let log = SharedLog::default();

@@ -37,7 +37,7 @@ applied = false
 [agent]
 reboot-cap = 2
 keep-payload = false
-command-timeout-secs = 600
+command-timeout = 600
 
 [[step]]
 phase = "one"
