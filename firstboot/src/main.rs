@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use vgpu_firstboot::cli::{self, Command, USAGE};
 use vgpu_firstboot::commands;
+use vgpu_firstboot::verbosity::{self, Verbosity};
 use vgpu_rootfs::{errln, out, outln};
 
 fn main() -> ExitCode {
@@ -17,7 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // integrator: wire cli.quiet and cli.verbose.
+    if cli.quiet && cli.verbose > 0 {
+        errln!("vgpu-firstboot: -q and -v contradict each other: give one of them");
+        return ExitCode::from(2);
+    }
+    verbosity::set(Verbosity::from_flags(cli.quiet, cli.verbose > 0));
     let root = cli.root.as_path();
     let code = match cli.command {
         Command::Help => {
@@ -30,8 +35,8 @@ fn main() -> ExitCode {
         }
         Command::Run => commands::run(root),
         Command::Status { json, wait } => commands::status(root, json, wait),
-        // integrator: route json to commands::dry_run_json.
-        Command::Plan { json: _ } => commands::dry_run(root),
+        Command::Plan { json: false } => commands::dry_run(root),
+        Command::Plan { json: true } => commands::dry_run_json(root),
         Command::Facts { json } => commands::facts(root, json),
         Command::Retry { step } => commands::retry(root, step),
         Command::Undo { dry_run } => commands::undo(root, dry_run),

@@ -89,6 +89,19 @@ fn the_json_dry_run_holds_the_gate_bundle_and_every_change() {
     let report = dry_run_report(&host.root()).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), render_text(&report));
     assert_eq!(dry_run_json(&host.root()), 0);
+
+    // `plan --json` through the real binary: one document on stdout, the
+    // same value; -q changes nothing of it; -q with -v is a usage error.
+    for args in [&["plan", "--json"][..], &["-q", "plan", "--json"]] {
+        let out = host.agent(args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+        assert_eq!(got, document(&host), "{args:?}");
+    }
+    let out = host.agent(&["-q", "-v", "plan", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-q and -v"));
     assert_eq!(host.tree(), before, "the dry run changed the host");
 }
 
