@@ -171,11 +171,8 @@ fn tampered(how: &str) -> SimHost {
         "plan" => {
             let p = host.root().join(layout::PLAN_FILE);
             let t = fs::read_to_string(&p).unwrap();
-            assert!(t.contains("kernel-args-extra = []"), "{t}");
-            let t = t.replace(
-                "kernel-args-extra = []",
-                "kernel-args-extra = [\"init=/bin/sh\"]",
-            );
+            assert!(t.contains("kernel-args = []"), "{t}");
+            let t = t.replace("kernel-args = []", "kernel-args = [\"init=/bin/sh\"]");
             fs::write(&p, t).unwrap();
         }
         "link" => {

@@ -130,9 +130,11 @@ pub struct HostPlan<D = PayloadFile> {
     pub iommu: Iommu,
     /// Boot loader.
     pub bootloader: Bootloader,
-    /// Extra kernel arguments from the profile, added to the vendor's IOMMU
-    /// arguments ([`Vendor::iommu_kernel_args`]).
-    #[serde(default)]
+    /// Extra kernel arguments from the profile's `host.kernel-args`, added
+    /// to the vendor's IOMMU arguments ([`Vendor::iommu_kernel_args`]).
+    /// Spelled as in the profile; plans baked before wrote
+    /// `kernel-args-extra`, which is still read.
+    #[serde(default, rename = "kernel-args", alias = "kernel-args-extra")]
     pub kernel_args_extra: Vec<String>,
     /// Packages phase 1 installs. `{kernel}` stands for the kernel that will run.
     pub packages: Vec<String>,

@@ -224,3 +224,32 @@ fn the_command_timeout_reads_in_both_spellings_and_writes_the_new_one() {
     );
     assert!(Plan::from_toml(&both).is_err());
 }
+
+/// `host.kernel-args` is spelled as in the profile; plans baked before say
+/// `kernel-args-extra` and still load, and writing emits the new key.
+#[test]
+fn the_kernel_args_read_in_both_spellings_and_write_the_new_one() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/plans/demo.toml"),
+    )
+    .unwrap()
+    .replace("\nkernel-args = []\n", "\nkernel-args = [\"quiet\"]\n");
+    assert!(text.contains("\nkernel-args = [\"quiet\"]\n"), "{text}");
+    let old = text.replace("\nkernel-args = ", "\nkernel-args-extra = ");
+    for spelling in [&text, &old] {
+        let plan = Plan::from_toml(spelling).unwrap();
+        assert_eq!(plan.host.kernel_args_extra, ["quiet"]);
+        assert!(same::<Plan>(spelling));
+    }
+    let written = Plan::from_toml(&old).unwrap().to_toml();
+    assert!(
+        written.contains("\nkernel-args = [\"quiet\"]\n"),
+        "{written}"
+    );
+    assert!(!written.contains("kernel-args-extra"), "{written}");
+    let both = text.replace(
+        "\nkernel-args = [\"quiet\"]\n",
+        "\nkernel-args = [\"quiet\"]\nkernel-args-extra = []\n",
+    );
+    assert!(Plan::from_toml(&both).is_err());
+}
