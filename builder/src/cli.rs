@@ -131,6 +131,9 @@ pub enum Cmd {
         /// Facts files (`vgpu-firstboot facts --json` output), one or more.
         #[arg(long = "facts", value_name = "FACTS.json", required = true, num_args = 1..)]
         facts: Vec<PathBuf>,
+        /// Print one JSON document (docs/JSON.md) instead of the text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -247,6 +250,9 @@ pub enum Cmd {
         /// The hook to write (mode 0755).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Print one JSON document (docs/JSON.md) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     /// Make an unencrypted minisign key pair for signing bundles:
     /// PREFIX.key (secret, mode 0600) and PREFIX.pub.
@@ -256,6 +262,9 @@ pub enum Cmd {
         /// Replace existing key files.
         #[arg(long)]
         force: bool,
+        /// Print one JSON document (docs/JSON.md) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     // --- rollout: fleet, answer, usb ---
     /// Bake a fleet: each distinct profile of INVENTORY.toml once into
@@ -283,6 +292,9 @@ pub enum Cmd {
         /// next to this vgpu-bake].
         #[arg(long, value_name = "FILE")]
         agent: Option<PathBuf>,
+        /// Print one JSON document (docs/JSON.md) instead of the text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -321,6 +333,9 @@ pub enum Cmd {
         /// Replace an existing --out.
         #[arg(long)]
         force: bool,
+        /// Print one JSON document (docs/JSON.md) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     // --- end rollout ---
     /// List the guest (VM) drivers of the bash installer's catalog: release,

@@ -475,29 +475,51 @@ pub fn hook(
     trusted: &[PathBuf],
     template: Option<&Path>,
     out: &Path,
+    json: bool,
 ) -> Result<()> {
     use vgpu_bake::rollout::{hook, make};
-    // The flags first: a usage error before any file is looked for.
-    flags.sources()?;
-    let exe = std::env::current_exe().context("cannot find this vgpu-bake's own path")?;
-    let template = hook::find_template(template, &exe)?;
-    let made = make::make_hook(input, flags, trusted, &template, out)?;
-    say!("{}", make::summary(&made.out, made.size, &made.config));
-    Ok(())
+    let mut doc = report::HookDoc {
+        schema: report::SCHEMA,
+        hook: report::path_text(out),
+        ..report::HookDoc::default()
+    };
+    let result = (|| {
+        // The flags first: a usage error before any file is looked for.
+        flags.sources()?;
+        let exe = std::env::current_exe().context("cannot find this vgpu-bake's own path")?;
+        let template = hook::find_template(template, &exe)?;
+        let made = make::make_hook(input, flags, trusted, &template, out)?;
+        if !json {
+            say!("{}", make::summary(&made.out, made.size, &made.config));
+        }
+        doc.made(&made);
+        Ok(())
+    })();
+    report::emit(json, doc, result)
 }
 
 /// `keygen`: a minisign key pair for signing bundles.
-pub fn keygen(prefix: &Path, force: bool) -> Result<()> {
-    let made = sign::keygen(prefix, force)?;
-    say!("{}", made.secret.display());
-    say!("{}", made.public.display());
-    note!(
-        "key id {}: sign with `vgpu-bake bake --sign-key {}`; copy {} into /etc/vgpu-firstboot/trusted-keys/ on the hosts (and pass it to `inspect`/`install --trusted-key`); keep the .key secret",
-        made.key_id,
-        made.secret.display(),
-        made.public.display()
-    );
-    Ok(())
+pub fn keygen(prefix: &Path, force: bool, json: bool) -> Result<()> {
+    let mut doc = report::KeygenDoc {
+        schema: report::SCHEMA,
+        ..report::KeygenDoc::default()
+    };
+    let result = sign::keygen(prefix, force).map_err(anyhow::Error::from).map(|made| {
+        if !json {
+            say!("{}", made.secret.display());
+            say!("{}", made.public.display());
+            note!(
+                "key id {}: sign with `vgpu-bake bake --sign-key {}`; copy {} into /etc/vgpu-firstboot/trusted-keys/ on the hosts (and pass it to `inspect`/`install --trusted-key`); keep the .key secret",
+                made.key_id,
+                made.secret.display(),
+                made.public.display()
+            );
+        }
+        doc.secret = Some(report::path_text(&made.secret));
+        doc.public = Some(report::path_text(&made.public));
+        doc.key_id = Some(made.key_id);
+    });
+    report::emit(json, doc, result)
 }
 
 /// `install`: lay a bundle onto a root directory.
@@ -614,7 +636,27 @@ fn agent_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
 /// `check`: every profile against every facts file, through the host gate
 /// with the builder's GPU database. Prints one block per (profile, facts)
 /// pair with every reason; fails if any pair fails.
-pub fn check(profiles: &[PathBuf], facts: &[PathBuf], db: &GpuDb) -> Result<()> {
+pub fn check(
+    profiles: &[PathBuf],
+    facts: &[PathBuf],
+    json: bool,
+    gpu_db: Option<&Path>,
+) -> Result<()> {
+    let mut doc = report::CheckDoc {
+        schema: report::SCHEMA,
+        ..report::CheckDoc::default()
+    };
+    let result = open_db(gpu_db).and_then(|db| check_pairs(profiles, facts, json, &db, &mut doc));
+    report::emit(json, doc, result)
+}
+
+fn check_pairs(
+    profiles: &[PathBuf],
+    facts: &[PathBuf],
+    json: bool,
+    db: &GpuDb,
+    doc: &mut report::CheckDoc,
+) -> Result<()> {
     let table = db.compat_table();
     let hosts = facts
         .iter()
@@ -628,13 +670,21 @@ pub fn check(profiles: &[PathBuf], facts: &[PathBuf], db: &GpuDb) -> Result<()> 
     for (path, plan) in &plans {
         for (facts_path, host) in &hosts {
             let report = vgpu_bake::check::check(plan, host, &table);
-            outln!("{} on {}:", path.display(), facts_path.display());
-            for line in report.lines() {
-                outln!("    {line}");
+            if !json {
+                outln!("{} on {}:", path.display(), facts_path.display());
+                for line in report.lines() {
+                    outln!("    {line}");
+                }
             }
             if !report.passed() {
                 failed += 1;
             }
+            doc.pairs.push(report::CheckedPair {
+                profile: report::path_text(path),
+                facts: report::path_text(facts_path),
+                passed: report.passed(),
+                report,
+            });
         }
     }
     if failed > 0 {
@@ -659,61 +709,77 @@ pub struct HookParts {
 }
 
 /// `fleet`: an inventory into a fleet directory.
+#[allow(clippy::too_many_arguments)]
 pub fn fleet(
     inventory: &Path,
     out: PathBuf,
-    hook: &HookParts,
+    hook: Result<HookParts>,
     sign_key: Option<&Path>,
     cache: Option<PathBuf>,
     agent: Option<PathBuf>,
-    db: &GpuDb,
+    gpu_db: Option<&Path>,
+    json: bool,
 ) -> Result<()> {
     use vgpu_bake::rollout::fleet::{FleetInputs, fleet};
-    let started = std::time::Instant::now();
-    let sign = sign_key.map(SigningKey::load).transpose()?;
-    let agent = agent_path(agent)?;
-    let inputs = FleetInputs {
-        inventory: inventory.to_owned(),
-        out,
-        fetch: fetch_options(cache),
-        agent,
-        options: BakeOptions {
-            mtime: source_date_epoch()?,
-            sign,
-            ..BakeOptions::default()
-        },
-        template: hook.template.clone(),
-        sources: hook.sources.clone(),
-        trusted: hook.trusted.clone(),
+    let mut doc = report::FleetDoc {
+        schema: report::SCHEMA,
+        inventory: report::path_text(inventory),
+        out: report::path_text(&out),
+        ..report::FleetDoc::default()
     };
-    let report = fleet(&inputs, db)?;
-    for (profile, w) in &report.warnings {
-        warn(std::slice::from_ref(w), profile);
-    }
-    for n in &report.notes {
-        note!("{n}");
-    }
-    for b in &report.bundles {
-        let sha = b.sha256.to_string();
-        say!(
-            "bundle {:<20} sha256 {}  {:>10} bytes  {} host(s){}  {}",
-            b.name,
-            &sha[..12],
-            b.size,
-            b.hosts,
-            if b.default { " + default" } else { "" },
-            b.file
-        );
-    }
-    say!(
-        "hook   {} ({} bytes; index {}, {} bundle(s)); made in {:.1} s",
-        report.hook.display(),
-        report.hook_size,
-        report.index.display(),
-        report.bundles.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    let started = std::time::Instant::now();
+    let result = (|| {
+        let hook = hook?;
+        let db = open_db(gpu_db)?;
+        let sign = sign_key.map(SigningKey::load).transpose()?;
+        let agent = agent_path(agent)?;
+        let inputs = FleetInputs {
+            inventory: inventory.to_owned(),
+            out,
+            fetch: fetch_options(cache),
+            agent,
+            options: BakeOptions {
+                mtime: source_date_epoch()?,
+                sign,
+                ..BakeOptions::default()
+            },
+            template: hook.template.clone(),
+            sources: hook.sources.clone(),
+            trusted: hook.trusted.clone(),
+        };
+        let report = fleet(&inputs, &db)?;
+        for (profile, w) in &report.warnings {
+            warn(std::slice::from_ref(w), profile);
+        }
+        for n in &report.notes {
+            note!("{n}");
+        }
+        if !json {
+            for b in &report.bundles {
+                let sha = b.sha256.to_string();
+                say!(
+                    "bundle {:<20} sha256 {}  {:>10} bytes  {} host(s){}  {}",
+                    b.name,
+                    &sha[..12],
+                    b.size,
+                    b.hosts,
+                    if b.default { " + default" } else { "" },
+                    b.file
+                );
+            }
+            say!(
+                "hook   {} ({} bytes; index {}, {} bundle(s)); made in {:.1} s",
+                report.hook.display(),
+                report.hook_size,
+                report.index.display(),
+                report.bundles.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        doc.made(&report);
+        Ok(())
+    })();
+    report::emit(json, doc, result)
 }
 
 /// `answer`: the answer file's `[first-boot]` and the boot line.
@@ -736,18 +802,32 @@ pub fn answer(
 }
 
 /// `usb`: an ext4 image holding a bundle or a fleet directory.
-pub fn usb(input: &Path, out: &Path, label: &str, force: bool) -> Result<()> {
-    let r = vgpu_bake::rollout::usb::usb(input, out, label, force, source_date_epoch()?)?;
-    say!(
-        "wrote {} ({} bytes, {} MiB, ext4 label {}) holding {}; write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
-        r.out.display(),
-        r.size,
-        r.size / (1024 * 1024),
-        r.label,
-        r.holds,
-        r.out.display()
-    );
-    Ok(())
+pub fn usb(input: &Path, out: &Path, label: &str, force: bool, json: bool) -> Result<()> {
+    let mut doc = report::UsbDoc {
+        schema: report::SCHEMA,
+        input: report::path_text(input),
+        image: report::path_text(out),
+        ..report::UsbDoc::default()
+    };
+    let result = source_date_epoch().and_then(|mtime| {
+        let r = vgpu_bake::rollout::usb::usb(input, out, label, force, mtime)?;
+        if !json {
+            say!(
+                "wrote {} ({} bytes, {} MiB, ext4 label {}) holding {}; write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
+                r.out.display(),
+                r.size,
+                r.size / (1024 * 1024),
+                r.label,
+                r.holds,
+                r.out.display()
+            );
+        }
+        doc.size = Some(r.size);
+        doc.label = Some(r.label);
+        doc.holds = Some(r.holds);
+        Ok(())
+    });
+    report::emit(json, doc, result)
 }
 // --- end rollout ---
 

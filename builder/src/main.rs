@@ -55,8 +55,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Check {
             profiles,
             facts,
+            json,
             db,
-        } => commands::check(&profiles, &facts, &commands::open_db(db.gpu_db.as_deref())?),
+        } => commands::check(&profiles, &facts, json, db.gpu_db.as_deref()),
         Cmd::Plan {
             profile,
             json,
@@ -112,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
             index,
             hook,
             out,
+            json,
         } => {
             use vgpu_bake::rollout::make::HookInput;
             let input = match (bundle, index) {
@@ -125,9 +127,14 @@ fn run(cli: Cli) -> Result<()> {
                 &hook.trusted_key,
                 hook.hook_template.as_deref(),
                 &out,
+                json,
             )
         }
-        Cmd::Keygen { prefix, force } => commands::keygen(&prefix, force),
+        Cmd::Keygen {
+            prefix,
+            force,
+            json,
+        } => commands::keygen(&prefix, force, json),
         // --- rollout: fleet, answer, usb ---
         Cmd::Fleet {
             inventory,
@@ -136,19 +143,18 @@ fn run(cli: Cli) -> Result<()> {
             sign_key,
             cache,
             agent,
+            json,
             db,
-        } => {
-            let db = commands::open_db(db.gpu_db.as_deref())?;
-            commands::fleet(
-                &inventory,
-                out,
-                &hook_parts(hook)?,
-                sign_key.as_deref(),
-                cache,
-                agent,
-                &db,
-            )
-        }
+        } => commands::fleet(
+            &inventory,
+            out,
+            hook_parts(hook),
+            sign_key.as_deref(),
+            cache,
+            agent,
+            db.gpu_db.as_deref(),
+            json,
+        ),
         Cmd::Answer {
             profile,
             hook_url,
@@ -167,7 +173,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             label,
             force,
-        } => commands::usb(&input, &out, &label, force),
+            json,
+        } => commands::usb(&input, &out, &label, force, json),
         // --- end rollout ---
         Cmd::GuestDrivers {
             release,

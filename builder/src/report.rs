@@ -1,4 +1,5 @@
-//! The JSON documents of `validate`, `fetch`, `bake` and `install`
+//! The JSON documents of `validate`, `check`, `fetch`, `bake`, `install`,
+//! `hook`, `keygen`, `fleet` and `usb`
 //! (`--json`), and the error text every command prints.
 //!
 //! Each document is one serde_json object on stdout with kebab-case keys,
@@ -102,6 +103,188 @@ pub struct ValidatedProfile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `check --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckDoc {
+    pub schema: u32,
+    pub ok: bool,
+    /// One per (profile, facts) pair, profiles outer, in the order given.
+    pub pairs: Vec<CheckedPair>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(CheckDoc);
+
+/// One pair of [`CheckDoc`]: the host gate's report for it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckedPair {
+    pub profile: String,
+    pub facts: String,
+    /// No binding reason.
+    pub passed: bool,
+    /// `reasons` (each `kind`, `check`, `binding`, `message`) and `notes`.
+    #[serde(flatten)]
+    pub report: vgpu_plan::gate::GateReport,
+}
+
+/// `hook --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HookDoc {
+    pub schema: u32,
+    pub ok: bool,
+    /// The hook (`--out`).
+    pub hook: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The installer's limit for the hook, 1,048,576 bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// Bundles in its index (1 for `--bundle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundles: Option<usize>,
+    /// `[[host]]` entries in its index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_keys: Option<usize>,
+    /// Where it looks, in order, as the text shows them (`path /x`,
+    /// `label VGPUSTICK`, `url http://...`).
+    pub sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(HookDoc);
+
+impl HookDoc {
+    /// The hook made.
+    pub fn made(&mut self, made: &vgpu_bake::rollout::make::MadeHook) {
+        self.size = Some(made.size);
+        self.max_size = Some(vgpu_bake::rollout::config::HOOK_MAX);
+        self.bundles = Some(made.config.index.bundles.len());
+        self.hosts = Some(made.config.index.hosts.len());
+        self.trusted_keys = Some(made.config.trusted_keys.len());
+        self.sources = made
+            .config
+            .sources
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+}
+
+/// `keygen --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeygenDoc {
+    pub schema: u32,
+    pub ok: bool,
+    /// `PREFIX.key` (mode 0600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `PREFIX.pub`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+    /// The key id, 16 hex digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(KeygenDoc);
+
+/// `fleet --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FleetDoc {
+    pub schema: u32,
+    pub ok: bool,
+    pub inventory: String,
+    /// The fleet directory.
+    pub out: String,
+    /// One per distinct bundle, in index order.
+    pub bundles: Vec<FleetBundle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// The profiles' warnings, each `PROFILE: WARNING`.
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(FleetDoc);
+
+/// One bundle of [`FleetDoc`].
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FleetBundle {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    /// `bundles/<sha256>.cpio.zst`, relative to `out`.
+    pub file: String,
+    /// How many `[[host]]` entries take it.
+    pub hosts: usize,
+    /// The inventory's default.
+    pub default: bool,
+    /// The profiles baked into it.
+    pub profiles: Vec<String>,
+}
+
+impl FleetDoc {
+    /// The fleet made.
+    pub fn made(&mut self, r: &vgpu_bake::rollout::fleet::FleetReport) {
+        self.bundles = r
+            .bundles
+            .iter()
+            .map(|b| FleetBundle {
+                name: b.name.clone(),
+                sha256: b.sha256.to_string(),
+                size: b.size,
+                file: b.file.clone(),
+                hosts: b.hosts,
+                default: b.default,
+                profiles: b.profiles.iter().map(|p| path_text(p)).collect(),
+            })
+            .collect();
+        self.hook = Some(path_text(&r.hook));
+        self.hook_size = Some(r.hook_size);
+        self.index = Some(path_text(&r.index));
+        self.warnings = r
+            .warnings
+            .iter()
+            .map(|(p, w)| format!("{}: {w}", path_text(p)))
+            .collect();
+    }
+}
+
+/// `usb --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UsbDoc {
+    pub schema: u32,
+    pub ok: bool,
+    /// The bundle or fleet directory given.
+    pub input: String,
+    /// The image (`--out`).
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `bundle NAME` or `fleet directory (N bundles)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(UsbDoc);
 
 /// `fetch --json`.
 #[derive(Debug, Default, Serialize)]

@@ -168,22 +168,22 @@ and service the plan would change, and why",
     },
     CommandSpec {
         name: "undo",
-        synopsis: "[--dry-run]",
+        synopsis: "[--dry-run] [--json]",
         summary: "revert the agent's changes from its journal, newest first",
         help: "\
 files restored or removed, its packages purged, the driver's own
 uninstaller, its units disabled, the kernel pin put back; then initramfs
 and boot refreshed, and whether to reboot. Safe to repeat; `run` refuses
 an undone plan",
-        flags: &[&DRY_RUN],
+        flags: &[&DRY_RUN, &JSON],
         arg: None,
     },
     CommandSpec {
         name: "licensing",
-        synopsis: "",
+        synopsis: "[--json]",
         summary: "the licensing step's client token, guest scripts and DLS URL, and their use",
         help: "",
-        flags: &[],
+        flags: &[&JSON],
         arg: None,
     },
     CommandSpec {
@@ -410,13 +410,18 @@ pub enum Command {
         /// The step, or every failed step.
         step: Option<String>,
     },
-    /// `undo [--dry-run]`.
+    /// `undo [--dry-run] [--json]`.
     Undo {
         /// `--dry-run`: print the actions, change nothing.
         dry_run: bool,
+        /// `--json`.
+        json: bool,
     },
-    /// `licensing`.
-    Licensing,
+    /// `licensing [--json]`.
+    Licensing {
+        /// `--json`.
+        json: bool,
+    },
     /// `upgrade`.
     Upgrade,
     /// `--help`.
@@ -626,9 +631,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
             const { cmd("undo") },
             Command::Undo {
                 dry_run: value(const { flag_index(DRY_RUN.long) }).is_some(),
+                json,
             },
         ),
-        "licensing" => (const { cmd("licensing") }, Command::Licensing),
+        "licensing" => (const { cmd("licensing") }, Command::Licensing { json }),
         "upgrade" => (const { cmd("upgrade") }, Command::Upgrade),
         _ => return Err(format!("unknown command {name:?}")),
     };
@@ -697,11 +703,17 @@ mod tests {
         assert_eq!(p(&["--help"]).unwrap().command, Command::Help);
         assert_eq!(
             p(&["undo", "--dry-run"]).unwrap().command,
-            Command::Undo { dry_run: true }
+            Command::Undo {
+                dry_run: true,
+                json: false
+            }
         );
         assert_eq!(
             p(&["undo"]).unwrap().command,
-            Command::Undo { dry_run: false }
+            Command::Undo {
+                dry_run: false,
+                json: false
+            }
         );
         assert_eq!(
             p(&["run", "--dry-run"]).unwrap_err(),

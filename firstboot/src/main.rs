@@ -39,8 +39,8 @@ fn main() -> ExitCode {
         Command::Plan { json: true } => commands::dry_run_json(root),
         Command::Facts { json } => commands::facts(root, json),
         Command::Retry { step } => commands::retry(root, step),
-        Command::Undo { dry_run } => commands::undo(root, dry_run),
-        Command::Licensing => commands::licensing(root),
+        Command::Undo { dry_run, json } => commands::undo(root, dry_run, json),
+        Command::Licensing { json } => commands::licensing(root, json),
         Command::Upgrade => commands::upgrade(root),
     };
     ExitCode::from(code)

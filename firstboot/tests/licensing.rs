@@ -362,4 +362,23 @@ fn the_licensing_command_says_where_things_are_and_what_a_guest_does() {
         !after.contains(TOKEN.trim()),
         "the command never prints the token: {after}"
     );
+
+    // --json: the same facts, and still no token.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vgpu-firstboot"))
+        .args(["--root", env.root.to_str().unwrap(), "licensing", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(!text.contains(TOKEN.trim()), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["mode"], "external");
+    assert_eq!(v["url"], "https://10.0.0.5:443");
+    assert_eq!(v["token"]["path"], format!("/{}", lp::TOKEN));
+    assert_eq!(v["token"]["present"], true);
+    assert_eq!(v["guest-linux"]["path"], format!("/{}", lp::GUEST_LINUX));
+    assert_eq!(v["guest-linux"]["present"], true);
+    assert_eq!(v["guest-windows"]["present"], true);
+    assert!(v.get("unit").is_none(), "external: no local DLS unit: {v}");
 }

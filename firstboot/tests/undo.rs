@@ -338,6 +338,19 @@ fn undo_before_the_agent_finished_disables_it() {
         d.contains("would remove /etc/systemd/system/multi-user.target.wants"),
         "{d}"
     );
+    // --json: the same lines, one document; still nothing run.
+    let dry_json = host.agent(&["undo", "--dry-run", "--json"], &[]);
+    assert_eq!(dry_json.status.code(), Some(0), "{}", text(&dry_json));
+    let v: serde_json::Value = serde_json::from_slice(&dry_json.stdout).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["dry-run"], true);
+    let lines: Vec<&str> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines, d.lines().collect::<Vec<_>>());
     assert_eq!(host.commands().len(), calls, "the dry run ran nothing");
     assert!(!host.root().join(UNDONE_MARKER).exists());
     assert!(host.root().join(layout::UNIT_WANTS_LINK).exists());

@@ -51,6 +51,7 @@ complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand validate" -s v -l ve
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand validate" -s h -l help -d 'Print help'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -l facts -d 'Facts files (`vgpu-firstboot facts --json` output), one or more' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -l gpu-db -d 'Use this gpu_info.db (upstream format) instead of the built-in one' -r -F
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -l json -d 'Print one JSON document (docs/JSON.md) instead of the text'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand check" -s h -l help -d 'Print help'
@@ -103,10 +104,12 @@ complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -l cert-finger
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -l trusted-key -d 'A minisign public key (.pub): the bundle must be signed by one of these, and the hook installs them in /etc/vgpu-firstboot/trusted-keys/. Repeatable' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -l hook-template -d 'The vgpu-hook template [default: ../hook/vgpu-hook from this vgpu-bake, vgpu-hook next to it, or ../release/vgpu-hook from it]' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -l out -d 'The hook to write (mode 0755)' -r -F
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -l json -d 'Print one JSON document (docs/JSON.md) instead of the text'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand hook" -s h -l help -d 'Print help'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand keygen" -l force -d 'Replace existing key files'
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand keygen" -l json -d 'Print one JSON document (docs/JSON.md) instead of the text'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand keygen" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand keygen" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand keygen" -s h -l help -d 'Print help'
@@ -121,6 +124,7 @@ complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -l sign-key -
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -l cache -d 'Driver cache directory [default: ~/.cache/vgpu-bake/drivers]' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -l agent -d 'Agent binary to bake [default: the release vgpu-firstboot built next to this vgpu-bake]' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -l gpu-db -d 'Use this gpu_info.db (upstream format) instead of the built-in one' -r -F
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -l json -d 'Print one JSON document (docs/JSON.md) instead of the text'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand fleet" -s h -l help -d 'Print help'
@@ -134,6 +138,7 @@ complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand answer" -s h -l help
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -l out -d 'The image file' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -l label -d 'Filesystem label: 1-16 of [A-Za-z0-9._-]' -r
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -l force -d 'Replace an existing --out'
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -l json -d 'Print one JSON document (docs/JSON.md) instead of the text'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand usb" -s h -l help -d 'Print help'

@@ -69,11 +69,13 @@ complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s 
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand retry" -s V -l version -d 'the version'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l dry-run -d 'print the actions, change nothing'
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -l json -d 'print JSON'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s h -l help -d 'this text'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand undo" -s V -l version -d 'the version'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -l root -d 'the host\'s root; reads and writes stay under it' -r -f -a "(__fish_complete_directories)"
+complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -l json -d 'print JSON'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s q -l quiet -d 'only warnings and errors'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s v -l verbose -d 'more detail (repeatable)'
 complete -c vgpu-firstboot -n "__fish_vgpu_firstboot_using_subcommand licensing" -s h -l help -d 'this text'

@@ -4,14 +4,50 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::agent::run;
 use crate::agent::steps::dls_check::address_of;
 use vgpu_plan::layout::absolute;
 use vgpu_plan::plan::{LicensingMode, licensing_paths as lp};
 
-/// Prints the plan's licensing and what the step left; 0, or 1 when there
-/// is no plan.
-pub fn licensing(root: &Path) -> u8 {
+/// `licensing --json` (docs/JSON.md): the same facts as the text.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Doc {
+    schema: u32,
+    /// `none`, `external` or `fastapi-dls`.
+    mode: LicensingMode,
+    /// The DLS guests lease from; none without licensing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_days: Option<u32>,
+    /// FastAPI-DLS only: its unit, container and key directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<Made>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_dir: Option<Made>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<Made>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guest_linux: Option<Made>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guest_windows: Option<Made>,
+}
+
+/// A file the licensing step makes, and whether it is there yet.
+#[derive(Debug, Serialize)]
+struct Made {
+    path: String,
+    present: bool,
+}
+
+/// Prints the plan's licensing and what the step left (as JSON with
+/// `json`); 0, or 1 when there is no plan.
+pub fn licensing(root: &Path, json: bool) -> u8 {
     let (plan, _, _) = match run::read_plan(root) {
         Ok(p) => p,
         Err(e) => return super::fail(e),
@@ -31,6 +67,51 @@ pub fn licensing(root: &Path) -> u8 {
     };
     let l = &plan.licensing;
     let lease = l.lease_days.unwrap_or(90);
+    let address = || {
+        l.server
+            .clone()
+            .or_else(|| address_of(&read("etc/hosts"), read("etc/hostname").trim()))
+            .unwrap_or_else(|| "<this host's address>".into())
+    };
+    if json {
+        let made = |rel: &str| {
+            Some(Made {
+                path: absolute(rel),
+                present: state(rel).is_empty(),
+            })
+        };
+        let on = l.mode != LicensingMode::None;
+        let fastapi = l.mode == LicensingMode::FastapiDls;
+        let doc = Doc {
+            schema: 1,
+            mode: l.mode,
+            url: match l.mode {
+                LicensingMode::None => None,
+                LicensingMode::External => Some(format!(
+                    "https://{}:{}",
+                    l.server.as_deref().unwrap_or("?"),
+                    l.port.unwrap_or(443)
+                )),
+                LicensingMode::FastapiDls => {
+                    Some(format!("https://{}:{}", address(), l.port.unwrap_or(8443)))
+                }
+            },
+            lease_days: fastapi.then_some(lease),
+            unit: if fastapi { made(lp::UNIT) } else { None },
+            container: fastapi.then_some(lp::CONTAINER),
+            cert_dir: if fastapi { made(lp::CERT_DIR) } else { None },
+            token: if on { made(lp::TOKEN) } else { None },
+            guest_linux: if on { made(lp::GUEST_LINUX) } else { None },
+            guest_windows: if on { made(lp::GUEST_WINDOWS) } else { None },
+        };
+        return match serde_json::to_string_pretty(&doc) {
+            Ok(text) => {
+                outln!("{text}");
+                0
+            }
+            Err(e) => super::fail(e),
+        };
+    }
     match l.mode {
         LicensingMode::None => {
             outln!(
@@ -47,11 +128,7 @@ pub fn licensing(root: &Path) -> u8 {
         }
         LicensingMode::FastapiDls => {
             let port = l.port.unwrap_or(8443);
-            let address = l
-                .server
-                .clone()
-                .or_else(|| address_of(&read("etc/hosts"), read("etc/hostname").trim()))
-                .unwrap_or_else(|| "<this host's address>".into());
+            let address = address();
             outln!(
                 "licensing: FastAPI-DLS on this host at https://{address}:{port} (leases of {lease} days)"
             );

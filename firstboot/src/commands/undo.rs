@@ -17,12 +17,18 @@ use vgpu_plan::layout::UNIT_WANTS_LINK;
 use vgpu_rootfs::Root;
 
 /// Reverts the journal (or, with `dry_run`, prints what it would do and
-/// changes nothing). 0 done (or nothing to undo), 1 failure: the journal
-/// cannot be read (nothing changed), another agent runs, or an action
-/// failed (run `undo` again once its cause is fixed).
-pub fn undo(root: &Path, dry_run: bool) -> u8 {
+/// changes nothing); with `json`, one document (docs/JSON.md) instead of
+/// the text. 0 done (or nothing to undo), 1 failure: the journal cannot be
+/// read (nothing changed), another agent runs, or an action failed (run
+/// `undo` again once its cause is fixed).
+pub fn undo(root: &Path, dry_run: bool, json: bool) -> u8 {
     if dry_run {
         return match preview(root) {
+            Ok(p) if json => print_json(&Doc {
+                schema: 1,
+                dry_run: true,
+                lines: p.lines().map(str::to_owned).collect(),
+            }),
             Ok(text) => {
                 out!("{text}");
                 0
@@ -35,10 +41,36 @@ pub fn undo(root: &Path, dry_run: bool) -> u8 {
         Err(e) => return super::fail(e),
     };
     match revert(&root) {
+        Ok(lines) if json => print_json(&Doc {
+            schema: 1,
+            dry_run: false,
+            lines,
+        }),
         Ok(lines) => {
             for l in lines {
                 outln!("{l}");
             }
+            0
+        }
+        Err(e) => super::fail(e),
+    }
+}
+
+/// `undo --json`: the lines the text shows, in order: with `--dry-run`
+/// each action it would take (numbered as in the text) and what follows
+/// them; without, what it did and whether to reboot.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Doc {
+    schema: u32,
+    dry_run: bool,
+    lines: Vec<String>,
+}
+
+fn print_json(doc: &Doc) -> u8 {
+    match serde_json::to_string_pretty(doc) {
+        Ok(text) => {
+            outln!("{text}");
             0
         }
         Err(e) => super::fail(e),
