@@ -36,7 +36,10 @@ pub use vgpu_plan::facts::*;
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
     /// The root directory itself cannot be read.
-    #[error("cannot read the root directory {}: {source}", path.display())]
+    #[error(
+        "cannot read the root directory {}: {source}; give --root the directory the host's root filesystem is mounted at, and run as root",
+        path.display()
+    )]
     Root {
         /// The root given.
         path: PathBuf,
@@ -44,7 +47,10 @@ pub enum FactsError {
         source: std::io::Error,
     },
     /// A file exists but cannot be read (not merely missing).
-    #[error("reading {}: {source}", path.display())]
+    #[error(
+        "reading {}: {source}; the agent runs as root: check the file's permissions and the filesystem (`dmesg` shows I/O errors)",
+        path.display()
+    )]
     Read {
         /// The file, root prefix included.
         path: PathBuf,

@@ -157,15 +157,19 @@ pub fn apply_ops_in_memory(files: &mut BTreeMap<String, String>, ops: &[FileOp])
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
     /// Not a PCI address like `0000:02:00.1` (or `02:00.1`).
-    #[error("{0:?} is not a PCI address (expected e.g. 0000:02:00.1)")]
+    #[error(
+        "{0:?} is not a PCI address (expected e.g. 0000:02:00.1): the plan was changed after baking; fix `gpu.address` in the profile and bake again"
+    )]
     PciAddress(String),
     /// A path that cannot go into a systemd `Environment=` line as is.
     #[error(
-        "{0:?} is not usable as the unlock library path (absolute, no whitespace, quotes or backslashes)"
+        "{0:?} is not usable as the unlock library path (absolute, no whitespace, quotes or backslashes): the plan was changed after baking; bake the profile again"
     )]
     LibraryPath(String),
     /// A kernel argument that cannot be written into a command line.
-    #[error("{0:?} is not a usable kernel argument (empty, or contains whitespace or quotes)")]
+    #[error(
+        "{0:?} is not a usable kernel argument (empty, or contains whitespace or quotes): the plan was changed after baking; fix `host.kernel-args` in the profile and bake again"
+    )]
     KernelArg(String),
 }
 

@@ -318,7 +318,10 @@ pub enum StateError {
         holder: String,
     },
     /// Reading or writing a file failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error(
+        "{what} {}: {source}; check the filesystem holding it (full? read-only? `df`, `dmesg`), then run the command again (`vgpu-firstboot retry` resumes a run)",
+        path.display()
+    )]
     Io {
         /// What was being done, e.g. "writing".
         what: &'static str,
