@@ -350,8 +350,8 @@ pub enum Cmd {
         /// Only this guest OS: linux or windows.
         #[arg(long, value_name = "OS")]
         os: Option<String>,
-        /// Print JSON.
-        #[arg(long, conflicts_with = "fetch")]
+        /// Print JSON (with --fetch: the file fetched, docs/JSON.md).
+        #[arg(long)]
         json: bool,
         /// Download the driver of --release for --os into the cache.
         #[arg(long)]

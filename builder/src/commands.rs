@@ -588,25 +588,33 @@ pub fn guest_fetch(
     filter: GuestFilter<'_>,
     sha256: Option<&str>,
     cache: Option<PathBuf>,
+    json: bool,
 ) -> Result<()> {
-    let catalog = guest::Catalog::builtin()?;
-    let (Some(release), Some(os)) = (filter.release, filter.os) else {
-        return Err(guest::GuestError::NotOne {
-            what: "guest-drivers --fetch".into(),
-        }
-        .into());
+    let mut doc = report::GuestFetchDoc {
+        schema: report::SCHEMA,
+        ..report::GuestFetchDoc::default()
     };
-    let driver = catalog.find(release, os)?;
-    let req = guest::fetch_request(driver, sha256)?;
-    let fetched = fetch::fetch(&req, &fetch_options(cache))?;
-    if term::quiet() {
-        return Ok(());
-    }
-    out!(
-        "{}",
-        guest::fetch_summary(driver, &fetched, sha256.is_some())
-    );
-    Ok(())
+    let result = (|| {
+        let catalog = guest::Catalog::builtin()?;
+        let (Some(release), Some(os)) = (filter.release, filter.os) else {
+            return Err(guest::GuestError::NotOne {
+                what: "guest-drivers --fetch".into(),
+            }
+            .into());
+        };
+        let driver = catalog.find(release, os)?;
+        let req = guest::fetch_request(driver, sha256)?;
+        let fetched = fetch::fetch(&req, &fetch_options(cache))?;
+        doc.driver = Some(guest::fetch_document(driver, &fetched, sha256.is_some()));
+        if !json && !term::quiet() {
+            out!(
+                "{}",
+                guest::fetch_summary(driver, &fetched, sha256.is_some())
+            );
+        }
+        Ok(())
+    })();
+    report::emit(json, doc, result)
 }
 
 pub fn gpus(ids: &[String], json: bool, db: &GpuDb) -> Result<()> {

@@ -13,7 +13,9 @@ mod report;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use self::fetch::{request as fetch_request, summary as fetch_summary};
+pub use self::fetch::{
+    FetchedGuest, document as fetch_document, request as fetch_request, summary as fetch_summary,
+};
 pub use self::report::{JSON_SCHEMA, NO_LINK, report};
 use crate::csv;
 

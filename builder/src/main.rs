@@ -189,7 +189,7 @@ fn run(cli: Cli) -> Result<()> {
                 os: os.as_deref(),
             };
             if fetch {
-                commands::guest_fetch(filter, sha256.as_deref(), cache)
+                commands::guest_fetch(filter, sha256.as_deref(), cache, json)
             } else {
                 commands::guest_drivers(filter, json)
             }

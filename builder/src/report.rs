@@ -286,6 +286,19 @@ pub struct UsbDoc {
 }
 document!(UsbDoc);
 
+/// `guest-drivers --fetch --json`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GuestFetchDoc {
+    pub schema: u32,
+    pub ok: bool,
+    /// The file in the cache; `null` on failure.
+    pub driver: Option<vgpu_bake::guest::FetchedGuest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+document!(GuestFetchDoc);
+
 /// `fetch --json`.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -14,7 +14,7 @@ use http::{Reply, Server};
 use vgpu_bake::csv;
 use vgpu_bake::fetch::{FetchError, FetchOptions, Outcome, ProgressMode, fetch};
 use vgpu_bake::guest::{
-    CATALOG, Catalog, GUEST_DRIVERS_CSV, GuestError, fetch_request, fetch_summary,
+    CATALOG, Catalog, GUEST_DRIVERS_CSV, GuestError, fetch_document, fetch_request, fetch_summary,
 };
 use vgpu_bake::hash::digest_bytes;
 
@@ -192,6 +192,27 @@ fn unknown_release_os_and_no_link_are_errors() {
         err,
         "vgpu-bake: error: guest-drivers --fetch needs --release R and --os linux|windows (one driver)\n"
     );
+    // --json: the same failures, each with its document.
+    let (code, out, err) = run(&[
+        "guest-drivers",
+        "--fetch",
+        "--json",
+        "--release",
+        "18.0",
+        "--os",
+        "linux",
+        "--cache",
+        cache,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["ok"], false);
+    assert!(v["driver"].is_null());
+    assert_eq!(
+        format!("vgpu-bake: error: {}\n", v["error"].as_str().unwrap()),
+        err
+    );
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
@@ -263,8 +284,27 @@ fn fetch_records_the_sha256_and_resumes() {
             dir.path().display()
         )
     );
+    // `--json`'s document says the same.
+    let doc = serde_json::to_value(fetch_document(driver, &f, false)).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "release": "20.0",
+            "os": "linux",
+            "version": "595.58.03",
+            "path": format!("{}/{NAME}", dir.path().display()),
+            "size": data.len(),
+            "sha256": sha.to_string(),
+            "source": "downloaded",
+            "pinned": false,
+        })
+    );
     let again = fetch(&req, &opts(dir.path())).unwrap();
     assert_eq!(again.outcome, Outcome::CacheHit);
+    assert_eq!(
+        serde_json::to_value(fetch_document(driver, &again, false)).unwrap()["source"],
+        "cached"
+    );
     let text = fetch_summary(driver, &again, false);
     assert!(
         text.starts_with(&format!(

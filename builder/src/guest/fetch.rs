@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use indicatif::HumanBytes;
+use serde::Serialize;
 
 use super::{GuestDriver, GuestError};
 use crate::fetch::{FetchRequest, Fetched, Outcome};
@@ -20,6 +21,45 @@ pub fn request(driver: &GuestDriver, sha256: Option<&str>) -> Result<FetchReques
         record_unpinned: sha256.is_none(),
         ..FetchRequest::default()
     })
+}
+
+/// `guest-drivers --fetch --json`'s `driver` (docs/JSON.md): the file in
+/// the cache and how it got there.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FetchedGuest {
+    pub release: String,
+    /// `linux` or `windows`.
+    pub os: &'static str,
+    /// The guest driver's version, as the catalog gives it.
+    pub version: Option<String>,
+    /// The file in the cache.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `cached`, `downloaded` or `imported`.
+    pub source: &'static str,
+    /// Verified against `--sha256`; `false`: recorded as it came (the
+    /// catalog publishes no checksum), pin it with `[[guest-driver]]`.
+    pub pinned: bool,
+}
+
+/// The document's `driver` for `fetched`.
+pub fn document(driver: &GuestDriver, fetched: &Fetched, pinned: bool) -> FetchedGuest {
+    FetchedGuest {
+        release: driver.release.clone(),
+        os: driver.os.as_str(),
+        version: driver.version.clone(),
+        path: fetched.path.display().to_string(),
+        size: fetched.digests.size,
+        sha256: fetched.digests.sha256.to_string(),
+        source: match fetched.outcome {
+            Outcome::CacheHit => "cached",
+            Outcome::Downloaded { .. } => "downloaded",
+            Outcome::Imported { .. } => "imported",
+        },
+        pinned,
+    }
 }
 
 /// What to tell the user: how the file got into the cache, its sha256 and,

@@ -146,7 +146,7 @@ complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l re
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l os -d 'Only this guest OS: linux or windows' -r
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l cache -d 'Driver cache directory [default: ~/.cache/vgpu-bake/drivers]' -r -F
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l sha256 -d 'Expected SHA-256 of the driver (printed by an earlier --fetch)' -r
-complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l json -d 'Print JSON'
+complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l json -d 'Print JSON (with --fetch: the file fetched, docs/JSON.md)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -l fetch -d 'Download the driver of --release for --os into the cache'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -s q -l quiet -d 'Print only errors and warnings (and the JSON document with --json)'
 complete -c vgpu-bake -n "__fish_vgpu_bake_using_subcommand guest-drivers" -s v -l verbose -d 'Print more on stderr: the bundle writer\'s phase timings, cache hits and misses, how each payload file was vouched for'
