@@ -104,13 +104,7 @@ pub fn licensing(root: &Path, json: bool) -> u8 {
             guest_linux: if on { made(lp::GUEST_LINUX) } else { None },
             guest_windows: if on { made(lp::GUEST_WINDOWS) } else { None },
         };
-        return match serde_json::to_string_pretty(&doc) {
-            Ok(text) => {
-                outln!("{text}");
-                0
-            }
-            Err(e) => super::fail(e),
-        };
+        return super::print_json(&doc);
     }
     match l.mode {
         LicensingMode::None => {

@@ -31,3 +31,15 @@ fn fail(error: impl std::fmt::Display) -> u8 {
     errln!("vgpu-firstboot: {error}");
     1
 }
+
+/// Prints `doc` as one JSON document (`--json`); 0, or 1 if it cannot be
+/// serialised.
+fn print_json(doc: &impl serde::Serialize) -> u8 {
+    match serde_json::to_string_pretty(doc) {
+        Ok(text) => {
+            outln!("{text}");
+            0
+        }
+        Err(e) => fail(e),
+    }
+}

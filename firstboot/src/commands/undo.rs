@@ -24,7 +24,7 @@ use vgpu_rootfs::Root;
 pub fn undo(root: &Path, dry_run: bool, json: bool) -> u8 {
     if dry_run {
         return match preview(root) {
-            Ok(p) if json => print_json(&Doc {
+            Ok(p) if json => super::print_json(&Doc {
                 schema: 1,
                 dry_run: true,
                 lines: p.lines().map(str::to_owned).collect(),
@@ -41,7 +41,7 @@ pub fn undo(root: &Path, dry_run: bool, json: bool) -> u8 {
         Err(e) => return super::fail(e),
     };
     match revert(&root) {
-        Ok(lines) if json => print_json(&Doc {
+        Ok(lines) if json => super::print_json(&Doc {
             schema: 1,
             dry_run: false,
             lines,
@@ -65,16 +65,6 @@ struct Doc {
     schema: u32,
     dry_run: bool,
     lines: Vec<String>,
-}
-
-fn print_json(doc: &Doc) -> u8 {
-    match serde_json::to_string_pretty(doc) {
-        Ok(text) => {
-            outln!("{text}");
-            0
-        }
-        Err(e) => super::fail(e),
-    }
 }
 
 fn fs(root: &Path) -> Result<Root, RunError> {
