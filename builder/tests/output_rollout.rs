@@ -3,22 +3,21 @@
 //! checked against the files the command wrote, and a failure still prints
 //! its document with `ok: false` and the error.
 
+#[path = "support/made.rs"]
+mod made;
 #[path = "support/run.rs"]
 mod run;
 
 use std::fs;
 use std::path::Path;
 
+use made::{demo_bundle, fleet, s};
 use run::vgpu_bake;
 use serde_json::Value;
 
 fn doc(stdout: &str) -> Value {
     serde_json::from_str(stdout)
         .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -112,23 +111,6 @@ fn keygen_json_names_the_files_and_the_key_id() {
     assert!(v.get("secret").is_none(), "{v}");
 }
 
-/// The demo bundle baked into `dir/b` with a stand-in agent.
-fn demo_bundle(dir: &Path) -> std::path::PathBuf {
-    fs::write(dir.join("agent"), "#!/bin/sh\necho fake agent\n").unwrap();
-    let (code, _, err) = vgpu_bake(&[
-        "bake",
-        "profiles/demo.toml",
-        "--out",
-        s(&dir.join("b")),
-        "--agent",
-        s(&dir.join("agent")),
-        "--cache",
-        s(&dir.join("cache")),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    dir.join("b/demo.cpio.zst")
-}
-
 #[test]
 fn hook_and_usb_json_match_what_they_wrote() {
     let t = tempfile::tempdir().unwrap();
@@ -212,25 +194,7 @@ fn hook_and_usb_json_match_what_they_wrote() {
 fn fleet_json_lists_the_bundles_as_the_index_does() {
     let t = tempfile::tempdir().unwrap();
     let t = t.path();
-    fs::write(t.join("agent"), "#!/bin/sh\necho fake agent\n").unwrap();
-    fs::write(t.join("vgpu-hook"), b"\x7fELF stand-in template\n").unwrap();
-    let dir = t.join("fleet");
-    let (code, out, err) = vgpu_bake(&[
-        "fleet",
-        "--json",
-        "tests/fleet/three-hosts-two-profiles.toml",
-        "--out",
-        s(&dir),
-        "--agent",
-        s(&t.join("agent")),
-        "--hook-template",
-        s(&t.join("vgpu-hook")),
-        "--cache",
-        s(&t.join("cache")),
-        "--from-label",
-        "VGPU-FLEET",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let (dir, out) = fleet(t, &["--json"]);
     let v = doc(&out);
     assert_eq!(v["ok"], true);
     assert_eq!(v["inventory"], "tests/fleet/three-hosts-two-profiles.toml");

@@ -2,37 +2,20 @@
 //! `blkid`, `dumpe2fs` and `debugfs` (no mount, no loop device).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+#[path = "support/made.rs"]
+mod made;
 #[path = "support/run.rs"]
 mod run;
+use made::{demo_bundle, fleet, s};
 use run::vgpu_bake;
 
 fn ok(args: &[&str]) -> String {
     let (code, out, err) = vgpu_bake(args);
     assert_eq!(code, 0, "vgpu-bake {}\n{out}\n{err}", args.join(" "));
     out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The demo bundle (and its .sha256) in `dir/b`.
-fn demo_bundle(dir: &Path) -> PathBuf {
-    fs::write(dir.join("agent"), "#!/bin/sh\necho fake agent\n").unwrap();
-    ok(&[
-        "bake",
-        "profiles/demo.toml",
-        "--out",
-        s(&dir.join("b")),
-        "--agent",
-        s(&dir.join("agent")),
-        "--cache",
-        s(&dir.join("cache")),
-    ]);
-    dir.join("b/demo.cpio.zst")
 }
 
 fn tool(program: &str, args: &[&str]) -> Vec<u8> {
@@ -140,23 +123,7 @@ fn a_bundle_image_holds_it_and_its_checksum_reproducibly() {
 fn a_fleet_image_holds_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    fs::write(t.join("agent"), "#!/bin/sh\necho fake agent\n").unwrap();
-    fs::write(t.join("vgpu-hook"), b"\x7fELF stand-in template\n").unwrap();
-    let dir = t.join("fleet");
-    ok(&[
-        "fleet",
-        "tests/fleet/three-hosts-two-profiles.toml",
-        "--out",
-        s(&dir),
-        "--agent",
-        s(&t.join("agent")),
-        "--hook-template",
-        s(&t.join("vgpu-hook")),
-        "--cache",
-        s(&t.join("cache")),
-        "--from-label",
-        "VGPU-FLEET",
-    ]);
+    let (dir, _) = fleet(t, &[]);
     let img = t.join("fleet.img");
     let line = ok(&["usb", s(&dir), "--out", s(&img), "--label", "VGPU-FLEET"]);
     assert!(line.contains("fleet directory"), "{line}");
