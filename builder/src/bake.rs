@@ -28,7 +28,7 @@ use vgpu_plan::plan::{
 };
 
 use crate::bundle::{BakeOptions, BakeOutput, Source};
-use crate::fetch::FetchOptions;
+use crate::fetch::{FetchOptions, ImportTarget};
 use crate::gpudb::GpuDb;
 use crate::hash;
 use crate::input::{AGENT_LIMIT, DEB_LIMIT, LIBRARY_LIMIT, read_limited};
@@ -235,6 +235,9 @@ struct FileBaker<'a> {
     inputs: &'a BakeInputs,
     notes: Vec<String>,
     payload: Vec<PayloadEntry>,
+    /// The driver's payload path and its import into the cache, when the
+    /// writer makes it ([`crate::prepare::reads_once`]).
+    import: Option<(String, ImportTarget)>,
 }
 
 impl PayloadBaker for FileBaker<'_> {
@@ -250,8 +253,10 @@ impl PayloadBaker for FileBaker<'_> {
             &mut self.notes,
         )?
         .expect("Prepare::Trust fetches what is not cached");
+        let import = prepared.import.clone();
         let (plan, entry) =
             bake_driver(driver, prepared, &inputs.fetch.cache_dir, &mut self.notes)?;
+        self.import = import.map(|t| (entry.path.clone(), t));
         self.payload.push(entry);
         Ok(plan)
     }
@@ -287,6 +292,7 @@ pub fn bake(mut resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<B
         inputs,
         notes: Vec::new(),
         payload: Vec::new(),
+        import: None,
     };
     let guest_drivers = std::mem::take(&mut resolved.guest_drivers);
     let plan = baked_plan(resolved, &mut baker)?;
@@ -296,13 +302,25 @@ pub fn bake(mut resolved: Resolved, db: &GpuDb, inputs: &BakeInputs) -> Result<B
         .collect::<Result<Vec<_>, _>>()?;
     let agent = read_limited(&inputs.agent, AGENT_LIMIT)
         .map_err(|e| input_err(&inputs.agent, format!("cannot read the agent binary: {e}; build it with `cargo build --release -p vgpu-firstboot` or pass --agent FILE")))?;
-    let spec = writer::bundle_spec(&plan, baker.payload, guest, agent, db)?;
+    let mut spec = writer::bundle_spec(&plan, baker.payload, guest, agent, db)?;
+    if let Some((path, target)) = baker.import {
+        spec.import_into(
+            &format!("{}/{path}", vgpu_plan::layout::PAYLOAD_DIR),
+            target,
+        )?;
+    }
     let mut options = inputs.options.clone();
     if options.frame_cache.is_none() {
         options.frame_cache = Some(inputs.fetch.cache_dir.join(crate::bundle::FRAMES_DIR));
     }
     let output = crate::bundle::write_bundle(&spec, &inputs.out_dir, &options)?;
     let mut notes = baker.notes;
+    notes.extend(
+        output
+            .imported
+            .iter()
+            .map(|f| format!("driver {}", f.describe())),
+    );
     notes.extend(output.notes.iter().cloned());
     Ok(Baked {
         plan,
@@ -325,6 +343,7 @@ pub fn bake_driver(
         stamp,
         read_from,
         origin: _,
+        import,
     } = prepared;
     let (installer_path, installer_digests, read, patch) = match &driver.patch {
         Some(p) => {
@@ -343,9 +362,11 @@ pub fn bake_driver(
             (custom.clone(), custom_digests, (custom, None), Some(record))
         }
         None => {
-            let read = match read_from {
-                Some((from, s)) => (from, Some(s)),
-                None => (path.clone(), stamp),
+            // An import the writer makes: every byte is hashed (no stamp).
+            let read = match (&import, read_from) {
+                (Some(t), _) => (t.from.clone(), None),
+                (None, Some((from, s))) => (from, Some(s)),
+                (None, None) => (path.clone(), stamp),
             };
             (path, digests.clone(), read, None)
         }
@@ -362,12 +383,12 @@ pub fn bake_driver(
     let entry = PayloadEntry {
         path: installer.path.clone(),
         mode: 0o755,
-        // No md5 for the writer: `prepare_driver` checked a declared one,
-        // the plan records it.
+        // No md5 for the writer unless it imports the file: otherwise
+        // `prepare_driver` checked a declared one, the plan records it.
         source: Source::File {
             path: read.0,
             sha256: installer_digests.sha256.clone(),
-            md5: None,
+            md5: import.and_then(|t| t.md5),
             size: installer_digests.size,
             stamp: read.1,
         },

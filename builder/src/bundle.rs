@@ -35,10 +35,14 @@ pub const MANIFEST_MODE: u32 = 0o644;
 /// zstd level used by default (fixed: part of the determinism contract).
 pub const DEFAULT_LEVEL: i32 = 3;
 
+mod error;
 mod frame_cache;
 mod frames;
+mod import;
 mod spec;
 mod stream;
+mod timings;
+pub use error::BundleError;
 use frame_cache::FrameCache;
 pub use frame_cache::{
     CACHE_MIN, EntryAudit, EntryState, FRAMES_DIR, audit as audit_frame_cache,
@@ -48,129 +52,7 @@ pub use frames::{CHUNK, FRAME_FORMAT};
 use frames::{Frames, WriteFail};
 use spec::ancestors;
 pub use spec::{BundleSpec, Entry, Source};
-
-/// Error building or writing a bundle; names the bundle, entry or file.
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    /// A path that cannot go into a bundle.
-    #[error("bundle path {path:?} is not allowed: {reason}")]
-    BadPath {
-        /// The path.
-        path: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The path is already in the spec.
-    #[error("bundle path {path} was added twice: each path may appear once")]
-    Duplicate {
-        /// The path.
-        path: String,
-    },
-    /// An ancestor of the path is a file or a symlink in the spec.
-    #[error("cannot add {path}: {ancestor} is a {kind} in the bundle, not a directory")]
-    UnderNonDir {
-        /// The path.
-        path: String,
-        /// The ancestor.
-        ancestor: String,
-        /// What the ancestor is.
-        kind: &'static str,
-    },
-    /// A file or symlink where the spec already has entries below.
-    #[error("cannot add {path} as a {kind}: the bundle already has {child} under it")]
-    HasChildren {
-        /// The path.
-        path: String,
-        /// What was being added.
-        kind: &'static str,
-        /// An existing entry below it.
-        child: String,
-    },
-    /// The manifest and signature paths belong to [`write_bundle`].
-    #[error("{path} is reserved: write_bundle writes the manifest and its signature itself")]
-    Reserved {
-        /// The path.
-        path: String,
-    },
-    /// A bundle name that is not a plain file name.
-    #[error("bundle name {name:?} is not allowed: {reason}")]
-    BadName {
-        /// The name.
-        name: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A declared digest that is not hex of the right length.
-    #[error("entry {path}: declared {what} {value:?} is not {len} hex digits")]
-    BadDigest {
-        /// The entry.
-        path: String,
-        /// `sha256` or `md5`.
-        what: &'static str,
-        /// The value given.
-        value: String,
-        /// Expected length.
-        len: usize,
-    },
-    /// newc cannot store files of 4 GiB or more.
-    #[error(
-        "entry {path}: {size} bytes is more than a newc archive can hold (4 GiB - 1); split the file or leave it out of the bundle"
-    )]
-    TooLarge {
-        /// The entry.
-        path: String,
-        /// Its size.
-        size: u64,
-    },
-    /// A source file could not be read.
-    #[error("entry {entry}: cannot read source file {}: {source}; fetch it again", file.display())]
-    Source {
-        /// The entry.
-        entry: String,
-        /// The source file.
-        file: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A source file's content is not what it was declared as.
-    #[error("entry {entry}: source file {} has {what} {actual}, but {expected} was declared; the file changed or the cache is corrupt: fetch it again", file.display())]
-    Mismatch {
-        /// The entry.
-        entry: String,
-        /// The source file.
-        file: PathBuf,
-        /// `sha256`, `md5` or `size`.
-        what: &'static str,
-        /// Declared value.
-        expected: String,
-        /// Actual value.
-        actual: String,
-    },
-    /// Writing the archive failed.
-    #[error("writing bundle {}: {source}; check that --out is writable and has room for it", bundle.display())]
-    Write {
-        /// The bundle being written.
-        bundle: PathBuf,
-        /// The cause.
-        #[source]
-        source: NewcError,
-    },
-    /// Signing the manifest failed.
-    #[error("signing the bundle: {0}")]
-    Sign(#[from] Box<crate::sign::SignError>),
-    /// Creating, syncing or renaming an output file failed.
-    #[error("writing the bundle: {0}; check that --out is writable and has room for it")]
-    Atomic(#[from] AtomicError),
-    /// A frame cache entry stayed damaged after it was rebuilt.
-    #[error("frame cache entry {}: {source}; remove the directory {} (it is only a cache) and bake again", path.display(), path.parent().unwrap_or(Path::new(".")).display())]
-    FrameCache {
-        /// The entry's frames file.
-        path: PathBuf,
-        /// What is wrong.
-        source: io::Error,
-    },
-}
+use timings::Timings;
 
 /// How to write a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +105,9 @@ pub struct BakeOutput {
     /// What the frame cache did (hits, entries stored, damage found and
     /// repaired, entries it could not store).
     pub notes: Vec<String>,
+    /// The user's files copied into the driver cache as they were read
+    /// ([`BundleSpec::import_into`]).
+    pub imported: Vec<crate::fetch::Fetched>,
 }
 
 /// A regular file's content as it went into the bundle.
@@ -335,17 +220,18 @@ pub fn write_bundle(
     let mut notes = Vec::new();
     let timings = Timings::from_env();
     let mut attempt = 0;
-    let (file, written, entries, payload_digests, hits) = loop {
+    let (file, written, entries, payload_digests, hits, staged) = loop {
         let mut file = AtomicFile::create(&bundle)?;
-        match write_archive(
-            &items,
-            &manifest,
-            file.file(),
-            &bundle,
-            cache.as_ref(),
-            opts,
-        ) {
-            Ok((written, entries, digests, hits)) => break (file, written, entries, digests, hits),
+        let to = Target {
+            out: file.file(),
+            bundle: &bundle,
+            cache: cache.as_ref(),
+            imports: spec.imports(),
+        };
+        match write_archive(&items, &manifest, to, opts) {
+            Ok((w, entries, digests, hits, staged)) => {
+                break (file, w, entries, digests, hits, staged);
+            }
             Err(Failed::Corrupt(path)) if attempt < CORRUPT_RETRIES => {
                 attempt += 1;
                 if let Some(c) = &cache {
@@ -367,6 +253,13 @@ pub fn write_bundle(
     };
     notes.extend(written.notes);
     timings.lap("archive compressed and written (frames, cache copies, sha256)");
+    // Every byte of these matched its pins: into the driver cache before
+    // the bundle appears (a failure here leaves no bundle, as an import
+    // before the bake did).
+    let imported = import::commit(staged)?;
+    if !imported.is_empty() {
+        timings.lap("user's driver file renamed into the driver cache (fsync, sidecar)");
+    }
     file.set_mode(0o644)?;
 
     let mut sums = AtomicFile::create(&sha256_file)?;
@@ -410,25 +303,8 @@ pub fn write_bundle(
         manifest,
         payload_digests,
         notes,
+        imported,
     })
-}
-
-/// `VGPU_BAKE_TIMINGS=1` or `-v`: the writer's phases on stderr, to see where a
-/// bake's time goes (the benchmark's breakdown; no effect otherwise).
-struct Timings(Option<std::time::Instant>);
-
-impl Timings {
-    fn from_env() -> Self {
-        let on = std::env::var_os("VGPU_BAKE_TIMINGS").is_some_and(|v| v == "1")
-            || crate::term::verbose();
-        Self(on.then(std::time::Instant::now))
-    }
-
-    fn lap(&self, what: &str) {
-        if let Some(start) = self.0 {
-            errln!("timings: {:8.3} s  {what}", start.elapsed().as_secs_f64());
-        }
-    }
 }
 
 /// Why one attempt at the archive failed.
@@ -444,17 +320,35 @@ impl From<BundleError> for Failed {
     }
 }
 
-type Archive = (frames::Written, usize, BTreeMap<String, FileDigests>, usize);
+type Archive = (
+    frames::Written,
+    usize,
+    BTreeMap<String, FileDigests>,
+    usize,
+    Vec<crate::fetch::StagedImport>,
+);
+
+/// Where one attempt writes: the bundle's temp file, the caches.
+struct Target<'a> {
+    out: &'a mut File,
+    bundle: &'a Path,
+    cache: Option<&'a FrameCache>,
+    imports: &'a BTreeMap<String, crate::fetch::ImportTarget>,
+}
 
 /// One attempt: the entries into frames into `out`.
 fn write_archive(
     items: &BTreeMap<&str, Item<'_>>,
     manifest: &Manifest,
-    out: &mut File,
-    bundle: &Path,
-    cache: Option<&FrameCache>,
+    to: Target<'_>,
     opts: &BakeOptions,
 ) -> Result<Archive, Failed> {
+    let Target {
+        out,
+        bundle,
+        cache,
+        imports,
+    } = to;
     let wrap = |source: NewcError| BundleError::Write {
         bundle: bundle.to_path_buf(),
         source,
@@ -467,6 +361,8 @@ fn write_archive(
                 cache,
                 bundle,
                 hits: 0,
+                imports,
+                staged: Vec::new(),
             };
             let mut w =
                 NewcWriter::new(stream::Segmenter::new(&frames), opts.mtime).map_err(wrap)?;
@@ -490,14 +386,16 @@ fn write_archive(
             let entries = w.entries();
             let mut seg = w.finish().map_err(wrap)?;
             seg.end_frame().map_err(|e| wrap(e.into()))?;
-            Ok((entries, digests, ctx.hits))
+            Ok((entries, digests, ctx.hits, ctx.staged))
         })();
         drop(frames);
         let written = writer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         match (fed, written) {
-            (Ok((entries, digests, hits)), Ok(w)) => Ok((w, entries, digests, hits)),
+            (Ok((entries, digests, hits, staged)), Ok(w)) => {
+                Ok((w, entries, digests, hits, staged))
+            }
             (_, Err(WriteFail::Corrupt(path))) => Err(Failed::Corrupt(path)),
             (_, Err(WriteFail::Output(e) | WriteFail::Compress(e))) => Err(wrap(e.into()).into()),
             (Err(e), Ok(_)) => Err(e.into()),

@@ -13,10 +13,10 @@ mod download;
 mod error;
 mod progress;
 mod sidecar;
+mod tee;
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,9 +27,8 @@ use self::error::io_err;
 pub use self::progress::ProgressMode;
 use self::progress::Reporter;
 pub use self::sidecar::{SidecarState, path_for as sidecar_path, state as sidecar_state};
-use crate::atomic::AtomicFile;
+pub use self::tee::{CacheImport, ImportTarget, StagedImport, import_target};
 use crate::blocks::digests_of;
-use crate::direct::DirectWriter;
 use crate::hash::{Digests, is_hex};
 use crate::input::open_regular;
 use crate::progress::Progress;
@@ -184,7 +183,7 @@ pub fn fetch(req: &FetchRequest, opts: &FetchOptions) -> Result<Fetched, FetchEr
         crate::progress::silence();
     }
     if let Some(src) = &req.driver_file {
-        return import(src, &dest, filename, &expect);
+        return import(src, &dest, filename, expect);
     }
     if expect.is_empty() && !req.record_unpinned {
         return Err(FetchError::NoChecksum {
@@ -277,7 +276,7 @@ fn hashing_bar(file: &Path, len: u64) -> impl FnMut(&[u8]) -> io::Result<()> {
 }
 
 /// The checksums a file must have (lower-case hex; at least one for downloads).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Expected {
     md5: Option<String>,
     sha256: Option<String>,
@@ -420,72 +419,39 @@ fn import(
     src: &Path,
     dest: &Path,
     filename: &str,
-    expect: &Expected,
+    expect: Expected,
 ) -> Result<Fetched, FetchError> {
     if expect.is_empty() {
         return Err(FetchError::NoChecksumForFile {
             path: src.to_path_buf(),
         });
     }
-    // Opened without blocking and refused unless a regular file: a FIFO
-    // would hang here, `/dev/zero` would never end.
-    let (mut input, before) = open_regular(src).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidInput => FetchError::NotAFile {
-            path: src.to_path_buf(),
-            reason: e.to_string(),
-        },
-        _ => io_err("opening the driver file", src)(e),
-    })?;
-    let mut out = AtomicFile::create(dest)?;
-    let writing = |e| io_err("writing a copy of the driver file to", dest)(e);
-    // Around the page cache: the copy is fsynced at once, and is read again
-    // at most by the bake that imports it.
-    let mut copy = DirectWriter::new(out.file().try_clone().map_err(writing)?);
+    let (mut input, before) = tee::open_source(src)?;
+    let mut copy = CacheImport::create(src, dest, filename, expect)?;
     // Read once: each block is written and hashed (sha256, and md5 when
     // one is expected, on their own threads) in the same pass.
-    let mut write_failed = None;
     let bar = Progress::bytes(&format!("importing {filename}"), before.len());
-    let digests = digests_of(&mut input, expect.wants_md5(), |b| {
+    let digests = digests_of(&mut input, copy.wants_md5(), |b| {
         bar.add(b.len() as u64);
-        copy.write_all(b).map_err(|e| {
-            let msg = io::Error::new(e.kind(), e.to_string());
-            write_failed = Some(e);
-            msg
-        })
+        copy.write(b)
     });
-    let digests = match (digests, write_failed) {
-        (Ok(d), _) => d,
-        (Err(_), Some(e)) => return Err(writing(e)),
-        (Err(e), None) => return Err(io_err("reading the driver file", src)(e)),
+    let digests = match digests {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(copy
+                .write_error()
+                .unwrap_or_else(|| io_err("reading the driver file", src)(e)));
+        }
     };
-    if let Some(mismatch) = expect.mismatch(&digests) {
-        return Err(FetchError::FileMismatch {
-            path: src.to_path_buf(),
-            filename: filename.to_owned(),
-            mismatch,
-        });
-    }
-    copy.finish().map_err(writing)?;
-    out.set_mode(0o644)?;
-    out.commit()?;
-    let meta = fs::metadata(dest).map_err(io_err("reading the metadata of", dest))?;
-    sidecar::write(dest, &meta, &digests)?;
-    // A leftover partial download of the same file is now useless.
-    let mut part = OsString::from(dest.as_os_str());
-    part.push(".part");
-    let _ = fs::remove_file(PathBuf::from(part));
-    Ok(Fetched {
-        path: dest.to_path_buf(),
-        digests,
-        outcome: Outcome::Imported {
-            from: src.to_path_buf(),
-            stamp: input
-                .metadata()
-                .ok()
-                .map(|m| FileStamp::of(&m))
-                .filter(|after| *after == FileStamp::of(&before)),
-        },
-    })
+    let staged = copy.verify(&digests)?;
+    // The user's file, unchanged while it was read: its bytes are the
+    // ones hashed (and still in the page cache).
+    let stamp = input
+        .metadata()
+        .ok()
+        .map(|m| FileStamp::of(&m))
+        .filter(|after| *after == FileStamp::of(&before));
+    staged.commit(stamp)
 }
 
 #[cfg(test)]

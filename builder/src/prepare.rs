@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::bake::{BakeError, input_err};
-use crate::fetch::{self, FetchOptions, FetchRequest};
+use crate::fetch::{self, FetchOptions, FetchRequest, ImportTarget};
 use crate::hash::Digests;
 use crate::resolve::{DriverOverrides, DriverSource, ResolvedDriver};
 use crate::stamp::FileStamp;
@@ -22,7 +22,8 @@ pub enum Prepare {
     /// import and hash nothing new (the sidecar is refreshed if stale).
     CacheOnly,
     /// `bake`: trust a cached copy whose sidecar matches the pins (the
-    /// bundle writer re-hashes every byte anyway); otherwise fetch.
+    /// bundle writer re-hashes every byte anyway); otherwise fetch, or
+    /// leave a pinned user's file to the writer ([`reads_once`]).
     Trust,
     /// `fetch`: read and verify the cached copy again; otherwise fetch.
     Rehash,
@@ -45,6 +46,11 @@ pub struct PreparedDriver {
     pub read_from: Option<(PathBuf, FileStamp)>,
     /// Where this call found it: `fetch --json` reports it.
     pub origin: Origin,
+    /// Not in the cache yet: the bake's single pass ([`reads_once`]). The
+    /// bundle writer reads the user's file, hashes every byte while it
+    /// compresses it, and copies it to `path`, committed only when it
+    /// matched; `digests` are the pins and the file's size.
+    pub import: Option<ImportTarget>,
 }
 
 /// Where [`prepare_driver`] found the driver.
@@ -87,6 +93,23 @@ impl PreparedDriver {
             stamp,
             read_from: None,
             origin: Origin::Cached,
+            import: None,
+        }
+    }
+
+    /// A user's file the bake's writer imports as it reads it.
+    fn streamed(target: ImportTarget) -> Self {
+        Self {
+            path: target.dest.clone(),
+            digests: Digests {
+                md5: target.md5.clone(),
+                sha256: target.sha256.clone(),
+                size: target.size,
+            },
+            stamp: None,
+            read_from: None,
+            origin: Origin::Imported,
+            import: Some(target),
         }
     }
 
@@ -183,7 +206,23 @@ fn bind(
     }
 }
 
-/// Makes the driver available, verified, in `opts.cache_dir`.
+/// Whether a user's driver file is read once, by the bundle writer, which
+/// hashes it while it compresses it and copies it into the cache
+/// ([`PreparedDriver::import`]), rather than imported first (read, hashed,
+/// copied) and read again by the writer.
+///
+/// Only for a bake (`fetch` and `plan` write no bundle), of a user's file
+/// (`--driver-file`, the profile's `file`), whose sha256 is pinned (the
+/// writer declares it in the manifest before it reads a byte; without a
+/// pin, the import says what to pin), and which is not patched (unlock
+/// mode patches the copy in the cache before the writer runs).
+pub fn reads_once(how: Prepare, user_file: bool, sha256_pinned: bool, patched: bool) -> bool {
+    how == Prepare::Trust && user_file && sha256_pinned && !patched
+}
+
+/// Makes the driver available, verified, in `opts.cache_dir`, or (a bake
+/// given the user's file, [`reads_once`]) says how the bundle writer
+/// puts it there as it reads it.
 ///
 /// Returns `None` only with [`Prepare::CacheOnly`] when no verified copy
 /// matching the pins is cached. A demo driver is imported from the binary.
@@ -236,6 +275,13 @@ pub fn prepare_driver(
             cached,
         });
     }
+    let patched = driver.patch.is_some();
+    if reads_once(how, user_file, req.sha256.is_some(), patched)
+        && let Some(target) = fetch::import_target(&req, opts)?
+    {
+        // The bake adds the note once the copy is in the cache.
+        return Ok(Some(PreparedDriver::streamed(target)));
+    }
     if let DriverSource::Demo { bytes } = source {
         let tmp = tempfile::Builder::new()
             .prefix(".demo-driver.")
@@ -260,4 +306,69 @@ pub fn prepare_driver(
     let got = fetch::fetch(&req, opts)?;
     notes.push(format!("driver {}", got.describe()));
     Ok(Some(PreparedDriver::fetched(got, &req, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The single pass only for a bake of a pinned, unpatched user's file;
+    /// every other case keeps the import (or the cache, or the download).
+    #[test]
+    fn only_a_bake_of_a_pinned_unpatched_user_file_reads_it_once() {
+        // (how, user's file, sha256 pinned, patched, read once, why)
+        let cases = [
+            (
+                Prepare::Trust,
+                true,
+                true,
+                false,
+                true,
+                "bake --driver-file, pinned",
+            ),
+            (
+                Prepare::Rehash,
+                true,
+                true,
+                false,
+                false,
+                "fetch imports at once",
+            ),
+            (
+                Prepare::CacheOnly,
+                true,
+                true,
+                false,
+                false,
+                "plan reads nothing",
+            ),
+            (
+                Prepare::Trust,
+                true,
+                false,
+                false,
+                false,
+                "unpinned: the import says what to pin",
+            ),
+            (
+                Prepare::Trust,
+                false,
+                true,
+                false,
+                false,
+                "no user's file: cache or download",
+            ),
+            (
+                Prepare::Trust,
+                true,
+                true,
+                true,
+                false,
+                "unlock mode patches the cached copy",
+            ),
+        ];
+        for (how, user_file, pinned, patched, once, why) in cases {
+            assert_eq!(reads_once(how, user_file, pinned, patched), once, "{why}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use vgpu_plan::layout;
 use vgpu_plan::manifest::{Manifest, ManifestEntry, SCHEMA};
 
 use super::BundleError;
+use crate::fetch::ImportTarget;
 use crate::hash::{hex, is_hex};
 use crate::newc::MAX_NAME;
 use crate::stamp::FileStamp;
@@ -123,6 +124,9 @@ pub struct BundleSpec {
     entries: BTreeMap<String, Entry>,
     /// Files added with [`Self::add_secret_file`].
     secrets: std::collections::BTreeSet<String>,
+    /// Files whose bytes the writer also copies into the driver cache
+    /// ([`Self::import_into`]).
+    imports: BTreeMap<String, ImportTarget>,
 }
 
 impl BundleSpec {
@@ -132,6 +136,7 @@ impl BundleSpec {
             name: name.to_owned(),
             entries: BTreeMap::new(),
             secrets: Default::default(),
+            imports: BTreeMap::new(),
         }
     }
 
@@ -174,6 +179,31 @@ impl BundleSpec {
                 source,
             },
         )
+    }
+
+    /// Has the writer copy the file source at `path` into the driver cache
+    /// as it reads it: committed only when every byte matched `target`'s
+    /// digests and the archive was written ([`crate::fetch::CacheImport`]).
+    /// The source must be that user's file and its stamp `None`, so that
+    /// each byte is hashed.
+    pub fn import_into(&mut self, path: &str, target: ImportTarget) -> Result<(), BundleError> {
+        let ok = matches!(
+            self.entries.get(path),
+            Some(Entry::File { source: Source::File { path: file, sha256, stamp: None, .. }, .. })
+                if *file == target.from && *sha256 == target.sha256
+        );
+        if !ok {
+            return Err(BundleError::BadImport {
+                path: path.to_owned(),
+            });
+        }
+        self.imports.insert(path.to_owned(), target);
+        Ok(())
+    }
+
+    /// The files to copy into the driver cache, by bundle path.
+    pub fn imports(&self) -> &BTreeMap<String, ImportTarget> {
+        &self.imports
     }
 
     /// Adds a secret regular file (the licensing client token): mode 0600,

@@ -10,6 +10,7 @@
 //! has the stamp its digests were taken with (the driver cache's proof
 //! that it is unchanged), md5 only when one was declared.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -20,8 +21,10 @@ use sha2::{Digest, Sha256};
 
 use super::frame_cache::{CACHE_MIN, FrameCache};
 use super::frames::{CHUNK, Frames};
+use super::import::Copy;
 use super::{BundleError, FileDigests, Proof, Source, mismatch};
 use crate::blocks::{Chunk, DigestThread, Pool};
+use crate::fetch::{ImportTarget, StagedImport};
 use crate::hash::hex;
 use crate::newc::{NewcError, NewcWriter};
 use crate::progress::Progress;
@@ -78,6 +81,10 @@ pub(super) struct Ctx<'scope, 'env> {
     pub bundle: &'env Path,
     /// Cache entries used.
     pub hits: usize,
+    /// Entries whose source is also copied into the driver cache.
+    pub imports: &'env BTreeMap<String, ImportTarget>,
+    /// Those copies, verified, waiting for the bake to succeed.
+    pub staged: Vec<StagedImport>,
 }
 
 impl Ctx<'_, '_> {
@@ -99,9 +106,16 @@ pub(super) fn stream_file<'scope, 'a>(
     sha256: &str,
 ) -> Result<FileDigests, BundleError> {
     let size = source.size();
+    let mut copy = match ctx.imports.get(path) {
+        Some(target) => Some(Copy::begin(target)?),
+        None => None,
+    };
     if size < CACHE_MIN {
-        return small_file(ctx, w, path, mode, source);
+        let (got, staged) = small_file(ctx, w, path, mode, source, copy)?;
+        ctx.staged.extend(staged);
+        return Ok(got);
     }
+    let mut staged = None;
     let mut digests = FileDigests {
         sha256: sha256.to_owned(),
         md5: None,
@@ -114,6 +128,12 @@ pub(super) fn stream_file<'scope, 'a>(
         if let Some(entry) = ctx.cache.and_then(|c| c.lookup(sha256, size)) {
             seg.frames.cached(entry).map_err(|e| wrap(e.into()))?;
             digests.proof = Proof::Cached;
+            if let Some(c) = copy.take() {
+                // Still read, hashed and copied: see `super::import`.
+                let bar = Progress::bytes(&format!("importing {}", c.filename()), size);
+                let how = Body::HashOnly(&bar);
+                staged = read_body(ctx.scope, seg, path, source, how, ctx.bundle, Some(c))?.1;
+            }
             return Ok(());
         }
         let pending = ctx.cache.and_then(|c| c.begin(sha256, size).ok());
@@ -131,7 +151,9 @@ pub(super) fn stream_file<'scope, 'a>(
             }
             Source::File { .. } => {
                 let bar = Progress::bytes(&format!("compressing {path}"), size);
-                digests = read_body(ctx.scope, seg, path, source, tee, ctx.bundle, &bar)?;
+                let how = Body::Compress { tee, bar: &bar };
+                let c = copy.take();
+                (digests, staged) = read_body(ctx.scope, seg, path, source, how, ctx.bundle, c)?;
             }
         }
         if tee {
@@ -144,6 +166,7 @@ pub(super) fn stream_file<'scope, 'a>(
     if digests.proof == Proof::Cached {
         ctx.hits += 1;
     }
+    ctx.staged.extend(staged);
     Ok(digests)
 }
 
@@ -155,7 +178,8 @@ fn small_file(
     path: &str,
     mode: u32,
     source: &Source,
-) -> Result<FileDigests, BundleError> {
+    copy: Option<Copy>,
+) -> Result<(FileDigests, Option<StagedImport>), BundleError> {
     let wrap = ctx.wrap();
     let (bytes, proof): (std::borrow::Cow<'_, [u8]>, _) = match source {
         Source::Bytes(b) => (b.as_slice().into(), Proof::Memory),
@@ -172,6 +196,7 @@ fn small_file(
     let sha256 = hex(&Sha256::digest(&bytes));
     let md5 = match source {
         Source::File { md5: Some(_), .. } => Some(hex(&Md5::digest(&bytes))),
+        _ if copy.as_ref().is_some_and(Copy::wants_md5) => Some(hex(&Md5::digest(&bytes))),
         _ => None,
     };
     let got = FileDigests {
@@ -180,22 +205,37 @@ fn small_file(
         size: bytes.len() as u64,
         proof,
     };
+    let staged = match copy {
+        Some(mut c) => {
+            c.write(&bytes, |e| source_err(path, Path::new(""), e))?;
+            Some(c.verify(&got)?)
+        }
+        None => None,
+    };
     check(path, source, &got)?;
     w.append_file(path, mode, &bytes).map_err(wrap)?;
-    Ok(got)
+    Ok((got, staged))
 }
 
-/// A large file's body from disk: blocks to the compressors and to the
-/// hashers it needs.
+/// What [`read_body`] does with the blocks besides hashing them.
+enum Body<'b> {
+    /// Compress them (and with `tee`, store the frames in the frame cache).
+    Compress { tee: bool, bar: &'b Progress },
+    /// Nothing else: the frames came from the frame cache.
+    HashOnly(&'b Progress),
+}
+
+/// A large file's body from disk: blocks to the compressors, to the
+/// hashers it needs and to `copy` (the driver cache's import).
 fn read_body<'scope, 'a>(
     scope: &'scope Scope<'scope, '_>,
     seg: &mut Segmenter<'_, 'a>,
     path: &str,
     source: &Source,
-    tee: bool,
+    how: Body<'_>,
     bundle: &Path,
-    bar: &Progress,
-) -> Result<FileDigests, BundleError> {
+    mut copy: Option<Copy>,
+) -> Result<(FileDigests, Option<StagedImport>), BundleError> {
     let Source::File {
         path: file,
         sha256,
@@ -210,7 +250,8 @@ fn read_body<'scope, 'a>(
     let meta = f.metadata().map_err(|e| source_err(path, file, e))?;
     let proven = stamp.is_some_and(|s| s == FileStamp::of(&meta));
     let sha = (!proven).then(|| DigestThread::spawn::<Sha256>(scope));
-    let md5_thread = md5.is_some().then(|| DigestThread::spawn::<Md5>(scope));
+    let want_md5 = md5.is_some() || copy.as_ref().is_some_and(Copy::wants_md5);
+    let md5_thread = want_md5.then(|| DigestThread::spawn::<Md5>(scope));
     let wrap = |source: NewcError| BundleError::Write {
         bundle: bundle.to_path_buf(),
         source,
@@ -224,13 +265,20 @@ fn read_body<'scope, 'a>(
             return Err(mismatch(path, file, "size", size, &(done + n as u64)));
         }
         done += n as u64;
+        if let Some(c) = &mut copy {
+            c.write(&buf, |e| source_err(path, file, e))?;
+        }
         let chunk = seg.pool.share(buf);
         for t in [&sha, &md5_thread].into_iter().flatten() {
             t.feed(chunk.clone());
         }
-        seg.frames
-            .frame_counted(chunk, tee, bar.clone())
-            .map_err(|e| wrap(e.into()))?;
+        match &how {
+            Body::Compress { tee, bar } => seg
+                .frames
+                .frame_counted(chunk, *tee, (*bar).clone())
+                .map_err(|e| wrap(e.into()))?,
+            Body::HashOnly(bar) => bar.add(n as u64),
+        }
     }
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| source_err(path, file, e))? > 0 {
@@ -242,8 +290,11 @@ fn read_body<'scope, 'a>(
         size: *size,
         proof: if proven { Proof::Stamp } else { Proof::Hashed },
     };
+    // The copy's verdict first: its message names the user's file and what
+    // to do, as `fetch --driver-file` does.
+    let staged = copy.map(|c| c.verify(&got)).transpose()?;
     check(path, source, &got)?;
-    Ok(got)
+    Ok((got, staged))
 }
 
 /// Reads until `buf` is full or the file ends; keeps what was read.
