@@ -13,6 +13,14 @@
 //! compresses it without hashing it again (and hashes any file whose stamp
 //! does not match, failing the bake if its content changed). With the frame
 //! cache (`<cache>/frames/`) holding the driver's frames, it is not read.
+//!
+//! A user's driver file (`--driver-file`, a profile `file`) whose sha256 is
+//! pinned is not imported first ([`crate::prepare::reads_once`]): the writer
+//! reads it once, hashing it while it compresses it and copying it into the
+//! driver cache, committed only when it matched (`bundle/import.rs`); with
+//! the frame cache warm it is still read and hashed, not compressed. An
+//! unpinned file (or one to patch) is imported first, then the writer reads
+//! the user's file again, proven unchanged by the import's stamp.
 
 mod guest;
 pub mod licensing;

@@ -1,7 +1,8 @@
 //! Driver files into a verified cache: reuse a cached file whose checksum
 //! matches, otherwise download it (resume, bounded retries, no HTML pages,
 //! checksum verified before it gets its final name) or import the user's
-//! `--driver-file`. Each verified file gets a `<name>.digests.toml` sidecar
+//! `--driver-file` (or, for a bake, have the bundle writer copy it as it
+//! reads it: [`ImportTarget`], `tee.rs`). Each verified file gets a `<name>.digests.toml` sidecar
 //! so later bakes learn its sha256 without re-reading it ([`cached_digests`]).
 //! md5 is computed only when one is expected (it costs twice sha256's CPU).
 //!
@@ -101,6 +102,8 @@ pub enum Outcome {
         /// Its stamp, the same before and after it was read: while the
         /// file keeps it, its bytes are the ones hashed (and still in the
         /// page cache, so a bake reads them rather than the fresh copy).
+        /// `None` from the bake's single pass ([`ImportTarget`]): nothing
+        /// reads the file again.
         stamp: Option<FileStamp>,
     },
 }

@@ -44,7 +44,7 @@ pub enum BundleError {
         /// An existing entry below it.
         child: String,
     },
-    /// The manifest and signature paths belong to [`write_bundle`].
+    /// The manifest and signature paths belong to [`super::write_bundle`].
     #[error("{path} is reserved: write_bundle writes the manifest and its signature itself")]
     Reserved {
         /// The path.
@@ -120,7 +120,7 @@ pub enum BundleError {
     /// Creating, syncing or renaming an output file failed.
     #[error("writing the bundle: {0}; check that --out is writable and has room for it")]
     Atomic(#[from] AtomicError),
-    /// [`BundleSpec::import_into`] on a path that is not that file's entry.
+    /// [`super::BundleSpec::import_into`] on a path that is not that file's entry.
     #[error(
         "bundle path {path}: only a file source with the import's file and sha256, and no stamp, can be copied into the driver cache"
     )]
