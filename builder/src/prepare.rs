@@ -1,6 +1,9 @@
 //! The one driver preparation `plan`, `fetch` and `bake` share: the
 //! resolved driver's source (with the command line's overrides) into a
-//! verified file in the cache.
+//! verified file in the cache; for a bake of a user's file with its sha256
+//! pinned, into the instruction for the bundle writer to put it there as
+//! it reads it ([`reads_once`]: the file is read once, not imported first
+//! and read again).
 //!
 //! It takes a [`ResolvedDriver`], never the registry: everything the
 //! registry said (URL, md5, demo bytes) was captured when the profile was

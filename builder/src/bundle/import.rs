@@ -17,9 +17,9 @@ use crate::fetch::{CacheImport, Fetched, ImportTarget, StagedImport};
 use crate::hash::Digests;
 
 /// A copy into the driver cache while one entry's body is read.
-pub(super) struct Copy(CacheImport);
+pub(super) struct CacheCopy(CacheImport);
 
-impl Copy {
+impl CacheCopy {
     /// Starts copying for `target`.
     pub(super) fn begin(target: &ImportTarget) -> Result<Self, BundleError> {
         Ok(Self(CacheImport::begin(target)?))

@@ -4,11 +4,14 @@
 //! thread.
 //!
 //! A large file ([`CACHE_MIN`]) is copied from the frame cache when its
-//! entry is there and never read. Otherwise it is read in [`CHUNK`]
+//! entry is there and never read (unless it is also copied into the driver
+//! cache: then it is read and hashed, not compressed: [`super::import`]).
+//! Otherwise it is read in [`CHUNK`]
 //! blocks straight into reused buffers, and each block goes, without a
 //! copy, to a compressor and to the hashers: sha256 unless the file still
 //! has the stamp its digests were taken with (the driver cache's proof
-//! that it is unchanged), md5 only when one was declared.
+//! that it is unchanged), md5 only when one was declared; and to the
+//! driver cache's copy when the bake imports the file as it reads it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::frame_cache::{CACHE_MIN, FrameCache};
 use super::frames::{CHUNK, Frames};
-use super::import::Copy;
+use super::import::CacheCopy;
 use super::{BundleError, FileDigests, Proof, Source, mismatch};
 use crate::blocks::{Chunk, DigestThread, Pool};
 use crate::fetch::{ImportTarget, StagedImport};
@@ -107,7 +110,7 @@ pub(super) fn stream_file<'scope, 'a>(
 ) -> Result<FileDigests, BundleError> {
     let size = source.size();
     let mut copy = match ctx.imports.get(path) {
-        Some(target) => Some(Copy::begin(target)?),
+        Some(target) => Some(CacheCopy::begin(target)?),
         None => None,
     };
     if size < CACHE_MIN {
@@ -178,7 +181,7 @@ fn small_file(
     path: &str,
     mode: u32,
     source: &Source,
-    copy: Option<Copy>,
+    copy: Option<CacheCopy>,
 ) -> Result<(FileDigests, Option<StagedImport>), BundleError> {
     let wrap = ctx.wrap();
     let (bytes, proof): (std::borrow::Cow<'_, [u8]>, _) = match source {
@@ -196,7 +199,7 @@ fn small_file(
     let sha256 = hex(&Sha256::digest(&bytes));
     let md5 = match source {
         Source::File { md5: Some(_), .. } => Some(hex(&Md5::digest(&bytes))),
-        _ if copy.as_ref().is_some_and(Copy::wants_md5) => Some(hex(&Md5::digest(&bytes))),
+        _ if copy.as_ref().is_some_and(CacheCopy::wants_md5) => Some(hex(&Md5::digest(&bytes))),
         _ => None,
     };
     let got = FileDigests {
@@ -234,7 +237,7 @@ fn read_body<'scope, 'a>(
     source: &Source,
     how: Body<'_>,
     bundle: &Path,
-    mut copy: Option<Copy>,
+    mut copy: Option<CacheCopy>,
 ) -> Result<(FileDigests, Option<StagedImport>), BundleError> {
     let Source::File {
         path: file,
@@ -250,7 +253,7 @@ fn read_body<'scope, 'a>(
     let meta = f.metadata().map_err(|e| source_err(path, file, e))?;
     let proven = stamp.is_some_and(|s| s == FileStamp::of(&meta));
     let sha = (!proven).then(|| DigestThread::spawn::<Sha256>(scope));
-    let want_md5 = md5.is_some() || copy.as_ref().is_some_and(Copy::wants_md5);
+    let want_md5 = md5.is_some() || copy.as_ref().is_some_and(CacheCopy::wants_md5);
     let md5_thread = want_md5.then(|| DigestThread::spawn::<Md5>(scope));
     let wrap = |source: NewcError| BundleError::Write {
         bundle: bundle.to_path_buf(),
