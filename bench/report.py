@@ -132,7 +132,7 @@ Raw results: hyperfine's JSON under the out dir's `raw/` (default
 - date: {ctx['date']}
 - CPU: {cpu}, nproc {os.cpu_count()}
 - kernel: {platform.release()}
-- load average at the end of the run: {ctx['loadavg']} (the machine was shared)
+- load average at the end of the run: {ctx['loadavg']} (the benchmark's own work counts in it; say in the note what else ran)
 - code: commit {ctx['commit']}
 - tools: {versions}
 
